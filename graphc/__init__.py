@@ -1,0 +1,83 @@
+"""graphc: trace numerical Python functions into static graphs, differentiate them, and run
+them as generated C."""
+
+from __future__ import annotations
+
+from .check import check_grads
+from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
+from .ir import Graph
+from .ops.api import (
+    abs,
+    add,
+    astype,
+    broadcast_to,
+    clip,
+    concatenate,
+    cos,
+    divide,
+    dot,
+    equal,
+    exp,
+    expand_dims,
+    expm1,
+    greater,
+    greater_equal,
+    leaky_relu,
+    less,
+    less_equal,
+    log,
+    log1p,
+    log_softmax,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    multiply,
+    negative,
+    not_equal,
+    one_hot,
+    outer,
+    power,
+    relu,
+    reshape,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    softplus,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    stop_gradient,
+    subtract,
+    sum,
+    swapaxes,
+    tanh,
+    transpose,
+    where,
+)
+from .runtime import CompiledFunction, compile, jit
+from .trace import Tracer, trace
+from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError", "ShapeError",
+    "Tracer", "TracerError", "abs", "add", "astype", "broadcast_to", "check_grads", "clip",
+    "compile", "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1",
+    "grad", "greater", "greater_equal", "hessian", "jacobian", "jit", "jvp", "leaky_relu",
+    "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
+    "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
+    "multiply", "negative", "not_equal", "one_hot", "outer", "power", "relu", "reshape",
+    "sigmoid", "sign", "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack",
+    "stop_gradient", "subtract", "sum", "swapaxes", "tanh", "trace", "transpose",
+    "value_and_grad", "vjp", "where",
+]

@@ -1,0 +1,129 @@
+"""check_grads: reverse and forward mode against central finite differences in float64."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from . import pytree
+from .runtime import compile
+from .transforms import grad, jvp
+
+
+def _f64(tree):
+    leaves, td = pytree.flatten(tree)
+    return pytree.unflatten(td, [np.array(x, dtype=np.float64) for x in leaves])
+
+
+def check_grads(fn: Callable, args, order: int = 1, eps: float | None = None,
+                rtol: float | None = None, seed: int = 0) -> None:
+    """Raise AssertionError (naming the argument and the worst element) unless reverse- and
+    forward-mode derivatives of fn at args match central differences, up to `order`."""
+    args = _f64(tuple(args))
+    eps = 1e-5 if eps is None else eps
+    rtol = (1e-5 if order == 1 else 1e-4) if rtol is None else rtol
+    rng = np.random.default_rng(seed)
+    f = compile(fn)
+    out = f(*args)
+    out_leaves, out_td = pytree.flatten(out)
+    us = [rng.uniform(0.5, 1.5, np.shape(o)) for o in out_leaves]
+
+    def projected(*a):
+        """<u, fn(a)>: a scalar whose gradient is the VJP of fn with cotangent u."""
+        from .ops.api import sum as gsum
+        leaves, _ = pytree.flatten(fn(*a))
+        total = 0.0
+        for leaf, u in zip(leaves, us):
+            total = total + gsum(leaf * u)
+        return total
+
+    _check_first_order(projected, fn, args, eps, rtol, rng, "")
+    if order >= 2:
+        for k in range(len(args)):
+            g_k = grad(projected, argnums=k)
+            d = pytree.flatten(compile(g_k)(*args))[0]
+            ws = [rng.uniform(0.5, 1.5, np.shape(x)) for x in d]
+
+            def second(*a, g_k=g_k, ws=ws):
+                from .ops.api import sum as gsum
+                total = 0.0
+                for leaf, w in zip(pytree.flatten(g_k(*a))[0], ws):
+                    total = total + gsum(leaf * w)
+                return total
+
+            _check_first_order(second, None, args, eps, rtol * 10, rng,
+                               f" (second order, through d/d argument {k})")
+    del out_td
+
+
+def _check_first_order(scalar_fn, fn, args, eps, rtol, rng, what):
+    f = compile(scalar_fn)
+    for k in range(len(args)):
+        leaves, td = pytree.flatten(args[k])
+        analytic = pytree.flatten(compile(grad(scalar_fn, argnums=k))(*args))[0]
+        for li, leaf in enumerate(leaves):
+            numeric = np.zeros_like(leaf)
+            flat = leaf.reshape(-1)
+            for e in range(flat.size):
+                numeric.reshape(-1)[e] = _central(f, args, k, td, leaves, li, e, eps)
+            _compare(analytic[li], numeric, rtol, f"reverse mode{what}", k, li)
+            if fn is not None:
+                _check_forward(fn, args, k, td, leaves, li, eps, rtol, rng, what)
+
+
+def _with(args, k, td, leaves, li, new_leaf):
+    leaves = list(leaves)
+    leaves[li] = new_leaf
+    args = list(args)
+    args[k] = pytree.unflatten(td, leaves)
+    return tuple(args)
+
+
+def _central(f, args, k, td, leaves, li, e, eps):
+    leaf = leaves[li]
+    h = eps * max(1.0, abs(float(leaf.reshape(-1)[e])))
+    plus, minus = leaf.copy(), leaf.copy()
+    plus.reshape(-1)[e] += h
+    minus.reshape(-1)[e] -= h
+    fp = float(f(*_with(args, k, td, leaves, li, plus)))
+    fm = float(f(*_with(args, k, td, leaves, li, minus)))
+    return (fp - fm) / (2 * h)
+
+
+def _check_forward(fn, args, k, td, leaves, li, eps, rtol, rng, what):
+    """jvp along a random direction v against (f(x + hv) - f(x - hv)) / 2h."""
+    leaf = leaves[li]
+    v = rng.uniform(-1, 1, leaf.shape)
+    tangents = [np.zeros_like(x) for x in leaves]
+    tangents[li] = v
+    primals = tuple(args)
+    tans = tuple(pytree.unflatten(td, tangents) if j == k else _zeros_like_tree(a)
+                 for j, a in enumerate(args))
+    _, t_out = jvp(fn, primals, tans)
+    h = eps
+    f = compile(fn)
+    fp = pytree.flatten(f(*_with(args, k, td, leaves, li, leaf + h * v)))[0]
+    fm = pytree.flatten(f(*_with(args, k, td, leaves, li, leaf - h * v)))[0]
+    for oi, (a, p, m) in enumerate(zip(pytree.flatten(t_out)[0], fp, fm)):
+        _compare(np.asarray(a), (np.asarray(p) - np.asarray(m)) / (2 * h), rtol,
+                 f"forward mode{what} (output {oi})", k, li)
+
+
+def _zeros_like_tree(tree):
+    leaves, td = pytree.flatten(tree)
+    return pytree.unflatten(td, [np.zeros_like(np.asarray(x, dtype=np.float64)) for x in leaves])
+
+
+def _compare(analytic, numeric, rtol, mode, k, li):
+    analytic = np.asarray(analytic, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
+    err = np.abs(analytic - numeric)
+    bad = ~(err <= rtol * scale)
+    if np.any(bad):
+        i = np.unravel_index(int(np.argmax(np.where(np.isnan(err), np.inf, err))), err.shape)
+        raise AssertionError(
+            f"check_grads: {mode} derivative w.r.t. argument {k} (leaf {li}) differs from "
+            f"central differences at element {tuple(int(j) for j in i)}: analytic "
+            f"{analytic[i]!r}, numeric {numeric[i]!r} (|diff| {err[i]:.3g} > "
+            f"rtol {rtol:g} * {scale:.3g})")

@@ -1,0 +1,95 @@
+"""The op registry: every primitive declared once with all it needs.
+
+An OpDef carries the shape/dtype rule, the numpy reference, the C rendering, and the derivative
+rules. Derivative rules are written with graphc ops on Tracers, so their results are graph nodes
+that can be optimized, compiled and differentiated again.
+
+    vjp(g, out, *src, arg) -> tuple with one cotangent (or None for zero) per source
+    jvp: a tuple with one rule per source, rule(t, out, *src, arg) -> tangent of the output
+         (summed over the sources with nonzero tangents, as JAX's defjvp), or LINEAR
+         (the op applied to the tangents), or BILINEAR (sum of the op with one source
+         replaced by its tangent); missing -> derived from the VJP by transposition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
+from ..ir import Node, make_node
+
+ELEMENTWISE, REDUCE, MOVEMENT, CONTRACT, SOURCE = (
+    "elementwise", "reduce", "movement", "contract", "source")
+LINEAR, BILINEAR = "linear", "bilinear"
+
+OPS: dict[str, OpDef] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class OpDef:
+    name: str
+    kind: str
+    infer: Callable[[tuple[Node, ...], Any], tuple[tuple[int, ...], dtypes.DType]]
+    numpy: Callable | None
+    c: Any = None                      # str template, {kind: str}, or a kind-specific object
+    vjp: Callable | None = None
+    jvp: Any = None
+    nondiff: bool = False              # output is piecewise constant (comparisons, sign)
+    has_arg: bool = False              # rules and numpy get the static `arg` as keyword
+    test: dict = field(default_factory=dict)   # input domain for the registry-driven tests
+
+    def __call__(self, *srcs, arg=None):
+        """Apply the primitive to Tracers (no broadcasting or promotion: see the wrappers)."""
+        from ..trace import Tracer
+        node = bind(self, tuple(s.node for s in srcs), arg)
+        return Tracer(node)
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+def bind(op: OpDef, src: tuple[Node, ...], arg=None) -> Node:
+    shape, dtype = op.infer(src, arg)
+    return make_node(op, src, shape, dtype, arg)
+
+
+def defop(name: str, kind: str, *, infer=None, **fields) -> OpDef:
+    if name in OPS:
+        raise ValueError(f"op {name} declared twice")
+    fields.setdefault("has_arg", kind in (REDUCE, MOVEMENT))
+    op = OpDef(name=name, kind=kind, infer=infer or _DEFAULT_INFER[kind], **fields)
+    OPS[name] = op
+    return op
+
+
+# ---- shape/dtype rules shared by many ops ----
+
+def same_as_inputs(src, arg):
+    """Elementwise: sources already broadcast and promoted by the wrappers."""
+    first = src[0]
+    for s in src[1:]:
+        if s.shape != first.shape:
+            raise ShapeError(f"elementwise op got shapes {first.shape} and {s.shape}")
+    return first.shape, first.dtype
+
+
+def float_only(src, arg):
+    shape, dtype = same_as_inputs(src, arg)
+    if not dtype.is_float:
+        raise DTypeError(f"op needs a float input, got {dtype}")
+    return shape, dtype
+
+
+def to_bool(src, arg):
+    shape, _ = same_as_inputs(src, arg)
+    return shape, dtypes.bool_
+
+
+def _no_default(src, arg):
+    raise NotImplementedError("this kind of op needs its own infer rule")
+
+
+_DEFAULT_INFER = {ELEMENTWISE: same_as_inputs, REDUCE: _no_default, MOVEMENT: _no_default,
+                  CONTRACT: _no_default, SOURCE: _no_default}

@@ -1,0 +1,86 @@
+"""Composites: built from primitives, with no rules of their own, kept numerically stable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DTypeError
+from .elementwise import astype, exp, log, maximum_, minimum_, stop_gradient, where_
+from .movement import expand_dims
+from .reduce import max, sum  # noqa: A004
+
+
+def _t(x):
+    from ..trace import to_tracer
+    return to_tracer(x)
+
+
+def relu(x):
+    """max(x, 0) with derivative 0 at x == 0."""
+    x = _t(x)
+    return where_(x > 0, x, 0)
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    x = _t(x)
+    return where_(x > 0, x, x * negative_slope)
+
+
+def square(x):
+    x = _t(x)
+    return x * x
+
+
+def clip(x, lo=None, hi=None):
+    x = _t(x)
+    if lo is not None:
+        x = maximum_(x, lo)
+    if hi is not None:
+        x = minimum_(x, hi)
+    return x
+
+
+def _shifted(x, axis):
+    """x - max(x) along axis, the max held constant for differentiation (it cancels)."""
+    x = _t(x)
+    if not x.node.dtype.is_float:
+        x = astype(x, dtypes.float64)
+    m = stop_gradient(max(x, axis, keepdims=True))
+    m = where_(m == -np.inf, 0, m)          # all -inf: keep -inf - 0 instead of nan
+    return x - m, m
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) without overflow: max(x) + log(sum(exp(x - max(x))))."""
+    z, m = _shifted(x, axis)
+    out = log(sum(exp(z), axis, keepdims=True)) + m
+    if not keepdims:
+        from .reduce import normalize_axes
+        from .movement import reshape
+        axes = normalize_axes(axis, z.ndim, "logsumexp")
+        out = reshape(out, tuple(d for i, d in enumerate(z.shape) if i not in axes))
+    return out
+
+
+def softmax(x, axis=-1):
+    z, _ = _shifted(x, axis)
+    e = exp(z)
+    return e / sum(e, axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    z, _ = _shifted(x, axis)
+    return z - log(sum(exp(z), axis, keepdims=True))
+
+
+def one_hot(labels, n: int, dtype=np.float32):
+    """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
+    from .. import trace
+    labels = _t(labels)
+    if labels.node.dtype.kind not in "ib":
+        raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")
+    classes = trace.Tracer(trace.constant(np.arange(int(n)), labels.node.dtype))
+    return astype(expand_dims(labels, -1) == classes, dtype)
+
+

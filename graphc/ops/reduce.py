@@ -1,0 +1,112 @@
+"""Reduction primitives over static axes (the axes are dropped; keepdims is a reshape)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import ShapeError
+from . import LINEAR, REDUCE, bind, defop
+from .movement import broadcast_to, normalize_axis, reshape
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """How C accumulates: `init` per dtype kind, `update` with {acc} and {x}."""
+    init: dict
+    update: str
+
+
+def _reduce_infer(src, axes):
+    (x,) = src
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype
+
+
+def _keep(g, x, axes):
+    """g with the reduced axes restored as size 1, broadcast back to x's shape."""
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return broadcast_to(reshape(g, kept), x.shape)
+
+
+def _extremum_vjp(g, y, x, arg):
+    from .elementwise import astype
+    mask = astype(x == _keep(y, x, arg), x.dtype)
+    count = reduce_sum(mask, arg=arg)
+    return (_keep(g / count, x, arg) * mask,)
+
+
+def _extremum_jvp(t, y, x, arg):
+    from .elementwise import astype
+    mask = astype(x == _keep(y, x, arg), x.dtype)
+    return reduce_sum(t * mask, arg=arg) / reduce_sum(mask, arg=arg)
+
+
+reduce_sum = defop("sum", REDUCE, infer=_reduce_infer,
+                   numpy=lambda x, arg: np.sum(x, axis=arg),
+                   c=Reduce(init={"f": "0", "i": "0"}, update="{acc} += {x}"),
+                   vjp=lambda g, y, x, arg: (_keep(g, x, arg),), jvp=LINEAR)
+reduce_max = defop("max", REDUCE, infer=_reduce_infer,
+                   numpy=lambda x, arg: np.max(x, axis=arg),
+                   c=Reduce(init={"f": "-INFINITY", "i": "GC_IMIN({T})"},
+                            update="{acc} = gc_max({acc}, {x})"),
+                   vjp=_extremum_vjp, jvp=(_extremum_jvp,),
+                   test={"domain": ["distinct"]})
+reduce_min = defop("min", REDUCE, infer=_reduce_infer,
+                   numpy=lambda x, arg: np.min(x, axis=arg),
+                   c=Reduce(init={"f": "INFINITY", "i": "GC_IMAX({T})"},
+                            update="{acc} = gc_min({acc}, {x})"),
+                   vjp=_extremum_vjp, jvp=(_extremum_jvp,),
+                   test={"domain": ["distinct"]})
+
+
+def normalize_axes(axis, ndim: int, opname: str) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = tuple(sorted(normalize_axis(int(a), ndim, opname) for a in axes))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{opname}: duplicate value in axis {axis}")
+    return out
+
+
+def _reduce(op, x, axis, keepdims, opname):
+    from ..trace import Tracer, to_tracer
+    x = to_tracer(x, opname)
+    axes = normalize_axes(axis, x.ndim, opname)
+    if op is not reduce_sum and any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"{opname}: zero-size array to reduction operation {opname} which "
+                         f"has no identity (shape {x.shape}, axis {axis})")
+    if op is reduce_sum and not x.node.dtype.is_float:
+        from .elementwise import astype
+        x = astype(x, dtypes.int64)          # numpy sums bools and int32 as int64
+    out = Tracer(bind(op, (x.node,), axes), weak=x.weak) if axes else x
+    if keepdims:
+        out = reshape(out, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return out
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(reduce_sum, x, axis, keepdims, "sum")
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(reduce_max, x, axis, keepdims, "max")
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(reduce_min, x, axis, keepdims, "min")
+
+
+def mean(x, axis=None, keepdims=False):
+    from ..trace import to_tracer
+    from .elementwise import astype
+    x = to_tracer(x, "mean")
+    if not x.node.dtype.is_float:
+        x = astype(x, dtypes.float64)
+    axes = normalize_axes(axis, x.ndim, "mean")
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return sum(x, axis, keepdims) / n

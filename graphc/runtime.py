@@ -1,0 +1,145 @@
+"""CompiledFunction: signature -> executable cache, argument checks, one call per run."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+from . import pytree
+from .errors import GraphcError
+from .ir import Graph
+from .transforms import leaf_spec, trace_to_graph
+
+BACKENDS = ("c", "numpy")
+
+
+def default_backend() -> str:
+    b = os.environ.get("GRAPHC_BACKEND", "c").strip().lower() or "c"
+    if b not in BACKENDS:
+        raise GraphcError(f"GRAPHC_BACKEND={b!r}: expected one of {BACKENDS}")
+    return b
+
+
+class Executable:
+    """One traced and built signature: the graph, the runner, and how to unflatten."""
+
+    def __init__(self, graph: Graph, out_treedef, runner, specs):
+        self.graph = graph
+        self.out_treedef = out_treedef
+        self.runner = runner
+        self.specs = specs
+
+    def __call__(self, leaves: list) -> object:
+        arrays = [_as_array(x, spec) for x, spec in zip(leaves, self.specs) if spec[0] != "static"]
+        return pytree.unflatten(self.out_treedef, self.runner(arrays))
+
+
+def _as_array(x, spec) -> np.ndarray:
+    """The input as a C-contiguous array of the traced dtype (a copy only when needed)."""
+    a = np.asarray(x, dtype=spec[1].np)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+class CompiledFunction:
+    """fn traced, optimized and built once per input signature, then called directly."""
+
+    def __init__(self, fn: Callable, backend: str | None = None, optimize: bool = True,
+                 static_argnums=()):
+        self.fn = fn
+        self.backend = backend
+        self.optimize = optimize
+        self.static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
+                               else tuple(static_argnums))
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, fn, updated=())
+
+    def _signature(self, args) -> tuple[tuple, list, list]:
+        static = self.static_argnums
+        dyn = tuple(a for i, a in enumerate(args) if i not in static) if static else args
+        leaves, treedef = pytree.flatten(dyn)
+        specs = [leaf_spec(x) for x in leaves]
+        statics = tuple(args[i] for i in static if i < len(args))
+        return (treedef, tuple(specs), statics, len(args)), leaves, specs
+
+    def executable(self, *args) -> Executable:
+        key, _, specs = self._signature(args)
+        return self._get(key, args, specs)
+
+    def _get(self, key, args, specs) -> Executable:
+        exe = self._cache.get(key)
+        if exe is None:
+            with self._lock:
+                exe = self._cache.get(key)
+                if exe is None:
+                    exe = self._build(args, specs)
+                    self._cache[key] = exe
+        return exe
+
+    def _build(self, args, specs) -> Executable:
+        graph, out_td = trace_to_graph(self.fn, args, self.static_argnums)
+        if self.optimize:
+            from .passes import optimize
+            graph = optimize(graph)
+        backend = self.backend or default_backend()
+        if backend == "numpy":
+            from .interpret import Interpreter
+            runner = Interpreter(graph)
+        else:
+            from .codegen.c import build_graph
+            runner = build_graph(graph)
+        return Executable(graph, out_td, runner, specs)
+
+    def __call__(self, *args):
+        from .trace import Tracer, _stack
+        if _stack() or any(isinstance(x, Tracer) for x in pytree.flatten(args)[0]):
+            return self.fn(*args)           # inside another trace: inline
+        key, leaves, specs = self._signature(args)
+        return self._get(key, args, specs)(leaves)
+
+    # ---- introspection ----
+    def source(self, *args) -> str:
+        """The generated C of this signature."""
+        exe = self.executable(*args)
+        src = getattr(exe.runner, "source", None)
+        if src is None:
+            raise GraphcError("source() is only available with backend='c'")
+        return src
+
+    def stats(self, *args) -> dict:
+        exe = self.executable(*args)
+        runner_stats = getattr(exe.runner, "stats", None)
+        base = {"nodes": len(exe.graph.nodes), "kernels": 0, "buffers": 0, "peak_bytes": 0}
+        if runner_stats is not None:
+            base.update(runner_stats)
+        return base
+
+    def explain(self, *args) -> str:
+        exe = self.executable(*args)
+        lines = [f"{self.__name__}: {len(exe.graph.nodes)} nodes after optimization"]
+        log = getattr(exe.graph, "pass_log", [])
+        lines += [f"  pass {name}: {before} -> {after} nodes" for name, before, after in log]
+        for k, v in self.stats(*args).items():
+            lines.append(f"  {k}: {v}")
+        lines.append(str(exe.graph))
+        return "\n".join(lines)
+
+    def trace(self, *args) -> Graph:
+        return self.executable(*args).graph
+
+
+def compile(fn: Callable | None = None, backend: str | None = None, optimize: bool = True,
+            static_argnums=()):
+    """Trace fn, optimize, generate C, build it, and run it (usable as @graphc.compile)."""
+    if backend is not None and backend not in BACKENDS:
+        raise GraphcError(f"backend {backend!r}: expected one of {BACKENDS}")
+    if fn is None:
+        return lambda f: CompiledFunction(f, backend, optimize, static_argnums)
+    return CompiledFunction(fn, backend, optimize, static_argnums)
+
+
+jit = compile

@@ -1,0 +1,253 @@
+"""Tracing: Tracer values that record graphc ops, and TracerError messages that point home."""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import os
+import sys
+import threading
+from typing import Callable
+
+import numpy as np
+
+from . import dtypes
+from .errors import GraphcError, TracerError
+from .ir import Graph, Literal, Node, make_node
+from .ops import SOURCE, defop
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_uids = itertools.count()
+_local = threading.local()
+
+
+def _infer_source(src, arg):
+    raise GraphcError("source nodes are built by trace.new_input / trace.constant")
+
+
+INPUT = defop("input", SOURCE, infer=_infer_source, numpy=None)
+CONST = defop("const", SOURCE, infer=_infer_source, numpy=None)
+
+
+def new_input(shape, dtype: dtypes.DType, label: str = "") -> Node:
+    """A fresh input (placeholder) node; never equal to any other."""
+    return make_node(INPUT, (), tuple(shape), dtype, (next(_uids), label))
+
+
+def constant(value, dtype: dtypes.DType | None = None) -> Node:
+    arr = np.asarray(value)
+    dt = dtype or dtypes.from_numpy(arr.dtype, "constant")
+    arr = arr.astype(dt.np, copy=False)
+    return make_node(CONST, (), arr.shape, dt, Literal(arr))
+
+
+class Tracer:
+    """A symbolic array: each operation on it records a node instead of computing."""
+
+    __slots__ = ("node", "weak")
+    __array_priority__ = 1000   # numpy defers `ndarray (op) Tracer` to our reflected operators
+    __hash__ = None             # like numpy arrays: == builds a mask, so no hashing
+
+    def __init__(self, node: Node, weak: bool = False):
+        self.node = node
+        self.weak = weak
+
+    # ---- static metadata ----
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.node.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.node.dtype.np
+
+    @property
+    def ndim(self) -> int:
+        return len(self.node.shape)
+
+    @property
+    def size(self) -> int:
+        return self.node.size
+
+    @property
+    def T(self) -> Tracer:
+        return F.transpose(self)
+
+    def __repr__(self) -> str:
+        return f"Tracer<{self.node.dtype.short}{list(self.shape)}>"
+
+    # ---- arithmetic ----
+    def __add__(self, o): return F.add(self, o)
+    def __radd__(self, o): return F.add(o, self)
+    def __sub__(self, o): return F.subtract(self, o)
+    def __rsub__(self, o): return F.subtract(o, self)
+    def __mul__(self, o): return F.multiply(self, o)
+    def __rmul__(self, o): return F.multiply(o, self)
+    def __truediv__(self, o): return F.divide(self, o)
+    def __rtruediv__(self, o): return F.divide(o, self)
+    def __pow__(self, o): return F.power(self, o)
+    def __rpow__(self, o): return F.power(o, self)
+    def __matmul__(self, o): return F.matmul(self, o)
+    def __rmatmul__(self, o): return F.matmul(o, self)
+    def __neg__(self): return F.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return F.abs(self)
+    def __lt__(self, o): return F.less(self, o)
+    def __le__(self, o): return F.less_equal(self, o)
+    def __gt__(self, o): return F.greater(self, o)
+    def __ge__(self, o): return F.greater_equal(self, o)
+    def __eq__(self, o): return F.equal(self, o)
+    def __ne__(self, o): return F.not_equal(self, o)
+    def __and__(self, o): return F.logical_and(self, o)
+    def __rand__(self, o): return F.logical_and(o, self)
+    def __or__(self, o): return F.logical_or(self, o)
+    def __ror__(self, o): return F.logical_or(o, self)
+    def __invert__(self): return F.logical_not(self)
+    def __getitem__(self, idx): return F.getitem(self, idx)
+
+    def __iter__(self):
+        if not self.shape:
+            raise TracerError(_message("iteration over a 0-d traced value", "index it statically"))
+        return (self[i] for i in range(self.shape[0]))
+
+    # ---- methods ----
+    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else
+                                                   (axes or None))
+    def astype(self, dtype): return F.astype(self, dtype)
+    def squeeze(self, axis=None): return F.squeeze(self, axis)
+    def clip(self, lo=None, hi=None): return F.clip(self, lo, hi)
+    def dot(self, o): return F.dot(self, o)
+    def exp(self): return F.exp(self)
+    def log(self): return F.log(self)
+    def sqrt(self): return F.sqrt(self)
+    def sin(self): return F.sin(self)
+    def cos(self): return F.cos(self)
+    def tanh(self): return F.tanh(self)
+    def sigmoid(self): return F.sigmoid(self)
+    def relu(self): return F.relu(self)
+    def square(self): return F.square(self)
+    def log1p(self): return F.log1p(self)
+    def expm1(self): return F.expm1(self)
+    def flatten(self): return F.reshape(self, (-1,))
+    def ravel(self): return F.reshape(self, (-1,))
+
+    # ---- what cannot be traced ----
+    def __bool__(self):
+        raise TracerError(_message("bool() of a traced value (e.g. `if x > 0:`)",
+                                   "use graphc.where(cond, a, b) to select values"))
+
+    def __float__(self):
+        raise TracerError(_message("float() of a traced value", "return it as an output"))
+
+    def __int__(self):
+        raise TracerError(_message("int() of a traced value", "make the argument static"))
+
+    def __index__(self):
+        raise TracerError(_message("a traced value used as a Python index",
+                                   "use static ints/slices, or graphc.one_hot / graphc.where"))
+
+    def __len__(self):
+        raise TracerError(_message("len() of a traced value", "use x.shape[0], which is static"))
+
+    def item(self):
+        raise TracerError(_message("x.item() on a traced value", "return it as an output"))
+
+    def tolist(self):
+        raise TracerError(_message("x.tolist() on a traced value", "return it as an output"))
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerError(_message("np.asarray() of a traced value (numpy cannot see "
+                                   "inside a trace)", "use the graphc op of the same name"))
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        fn = F.UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if fn is None:
+            raise TracerError(_message(f"numpy ufunc {ufunc.__name__}.{method} on a traced "
+                                       "value", "use the graphc op of the same name"))
+        return fn(*inputs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        fn = F.ARRAY_FUNCTIONS.get(func.__name__)
+        if fn is None:
+            raise TracerError(_message(f"np.{func.__name__} on a traced value",
+                                       "use the graphc op of the same name"))
+        return fn(*args, **kwargs)
+
+
+def is_tracer(x) -> bool:
+    return isinstance(x, Tracer)
+
+
+def to_tracer(x, what: str = "value") -> Tracer:
+    """A Tracer for a traced value, Python scalar (weakly typed) or numpy array (a constant)."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+        return Tracer(constant(x, dtypes.python_scalar_dtype(x)), weak=True)
+    if isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise GraphcError(f"{what}: cannot convert {type(x).__name__} to an array")
+        return Tracer(constant(arr, dtypes.from_numpy(arr.dtype, what)))
+    raise GraphcError(f"{what}: graphc cannot use a {type(x).__name__} as an array")
+
+
+# ---- which user function is being traced (for messages) ----
+
+def _stack() -> list:
+    st = getattr(_local, "stack", None)
+    if st is None:
+        st = _local.stack = []
+    return st
+
+
+class tracing:
+    """Context manager marking that `fn` is being traced on this thread."""
+
+    def __init__(self, fn: Callable):
+        self.name = getattr(fn, "__qualname__", None) or repr(fn)
+
+    def __enter__(self):
+        _stack().append(self.name)
+
+    def __exit__(self, *exc):
+        _stack().pop()
+
+
+def _user_frame():
+    f = sys._getframe(2)
+    while f is not None:
+        fname = os.path.abspath(f.f_code.co_filename)
+        if not fname.startswith(_PKG_DIR) and "numpy" not in fname.split(os.sep)[-3:-1]:
+            return f
+        f = f.f_back
+    return None
+
+
+def _message(what: str, fix: str) -> str:
+    frame = _user_frame()
+    st = _stack()
+    where = f" while tracing {st[-1]!s}" if st else ""
+    loc = ""
+    if frame is not None:
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        loc = (f"\n  at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+               + (f"\n    {line}" if line else ""))
+    return (f"{what}{where}: the value is symbolic while graphc traces the function, so Python "
+            f"cannot branch on it or convert it.{loc}\n  Fix: {fix}; or pass the value as a "
+            "static argument (graphc.compile(fn, static_argnums=...)).")
+
+
+def trace(fn: Callable, *args, static_argnums=()) -> Graph:
+    """The Graph of `fn` at these example arguments (shapes and dtypes; values are ignored)."""
+    from .transforms import trace_to_graph
+    graph, _ = trace_to_graph(fn, args, static_argnums)
+    return graph
+
+
+from .ops import api as F  # noqa: E402  (Tracer's operators resolve at call time)

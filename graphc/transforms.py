@@ -1,0 +1,365 @@
+"""Function transformations. Each one is symbolic: called on traced values it adds nodes to
+the current trace; called on concrete arrays it compiles itself (cached per signature) and runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from . import dtypes, pytree
+from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
+from .errors import GraphcError
+from .ir import Graph, Node
+from .trace import Tracer, _stack, constant, new_input, to_tracer, tracing
+
+
+# ---- tracing a Python function into a Graph ----
+
+def leaf_spec(leaf) -> tuple:
+    """The part of a signature one leaf contributes: shape+dtype, or a Python scalar kind."""
+    if isinstance(leaf, np.ndarray):
+        return (leaf.shape, dtypes.from_numpy(leaf.dtype, "argument"))
+    if isinstance(leaf, bool):
+        return ("static", leaf)
+    if isinstance(leaf, float):
+        return ((), dtypes.float64, "weak")
+    if isinstance(leaf, int):
+        return ((), dtypes.int64, "weak")
+    if isinstance(leaf, np.generic):
+        return ((), dtypes.from_numpy(leaf.dtype, "argument"))
+    if isinstance(leaf, Tracer):
+        return (leaf.shape, leaf.node.dtype) + (("weak",) if leaf.weak else ())
+    raise GraphcError(f"argument of type {type(leaf).__name__} is not supported: pass numpy "
+                      "arrays, Python scalars, or tuples/lists/dicts of them (or make it "
+                      "static with static_argnums)")
+
+
+def _as_traced(spec: tuple, label: str) -> Any:
+    if spec[0] == "static":
+        return spec[1]
+    return Tracer(new_input(spec[0], spec[1], label), weak=len(spec) > 2)
+
+
+def call_traced(fn: Callable, args: tuple) -> Any:
+    """Call fn on tracers; turn user mistakes about input structure into GraphcErrors."""
+    with tracing(fn):
+        try:
+            return fn(*args)
+        except GraphcError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            structure = pytree.describe(pytree.flatten(args)[1])
+            raise GraphcError(
+                f"{getattr(fn, '__qualname__', fn)} failed while being traced with inputs of "
+                f"structure {structure}: {type(e).__name__}: {e}") from e
+
+
+def trace_to_graph(fn: Callable, args: tuple, static_argnums=()) -> tuple[Graph, tuple]:
+    """Trace fn at the signature of args; returns the Graph and the output treedef."""
+    static = set(static_argnums)
+    dyn = tuple(a for i, a in enumerate(args) if i not in static)
+    leaves, treedef = pytree.flatten(dyn)
+    traced = [_as_traced(leaf_spec(x), f"in{k}") for k, x in enumerate(leaves)]
+    dyn_t = iter(pytree.unflatten(treedef, traced))
+    full = tuple(a if i in static else next(dyn_t) for i, a in enumerate(args))
+    out = call_traced(fn, full)
+    out_leaves, out_td = pytree.flatten(out)
+    outs = [to_tracer(o, "output").node for o in out_leaves]
+    inputs = [t.node for t in traced if isinstance(t, Tracer)]
+    graph = Graph(inputs, outs, name=getattr(fn, "__name__", "fn"))
+    graph.verify()
+    return graph, out_td
+
+
+# ---- the symbolic / concrete switch shared by all transformations ----
+
+def _in_trace(args) -> bool:
+    return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(args)[0])
+
+
+class _Transformed:
+    """A transformation's result: symbolic inside a trace, compiled when called on arrays."""
+
+    def __init__(self, symbolic: Callable, name: str):
+        self._symbolic = symbolic
+        self.__name__ = self.__qualname__ = name
+        self._compiled = None
+
+    def __call__(self, *args):
+        if _in_trace(args):
+            return self._symbolic(*args)
+        if self._compiled is None:
+            from .runtime import compile
+            self._compiled = compile(self._symbolic)
+        return self._compiled(*args)
+
+
+def _placeholders(tree, label: str, need_float: bool):
+    """Fresh input nodes standing for the leaves of `tree` (the values they replace too)."""
+    leaves, td = pytree.flatten(tree)
+    actual = [to_tracer(x, label) for x in leaves]
+    if need_float:
+        for t in actual:
+            if not t.node.dtype.is_float:
+                raise GraphcError(f"{label}: differentiation needs float inputs, got "
+                                  f"{t.node.dtype} (cast it, or leave it out of argnums)")
+    ph = [Tracer(new_input(t.shape, t.node.dtype, label), weak=t.weak) for t in actual]
+    return ph, actual, td
+
+
+def _bind_back(nodes: list, phs: list[Tracer], actual: list[Tracer]) -> list:
+    """Replace placeholders by the values they stood for (None entries pass through)."""
+    mapping = {id(p.node): a.node for p, a in zip(phs, actual)}
+    real = [n for n in nodes if n is not None]
+    done = iter(substitute([t.node for t in real], mapping))
+    return [None if n is None else Tracer(next(done), weak=n.weak) for n in nodes]
+
+
+def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if not isinstance(a, int) or not -nargs <= a < nargs:
+            raise GraphcError(f"{name}: argnums {argnums!r} is out of range for a function "
+                              f"called with {nargs} positional argument(s)")
+    return tuple(a % nargs for a in nums)
+
+
+def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
+    return [c if c is not None else zeros(p.shape, p.node.dtype) for c, p in zip(cts, phs)]
+
+
+# ---- reverse mode ----
+
+def _value_and_grad_symbolic(fn, argnums, has_aux, args):
+    nums = _argnums(argnums, len(args), "grad")
+    args = list(args)
+    groups = []
+    for i in nums:
+        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True)
+        args[i] = pytree.unflatten(td, ph)
+        groups.append((ph, actual, td))
+    out = call_traced(fn, tuple(args))
+    value, aux = out if has_aux else (out, None)
+    value = to_tracer(value, "grad output")
+    if value.shape != () or not value.node.dtype.is_float:
+        raise GraphcError(f"grad of {getattr(fn, '__name__', fn)}: the function must return a "
+                          f"float scalar, got {value.node.dtype} of shape {value.shape} "
+                          "(use jacobian or vjp for non-scalar outputs)")
+    all_ph = [p for ph, _, _ in groups for p in ph]
+    all_actual = [a for _, actual, _ in groups for a in actual]
+    one = Tracer(constant(1, value.node.dtype))
+    cts = _zero_fill(vjp_nodes([value.node], [one], [p.node for p in all_ph]), all_ph)
+    aux_leaves, aux_td = pytree.flatten(aux)
+    aux_t = [to_tracer(a, "aux") for a in aux_leaves]
+    bound = _bind_back([value] + aux_t + cts, all_ph, all_actual)
+    value, aux_b, cts = bound[0], bound[1:1 + len(aux_t)], iter(bound[1 + len(aux_t):])
+    grads = [pytree.unflatten(td, [next(cts) for _ in ph]) for ph, _, td in groups]
+    grads = grads[0] if isinstance(argnums, int) else tuple(grads)
+    if has_aux:
+        return (value, pytree.unflatten(aux_td, aux_b)), grads
+    return value, grads
+
+
+def value_and_grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
+    """(value, gradient) of a scalar-valued fn; with has_aux fn returns (value, aux)."""
+    def symbolic(*args):
+        return _value_and_grad_symbolic(fn, argnums, has_aux, args)
+    return _named(fn, _Transformed(symbolic, f"value_and_grad({_name(fn)})"))
+
+
+def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
+    """Gradient of a scalar-valued fn w.r.t. argument(s) argnums, shaped like them."""
+    def symbolic(*args):
+        (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args)
+        return (g, value_aux[1]) if has_aux else g
+    return _named(fn, _Transformed(symbolic, f"grad({_name(fn)})"))
+
+
+def _named(fn, wrapper):
+    """Copy fn's name and docstring (never its __dict__, which may be another wrapper's)."""
+    return functools.update_wrapper(wrapper, fn, updated=())
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def vjp(fn: Callable, *primals):
+    """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives one cotangent per primal."""
+    if not _in_trace(primals):
+        out = _cached_compile(fn)(*primals)
+        vjp_compiled = _vjp_runner(fn)
+        return out, lambda ct: vjp_compiled(primals, ct)
+    phs, actual, tds = [], [], []
+    for k, p in enumerate(primals):
+        ph, act, td = _placeholders(p, f"primal {k}", need_float=False)
+        phs.append(ph)
+        actual.append(act)
+        tds.append(td)
+    out = call_traced(fn, tuple(pytree.unflatten(td, ph) for td, ph in zip(tds, phs)))
+    out_leaves, out_td = pytree.flatten(out)
+    out_t = [to_tracer(o, "vjp output") for o in out_leaves]
+    flat_ph = [p for ph in phs for p in ph]
+    flat_actual = [a for act in actual for a in act]
+    out_bound = pytree.unflatten(out_td, _bind_back(out_t, flat_ph, flat_actual))
+
+    def vjp_fn(cotangent):
+        ct_leaves, ct_td = pytree.flatten(cotangent)
+        if ct_td != out_td:
+            raise GraphcError(f"vjp: the cotangent has structure {pytree.describe(ct_td)}, "
+                              f"the output {pytree.describe(out_td)}")
+        cts = []
+        for o, c in zip(out_t, ct_leaves):
+            c = to_tracer(c, "cotangent").astype(o.dtype)
+            if c.shape != o.shape:
+                raise GraphcError(f"vjp: cotangent shape {c.shape} != output shape {o.shape}")
+            cts.append(c)
+        res = vjp_nodes([o.node for o in out_t], cts, [p.node for p in flat_ph])
+        res = [r if r is not None or not p.node.dtype.is_float else zeros(p.shape, p.dtype)
+               for r, p in zip(res, flat_ph)]
+        res = [r if r is not None else _int_zero(p) for r, p in zip(res, flat_ph)]
+        bound = iter(_bind_back(res, flat_ph, flat_actual))
+        return tuple(pytree.unflatten(td, [next(bound) for _ in ph]) for td, ph in zip(tds, phs))
+
+    return out_bound, vjp_fn
+
+
+def _int_zero(p: Tracer) -> Tracer:
+    """Integer primals get zero cotangents of their own dtype (there is no float0)."""
+    return zeros(p.shape, p.node.dtype)
+
+
+# ---- forward mode ----
+
+def jvp(fn: Callable, primals, tangents):
+    """(fn(*primals), J·tangents): forward mode."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if not _in_trace((primals, tangents)):
+        return _jvp_runner(fn)(primals, tangents)
+    if len(primals) != len(tangents):
+        raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    ph, actual, td = _placeholders(primals, "primal", need_float=False)
+    t_leaves, t_td = pytree.flatten(tangents)
+    if t_td != td:
+        raise GraphcError(f"jvp: tangents have structure {pytree.describe(t_td)}, primals "
+                          f"{pytree.describe(td)}")
+    tans = []
+    for p, t in zip(ph, t_leaves):
+        t = to_tracer(t, "tangent")
+        if t.shape != p.shape:
+            raise GraphcError(f"jvp: tangent shape {t.shape} != primal shape {p.shape}")
+        tans.append(t.astype(p.dtype) if p.node.dtype.is_float else None)
+    out = call_traced(fn, pytree.unflatten(td, ph))
+    out_leaves, out_td = pytree.flatten(out)
+    out_t = [to_tracer(o, "jvp output") for o in out_leaves]
+    tout = jvp_nodes([o.node for o in out_t], [p.node for p in ph], tans)
+    tout = [t if t is not None else zeros(o.shape, o.node.dtype) for t, o in zip(tout, out_t)]
+    bound = _bind_back(out_t + tout, ph, actual)
+    n = len(out_t)
+    return pytree.unflatten(out_td, bound[:n]), pytree.unflatten(out_td, bound[n:])
+
+
+# ---- Jacobians ----
+
+def _jacobian_symbolic(fn, argnums, args):
+    nums = _argnums(argnums, len(args), "jacobian")
+    args = list(args)
+    groups = []
+    for i in nums:
+        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True)
+        args[i] = pytree.unflatten(td, ph)
+        groups.append((ph, actual, td))
+    out = call_traced(fn, tuple(args))
+    out_leaves, out_td = pytree.flatten(out)
+    outs = [to_tracer(o, "jacobian output") for o in out_leaves]
+    ins = [p for ph, _, _ in groups for p in ph]
+    rows = _jacobian_blocks(outs, ins)        # rows[o][i]: shape outs[o].shape + ins[i].shape
+    flat_actual = [a for _, actual, _ in groups for a in actual]
+    flat = _bind_back([b for row in rows for b in row], ins, flat_actual)
+    it = iter(flat)
+    per_out = []
+    for _ in outs:
+        blocks = iter([next(it) for _ in ins])
+        per_arg = [pytree.unflatten(td, [next(blocks) for _ in ph]) for ph, _, td in groups]
+        per_out.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
+    return pytree.unflatten(out_td, per_out)
+
+
+def _jacobian_blocks(outs: list[Tracer], ins: list[Tracer]) -> list[list[Tracer]]:
+    from .ops.api import reshape, stack
+    n_out = sum(o.size for o in outs)
+    n_in = sum(i.size for i in ins)
+    in_nodes = [i.node for i in ins]
+    rows: list[list[Tracer]] = []
+    if n_out <= n_in:       # reverse mode: one sweep per output element
+        for o in outs:
+            sweeps = [vjp_nodes([o.node], [_basis(o, e)], in_nodes) for e in range(o.size)]
+            rows.append([_assemble(sweeps, k, o, i, "rev") for k, i in enumerate(ins)])
+    else:                   # forward mode: one sweep per input element
+        per_in = []
+        for k, i in enumerate(ins):
+            sweeps = []
+            for e in range(i.size):
+                tans = [_basis(i, e) if j == k else None for j in range(len(ins))]
+                sweeps.append(jvp_nodes([o.node for o in outs], in_nodes, tans))
+            per_in.append(sweeps)
+        for oi, o in enumerate(outs):
+            rows.append([_assemble([s[oi:oi + 1] for s in per_in[k]], 0, o, i, "fwd")
+                         for k, i in enumerate(ins)])
+    del reshape, stack
+    return rows
+
+
+def _basis(t: Tracer, e: int) -> Tracer:
+    v = np.zeros(t.size, t.dtype)
+    v[e] = 1
+    return Tracer(constant(v.reshape(t.shape), t.node.dtype))
+
+
+def _assemble(sweeps, k, o: Tracer, i: Tracer, mode: str) -> Tracer:
+    """Stack per-element sweep results into a block of shape o.shape + i.shape."""
+    from .ops.api import astype, reshape, stack
+    like = i if mode == "rev" else o
+    dt = dtypes.promote(o.node.dtype, i.node.dtype)
+    parts = [s[k] if s[k] is not None else zeros(like.shape, like.node.dtype) for s in sweeps]
+    if not parts:
+        return zeros(o.shape + i.shape, dt)
+    flat = [reshape(astype(p, dt), (-1,)) for p in parts]
+    block = stack(flat, axis=0 if mode == "rev" else 1)
+    return reshape(block, o.shape + i.shape)
+
+
+def jacobian(fn: Callable, argnums=0) -> Callable:
+    """Full Jacobian, shaped out.shape + in.shape (reverse or forward mode, whichever is
+    fewer sweeps)."""
+    def symbolic(*args):
+        return _jacobian_symbolic(fn, argnums, args)
+    return _named(fn, _Transformed(symbolic, f"jacobian({_name(fn)})"))
+
+
+def hessian(fn: Callable, argnums=0) -> Callable:
+    """Hessian of a scalar fn, shaped in.shape + in.shape: the Jacobian of the gradient."""
+    return jacobian(grad(fn, argnums), argnums)
+
+
+# ---- compiled helpers for the concrete paths of vjp/jvp ----
+
+@functools.lru_cache(maxsize=256)
+def _cached_compile(fn):
+    from .runtime import compile
+    return compile(fn)
+
+
+@functools.lru_cache(maxsize=256)
+def _vjp_runner(fn):
+    from .runtime import compile
+    return compile(lambda primals, ct: vjp(fn, *primals)[1](ct))
+
+
+@functools.lru_cache(maxsize=256)
+def _jvp_runner(fn):
+    from .runtime import compile
+    return compile(lambda primals, tangents: jvp(fn, primals, tangents))
