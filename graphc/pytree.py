@@ -64,7 +64,8 @@ def describe(treedef: tuple) -> str:
     if kind == "none":
         return "None"
     if kind == "dict":
-        return "{" + ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(treedef[1], treedef[2])) + "}"
+        items = (f"{k!r}: {describe(c)}" for k, c in zip(treedef[1], treedef[2]))
+        return "{" + ", ".join(items) + "}"
     inner = ", ".join(describe(c) for c in treedef[1])
     return f"({inner},)" if kind == "tuple" and len(treedef[1]) == 1 else (
         f"({inner})" if kind == "tuple" else f"[{inner}]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

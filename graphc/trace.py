@@ -7,7 +7,7 @@ import linecache
 import os
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -5,16 +5,16 @@ the current trace; called on concrete arrays it compiles itself (cached per sign
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import dtypes, pytree
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
 from .errors import GraphcError
-from .ir import Graph, Node
+from .ir import Graph
 from .trace import Tracer, _stack, constant, new_input, to_tracer, tracing
-
 
 # ---- tracing a Python function into a Graph ----
 

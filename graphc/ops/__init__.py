@@ -13,8 +13,9 @@ that can be optimized, compiled and differentiated again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from . import elementwise as _ew
-from .composite import clip, leaky_relu, log_softmax, logsumexp, one_hot, relu, softmax, square
+from .composite import clip, square
 from .elementwise import (
     abs,  # noqa: A004
-    astype,
     divide,
     multiply,
     negative,
     power,
-    stop_gradient,
     subtract,
 )
 from .elementwise import add_ as add
@@ -24,7 +22,6 @@ from .movement import (
     broadcast_to,
     concatenate,
     expand_dims,
-    getitem,
     reshape,
     squeeze,
     stack,

@@ -56,8 +56,8 @@ def logsumexp(x, axis=None, keepdims=False):
     z, m = _shifted(x, axis)
     out = log(sum(exp(z), axis, keepdims=True)) + m
     if not keepdims:
-        from .reduce import normalize_axes
         from .movement import reshape
+        from .reduce import normalize_axes
         axes = normalize_axes(axis, z.ndim, "logsumexp")
         out = reshape(out, tuple(d for i, d in enumerate(z.shape) if i not in axes))
     return out

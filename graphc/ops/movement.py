@@ -236,11 +236,15 @@ def getitem(x, idx):
 
 # ---- concatenate ----
 
+def _without(shape, axis):
+    return shape[:axis] + shape[axis + 1:]
+
+
 def _concat_infer(src, axis):
     first = src[0]
     for s in src[1:]:
         if (len(s.shape) != len(first.shape)
-                or s.shape[:axis] + s.shape[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]):
+                or _without(s.shape, axis) != _without(first.shape, axis)):
             raise ShapeError(f"concatenate: shapes {first.shape} and {s.shape} differ "
                              f"outside axis {axis}")
         if s.dtype is not first.dtype:

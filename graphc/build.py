@@ -1,0 +1,427 @@
+"""Build generated C as a cffi (API-mode) extension and cache it in memory and on disk.
+
+`load_module(source, cdef)` returns `(ffi, lib)`. A repeated call with the same strings is a dict
+lookup; otherwise the module comes from the on-disk cache, else gcc builds it. Disk layout::
+
+    <root>/<key[:2]>/<key>/<modname>.so    the extension (loaded only if it matches meta.json)
+                           <modname>.c     the C that cffi emitted, kept for debugging
+                           meta.json       sha256 and size of the .so, build time, flags
+    <root>/locks/<key>.lock                per-key file lock around check-then-build
+    <root>/tmp/                            builds in progress; installed by renaming the directory
+    <root>/failed/<modname>.c              the source of the last failed build of that module
+
+`<root>` is `$GRAPHC_CACHE_DIR`, else `platformdirs.user_cache_dir("graphc")`; if that is not
+writable, `<tmpdir>/graphc-cache-<uid>`. `GRAPHC_DEBUG=1` logs builds and disk loads to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import cffi
+import filelock
+import platformdirs
+
+from graphc.errors import CompileError, GraphcError
+
+__all__ = [
+    "CSRC_DIR",
+    "GraphcWarning",
+    "cache_clear",
+    "cache_dir",
+    "cache_info",
+    "load_module",
+    "module_key",
+]
+
+log = logging.getLogger("graphc")
+
+
+class GraphcWarning(UserWarning):
+    """Something went wrong but graphc recovered (corrupt cache entry, cache dir fallback)."""
+
+
+def _find_csrc() -> Path:
+    """Installed wheels ship the headers as the package `graphc.csrc`; a checkout has `csrc/`."""
+    packaged = Path(__file__).parent / "csrc"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "csrc"
+
+
+CSRC_DIR: Path = _find_csrc()
+
+# -march=native is applied only if the compiler accepts it (probed at the first build); the
+# outcome is a function of compiler and CPU, both in the key, so the key names the request.
+_BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe",
+               "-Werror=implicit-function-declaration")
+_NATIVE_FLAGS = ("-march=native",)
+_KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
+_LIBS = ("-lm",)
+_ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
+
+_loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}  # (source, cdef) -> (ffi, lib)
+_key_locks: dict[str, threading.Lock] = {}
+_debug_handler: logging.Handler | None = None
+
+
+# ---------------------------------------------------------------- public API
+
+
+def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
+    """Return `(ffi, lib)` for C `source`; `cdef` declares what Python calls.
+
+    Same (source, cdef, toolchain, ...) -> served from memory, else from disk, else built.
+    The memory cache is keyed by (source, cdef) alone, so a repeated call costs one dict lookup:
+    within a process the toolchain of the first load wins. Raises `CompileError` if the
+    compiler fails or the built module does not load.
+    """
+    hit = _loaded.get((source, cdef))
+    if hit is not None:
+        return hit
+    key = module_key(source, cdef)
+    with _key_locks.setdefault(key, threading.Lock()):
+        hit = _loaded.get((source, cdef))
+        if hit is None:
+            hit = _load_from_disk_or_build(key, source, cdef)
+            _loaded[(source, cdef)] = hit
+    return hit
+
+
+def module_key(source: str, cdef: str) -> str:
+    """sha256 (hex) naming the built module. It covers, one line each:
+
+    - the C source and the cdef;
+    - the compiler: `$CC` (default `gcc`), its resolved path and the first line of `--version`;
+    - the compile flags (as requested: `-march=native` is dropped at build time only if the
+      compiler rejects it, which compiler and CPU flags below determine);
+    - the versions of graphc, cffi and numpy;
+    - the Python ABI: `sys.implementation.cache_tag` and `EXT_SUFFIX`;
+    - the machine: `platform.machine()` and a hash of the CPU feature flags (/proc/cpuinfo);
+    - the name and content of every `csrc/*.h`.
+    """
+    cc = tuple(_compiler_argv())
+    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, *_environment_id()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
+
+
+def cache_dir() -> Path:
+    """The active on-disk cache root (evaluated per call: tests and users change the env var)."""
+    return _resolve_root(os.environ.get("GRAPHC_CACHE_DIR") or _default_root())
+
+
+def cache_info() -> dict:
+    """`{"path", "entries", "bytes"}` of the active cache root."""
+    root = cache_dir()
+    entries = _entries(root)
+    size = sum(f.stat().st_size for e in entries for f in e.iterdir() if f.is_file())
+    return {"path": str(root), "entries": len(entries), "bytes": size}
+
+
+def cache_clear() -> int:
+    """Remove every entry (and stale temp, lock and failed files); return the entry count."""
+    root = cache_dir()
+    entries = _entries(root)
+    for entry in entries:
+        _remove_entry(root, entry)
+        with contextlib.suppress(OSError):  # the <key[:2]> dir, if now empty
+            entry.parent.rmdir()
+    for sub in ("failed", "locks"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    _remove_stale_temps(root)
+    return len(entries)
+
+
+# ---------------------------------------------------------------- key ingredients
+
+
+def _compiler_argv() -> list[str]:
+    return shlex.split(os.environ.get("CC") or "gcc")
+
+
+@functools.cache
+def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
+    """(CC as given, resolved path, first --version line), once per process per CC."""
+    path = shutil.which(cc[0]) or cc[0]
+    try:
+        out = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60)
+        first = out.stdout.splitlines()[0] if out.stdout else f"exit {out.returncode}"
+    except (OSError, subprocess.SubprocessError) as exc:
+        first = f"unavailable: {exc}"
+    return " ".join(cc), path, first
+
+
+@functools.cache
+def _environment_id() -> tuple[str, ...]:
+    """Everything in the key that is fixed for the life of the process."""
+    return (
+        _version("graphc"),
+        cffi.__version__,
+        _version("numpy"),
+        sys.implementation.cache_tag or "",
+        sysconfig.get_config_var("EXT_SUFFIX") or "",
+        platform.machine(),
+        _cpu_flags_hash(),
+        _headers_hash(),
+    )
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _cpu_flags_hash() -> str:
+    """-march=native output depends on the CPU's features, not only on the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        line = ""
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+def _headers_hash() -> str:
+    digest = hashlib.sha256()
+    for header in sorted(CSRC_DIR.glob("*.h")):
+        digest.update(header.name.encode() + b"\0" + header.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- cache root
+
+
+@functools.cache
+def _default_root() -> str:
+    return platformdirs.user_cache_dir("graphc")
+
+
+@functools.cache
+def _resolve_root(configured: str) -> Path:
+    """`configured` if we can write there, else a per-user temp dir (warned once per root)."""
+    root = Path(configured).expanduser()
+    if _writable(root):
+        return root
+    fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}"
+    warnings.warn(
+        f"graphc cannot write its kernel cache at {root}; using {fallback} instead. "
+        "Set GRAPHC_CACHE_DIR to a writable directory to keep compiled kernels.",
+        GraphcWarning,
+        stacklevel=5,  # the caller of load_module
+    )
+    if not _writable(fallback):
+        raise GraphcError(f"no writable cache directory: tried {root} and {fallback}")
+    return fallback
+
+
+def _writable(root: Path) -> bool:
+    try:
+        _make_dirs(root)
+    except OSError:  # PermissionError, NotADirectoryError (a file on the path), read-only fs
+        return False
+    return os.access(root, os.W_OK | os.X_OK)
+
+
+def _make_dirs(root: Path) -> None:
+    for sub in ("tmp", "locks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+
+
+def _entries(root: Path) -> list[Path]:
+    return [e for e in root.glob("??/*") if e.is_dir() and len(e.name) == 64]
+
+
+def _entry_dir(root: Path, key: str) -> Path:
+    return root / key[:2] / key
+
+
+def _remove_entry(root: Path, entry: Path) -> None:
+    """Rename aside, then delete: readers see the whole entry or none of it."""
+    _make_dirs(root)
+    trash = root / "tmp" / f"stale-{uuid.uuid4().hex}"
+    try:
+        os.replace(entry, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _remove_stale_temps(root: Path, age: float = 3600.0) -> None:
+    """Temp dirs of crashed builds; recent ones may belong to a build running elsewhere."""
+    now = time.time()
+    for tmp in (root / "tmp").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - tmp.stat().st_mtime > age:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- disk cache
+
+
+def _load_from_disk_or_build(key: str, source: str, cdef: str) -> tuple[cffi.FFI, object]:
+    root = cache_dir()
+    name = f"_graphc_{key[:20]}"
+    entry = _entry_dir(root, key)
+    _make_dirs(root)
+    with filelock.FileLock(str(root / "locks" / f"{key}.lock")):
+        if entry.exists():
+            start = time.perf_counter()
+            loaded = _load_verified(entry, name)
+            if loaded is not None:
+                _debug("loaded %s from disk in %.1f ms", entry, 1e3 * (time.perf_counter() - start))
+                return loaded
+        return _build_and_install(root, entry, name, source, cdef)
+
+
+def _load_verified(entry: Path, name: str) -> tuple[cffi.FFI, object] | None:
+    """Import the entry's .so if it matches meta.json; else warn and return None (rebuild)."""
+    so = entry / f"{name}.so"
+    problem = _artifact_problem(entry, so)
+    if problem is None:
+        try:
+            return _import(name, so)
+        except (ImportError, OSError) as exc:
+            problem = f"it failed to load ({exc})"
+    warnings.warn(f"graphc rebuilds the corrupt cache entry {entry}: {problem}", GraphcWarning,
+                  stacklevel=4)
+    return None
+
+
+def _artifact_problem(entry: Path, so: Path) -> str | None:
+    """Why the .so must not be loaded (None if its size and sha256 match meta.json)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        data = so.read_bytes()
+        if len(data) == meta["size"] and hashlib.sha256(data).hexdigest() == meta["sha256"]:
+            return None
+        return "its size/sha256 does not match meta.json"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _import(name: str, so: Path) -> tuple[cffi.FFI, object]:
+    loader = importlib.machinery.ExtensionFileLoader(name, str(so))
+    spec = importlib.util.spec_from_file_location(name, so, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module.ffi, module.lib
+
+
+def _build_and_install(
+    root: Path, entry: Path, name: str, source: str, cdef: str
+) -> tuple[cffi.FFI, object]:
+    """Build and load in a fresh temp dir, then rename it into place (a mapped .so survives).
+
+    A module that does not load (an undefined symbol) is a CompileError and is never installed.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root / "tmp"))
+    try:
+        start = time.perf_counter()
+        flags = _build(root, tmp, name, source, cdef)
+        try:
+            loaded = _import(name, tmp / f"{name}.so")
+        except ImportError as exc:
+            message = f"the built module does not load: {exc}"
+            raise _compile_error(root, tmp / f"{name}.c", message, "") from exc
+        _write_meta(tmp / f"{name}.so", flags, time.perf_counter() - start)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        _remove_entry(root, entry)
+        os.replace(tmp, entry)
+        _debug("built %s in %.1f ms", entry, 1e3 * (time.perf_counter() - start))
+        return loaded
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_meta(so: Path, flags: list[str], seconds: float) -> None:
+    data = so.read_bytes()
+    meta = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_seconds": round(seconds, 4),
+        "compiler": _compiler_id(tuple(_compiler_argv()))[1:],
+        "flags": flags,
+    }
+    (so.parent / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str]:
+    """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools)."""
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
+    ffi.set_source(name, source, include_dirs=[str(CSRC_DIR)], compiler_verbose=False)
+    c_file = tmp / f"{name}.c"
+    ffi.emit_c_code(str(c_file))
+    cc = _compiler_argv()
+    flags = [*_BASE_FLAGS, *(_NATIVE_FLAGS if _accepts_native(tuple(cc)) else ())]
+    includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
+    cmd = [*cc, *flags, *includes, str(c_file), "-o", str(tmp / f"{name}.so"), *_LIBS]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise _compile_error(root, c_file, f"cannot run {cc[0]}: {exc}", "") from exc
+    if result.returncode != 0:
+        output = result.stderr + result.stdout
+        raise _compile_error(root, c_file, f"{cc[0]} exited with {result.returncode}", output)
+    return flags
+
+
+@functools.cache
+def _accepts_native(cc: tuple[str, ...]) -> bool:
+    """Some compilers (or targets) reject -march=native; then we build portable -O3 code."""
+    with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
+        cmd = [*cc, *_NATIVE_FLAGS, "-x", "c", "-c", "-", "-o", os.path.join(tmp, "probe.o")]
+        try:
+            return subprocess.run(cmd, input=b"int x;\n", capture_output=True).returncode == 0
+        except OSError:
+            return False
+
+
+def _compile_error(root: Path, c_file: Path, fallback: str, output: str) -> CompileError:
+    """Keep the failed source under <root>/failed/ and name its first error line."""
+    kept = root / "failed" / c_file.name
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(c_file, kept)
+    output = output.replace(str(c_file), str(kept))
+    lines = output.splitlines()
+    first = next((ln for ln in lines if _ERROR_LINE.search(ln)), fallback)
+    message = "\n".join([f"C compilation failed: {first}", f"  source kept at {kept}", *lines[:20]])
+    return CompileError(message)
+
+
+def _debug(msg: str, *args: object) -> None:
+    """With GRAPHC_DEBUG set, make sure graphc's debug log reaches stderr."""
+    global _debug_handler
+    if os.environ.get("GRAPHC_DEBUG", "0") not in ("", "0") and _debug_handler is None:
+        _debug_handler = logging.StreamHandler(sys.stderr)
+        _debug_handler.setFormatter(logging.Formatter("graphc: %(message)s"))
+        log.addHandler(_debug_handler)
+        log.setLevel(logging.DEBUG)
+    log.debug(msg, *args)

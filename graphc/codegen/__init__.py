@@ -1,0 +1,1 @@
+"""Lowering a scheduled graph to source code (C for now)."""

@@ -1,0 +1,287 @@
+"""Kernels -> one C translation unit with one exported entry point, built with cffi.
+
+Each elementwise op renders one element from its OpDef.c template; the loops, strided
+indexing and reductions around it are written here. Large graphs are split into several
+static functions so the compiler never sees one enormous function.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import GraphcError
+from ..ir import Graph
+from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
+from .writer import CWriter
+
+ENTRY = "graphc_entry"
+LINES_PER_PART = 2000
+
+
+def c_literal(value, dt: dtypes.DType) -> str:
+    if dt.is_float:
+        v = float(np.float32(value)) if dt is dtypes.float32 else float(value)
+        if math.isnan(v):
+            return "NAN"
+        if math.isinf(v):
+            return "INFINITY" if v > 0 else "(-INFINITY)"
+        text = repr(v)
+        return f"{text}f" if dt is dtypes.float32 else text
+    if dt is dtypes.bool_:
+        return "1" if value else "0"
+    v = int(value)
+    return f"INT64_C({v})" if dt is dtypes.int64 else (str(v) if v != -2**31 else "INT32_MIN")
+
+
+def _ptr(buf: Buffer, const: bool = False) -> str:
+    t = buf.dtype.c
+    if buf.kind == "ws":
+        return f"GC_BUF({t}, ws, {buf.offset})"
+    if buf.kind == "const":
+        return f"k{buf.index}"
+    q = "const " if const else ""
+    return f"(({q}{t} *)io[{buf.index}])"
+
+
+def _load(v: View, dt: dtypes.DType, idx: str) -> str:
+    if v.literal is not None:
+        return c_literal(v.literal, dt)
+    return f"{_ptr(v.buf, const=True)}[{idx}]"
+
+
+def _index(offset: int, strides, ivars) -> str:
+    terms = [str(offset)] if offset else []
+    for s, i in zip(strides, ivars):
+        if s == 1:
+            terms.append(i)
+        elif s:
+            terms.append(f"{i} * {s}")
+    return " + ".join(terms) or "0"
+
+
+def _template(kernel: Kernel) -> str:
+    op, n = kernel.node.op, kernel.node
+    src_dt = n.src[0].dtype if n.src else n.dtype
+    if op.name == "where":
+        src_dt = n.src[1].dtype
+    c = op.c
+    if isinstance(c, dict):
+        c = c.get(src_dt.kind) or c.get("i" if src_dt.kind == "b" else "f")
+    if op.name == "cast" and n.dtype is dtypes.bool_:
+        c = "({0} != 0)"
+    return c
+
+
+class _Emitter:
+    def __init__(self, sched: Schedule):
+        self.s = sched
+        self.w = CWriter()
+
+    def loops(self, shape, views: list[View]):
+        """Open loops over `shape`; returns index expressions for each view, and the depth."""
+        extents, strides = loop_dims(shape, views)
+        ivars = [f"i{k}" for k in range(len(extents))]
+        for i, e in zip(ivars, extents):
+            self.w.line(f"for (long {i} = 0; {i} < {e}; {i}++) {{")
+            self.w._depth += 1
+        return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], len(extents)
+
+    def close(self, depth: int) -> None:
+        for _ in range(depth):
+            self.w._depth -= 1
+            self.w.line("}")
+
+    def elementwise(self, k: Kernel) -> None:
+        n = k.node
+        idx, depth = self.loops(k.shape, [k.out] + k.srcs)
+        if k.kind == "copy":
+            expr = _load(k.srcs[0], n.dtype if k.note != "materialize" else n.dtype, idx[1])
+        else:
+            operands = [_load(v, s.dtype, i) for v, s, i in zip(k.srcs, n.src, idx[1:])]
+            src_dt = n.src[0].dtype
+            f = "f" if src_dt is dtypes.float32 else ""
+            expr = _template(k).format(*operands, f=f, T=n.dtype.c)
+        self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {expr};")
+        self.close(depth)
+
+    def zero(self, k: Kernel) -> None:
+        b = k.out.buf
+        self.w.line(f"memset({_ptr(b)}, 0, {b.size * b.dtype.itemsize});")
+
+    def reduce(self, k: Kernel) -> None:
+        n = k.node
+        src, axes = k.srcs[0], n.arg
+        full = n.src[0].shape
+        kept = [d for d in range(len(full)) if d not in axes]
+        out_view = View(k.out.buf, k.out.offset, k.out.strides)
+        src_kept = View(src.buf, src.offset, tuple(src.strides[d] for d in kept), src.literal)
+        dt = n.dtype
+        acc_t = "double" if dt.is_float else "int64_t"
+        red = n.op.c
+        init = red.init["f" if dt.is_float else "i"].format(T=acc_t)
+        with self.w.block(""):
+            idx, depth = self.loops(tuple(full[d] for d in kept), [out_view, src_kept])
+            self.w.line(f"{acc_t} acc = {init};")
+            inner = View(src.buf, 0, tuple(src.strides[d] for d in axes), src.literal)
+            iidx, idepth = self._inner_loops(tuple(full[d] for d in axes), inner)
+            x = _load(src, dt, f"{idx[1]} + {iidx}" if iidx != "0" else idx[1])
+            self.w.line(red.update.format(acc="acc", x=x) + ";")
+            self.close(idepth)
+            self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = ({dt.c})acc;")
+            self.close(depth)
+
+    def _inner_loops(self, shape, view: View):
+        extents, strides = loop_dims(shape, [view])
+        ivars = [f"j{k}" for k in range(len(extents))]
+        for i, e in zip(ivars, extents):
+            self.w.line(f"for (long {i} = 0; {i} < {e}; {i}++) {{")
+            self.w._depth += 1
+        return _index(0, strides[0], ivars), len(extents)
+
+    def matmul(self, k: Kernel) -> None:
+        n = k.node
+        a, b = k.srcs
+        batch = n.shape[:-2]
+        m, kk, nn = n.src[0].shape[-2], n.src[0].shape[-1], n.shape[-1]
+        views = [View(k.out.buf, k.out.offset, k.out.strides[:-2]),
+                 View(a.buf, a.offset, a.strides[:-2], a.literal),
+                 View(b.buf, b.offset, b.strides[:-2], b.literal)]
+        fn = "gc_gemm_f32" if n.dtype is dtypes.float32 else "gc_gemm_f64"
+        with self.w.block(""):
+            idx, depth = self.loops(batch, views)
+            pa = self._matrix_ptr(a, idx[1], n.dtype)
+            pb = self._matrix_ptr(b, idx[2], n.dtype)
+            self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, {pb}, "
+                        f"{b.strides[-2]}, {b.strides[-1]}, {_ptr(k.out.buf)} + {idx[0]}, "
+                        f"{nn}, 0);")
+            self.close(depth)
+
+    def _matrix_ptr(self, v: View, idx: str, dt) -> str:
+        if v.literal is not None:
+            raise GraphcError("internal: matmul of a scalar constant")
+        return f"{_ptr(v.buf, const=True)} + {idx}"
+
+    def kernel(self, k: Kernel) -> None:
+        n = k.node
+        self.w.line(f"/* {k.kind} {n.op.name} {n.dtype.short}{list(k.shape)} {k.note} */"
+                    .replace(" */", "*/").replace("  ", " "))
+        if k.kind in ("elementwise", "copy"):
+            if k.kind == "copy" or k.shape:
+                with self.w.block(""):
+                    self.elementwise(k)
+            else:
+                self.elementwise(k)
+        else:
+            getattr(self, k.kind)(k)
+
+    def render(self) -> str:
+        s, w = self.s, self.w
+        w.line("/* generated by graphc */")
+        w.line('#include "graphc_rt.h"')
+        uses_gemm = any(k.kind == "matmul" for k in s.kernels)
+        if uses_gemm:
+            w.line('#include "graphc_gemm.h"')
+            w.line("static graphc_gemm_f32_fn gc_gemm_f32;")
+            w.line("static graphc_gemm_f64_fn gc_gemm_f64;")
+        with w.block("void graphc_set_gemm(intptr_t f32, intptr_t f64)"):
+            if uses_gemm:
+                w.line("gc_gemm_f32 = (graphc_gemm_f32_fn)f32;")
+                w.line("gc_gemm_f64 = (graphc_gemm_f64_fn)f64;")
+            else:
+                w.line("(void)f32; (void)f64;")
+        for b, value in s.consts:
+            flat = value.reshape(-1)
+            items = ", ".join(c_literal(x, b.dtype) for x in flat.tolist())
+            w.line(f"static const {b.dtype.c} k{b.index}[{b.size}] = {{{items}}};")
+        parts = self._parts()
+        n_io = len(s.inputs) + len(s.hidden) + len(s.outputs)
+        params = ", ".join([f"void *a{i}" for i in range(n_io)] + ["void *ws"])
+        with w.block(f"int {ENTRY}({params})"):
+            if n_io:
+                w.line("void *io[] = {" + ", ".join(f"a{i}" for i in range(n_io)) + "};")
+            else:
+                w.line("void **io = 0;")
+            for p in range(parts):
+                w.line(f"gc_part{p}(io, (char *)ws);")
+            w.line("(void)io;")
+            w.line("return 0;")
+        return w.text()
+
+    def _parts(self) -> int:
+        """Emit kernels into static functions of at most LINES_PER_PART lines each."""
+        w, part = self.w, 0
+        kernels = self.s.kernels
+        i = 0
+        while i < len(kernels) or part == 0:
+            with w.block(f"static void gc_part{part}(void **io, char *ws)"):
+                w.line("(void)io; (void)ws;")
+                start = len(w)
+                while i < len(kernels) and len(w) - start < LINES_PER_PART:
+                    self.kernel(kernels[i])
+                    i += 1
+            part += 1
+        return part
+
+
+def generate(graph: Graph) -> tuple[str, str, Schedule]:
+    """C source, cffi cdef and the schedule of a graph."""
+    sched = schedule(graph)
+    source = _Emitter(sched).render()
+    n_io = len(sched.inputs) + len(sched.hidden) + len(sched.outputs)
+    cdef = (f"int {ENTRY}({', '.join(['void *'] * (n_io + 1))});\n"
+            "void graphc_set_gemm(intptr_t, intptr_t);\n")
+    return source, cdef, sched
+
+
+class CRunner:
+    """Calls the built entry point: fresh output arrays, a shared workspace, one C call."""
+
+    def __init__(self, graph: Graph):
+        from ..build import load_module
+        self.source, cdef, sched = generate(graph)
+        self.ffi, lib = load_module(self.source, cdef)
+        if "graphc_gemm.h" in self.source:
+            from ..rt import gemm_addresses
+            addr = gemm_addresses()
+            lib.graphc_set_gemm(addr["f32"], addr["f64"])
+        self._entry = getattr(lib, ENTRY)
+        self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
+        self._hidden = [self.ffi.from_buffer(np.ascontiguousarray(v)) for _, v in sched.hidden]
+        self._hidden_keep = [v for _, v in sched.hidden]
+        self._ws_bytes = max(sched.ws_bytes, 64)
+        self._ws, self._ws_ptr = self._new_workspace()
+        self._lock = threading.Lock()
+        self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
+                      "peak_bytes": sched.ws_bytes}
+
+    def _new_workspace(self):
+        raw = np.empty(self._ws_bytes + 64, np.uint8)
+        start = (-raw.ctypes.data) % 64
+        buf = raw[start:start + self._ws_bytes]
+        return buf, self.ffi.from_buffer(buf)
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        outs = [np.empty(shape, dt) for shape, dt in self._outs]
+        fb = self.ffi.from_buffer
+        args = [fb(a) for a in arrays]
+        args += self._hidden
+        args += [fb(o) for o in outs]
+        if self._lock.acquire(blocking=False):
+            try:
+                rc = self._entry(*args, self._ws_ptr)
+            finally:
+                self._lock.release()
+        else:                       # another thread holds the shared workspace
+            _, ws = self._new_workspace()
+            rc = self._entry(*args, ws)
+        if rc:
+            raise GraphcError(f"generated code returned error code {rc}")
+        return outs
+
+
+def build_graph(graph: Graph) -> CRunner:
+    return CRunner(graph)

@@ -1,0 +1,18 @@
+"""One kernel cache for the whole test session (and across sessions on this machine)."""
+
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault(
+    "GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"graphc-test-cache-{os.getuid()}"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("GRAPHC_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow: set GRAPHC_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
