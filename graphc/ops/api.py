@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from . import elementwise as _ew
-from .composite import clip, square
+from .composite import clip, leaky_relu, log_softmax, logsumexp, one_hot, relu, softmax, square
 from .elementwise import (
     abs,  # noqa: A004
+    astype,
     divide,
     multiply,
     negative,
     power,
+    stop_gradient,
     subtract,
 )
 from .elementwise import add_ as add
@@ -22,6 +24,7 @@ from .movement import (
     broadcast_to,
     concatenate,
     expand_dims,
+    getitem,
     reshape,
     squeeze,
     stack,
@@ -68,3 +71,13 @@ ARRAY_FUNCTIONS = {
     "stack": stack, "dot": dot, "outer": outer, "clip": clip, "expand_dims": expand_dims,
     "squeeze": squeeze, "broadcast_to": broadcast_to, "swapaxes": swapaxes, "matmul": matmul,
 }
+
+__all__ = [
+    "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "cos", "divide", "dot",
+    "equal", "exp", "expand_dims", "expm1", "getitem", "greater", "greater_equal", "leaky_relu",
+    "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
+    "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "multiply",
+    "negative", "not_equal", "one_hot", "outer", "power", "relu", "reshape", "sigmoid", "sign",
+    "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient",
+    "subtract", "sum", "swapaxes", "tanh", "transpose", "where",
+]
