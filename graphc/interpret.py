@@ -13,6 +13,7 @@ class Interpreter:
     def __init__(self, graph: Graph):
         slot = {id(n): k for k, n in enumerate(graph.inputs)}
         self.n_inputs = len(graph.inputs)
+        self.in_dtypes = [n.dtype.np for n in graph.inputs]
         self.consts: list[tuple[int, np.ndarray]] = []
         self.steps = []
         for n in graph.nodes:
@@ -31,8 +32,9 @@ class Interpreter:
         self.outputs = [slot[id(n)] for n in graph.outputs]
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        from .runtime import as_array
         env: list = [None] * self.n_slots
-        env[:self.n_inputs] = inputs
+        env[:self.n_inputs] = [as_array(x, d) for x, d in zip(inputs, self.in_dtypes)]
         for k, v in self.consts:
             env[k] = v
         with np.errstate(all="ignore"):

@@ -69,3 +69,27 @@ def describe(treedef: tuple) -> str:
     inner = ", ".join(describe(c) for c in treedef[1])
     return f"({inner},)" if kind == "tuple" and len(treedef[1]) == 1 else (
         f"({inner})" if kind == "tuple" else f"[{inner}]")
+
+
+def unflattener(treedef: tuple):
+    """A function list -> tree specialised to `treedef` (the per-call path avoids recursion)."""
+    keys: list = []
+    counter = iter(range(1 << 62))
+
+    def expr(td: tuple) -> str:
+        kind = td[0]
+        if kind == "*":
+            return f"o[{next(counter)}]"
+        if kind == "none":
+            return "None"
+        if kind == "dict":
+            items = []
+            for k, c in zip(td[1], td[2]):
+                keys.append(k)
+                items.append(f"K[{len(keys) - 1}]: {expr(c)}")
+            return "{" + ", ".join(items) + "}"
+        inner = ", ".join(expr(c) for c in td[1])
+        return f"({inner},)" if kind == "tuple" else f"[{inner}]"
+
+    body = expr(treedef)
+    return eval(f"lambda o: {body}", {"K": keys})  # noqa: S307  (built from the treedef only)

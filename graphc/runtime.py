@@ -25,22 +25,29 @@ def default_backend() -> str:
 
 
 class Executable:
-    """One traced and built signature: the graph, the runner, and how to unflatten."""
+    """One traced and built signature: the graph, the runner, and how to unflatten.
+
+    The runner receives the dynamic leaves as they came (it converts them itself: the C
+    runner passes scalars by value and arrays zero-copy)."""
 
     def __init__(self, graph: Graph, out_treedef, runner, specs):
         self.graph = graph
         self.out_treedef = out_treedef
         self.runner = runner
         self.specs = specs
+        self.dynamic = [k for k, s in enumerate(specs) if s[0] != "static"]
+        self.all_dynamic = len(self.dynamic) == len(specs)
+        self.unflatten = pytree.unflattener(out_treedef)
 
     def __call__(self, leaves: list) -> object:
-        arrays = [_as_array(x, spec) for x, spec in zip(leaves, self.specs) if spec[0] != "static"]
-        return pytree.unflatten(self.out_treedef, self.runner(arrays))
+        if not self.all_dynamic:
+            leaves = [leaves[k] for k in self.dynamic]
+        return self.unflatten(self.runner(leaves))
 
 
-def _as_array(x, spec) -> np.ndarray:
+def as_array(x, dtype: np.dtype) -> np.ndarray:
     """The input as a C-contiguous array of the traced dtype (a copy only when needed)."""
-    a = np.asarray(x, dtype=spec[1].np)
+    a = np.asarray(x, dtype=dtype)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
@@ -55,6 +62,7 @@ class CompiledFunction:
         self.static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
                                else tuple(static_argnums))
         self._cache: dict = {}
+        self._fast: dict = {}       # per-call shortcut: key from top-level args only
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
@@ -95,11 +103,18 @@ class CompiledFunction:
         return Executable(graph, out_td, runner, specs)
 
     def __call__(self, *args):
-        from .trace import Tracer, _stack
-        if _stack() or any(isinstance(x, Tracer) for x in pytree.flatten(args)[0]):
+        fast = _fast_key(args)
+        if fast is not None:
+            exe = self._fast.get(fast)
+            if exe is not None:
+                return exe.unflatten(exe.runner(args))
+        if _tracing() or _has_tracer(args):
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)
-        return self._get(key, args, specs)(leaves)
+        exe = self._get(key, args, specs)
+        if fast is not None and not self.static_argnums:
+            self._fast[fast] = exe
+        return exe(leaves)
 
     # ---- introspection ----
     def source(self, *args) -> str:
@@ -130,6 +145,31 @@ class CompiledFunction:
 
     def trace(self, *args) -> Graph:
         return self.executable(*args).graph
+
+
+def _fast_key(args):
+    """A signature computed without pytree flattening, when every argument is a plain array or
+    Python float/int; None otherwise (then the general path runs)."""
+    key = []
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            key.append((a.shape, a.dtype, a.flags.c_contiguous))
+        elif t is float or t is int:
+            key.append(t)
+        else:
+            return None
+    return tuple(key)
+
+
+def _tracing() -> bool:
+    from .trace import _stack
+    return bool(_stack())
+
+
+def _has_tracer(args) -> bool:
+    from .trace import Tracer
+    return any(isinstance(x, Tracer) for x in pytree.flatten(args)[0])
 
 
 def compile(fn: Callable | None = None, backend: str | None = None, optimize: bool = True,

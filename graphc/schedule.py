@@ -23,6 +23,7 @@ class Buffer:
     dtype: DType
     size: int            # elements
     offset: int = 0      # byte offset in the arena (ws only)
+    scalar: bool = False  # a 0-d input (the C entry takes it by value)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class _Planner:
         self.consts: list = []
         self.hidden: list = []
         n_in = len(graph.inputs)
-        self.inputs = [Buffer("in", k, n.dtype, n.size) for k, n in enumerate(graph.inputs)]
+        self.inputs = [Buffer("in", k, n.dtype, n.size, scalar=n.shape == ())
+                       for k, n in enumerate(graph.inputs)]
         for n, b in zip(graph.inputs, self.inputs):
             self.views[id(n)] = View(b, 0, contiguous_strides(n.shape))
         big = [n for n in graph.nodes if n.op.name == "const" and n.size > INLINE_CONST_MAX]

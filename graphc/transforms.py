@@ -22,14 +22,14 @@ def leaf_spec(leaf) -> tuple:
     """The part of a signature one leaf contributes: shape+dtype, or a Python scalar kind."""
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, dtypes.from_numpy(leaf.dtype, "argument"))
+    if isinstance(leaf, np.generic):          # numpy scalars are strongly typed
+        return ((), dtypes.from_numpy(leaf.dtype, "argument"))
     if isinstance(leaf, bool):
         return ("static", leaf)
     if isinstance(leaf, float):
         return ((), dtypes.float64, "weak")
     if isinstance(leaf, int):
         return ((), dtypes.int64, "weak")
-    if isinstance(leaf, np.generic):
-        return ((), dtypes.from_numpy(leaf.dtype, "argument"))
     if isinstance(leaf, Tracer):
         return (leaf.shape, leaf.node.dtype) + (("weak",) if leaf.weak else ())
     raise GraphcError(f"argument of type {type(leaf).__name__} is not supported: pass numpy "

@@ -15,6 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import GraphcError
 from ..ir import Graph
+from ..runtime import as_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
 from .writer import CWriter
 
@@ -199,10 +200,14 @@ class _Emitter:
             w.line(f"static const {b.dtype.c} k{b.index}[{b.size}] = {{{items}}};")
         parts = self._parts()
         n_io = len(s.inputs) + len(s.hidden) + len(s.outputs)
-        params = ", ".join([f"void *a{i}" for i in range(n_io)] + ["void *ws"])
-        with w.block(f"int {ENTRY}({params})"):
+        with w.block(f"int {ENTRY}({entry_params(s, named=True)})"):
+            slots = [f"a{i}" for i in range(n_io)]
+            for b in s.inputs:
+                if by_value(b):
+                    w.line(f"{b.dtype.c} s{b.index} = ({b.dtype.c})a{b.index};")
+                    slots[b.index] = f"&s{b.index}"
             if n_io:
-                w.line("void *io[] = {" + ", ".join(f"a{i}" for i in range(n_io)) + "};")
+                w.line("void *io[] = {" + ", ".join(slots) + "};")
             else:
                 w.line("void **io = 0;")
             for p in range(parts):
@@ -227,12 +232,28 @@ class _Emitter:
         return part
 
 
+def by_value(b: Buffer) -> bool:
+    """Scalar float/int inputs are passed as C values: no array, no buffer lookup per call."""
+    return b.kind == "in" and b.scalar and b.dtype.kind in "fi"
+
+
+def entry_params(s: Schedule, named: bool) -> str:
+    params = []
+    for b in s.inputs:
+        t = ("double" if b.dtype.is_float else "int64_t") if by_value(b) else "void *"
+        params.append(f"{t} a{b.index}" if named else t)
+    n_rest = len(s.hidden) + len(s.outputs)
+    start = len(s.inputs)
+    params += [f"void *a{start + i}" if named else "void *" for i in range(n_rest)]
+    params.append("void *ws" if named else "void *")
+    return ", ".join(params)
+
+
 def generate(graph: Graph) -> tuple[str, str, Schedule]:
     """C source, cffi cdef and the schedule of a graph."""
     sched = schedule(graph)
     source = _Emitter(sched).render()
-    n_io = len(sched.inputs) + len(sched.hidden) + len(sched.outputs)
-    cdef = (f"int {ENTRY}({', '.join(['void *'] * (n_io + 1))});\n"
+    cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
     return source, cdef, sched
 
@@ -250,6 +271,8 @@ class CRunner:
             lib.graphc_set_gemm(addr["f32"], addr["f64"])
         self._entry = getattr(lib, ENTRY)
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
+        self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
+                    for b in sched.inputs]
         self._hidden = [self.ffi.from_buffer(np.ascontiguousarray(v)) for _, v in sched.hidden]
         self._hidden_keep = [v for _, v in sched.hidden]
         self._ws_bytes = max(sched.ws_bytes, 64)
@@ -264,10 +287,16 @@ class CRunner:
         buf = raw[start:start + self._ws_bytes]
         return buf, self.ffi.from_buffer(buf)
 
-    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, leaves) -> list[np.ndarray]:
         outs = [np.empty(shape, dt) for shape, dt in self._outs]
         fb = self.ffi.from_buffer
-        args = [fb(a) for a in arrays]
+        args = []
+        for x, (scalar, dt, py) in zip(leaves, self._in):
+            if scalar:
+                args.append(x if type(x) is py else py(x))
+            else:
+                args.append(fb(x if type(x) is np.ndarray and x.dtype == dt
+                               and x.flags.c_contiguous else as_array(x, dt)))
         args += self._hidden
         args += [fb(o) for o in outs]
         if self._lock.acquire(blocking=False):

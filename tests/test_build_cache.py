@@ -1,0 +1,252 @@
+"""graphc.build: build + call, memory and disk cache, processes and threads, integrity, fallbacks.
+
+Hand-written C only (no other graphc module). Every test gets its own cache root and sources made
+unique with a uuid, so nothing is served from an earlier test's cache.
+"""
+
+import array
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+from graphc import build
+from graphc.build import GraphcWarning, cache_clear, cache_dir, cache_info, load_module
+from graphc.errors import CompileError
+
+REPO = Path(__file__).resolve().parents[1]
+CDEF = "double total(const double *x, long n);"
+
+# Loads argv[1] with CDEF and prints total(0..9) = 45.0.
+CHILD = f"""
+import array, sys
+from graphc.build import load_module
+ffi, lib = load_module(sys.argv[1], {CDEF!r})
+x = array.array("d", range(10))
+print(lib.total(ffi.from_buffer("double[]", x), len(x)))
+"""
+
+# A compiler that logs every call and, when GRAPHC_TEST_NO_COMPILE is set, refuses to compile.
+CC_WRAPPER = """#!/bin/sh
+echo "$*" >> "$GRAPHC_TEST_CC_LOG"
+if [ "$1" != "--version" ] && [ -n "$GRAPHC_TEST_NO_COMPILE" ]; then exit 1; fi
+exec gcc "$@"
+"""
+
+
+def unique_source() -> str:
+    return f"""/* {uuid.uuid4().hex} */
+double total(const double *x, long n) {{
+    double s = 0;
+    for (long i = 0; i < n; i++) s += x[i];
+    return s;
+}}
+"""
+
+
+def total(module: tuple, values: list[float]) -> float:
+    ffi, lib = module
+    x = array.array("d", values)
+    return lib.total(ffi.from_buffer("double[]", x), len(x))
+
+
+def entries(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("??/*") if p.is_dir())
+
+
+def only_so(root: Path) -> Path:
+    (entry,) = entries(root)
+    (so,) = entry.glob("*.so")
+    return so
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, **extra}
+
+
+def run_child(source: str, **env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", CHILD, source]
+    return subprocess.run(cmd, env=child_env(**env), capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("GRAPHC_DEBUG", raising=False)
+    return tmp_path / "cache"
+
+
+def test_build_and_call(root: Path) -> None:
+    module = load_module(unique_source(), CDEF)
+    assert total(module, [1.0, 2.0, 3.5]) == 6.5
+    assert cache_dir() == root
+    (entry,) = entries(root)
+    so = only_so(root)
+    assert so.name.startswith("_graphc_") and (entry / f"{so.stem}.c").exists()
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["sha256"] == hashlib.sha256(so.read_bytes()).hexdigest()
+    assert "-O3" in meta["flags"] and "-ffast-math" not in meta["flags"]
+
+
+def test_second_load_comes_from_memory(root: Path) -> None:
+    source = unique_source()
+    first = load_module(source, CDEF)
+    cache_clear()  # nothing left on disk: only memory can serve the second call
+    assert load_module(source, CDEF) is first
+    assert entries(root) == []
+
+
+def test_threads_share_one_build(root: Path) -> None:
+    source = unique_source()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load_module(source, CDEF)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    assert len(entries(root)) == 1
+
+
+def test_new_process_loads_from_disk_without_compiling(root: Path, tmp_path: Path) -> None:
+    # CC=/bin/false would change the key (the compiler is part of it); a wrapper keeps the key
+    # and proves, through its log, that the second process never asks it to compile.
+    wrapper = tmp_path / "cc-wrapper"
+    wrapper.write_text(CC_WRAPPER)
+    wrapper.chmod(0o755)
+    log = tmp_path / "cc.log"
+    env = {"CC": str(wrapper), "GRAPHC_TEST_CC_LOG": str(log), "GRAPHC_DEBUG": "1"}
+    source = unique_source()
+
+    built = run_child(source, **env)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == "45.0" and "built" in built.stderr
+    assert any(line.startswith("-O3") for line in log.read_text().splitlines())
+
+    log.unlink()
+    loaded = run_child(source, GRAPHC_TEST_NO_COMPILE="1", **env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "45.0" and "from disk" in loaded.stderr
+    assert set(log.read_text().splitlines()) == {"--version"}
+
+
+def test_compiler_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = unique_source()
+    key = build.module_key(source, CDEF)
+    monkeypatch.setenv("CC", "/bin/false")
+    assert build.module_key(source, CDEF) != key
+
+
+def test_four_processes_build_one_entry(root: Path) -> None:
+    source = unique_source()
+    cmd = [sys.executable, "-c", CHILD, source]
+    procs = [subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "45.0"
+    assert len(entries(root)) == 1
+    assert list((root / "tmp").iterdir()) == []
+
+
+CORRUPTIONS = {
+    "truncated": lambda data: b"",
+    "flipped": lambda data: data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF])
+    + data[len(data) // 2 + 1 :],
+    "text": lambda data: b"this is not a shared object\n",
+}
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_corrupt_artifact_is_rebuilt(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                     corrupt) -> None:
+    source = unique_source()
+    load_module(source, CDEF)
+    monkeypatch.setattr(build, "_loaded", {})
+    so = only_so(root)
+    data = so.read_bytes()
+    # Write a new file instead of rewriting in place: this process has the old one mapped.
+    so.unlink()
+    so.write_bytes(corrupt(data))
+    with pytest.warns(GraphcWarning, match="corrupt cache entry"):
+        module = load_module(source, CDEF)
+    assert total(module, [1.0, 2.0]) == 3.0
+    assert build._artifact_problem(so.parent, only_so(root)) is None
+
+
+def test_missing_meta_is_rebuilt(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = unique_source()
+    load_module(source, CDEF)
+    monkeypatch.setattr(build, "_loaded", {})
+    (meta,) = root.glob("??/*/meta.json")
+    meta.unlink()
+    with pytest.warns(GraphcWarning, match="meta.json"):
+        module = load_module(source, CDEF)
+    assert total(module, [4.0]) == 4.0
+    assert meta.exists()
+
+
+def test_unwritable_cache_dir_falls_back_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, where chmod does not stop writes; a file on the path always does.
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "afile" / "cache"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "systmp"))
+    (tmp_path / "systmp").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert total(load_module(unique_source(), CDEF), [1.0]) == 1.0
+        assert total(load_module(unique_source(), CDEF), [2.0]) == 2.0
+    ours = [w for w in caught if issubclass(w.category, GraphcWarning)]
+    assert len(ours) == 1 and "GRAPHC_CACHE_DIR" in str(ours[0].message)
+    assert cache_dir().parent == tmp_path / "systmp"
+    assert len(entries(cache_dir())) == 2
+
+
+BROKEN = {
+    "syntax": ("double total(const double *x, long n) { return x[0] +; }",
+               "error: expected expression"),
+    "undefined symbol": ("double nowhere(void);\n"
+                         "double total(const double *x, long n) { return nowhere(); }",
+                         "undefined symbol: nowhere"),
+}
+
+
+@pytest.mark.parametrize(("source", "first_line"), BROKEN.values(), ids=BROKEN.keys())
+def test_broken_source_raises_compile_error(root: Path, source: str, first_line: str) -> None:
+    with pytest.raises(CompileError) as info:
+        load_module(f"/* {uuid.uuid4().hex} */\n{source}", CDEF)
+    message = str(info.value)
+    assert first_line in message.splitlines()[0]
+    kept = Path(re.search(r"source kept at (\S+)", message).group(1))
+    assert kept.is_file() and source in kept.read_text()
+    assert entries(root) == [] and list((root / "tmp").iterdir()) == []
+
+
+def test_cli_cache_info_and_clear(root: Path) -> None:
+    load_module(unique_source(), CDEF)
+
+    def cli(*args: str) -> str:
+        cmd = [sys.executable, "-m", "graphc", "cache", *args]
+        done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    info = cli("info")
+    assert str(root) in info and re.search(r"entries:\s+1\b", info)
+    assert "removed 1 entries" in cli("clear")
+    assert re.search(r"entries:\s+0\b", cli("info"))
+    assert cache_info()["entries"] == 0 and cache_clear() == 0
