@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-numpy lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +12,20 @@ demo: $(PY)
 	$(PY) -m pip install -q -e .
 	$(PY) -m graphc.demo
 
+# The full suite on the default C backend, then the API-level suites on the numpy reference
+# backend (so both backends pass the same outside tests).
 test: $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pytest -q
+	GRAPHC_BACKEND=numpy $(PY) -m pytest -q tests/test_seeds.py tests/test_api_transforms.py \
+		tests/test_api_pytrees.py tests/test_api_errors.py
 
 lint: $(PY)
 	$(PY) -m ruff check graphc tests bench
+
+bench: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	taskset -c 0 $(PY) -m pytest -q bench --benchmark-only
 
 clean:
 	rm -rf $(VENV) build *.egg-info graphc/*.so
