@@ -151,7 +151,9 @@ class _Planner:
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
         elif kind == "reduce":
             self.kernels.append(Kernel("reduce", n, n.src[0].shape, out, srcs))
-        elif kind == "contract":
+        elif kind == "contract":     # gemm reads memory: scalar constants get a buffer
+            srcs = [self.materialize(s, v) if v.literal is not None else v
+                    for s, v in zip(n.src, srcs)]
             self.kernels.append(Kernel("matmul", n, n.shape, out, srcs))
         elif name == "unslice":
             self.kernels.append(Kernel("zero", n, n.shape, out, []))

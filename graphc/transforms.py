@@ -50,7 +50,7 @@ def call_traced(fn: Callable, args: tuple) -> Any:
             return fn(*args)
         except GraphcError:
             raise
-        except (KeyError, IndexError, TypeError, AttributeError) as e:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
             structure = pytree.describe(pytree.flatten(args)[1])
             raise GraphcError(
                 f"{getattr(fn, '__qualname__', fn)} failed while being traced with inputs of "

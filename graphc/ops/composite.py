@@ -76,11 +76,11 @@ def log_softmax(x, axis=-1):
 
 def one_hot(labels, n: int, dtype=np.float32):
     """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
-    from .. import trace
+    from ..trace import Tracer, constant
     labels = _t(labels)
     if labels.node.dtype.kind not in "ib":
         raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")
-    classes = trace.Tracer(trace.constant(np.arange(int(n)), labels.node.dtype))
+    classes = Tracer(constant(np.arange(int(n)), labels.node.dtype))
     return astype(expand_dims(labels, -1) == classes, dtype)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from . import BILINEAR, CONTRACT, bind, defop
 from .movement import broadcast_to, reshape, swapaxes
 
@@ -25,27 +25,32 @@ matmul_p = defop("matmul", CONTRACT, infer=_matmul_infer, numpy=np.matmul,
                  jvp=BILINEAR, c="gemm")
 
 
-def matmul(a, b):
+def matmul(a, b, opname: str = "matmul"):
     """numpy.matmul: 1-D operands are promoted to matrices, batch dims broadcast."""
     from ..trace import Tracer
     from .elementwise import broadcast_shapes
     from .movement import prepare_same_dtype
     (a, b), weak = prepare_same_dtype([a, b])
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul: operands must not be scalars (shapes {a.shape}, {b.shape})")
+        raise ShapeError(f"{opname}: operands must not be scalars (shapes {a.shape}, {b.shape})")
+    shapes = f"shapes {a.shape} and {b.shape}"
     va, vb = a.ndim == 1, b.ndim == 1
     if va:
         a = reshape(a, (1,) + a.shape)
     if vb:
         b = reshape(b, b.shape + (1,))
     if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
+        raise ShapeError(f"{opname}: {shapes} are not aligned "
                          f"({a.shape[-1]} != {b.shape[-2]})")
-    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    try:
+        batch = broadcast_shapes(opname, a.shape[:-2], b.shape[:-2])
+    except ShapeError:
+        raise ShapeError(f"{opname}: {shapes}: batch dimensions {a.shape[:-2]} and "
+                         f"{b.shape[:-2]} cannot be broadcast together") from None
     a = broadcast_to(a, batch + a.shape[-2:])
     b = broadcast_to(b, batch + b.shape[-2:])
     if not a.node.dtype.is_float:
-        raise ShapeError(f"matmul: integer matmul is not supported (dtype {a.dtype})")
+        raise DTypeError(f"{opname}: integer matmul is not supported (dtype {a.dtype})")
     out = Tracer(bind(matmul_p, (a.node, b.node)), weak=weak)
     if va:
         out = reshape(out, out.shape[:-2] + out.shape[-1:])
@@ -64,7 +69,7 @@ def dot(a, b):
     if a.ndim > 2 or b.ndim > 2:
         raise ShapeError(f"dot: only 0-, 1- and 2-D operands are supported, got {a.shape} "
                          f"and {b.shape} (use matmul for batches)")
-    return matmul(a, b)
+    return matmul(a, b, "dot")
 
 
 def outer(a, b):

@@ -1,0 +1,68 @@
+"""cffi build script for ``graphc._rt``, graphc's hand-written C runtime in ``csrc/`` (the gemm).
+
+``setup.py`` runs it from the repository root (``cffi_modules=["graphc/_build_rt.py:ffibuilder"]``)
+as a standalone file, so it imports nothing from graphc. ``graphc/rt.py`` calls
+``make_ffibuilder`` with an absolute ``csrc`` directory to build the same module at run time in a
+source checkout where the extension was never built.
+"""
+
+import hashlib
+import os
+
+import cffi
+
+CDEF = """
+void graphc_gemm_f32(long M, long N, long K, const float *A, long rsa, long csa,
+                     const float *B, long rsb, long csb, float *C, long ldc, int accumulate);
+void graphc_gemm_f64(long M, long N, long K, const double *A, long rsa, long csa,
+                     const double *B, long rsb, long csb, double *C, long ldc, int accumulate);
+int graphc_gemm_set_isa(int isa);
+const char *graphc_rt_source_hash(void);
+"""
+
+SOURCES = ("gemm.c",)
+HEADERS = ("graphc_gemm.h",)
+
+# Portable: no -march. gemm.c compiles its AVX2/AVX-512 paths with target attributes and picks
+# one at run time. -ffp-contract=fast lets a*b+c become one FMA (the default in GNU C, made
+# explicit for -std=c* builds); it is not -ffast-math.
+EXTRA_COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=fast"]
+
+
+def source_hash(csrc: str) -> str:
+    """Hash of everything that determines the built module: C sources, cdef, compile flags."""
+    h = hashlib.sha256()
+    for name in SOURCES + HEADERS:
+        with open(os.path.join(csrc, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    h.update(CDEF.encode() + " ".join(EXTRA_COMPILE_ARGS).encode())
+    return h.hexdigest()[:20]
+
+
+def make_ffibuilder(csrc: str = "csrc") -> cffi.FFI:
+    """An FFI that builds ``graphc._rt`` from the C files in ``csrc`` (relative to the cwd)."""
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    # The module records its sources' hash, so rt.py can tell a stale in-place build.
+    preamble = (
+        '#include "graphc_gemm.h"\n'
+        f'const char *graphc_rt_source_hash(void) {{ return "{source_hash(csrc)}"; }}\n'
+    )
+    ffi.set_source(
+        "graphc._rt",
+        preamble,
+        sources=[os.path.join(csrc, name) for name in SOURCES],
+        include_dirs=[csrc],
+        depends=[os.path.join(csrc, name) for name in HEADERS],
+        extra_compile_args=EXTRA_COMPILE_ARGS,
+    )
+    return ffi
+
+
+# setup.py execs this file with __name__ == "__cffi__" and the repository root as cwd; rt.py
+# imports it as graphc._build_rt and calls make_ffibuilder itself.
+if __name__ in ("__cffi__", "__main__"):
+    ffibuilder = make_ffibuilder()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

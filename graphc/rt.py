@@ -1,0 +1,183 @@
+"""graphc's compiled C runtime (``csrc/``, the extension ``graphc._rt``): today, the gemm.
+
+Generated kernels are separate cffi modules; they call the runtime's gemm through function
+pointers whose addresses ``gemm_addresses()`` hands them at load time. ``gemm()`` is a thin
+numpy wrapper for tests and benchmarks.
+
+The extension is normally built by ``pip install``. In a source checkout where it was never
+built, or whose in-place build is older than ``csrc/``, the first call builds it once into a
+cache directory under ``tempfile.gettempdir()`` (keyed by a hash of the sources, under a file
+lock) and loads it from there. Importing this module builds and loads nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import threading
+
+import numpy as np
+
+from .errors import CompileError, DTypeError, ShapeError
+
+ISAS = ("generic", "avx2", "avx512")  # the gemm's instruction-set paths, in csrc/graphc_gemm.h
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_ARRAY_OF = {"float": "float[]", "double": "double[]"}
+_POINTER_TO = {"float": "float *", "double": "double *"}
+
+_lock = threading.Lock()
+_module = None
+
+
+def _csrc_dir() -> str | None:
+    """The C sources: ``graphc/csrc`` in an installed wheel, ``<repo>/csrc`` in a checkout."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(pkg, "csrc"), os.path.join(os.path.dirname(pkg), "csrc")):
+        if os.path.isfile(os.path.join(d, "gemm.c")):
+            return d
+    return None
+
+
+def _build_in_cache(csrc: str, key: str) -> str:
+    """Build graphc._rt from ``csrc`` into a per-key cache directory; return the module path."""
+    import cffi
+    from filelock import FileLock
+
+    from . import _build_rt
+
+    tag = f"{key}-{sys.implementation.cache_tag}-cffi{cffi.__version__}"
+    cache = os.path.join(tempfile.gettempdir(), "graphc-rt", tag)
+    path = os.path.join(cache, "_rt" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    os.makedirs(cache, exist_ok=True)
+    with FileLock(os.path.join(cache, "build.lock")):
+        if os.path.exists(path):
+            return path
+        tmpdir = tempfile.mkdtemp(dir=cache, prefix="build-")
+        try:
+            built = _build_rt.make_ffibuilder(csrc).compile(tmpdir=tmpdir, verbose=False)
+            os.replace(built, path)  # atomic: readers see no half-written module
+        except Exception as e:
+            raise CompileError(f"building graphc._rt from {csrc} failed: {e}") from e
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    return path
+
+
+def _load_from(path: str):
+    spec = importlib.util.spec_from_file_location("graphc._rt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _built_hash(module) -> str:
+    return module.ffi.string(module.lib.graphc_rt_source_hash()).decode()
+
+
+def _runtime():
+    """The loaded extension module (with ``ffi`` and ``lib``), built first if need be."""
+    global _module
+    if _module is not None:  # fast path, no lock
+        return _module
+    with _lock:
+        if _module is not None:
+            return _module
+        try:
+            from . import _rt as module
+        except ImportError:
+            module = None
+        csrc = _csrc_dir()
+        if csrc is not None:
+            from . import _build_rt
+
+            key = _build_rt.source_hash(csrc)
+            if module is None or _built_hash(module) != key:  # missing or older than csrc/
+                module = _load_from(_build_in_cache(csrc, key))
+        elif module is None:
+            raise ImportError("graphc._rt is not built and graphc's csrc/ directory is missing")
+        _module = module
+        return module
+
+
+def gemm_addresses() -> dict[str, int]:
+    """Addresses of ``graphc_gemm_f32`` and ``graphc_gemm_f64`` (``graphc_gemm_f{32,64}_fn``)."""
+    rt = _runtime()
+    return {
+        sfx: int(rt.ffi.cast("intptr_t", rt.ffi.addressof(rt.lib, f"graphc_gemm_{sfx}")))
+        for sfx in ("f32", "f64")
+    }
+
+
+def set_gemm_isa(isa: str | None = None) -> str:
+    """For tests and benchmarks: make every later gemm use the ``isa`` path (one of ``ISAS``;
+    clamped to what the CPU supports; None = the best one). Returns the path now in force."""
+    level = -1 if isa is None else ISAS.index(isa)
+    return ISAS[_runtime().lib.graphc_gemm_set_isa(level)]
+
+
+def _operand(x: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise ShapeError(f"gemm: {name} must be a 2-D numpy array, got {type(x).__name__} "
+                         f"with shape {np.shape(x)}")
+    whole = x.flags.c_contiguous or not (x.strides[0] % x.itemsize or x.strides[1] % x.itemsize)
+    if not (x.flags.aligned and whole):
+        x = np.ascontiguousarray(x)  # the C side indexes whole, aligned elements
+    return x
+
+
+def _pointer(ffi, ctype: str, x: np.ndarray, writable: bool = False):
+    """Pointer to x[0, 0]; from_buffer (fast) needs a C-contiguous array."""
+    if x.flags.c_contiguous:
+        return ffi.from_buffer(_ARRAY_OF[ctype], x, require_writable=writable)
+    return ffi.cast(_POINTER_TO[ctype], x.ctypes.data)
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *,
+         accumulate: bool = False) -> np.ndarray:
+    """C = a @ b, or out (+)= a @ b, by graphc's C gemm.
+
+    ``a`` [M,K] and ``b`` [K,N] are float32 or float64 arrays with the same dtype and any strides
+    (transposed or strided views are not copied). Without ``out`` a new C-ordered array is
+    returned. ``out`` [M,N] must have unit stride along N and not overlap ``a`` or ``b``; with
+    ``accumulate`` the product is added to its contents.
+    """
+    a, b = _operand(a, "a"), _operand(b, "b")
+    if a.dtype != b.dtype or a.dtype not in _CTYPES:
+        raise DTypeError(f"gemm: a and b must both be float32 or both float64, "
+                         f"got {a.dtype} and {b.dtype}")
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2:
+        raise ShapeError(f"gemm: inner dimensions differ: a {a.shape} @ b {b.shape}")
+    if out is None:
+        if accumulate:
+            raise ValueError("gemm: accumulate=True needs out")
+        out = np.empty((m, n), a.dtype)
+    else:
+        _check_out(out, a, b)
+
+    rt = _runtime()
+    ctype, size = _CTYPES[a.dtype], a.itemsize
+    fn = rt.lib.graphc_gemm_f32 if ctype == "float" else rt.lib.graphc_gemm_f64
+    fn(m, n, k,
+       _pointer(rt.ffi, ctype, a), a.strides[0] // size, a.strides[1] // size,
+       _pointer(rt.ffi, ctype, b), b.strides[0] // size, b.strides[1] // size,
+       _pointer(rt.ffi, ctype, out, writable=True), out.strides[0] // size, int(accumulate))
+    return out
+
+
+def _check_out(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    shape = (a.shape[0], b.shape[1])
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != a.dtype:
+        raise ShapeError(f"gemm: out must be a {a.dtype} array of shape {shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {np.shape(out)}")
+    if not out.flags.writeable or out.size and (
+            not out.flags.aligned or out.strides[0] % out.itemsize
+            or (shape[1] > 1 and out.strides[1] != out.itemsize)):
+        raise ShapeError("gemm: out must be writeable and aligned, with unit stride along N")
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        raise ValueError("gemm: out must not overlap a or b")
