@@ -134,12 +134,19 @@ class CompiledFunction:
         return base
 
     def explain(self, *args) -> str:
+        """What the compiler did for this signature: passes, kernels, buffers, the graph."""
         exe = self.executable(*args)
-        lines = [f"{self.__name__}: {len(exe.graph.nodes)} nodes after optimization"]
+        st = self.stats(*args)
+        lines = [f"{self.__name__}: {st['nodes']} nodes after optimization"]
         log = getattr(exe.graph, "pass_log", [])
         lines += [f"  pass {name}: {before} -> {after} nodes" for name, before, after in log]
-        for k, v in self.stats(*args).items():
-            lines.append(f"  {k}: {v}")
+        lines.append(f"  kernels: {st['kernels']} (fused groups: none yet, one kernel per op; "
+                     "movement ops are strided views)")
+        if "ws_buffers" in st:
+            reused = st["ws_buffers"] - st["arena_slots"]
+            lines.append(f"  buffers: {st['buffers']} ({st['ws_buffers']} in the arena sharing "
+                         f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot)")
+        lines.append(f"  peak_bytes: {st['peak_bytes']} (arena)")
         lines.append(str(exe.graph))
         return "\n".join(lines)
 

@@ -7,6 +7,7 @@ buffer. Graph outputs are written straight into the caller's arrays where possib
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from .dtypes import DType
@@ -16,13 +17,13 @@ ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Buffer:
     kind: str            # "in" | "out" | "hidden" (io slots), "ws" (arena), "const" (static)
     index: int           # io slot, or const table index, or ws buffer number
     dtype: DType
     size: int            # elements
-    offset: int = 0      # byte offset in the arena (ws only)
+    offset: int = 0      # byte offset in the arena (ws only; set by plan_memory)
     scalar: bool = False  # a 0-d input (the C entry takes it by value)
 
 
@@ -75,7 +76,6 @@ class _Planner:
         self.graph = graph
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
-        self.ws_bytes = 0
         self.n_ws = 0
         self.consts: list = []
         self.hidden: list = []
@@ -98,9 +98,8 @@ class _Planner:
             self.target.setdefault(id(n), b)
 
     def new_ws(self, node: Node) -> Buffer:
-        b = Buffer("ws", self.n_ws, node.dtype, node.size, self.ws_bytes)
+        b = Buffer("ws", self.n_ws, node.dtype, node.size)
         self.n_ws += 1
-        self.ws_bytes += -(-max(node.size * node.dtype.itemsize, 1) // ALIGN) * ALIGN
         return b
 
     def dest(self, node: Node) -> View:
@@ -116,8 +115,10 @@ class _Planner:
             if v.buf is not b:
                 self.kernels.append(Kernel("copy", n, n.shape, View(b, 0, contiguous_strides(
                     n.shape)), [v], note="output"))
+        peak, slots = plan_memory(self.kernels)
         return Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
-                        self.consts, self.ws_bytes, buffers=self.n_ws + len(self.outputs))
+                        self.consts, peak, buffers=self.n_ws + len(self.outputs),
+                        stats={"ws_buffers": self.n_ws, "arena_slots": slots})
 
     def lower(self, n: Node) -> View:
         name, kind = n.op.name, n.op.kind
@@ -184,6 +185,33 @@ class _Planner:
         b = Buffer("const", len(self.consts), n.dtype, n.size)
         self.consts.append((b, value))
         return View(b, 0, contiguous_strides(n.shape))
+
+
+def plan_memory(kernels: list[Kernel]) -> tuple[int, int]:
+    """Give each arena buffer an offset, reusing the slot of a buffer whose last use came
+    strictly before this one's first write (same aligned size; first freed, first reused).
+    Returns the arena size in bytes and the number of distinct slots."""
+    first: dict[Buffer, int] = {}
+    last: dict[Buffer, int] = {}
+    for k, kern in enumerate(kernels):
+        for v in [kern.out, *kern.srcs]:
+            if v.buf is not None and v.buf.kind == "ws":
+                first.setdefault(v.buf, k)
+                last[v.buf] = k
+    free: dict[int, list[int]] = {}
+    expiring: list[tuple[int, int, int, int]] = []     # (last use, seq, size, offset)
+    top = 0
+    for seq, b in enumerate(sorted(first, key=first.__getitem__)):
+        while expiring and expiring[0][0] < first[b]:
+            _, _, size, off = heapq.heappop(expiring)
+            free.setdefault(size, []).append(off)
+        size = -(-max(b.size * b.dtype.itemsize, 1) // ALIGN) * ALIGN
+        if free.get(size):
+            b.offset = free[size].pop()
+        else:
+            b.offset, top = top, top + size
+        heapq.heappush(expiring, (last[b], seq, size, b.offset))
+    return top, len({b.offset for b in first})
 
 
 def schedule(graph: Graph) -> Schedule:

@@ -279,7 +279,7 @@ class CRunner:
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
-                      "peak_bytes": sched.ws_bytes}
+                      "peak_bytes": sched.ws_bytes, **sched.stats}
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
