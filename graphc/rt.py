@@ -58,7 +58,7 @@ def _build_in_cache(csrc: str, key: str) -> str:
         if os.path.exists(path):
             return path
         tmpdir = tempfile.mkdtemp(dir=cache, prefix="build-")
-        try:
+        try:  # note: cffi chdirs into tmpdir while it compiles
             built = _build_rt.make_ffibuilder(csrc).compile(tmpdir=tmpdir, verbose=False)
             os.replace(built, path)  # atomic: readers see no half-written module
         except Exception as e:
@@ -76,7 +76,8 @@ def _load_from(path: str):
 
 
 def _built_hash(module) -> str:
-    return module.ffi.string(module.lib.graphc_rt_source_hash()).decode()
+    fn = getattr(module.lib, "graphc_rt_source_hash", None)  # absent in very old builds
+    return module.ffi.string(fn()).decode() if fn else ""
 
 
 def _runtime():
@@ -116,6 +117,8 @@ def gemm_addresses() -> dict[str, int]:
 def set_gemm_isa(isa: str | None = None) -> str:
     """For tests and benchmarks: make every later gemm use the ``isa`` path (one of ``ISAS``;
     clamped to what the CPU supports; None = the best one). Returns the path now in force."""
+    if isa is not None and isa not in ISAS:
+        raise ValueError(f"unknown gemm path {isa!r}; expected one of {ISAS}")
     level = -1 if isa is None else ISAS.index(isa)
     return ISAS[_runtime().lib.graphc_gemm_set_isa(level)]
 

@@ -1,0 +1,434 @@
+/*
+ * gemm.c -- graphc's cache-blocked, packed matrix multiply (interface: graphc_gemm.h).
+ *
+ * Blocking scheme (GotoBLAS / BLIS). C (+)= A @ B is cut into blocks so that each loop level
+ * reuses one block from one level of the cache hierarchy:
+ *
+ *   for jc in 0..N step NC                      B column block
+ *     for pc in 0..K step KC                    rank-KC update
+ *       pack B[pc:+KC, jc:+NC] -> Bp            KC x NC, as NR-wide column panels     (L2/L3)
+ *       for ic in 0..M step MC                  independent iterations: where threads go
+ *         pack A[ic:+MC, pc:+KC] -> Ap          MC x KC, as MR-tall row panels        (L2)
+ *         for jr in 0..NC step NR               one Bp panel, KC x NR                 (L1)
+ *           for ir in 0..MC step MR
+ *             micro-kernel: C[ic+ir:+MR, jc+jr:+NR] (+)= Ap panel @ Bp panel
+ *
+ * KC = 256 and MC = 144 rows (128 generic): Ap is 144 KiB (f32) or 288 KiB (f64), a Bp panel
+ * 32 KiB with the AVX-512 tile. Bp takes the rest of the 1 MiB scratch area, which gives
+ * NC = 864 (f32) or 368 (f64) columns; wider blocks measured no faster (Zen 4, 1 MiB L2).
+ *
+ * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
+ * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
+ * and pads the M/N edges. Edge tiles run a cut-down kernel (EDGE_ROWS rows at a time when
+ * m < MR, one vector per row when n fits in one) into a small buffer that is cropped into C.
+ *
+ * The micro-kernel holds an MR x NR tile of C in NV vectors per row. Per k it loads NV vectors
+ * from the B panel, broadcasts MR scalars from the A panel and does MR * NV fused
+ * multiply-adds. It is written once with GCC vector extensions and compiled, together with
+ * the packing and loops around it, for three instruction sets:
+ *
+ *   ISA      vector   MR x NV   tile (f32 / f64)   accumulators
+ *   avx512   zmm      12 x 2    12x32 / 12x16      24 of 32 registers
+ *   avx2     ymm       6 x 2     6x16 /  6x8       12 of 16 registers (with FMA)
+ *   generic  16 bytes  4 x 3     4x12 /  4x6       12 of 16 (SSE2; also NEON etc.)
+ *
+ * The best one the CPU supports is chosen at run time, so the file is compiled without -march
+ * flags and the library can move between machines.
+ *
+ * Packing buffers live in a fixed per-thread scratch area: no call mallocs, and concurrent
+ * calls from several threads never share a buffer. NC shrinks when a block would not fit.
+ *
+ * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
+ * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
+ * blocked gemm) once per instruction set.
+ */
+#if !defined(GEMM_T) /* ===================== part 1: shared code ======================= */
+
+#include "graphc_gemm.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define GEMM_X86 1
+#else
+#define GEMM_X86 0
+#endif
+
+#define GEMM_CAT_(a, b) a##_##b
+#define GEMM_CAT(a, b) GEMM_CAT_(a, b)
+#define GEMM_CAT3(a, b, c) GEMM_CAT(GEMM_CAT(a, b), c)
+
+/* Per-thread packing space; blocks are sized to fit, so it bounds memory per thread. */
+enum { SCRATCH_BYTES = 1 << 20, ALIGN = 64 };
+static _Thread_local unsigned char scratch_area[SCRATCH_BYTES + ALIGN];
+
+static void *scratch(void)
+{
+    uintptr_t p = (uintptr_t)scratch_area;
+    return (void *)((p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+}
+
+static long min_l(long a, long b) { return a < b ? a : b; }
+static long round_up(long x, long m) { return (x + m - 1) / m * m; }
+
+/* ---- instruction-set dispatch ---- */
+
+static int best_isa(void)
+{
+#if GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("fma"))
+        return GRAPHC_GEMM_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return GRAPHC_GEMM_AVX2;
+#endif
+    return GRAPHC_GEMM_GENERIC;
+}
+
+static int active_isa = -1; /* -1: not chosen yet */
+
+static int current_isa(void)
+{
+    int isa = __atomic_load_n(&active_isa, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        isa = best_isa();
+        __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
+    }
+    return isa;
+}
+
+int graphc_gemm_set_isa(int isa)
+{
+    int best = best_isa();
+    if (isa < 0 || isa > best)
+        isa = best;
+    __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
+    return isa;
+}
+
+#define GEMM_T float
+#define GEMM_SFX f32
+#include "gemm.c"
+#undef GEMM_T
+#undef GEMM_SFX
+
+#define GEMM_T double
+#define GEMM_SFX f64
+#include "gemm.c"
+#undef GEMM_T
+#undef GEMM_SFX
+
+#elif !defined(GEMM_ISA) /* ======= part 2: one element type (GEMM_T, GEMM_SFX) ======= */
+
+#define T GEMM_T
+#define F(name) GEMM_CAT(name, GEMM_SFX) /* F(problem) -> problem_f32 */
+
+/* One call's operands (see graphc_gemm.h). */
+struct F(problem) {
+    long M, N, K;
+    const T *A;
+    long rsa, csa;
+    const T *B;
+    long rsb, csb;
+    T *C;
+    long ldc;
+    int accumulate;
+};
+
+/* Part 3 per instruction set: vector width, micro-tile, KC and MC (in elements). */
+#if GEMM_X86
+#define GEMM_ISA avx512
+#define GEMM_TARGET __attribute__((target("avx512f,avx512vl,fma")))
+#define GEMM_VEC_BYTES 64
+#define GEMM_MR 12
+#define GEMM_EDGE_ROWS 4
+#define GEMM_NV 2
+#define GEMM_KC 256
+#define GEMM_MC 144
+#include "gemm.c"
+
+#define GEMM_ISA avx2
+#define GEMM_TARGET __attribute__((target("avx2,fma")))
+#define GEMM_VEC_BYTES 32
+#define GEMM_MR 6
+#define GEMM_EDGE_ROWS 3
+#define GEMM_NV 2
+#define GEMM_KC 256
+#define GEMM_MC 144
+#include "gemm.c"
+#endif
+
+#define GEMM_ISA generic
+#define GEMM_TARGET
+#define GEMM_VEC_BYTES 16
+#define GEMM_MR 4
+#define GEMM_EDGE_ROWS 2
+#define GEMM_NV 3
+#define GEMM_KC 256
+#define GEMM_MC 128
+#include "gemm.c"
+
+void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rsa, long csa,
+                                     const T *B, long rsb, long csb, T *C, long ldc,
+                                     int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) { /* C = 0, or unchanged */
+        if (!accumulate) {
+            for (long i = 0; i < M; i++)
+                memset(C + i * ldc, 0, (size_t)N * sizeof(T));
+        }
+        return;
+    }
+    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate};
+    switch (current_isa()) {
+#if GEMM_X86
+    case GRAPHC_GEMM_AVX512:
+        GEMM_CAT3(gemm, GEMM_SFX, avx512)(&p);
+        return;
+    case GRAPHC_GEMM_AVX2:
+        GEMM_CAT3(gemm, GEMM_SFX, avx2)(&p);
+        return;
+#endif
+    default:
+        GEMM_CAT3(gemm, GEMM_SFX, generic)(&p);
+    }
+}
+
+#undef T
+#undef F
+
+#else /* ====== part 3: the blocked gemm for one element type and instruction set ====== */
+
+/* Every function here is compiled for the instruction set (so packing is vectorized too). */
+#define ISA_FN static GEMM_TARGET
+#define FI(name) GEMM_CAT3(name, GEMM_SFX, GEMM_ISA) /* FI(pack_a) -> pack_a_f32_avx2 */
+#define MR GEMM_MR
+#define EDGE_ROWS GEMM_EDGE_ROWS /* divides MR */
+#define NV GEMM_NV
+#define VW ((int)(GEMM_VEC_BYTES / sizeof(T))) /* elements per vector */
+#define NR (NV * VW)
+
+/* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
+typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
+#define V FI(vec)
+
+_Static_assert((GEMM_MC + NR) * GEMM_KC * sizeof(T) + ALIGN <= SCRATCH_BYTES,
+               "an A block and one B panel must fit in the scratch area");
+
+/*
+ * The micro-kernel: c[i*ldc + j] (+)= sum_k a[k*MR + i] * b[k*NR + j] for i < rows, j < nv*VW,
+ * that is rows x nv*VW of a tile (all of it: rows = MR, nv = NV); overwrite discards the old
+ * values, which are then never read. a and b point into packed panels, b aligned to the vector
+ * size. rows and nv are compile-time constants at each use, so the loops over them unroll
+ * completely and acc lives in registers.
+ */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, T *restrict c,
+           long ldc, int overwrite)
+{
+    V acc[MR][NV];
+
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = (V){0};
+
+    for (long k = 0; k < kc; k++, a += MR, b += NR) {
+        V bk[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bk[v] = ((const V *)b)[v];
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[i][v] += a[i] * bk[v]; /* contracted to one FMA where available */
+    }
+
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            T *p = c + i * ldc + v * VW; /* C rows need not be aligned: memcpy */
+            if (!overwrite) {
+                V old;
+                memcpy(&old, p, sizeof old);
+                acc[i][v] += old;
+            }
+            memcpy(p, &acc[i][v], sizeof acc[i][v]);
+        }
+    }
+}
+
+/* The whole tile, and the parts that edge tiles use: EDGE_ROWS rows, and/or one vector. */
+ISA_FN void FI(kernel_full)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
+{
+    FI(kernel)(MR, NV, kc, a, b, c, ldc, overwrite);
+}
+
+ISA_FN void FI(kernel_rows)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
+{
+    FI(kernel)(EDGE_ROWS, NV, kc, a, b, c, ldc, overwrite);
+}
+
+ISA_FN void FI(kernel_narrow)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
+{
+    FI(kernel)(MR, 1, kc, a, b, c, ldc, overwrite);
+}
+
+ISA_FN void FI(kernel_rows_narrow)(long kc, const T *a, const T *b, T *c, long ldc,
+                                   int overwrite)
+{
+    FI(kernel)(EDGE_ROWS, 1, kc, a, b, c, ldc, overwrite);
+}
+
+/* ap <- A[0:mc, 0:kc] as MR-tall row panels: panel p holds ap[k*MR + i] = A[p*MR + i, k]. */
+ISA_FN void FI(pack_a)(long mc, long kc, const T *restrict A, long rsa, long csa,
+                       T *restrict ap)
+{
+    for (long i0 = 0; i0 < mc; i0 += MR, A += MR * rsa) {
+        long m = min_l(MR, mc - i0);
+        if (m == MR && rsa == 1) { /* A is column-major: copy columns */
+            for (long k = 0; k < kc; k++, ap += MR)
+                for (int i = 0; i < MR; i++)
+                    ap[i] = A[i + k * csa];
+        } else if (m == MR) {
+            for (long k = 0; k < kc; k++, ap += MR)
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++)
+                    ap[i] = A[i * rsa + k * csa];
+        } else {
+            for (long k = 0; k < kc; k++, ap += MR)
+                for (int i = 0; i < MR; i++)
+                    ap[i] = i < m ? A[i * rsa + k * csa] : 0;
+        }
+    }
+}
+
+/* bp <- B[0:kc, 0:nc] as NR-wide column panels: panel p holds bp[k*NR + j] = B[k, p*NR + j]. */
+ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb,
+                       T *restrict bp)
+{
+    for (long j0 = 0; j0 < nc; j0 += NR, B += NR * csb) {
+        long n = min_l(NR, nc - j0);
+        if (n == NR && csb == 1) { /* B is row-major: copy rows */
+            for (long k = 0; k < kc; k++, bp += NR)
+                for (int j = 0; j < NR; j++)
+                    bp[j] = B[k * rsb + j];
+        } else {
+            for (long k = 0; k < kc; k++, bp += NR)
+                for (int j = 0; j < NR; j++)
+                    bp[j] = j < n ? B[k * rsb + j * csb] : 0;
+        }
+    }
+}
+
+/*
+ * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
+ * into a buffer, in parts of EDGE_ROWS rows if m < MR and with one vector per row if n <= VW,
+ * then cropped into C.
+ */
+ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
+                     int overwrite)
+{
+    if (m == MR && n == NR) {
+        FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
+        return;
+    }
+    T buf[MR * NR];
+    int narrow = n <= VW;
+    if (m == MR) {
+        if (narrow)
+            FI(kernel_narrow)(kc, ap, bp, buf, NR, 1);
+        else
+            FI(kernel_full)(kc, ap, bp, buf, NR, 1);
+    } else {
+        for (long i = 0; i < m; i += EDGE_ROWS) {
+            if (narrow)
+                FI(kernel_rows_narrow)(kc, ap + i, bp, buf + i * NR, NR, 1);
+            else
+                FI(kernel_rows)(kc, ap + i, bp, buf + i * NR, NR, 1);
+        }
+    }
+
+    for (long i = 0; i < m; i++) {
+        T *restrict c = C + i * ldc;
+        const T *restrict t = buf + i * NR;
+        long j = 0;
+        for (; j + VW <= n; j += VW) { /* whole vectors, then the rest */
+            V x, old;
+            memcpy(&x, t + j, sizeof x);
+            if (!overwrite) {
+                memcpy(&old, c + j, sizeof old);
+                x += old;
+            }
+            memcpy(c + j, &x, sizeof x);
+        }
+        for (; j < n; j++)
+            c[j] = overwrite ? t[j] : c[j] + t[j];
+    }
+}
+
+/* C[0:mc, 0:nc] (+)= ap @ bp: all micro-tiles of one packed A block against one B block. */
+ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp, T *C,
+                             long ldc, int overwrite)
+{
+    for (long jr = 0; jr < nc; jr += NR) {
+        for (long ir = 0; ir < mc; ir += MR) {
+            FI(tile)(min_l(MR, mc - ir), min_l(NR, nc - jr), kc, ap + ir * kc, bp + jr * kc,
+                     C + ir * ldc + jr, ldc, overwrite);
+        }
+    }
+}
+
+/* The five blocking loops (see the top of the file); M, N, K > 0. */
+ISA_FN void FI(gemm)(const struct F(problem) *p)
+{
+    /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
+    long kc_max = min_l(p->K, GEMM_KC);
+    long mc_max = min_l(round_up(p->M, MR), GEMM_MC);
+    long a_elems = round_up(mc_max * kc_max, ALIGN / sizeof(T));
+    long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - a_elems) / kc_max / NR * NR;
+    long nc_max = min_l(round_up(p->N, NR), nc_fit);
+    T *ap = scratch();
+    T *bp = ap + a_elems;
+
+    for (long jc = 0; jc < p->N; jc += nc_max) {
+        long nc = min_l(nc_max, p->N - jc);
+        for (long pc = 0; pc < p->K; pc += kc_max) {
+            long kc = min_l(kc_max, p->K - pc);
+            int overwrite = pc == 0 && !p->accumulate;
+            FI(pack_b)(kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, bp);
+            for (long ic = 0; ic < p->M; ic += mc_max) {
+                long mc = min_l(mc_max, p->M - ic);
+                FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
+                FI(macro_kernel)(mc, nc, kc, ap, bp, p->C + ic * p->ldc + jc, p->ldc,
+                                 overwrite);
+            }
+        }
+    }
+}
+
+#undef ISA_FN
+#undef FI
+#undef MR
+#undef EDGE_ROWS
+#undef NV
+#undef VW
+#undef NR
+#undef V
+#undef GEMM_ISA
+#undef GEMM_TARGET
+#undef GEMM_VEC_BYTES
+#undef GEMM_MR
+#undef GEMM_EDGE_ROWS
+#undef GEMM_NV
+#undef GEMM_KC
+#undef GEMM_MC
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * graphc_gemm.h -- the matrix multiply of graphc's C runtime (csrc/gemm.c, built as graphc._rt).
+ *
+ *   C[M,N] = (accumulate ? C : 0) + A[M,K] @ B[K,N]
+ *
+ * A[i,k] is read at A[i*rsa + k*csa] and B[k,j] at B[k*rsb + j*csb] (strides in elements, any
+ * sign), so transposed or strided operands need no copy. C is row-major with leading dimension
+ * ldc: C[i,j] is at C[i*ldc + j]. C must not overlap A or B. With accumulate == 0 the old
+ * contents of C are never read (NaN garbage is fine). M, N or K may be 0; K == 0 gives C = 0
+ * (or leaves C unchanged when accumulating). Float32 products are accumulated in float32.
+ *
+ * The functions are reentrant: several threads may call them at once (on distinct outputs).
+ * They never allocate: each calling thread gets a 1 MiB packing area (thread-local storage,
+ * set up on its first call).
+ *
+ * Generated kernels are separate modules: they get the two addresses at load time (see
+ * graphc/rt.py, gemm_addresses()) and call through the pointer types below.
+ *
+ * Plain C99.
+ */
+#ifndef GRAPHC_GEMM_H
+#define GRAPHC_GEMM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*graphc_gemm_f32_fn)(long M, long N, long K,
+                                   const float *A, long rsa, long csa,
+                                   const float *B, long rsb, long csb,
+                                   float *C, long ldc, int accumulate);
+
+typedef void (*graphc_gemm_f64_fn)(long M, long N, long K,
+                                   const double *A, long rsa, long csa,
+                                   const double *B, long rsb, long csb,
+                                   double *C, long ldc, int accumulate);
+
+void graphc_gemm_f32(long M, long N, long K,
+                     const float *A, long rsa, long csa,
+                     const float *B, long rsb, long csb,
+                     float *C, long ldc, int accumulate);
+
+void graphc_gemm_f64(long M, long N, long K,
+                     const double *A, long rsa, long csa,
+                     const double *B, long rsb, long csb,
+                     double *C, long ldc, int accumulate);
+
+/* Instruction-set paths of the micro-kernel, best last. */
+enum { GRAPHC_GEMM_GENERIC = 0, GRAPHC_GEMM_AVX2 = 1, GRAPHC_GEMM_AVX512 = 2 };
+
+/*
+ * For tests and benchmarks only, not for generated code: use the given path (clamped to what
+ * this CPU supports; a negative value selects the best one) for all later calls in the
+ * process. Returns the path now in force. Do not call it while another thread is in a gemm.
+ */
+int graphc_gemm_set_isa(int isa);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRAPHC_GEMM_H */
