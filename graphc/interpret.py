@@ -30,6 +30,9 @@ class Interpreter:
                                    n.dtype.np))
         self.n_slots = len(slot)
         self.outputs = [slot[id(n)] for n in graph.outputs]
+        self.stats = {"kernels": len(self.steps), "buffers": len(self.steps),
+                      "peak_bytes": sum(n.size * n.dtype.itemsize for n in graph.nodes
+                                        if n.src)}
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         from .runtime import as_array

@@ -636,6 +636,44 @@ def test_vjp_of_jacobian_free_composition():
     close(g, np.cos(x) - x * np.sin(x), **FWD64)
 
 
+def _cf(x):
+    return graphc.stack([x[0] * x[1], graphc.sin(x[1])])
+
+
+_CX = np.array([0.5, 1.2])
+
+COMPOSITIONS = [
+    ("compile(jacobian)", lambda: graphc.compile(graphc.jacobian(_cf))(_CX),
+     [[1.2, 0.5], [0.0, np.cos(1.2)]]),
+    ("compile(hessian)", lambda: graphc.compile(graphc.hessian(lambda x: graphc.sum(x ** 3)))(_CX),
+     np.diag(6 * _CX)),
+    ("jacobian(jacobian)", lambda: graphc.jacobian(graphc.jacobian(_cf))(_CX),
+     [[[0.0, 1.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, -np.sin(1.2)]]]),
+    ("grad(jvp)", lambda: graphc.grad(lambda x: graphc.jvp(
+        lambda y: graphc.sum(y ** 3), (x,), (np.ones(2),))[1])(_CX), 6 * _CX),
+    ("compile(vjp)", lambda: graphc.compile(lambda x: graphc.vjp(_cf, x)[1](np.ones(2))[0])(_CX),
+     [1.2, 0.5 + np.cos(1.2)]),
+    ("compile(jvp)", lambda: graphc.compile(lambda x: graphc.jvp(_cf, (x,), (np.ones(2),))[1])(
+        _CX), [1.7, np.cos(1.2)]),
+    ("jacobian(compile)", lambda: graphc.jacobian(graphc.compile(_cf))(_CX),
+     [[1.2, 0.5], [0.0, np.cos(1.2)]]),
+    ("hessian(compile)", lambda: graphc.hessian(graphc.compile(
+        lambda x: graphc.sum(graphc.exp(x))))(_CX), np.diag(np.exp(_CX))),
+    ("grad(value_and_grad[1])", lambda: graphc.grad(
+        lambda x: graphc.sum(graphc.value_and_grad(lambda y: graphc.sum(y ** 4))(x)[1]))(_CX),
+     12 * _CX ** 2),
+]
+
+
+@pytest.mark.parametrize("name,run,expected", COMPOSITIONS, ids=[c[0] for c in COMPOSITIONS])
+def test_transformations_compose(name, run, expected):
+    close(run(), expected, **FWD64)
+
+
+def test_check_grads_of_grad():
+    graphc.check_grads(graphc.grad(lambda x: graphc.sum(graphc.sin(x) * x)), (_CX,))
+
+
 # --------------------------------------------------------------------------------------------
 # compile: decorator, alias, backends, optimize
 # --------------------------------------------------------------------------------------------
@@ -735,7 +773,8 @@ def test_optimize_false_gradients():
 
 
 def test_explain_reports_passes_kernels_buffers_peak():
-    f = graphc.compile(lambda x, w: graphc.sum(graphc.relu(x @ w) * 2.0 + 1.0))
+    # kernels and buffers are the C pipeline's: ask for it explicitly
+    f = graphc.compile(lambda x, w: graphc.sum(graphc.relu(x @ w) * 2.0 + 1.0), backend="c")
     x, w = np.ones((4, 3)), np.ones((3, 2))
     text = str(f.explain(x, w)).lower()
     st = f.stats(x, w)
@@ -751,7 +790,7 @@ def test_explain_reports_fused_groups_and_buffer_reuse():
         b = graphc.tanh(a) * a
         return graphc.sum(graphc.sin(b) + b, axis=0)
 
-    text = str(graphc.compile(f).explain(np.ones((8, 4)))).lower()
+    text = str(graphc.compile(f, backend="c").explain(np.ones((8, 4)))).lower()
     assert "fus" in text, text
     assert "reus" in text, text
 
