@@ -21,7 +21,7 @@ class Interpreter:
                 continue
             slot[id(n)] = len(slot)
             if n.op.name == "const":
-                self.consts.append((slot[id(n)], n.arg.value))
+                self.consts.append((slot[id(n)], np.broadcast_to(n.arg.value, n.shape)))
             elif n.op.name == "input":
                 raise AssertionError("graph input missing from graph.inputs")
             else:

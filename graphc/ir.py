@@ -181,6 +181,8 @@ class Graph:
                 raise GraphcError(
                     f"graph {self.name} uses a traced value that is not one of its inputs "
                     "(a tracer leaked out of another transformation, e.g. stored in a global)")
+            if n.op.name == "const" and n.arg.value.shape not in ((), n.shape):
+                raise GraphcError(f"IR verify: constant {n} holds a {n.arg.value.shape} value")
             shape, dtype = n.op.infer(n.src, n.arg) if n.src else (n.shape, n.dtype)
             if shape != n.shape or dtype is not n.dtype:
                 raise GraphcError(f"IR verify: {n} should be {dtype}{list(shape)}")

@@ -84,7 +84,8 @@ class _Planner:
                        for k, n in enumerate(graph.inputs)]
         for n, b in zip(graph.inputs, self.inputs):
             self.views[id(n)] = View(b, 0, contiguous_strides(n.shape))
-        big = [n for n in graph.nodes if n.op.name == "const" and n.size > INLINE_CONST_MAX]
+        big = [n for n in graph.nodes
+               if n.op.name == "const" and n.arg.value.size > INLINE_CONST_MAX]
         for j, n in enumerate(big):
             b = Buffer("hidden", n_in + j, n.dtype, n.size)
             self.hidden.append((b, n.arg.value))
@@ -180,7 +181,7 @@ class _Planner:
 
     def const_view(self, n: Node) -> View:
         value = n.arg.value
-        if n.size == 1:
+        if value.size == 1:            # scalars and splats are literals in the C text
             return View(None, 0, (0,) * len(n.shape), value.reshape(()).item())
         b = Buffer("const", len(self.consts), n.dtype, n.size)
         self.consts.append((b, value))

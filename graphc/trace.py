@@ -34,11 +34,21 @@ def new_input(shape, dtype: dtypes.DType, label: str = "") -> Node:
     return make_node(INPUT, (), tuple(shape), dtype, (next(_uids), label))
 
 
-def constant(value, dtype: dtypes.DType | None = None) -> Node:
+def constant(value, dtype: dtypes.DType | None = None, shape=None) -> Node:
+    """A constant node; with `shape`, a single value splatted to that shape (no buffer)."""
     arr = np.asarray(value)
     dt = dtype or dtypes.from_numpy(arr.dtype, "constant")
     arr = arr.astype(dt.np, copy=False)
-    return make_node(CONST, (), arr.shape, dt, Literal(arr))
+    if shape is not None:
+        arr = arr.reshape(())
+    return make_node(CONST, (), arr.shape if shape is None else tuple(shape), dt, Literal(arr))
+
+
+def splat_value(node: Node):
+    """The single value of a constant whose elements are all equal (else None)."""
+    if node.op is CONST and node.arg.value.size == 1:
+        return node.arg.value.reshape(())
+    return None
 
 
 class Tracer:

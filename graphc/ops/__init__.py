@@ -53,7 +53,25 @@ class OpDef:
 
 def bind(op: OpDef, src: tuple[Node, ...], arg=None) -> Node:
     shape, dtype = op.infer(src, arg)
+    if op.kind == ELEMENTWISE and src and all(_is_splat(s) for s in src):
+        return _fold(op, src, arg, shape, dtype)
     return make_node(op, src, shape, dtype, arg)
+
+
+def _is_splat(n: Node) -> bool:
+    return n.op.name == "const" and n.arg.value.size == 1
+
+
+def _fold(op: OpDef, src, arg, shape, dtype) -> Node:
+    """An elementwise op of splatted constants is a splatted constant (numpy computes it in
+    the op's own dtype, so NaN/Inf come out as at run time)."""
+    import numpy as np
+
+    from ..trace import constant
+    values = [s.arg.value.reshape(()) for s in src]
+    with np.errstate(all="ignore"):
+        out = op.numpy(*values, **({"arg": arg} if op.has_arg else {}))
+    return constant(np.asarray(out, dtype=dtype.np), dtype, shape)
 
 
 def defop(name: str, kind: str, *, infer=None, **fields) -> OpDef:

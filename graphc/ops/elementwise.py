@@ -194,13 +194,14 @@ def result_dtype(ts) -> tuple[dtypes.DType, bool]:
 
 def astype(x, dtype):
     """Cast; a weak scalar constant is re-created at the new dtype instead of cast."""
-    from ..trace import Tracer, constant, to_tracer
+    from ..trace import Tracer, constant, splat_value, to_tracer
     x = to_tracer(x)
     dt = dtype if isinstance(dtype, dtypes.DType) else dtypes.from_numpy(dtype, "astype")
     if x.node.dtype is dt:
         return x
-    if x.node.op.name == "const" and x.size == 1:
-        return Tracer(constant(x.node.arg.value, dt), weak=x.weak)
+    value = splat_value(x.node)
+    if value is not None:
+        return Tracer(constant(value, dt, x.shape), weak=x.weak)
     return Tracer(bind(cast, (x.node,), dt.name))
 
 

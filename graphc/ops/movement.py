@@ -19,7 +19,11 @@ def _tracer(x):
 
 
 def _apply(op, x, arg):
-    from ..trace import Tracer
+    from ..trace import Tracer, constant, splat_value
+    value = splat_value(x.node) if op is not unslice_p else None
+    if value is not None:          # moving a splatted constant gives a splatted constant
+        shape, dtype = op.infer((x.node,), arg)
+        return Tracer(constant(value, dtype, shape), weak=x.weak)
     return Tracer(bind(op, (x.node,), arg), weak=x.weak)
 
 
