@@ -73,16 +73,11 @@ _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _intern_lock = threading.Lock()
 
 
-def _argkey(arg):
-    if isinstance(arg, tuple):
-        return tuple(_argkey(a) for a in arg)
-    return (type(arg), arg)
-
-
 def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,
               arg: Hashable = None) -> Node:
-    """The unique node for this (op, src, shape, dtype, arg)."""
-    key = (op, src, shape, dtype, _argkey(arg))
+    """The unique node for this (op, src, shape, dtype, arg). Args are ints, strings, tuples of
+    them, or Literals (which key on their bytes), so equal keys mean equal nodes."""
+    key = (op, src, shape, dtype, arg)
     node = _interned.get(key)
     if node is None:
         with _intern_lock:

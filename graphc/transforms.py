@@ -81,7 +81,11 @@ def _in_trace(args) -> bool:
 
 
 class _Transformed:
-    """A transformation's result: symbolic inside a trace, compiled when called on arrays."""
+    """A transformation's result: symbolic inside a trace, compiled when called on arrays.
+
+    `symbolic(*args, fresh=...)`: fresh=True promises that the traced arguments are inputs
+    nothing else has seen (the compiled top-level call), so they can serve directly as the
+    differentiation variables without placeholders and a substitution pass."""
 
     def __init__(self, symbolic: Callable, name: str):
         self._symbolic = symbolic
@@ -90,15 +94,17 @@ class _Transformed:
 
     def __call__(self, *args):
         if _in_trace(args):
-            return self._symbolic(*args)
+            return self._symbolic(*args, fresh=False)
         if self._compiled is None:
             from .runtime import compile
-            self._compiled = compile(self._symbolic)
+            self._compiled = compile(functools.partial(self._symbolic, fresh=True))
+            self._compiled.__name__ = self.__name__
         return self._compiled(*args)
 
 
-def _placeholders(tree, label: str, need_float: bool):
-    """Fresh input nodes standing for the leaves of `tree` (the values they replace too)."""
+def _placeholders(tree, label: str, need_float: bool, fresh: bool = False):
+    """Input nodes standing for the leaves of `tree` (and the values they replace): new
+    ones, unless the leaves are fresh inputs already."""
     leaves, td = pytree.flatten(tree)
     actual = [to_tracer(x, label) for x in leaves]
     if need_float:
@@ -106,12 +112,16 @@ def _placeholders(tree, label: str, need_float: bool):
             if not t.node.dtype.is_float:
                 raise GraphcError(f"{label}: differentiation needs float inputs, got "
                                   f"{t.node.dtype} (cast it, or leave it out of argnums)")
+    if fresh and all(t.node.op.name == "input" for t in actual):
+        return actual, actual, td
     ph = [Tracer(new_input(t.shape, t.node.dtype, label), weak=t.weak) for t in actual]
     return ph, actual, td
 
 
 def _bind_back(nodes: list, phs: list[Tracer], actual: list[Tracer]) -> list:
     """Replace placeholders by the values they stood for (None entries pass through)."""
+    if all(p is a for p, a in zip(phs, actual)):
+        return list(nodes)
     mapping = {id(p.node): a.node for p, a in zip(phs, actual)}
     real = [n for n in nodes if n is not None]
     done = iter(substitute([t.node for t in real], mapping))
@@ -133,12 +143,12 @@ def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
 
 # ---- reverse mode ----
 
-def _value_and_grad_symbolic(fn, argnums, has_aux, args):
+def _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh):
     nums = _argnums(argnums, len(args), "grad")
     args = list(args)
     groups = []
     for i in nums:
-        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True)
+        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
         args[i] = pytree.unflatten(td, ph)
         groups.append((ph, actual, td))
     out = call_traced(fn, tuple(args))
@@ -165,15 +175,15 @@ def _value_and_grad_symbolic(fn, argnums, has_aux, args):
 
 def value_and_grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     """(value, gradient) of a scalar-valued fn; with has_aux fn returns (value, aux)."""
-    def symbolic(*args):
-        return _value_and_grad_symbolic(fn, argnums, has_aux, args)
+    def symbolic(*args, fresh=False):
+        return _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
     return _named(fn, _Transformed(symbolic, f"value_and_grad({_name(fn)})"))
 
 
 def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     """Gradient of a scalar-valued fn w.r.t. argument(s) argnums, shaped like them."""
-    def symbolic(*args):
-        (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args)
+    def symbolic(*args, fresh=False):
+        (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
         return (g, value_aux[1]) if has_aux else g
     return _named(fn, _Transformed(symbolic, f"grad({_name(fn)})"))
 
@@ -264,12 +274,12 @@ def jvp(fn: Callable, primals, tangents):
 
 # ---- Jacobians ----
 
-def _jacobian_symbolic(fn, argnums, args):
+def _jacobian_symbolic(fn, argnums, args, fresh):
     nums = _argnums(argnums, len(args), "jacobian")
     args = list(args)
     groups = []
     for i in nums:
-        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True)
+        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
         args[i] = pytree.unflatten(td, ph)
         groups.append((ph, actual, td))
     out = call_traced(fn, tuple(args))
@@ -289,7 +299,6 @@ def _jacobian_symbolic(fn, argnums, args):
 
 
 def _jacobian_blocks(outs: list[Tracer], ins: list[Tracer]) -> list[list[Tracer]]:
-    from .ops.api import reshape, stack
     n_out = sum(o.size for o in outs)
     n_in = sum(i.size for i in ins)
     in_nodes = [i.node for i in ins]
@@ -309,7 +318,6 @@ def _jacobian_blocks(outs: list[Tracer], ins: list[Tracer]) -> list[list[Tracer]
         for oi, o in enumerate(outs):
             rows.append([_assemble([s[oi:oi + 1] for s in per_in[k]], 0, o, i, "fwd")
                          for k, i in enumerate(ins)])
-    del reshape, stack
     return rows
 
 
@@ -335,8 +343,8 @@ def _assemble(sweeps, k, o: Tracer, i: Tracer, mode: str) -> Tracer:
 def jacobian(fn: Callable, argnums=0) -> Callable:
     """Full Jacobian, shaped out.shape + in.shape (reverse or forward mode, whichever is
     fewer sweeps)."""
-    def symbolic(*args):
-        return _jacobian_symbolic(fn, argnums, args)
+    def symbolic(*args, fresh=False):
+        return _jacobian_symbolic(fn, argnums, args, fresh)
     return _named(fn, _Transformed(symbolic, f"jacobian({_name(fn)})"))
 
 

@@ -8,6 +8,7 @@ static functions so the compiler never sees one enormous function.
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..errors import GraphcError
 from ..ir import Graph
 from ..runtime import as_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
+from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
 ENTRY = "graphc_entry"
@@ -77,9 +79,26 @@ def _template(kernel: Kernel) -> str:
     return c
 
 
+def src_dtypes(k: Kernel) -> list[dtypes.DType]:
+    """The dtype each source view of a kernel is read as."""
+    if k.kind == "copy":
+        return [k.node.dtype]
+    return [s.dtype for s in k.node.src]
+
+
+def element_expr(k: Kernel, operands: list[str]) -> str:
+    """One element of an elementwise or copy kernel, from the op's C template."""
+    if k.kind == "copy":
+        return operands[0]
+    n = k.node
+    f = "f" if n.src[0].dtype is dtypes.float32 else ""
+    return _template(k).format(*operands, f=f, T=n.dtype.c)
+
+
 class _Emitter:
-    def __init__(self, sched: Schedule):
+    def __init__(self, sched: Schedule, tape: TapePlan | None = None):
         self.s = sched
+        self.tape = tape
         self.w = CWriter()
 
     def loops(self, shape, views: list[View]):
@@ -97,16 +116,9 @@ class _Emitter:
             self.w.line("}")
 
     def elementwise(self, k: Kernel) -> None:
-        n = k.node
         idx, depth = self.loops(k.shape, [k.out] + k.srcs)
-        if k.kind == "copy":
-            expr = _load(k.srcs[0], n.dtype if k.note != "materialize" else n.dtype, idx[1])
-        else:
-            operands = [_load(v, s.dtype, i) for v, s, i in zip(k.srcs, n.src, idx[1:])]
-            src_dt = n.src[0].dtype
-            f = "f" if src_dt is dtypes.float32 else ""
-            expr = _template(k).format(*operands, f=f, T=n.dtype.c)
-        self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {expr};")
+        operands = [_load(v, dt, i) for v, dt, i in zip(k.srcs, src_dtypes(k), idx[1:])]
+        self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {element_expr(k, operands)};")
         self.close(depth)
 
     def zero(self, k: Kernel) -> None:
@@ -198,7 +210,12 @@ class _Emitter:
             flat = value.reshape(-1)
             items = ", ".join(c_literal(x, b.dtype) for x in flat.tolist())
             w.line(f"static const {b.dtype.c} k{b.index}[{b.size}] = {{{items}}};")
-        parts = self._parts()
+        if self.tape is None:
+            calls = [f"gc_part{p}(io, (char *)ws);" for p in range(self._parts())]
+        else:
+            self._tape_program()
+            tape_slot = next(b.index for b, v in s.hidden if v is self.tape.rows)
+            calls = [f"gc_tape((const int64_t *)io[{tape_slot}], io, (char *)ws);"]
         n_io = len(s.inputs) + len(s.hidden) + len(s.outputs)
         with w.block(f"int {ENTRY}({entry_params(s, named=True)})"):
             slots = [f"a{i}" for i in range(n_io)]
@@ -210,11 +227,23 @@ class _Emitter:
                 w.line("void *io[] = {" + ", ".join(slots) + "};")
             else:
                 w.line("void **io = 0;")
-            for p in range(parts):
-                w.line(f"gc_part{p}(io, (char *)ws);")
+            for call in calls:
+                w.line(call)
             w.line("(void)io;")
             w.line("return 0;")
         return w.text()
+
+    def _tape_program(self) -> None:
+        """Natives as functions, their table, then the interpreter (see tape.py)."""
+        w = self.w
+        for j, k in enumerate(self.tape.natives):
+            with w.block(f"static void gc_native_{j}(void **io, char *ws)"):
+                w.line("(void)io; (void)ws;")
+                self.kernel(k)
+        names = [f"gc_native_{j}" for j in range(len(self.tape.natives))] or ["0"]
+        w.line("static void (*const gc_natives[])(void **, char *) = {" + ", ".join(names)
+               + "};")
+        render_cases(w, self.tape.cases)
 
     def _parts(self) -> int:
         """Emit kernels into static functions of at most LINES_PER_PART lines each."""
@@ -249,10 +278,16 @@ def entry_params(s: Schedule, named: bool) -> str:
     return ", ".join(params)
 
 
+def tape_threshold() -> int:
+    """Graphs with more kernels than this run as a tape (GRAPHC_TAPE_MIN_KERNELS)."""
+    return int(os.environ.get("GRAPHC_TAPE_MIN_KERNELS", "400"))
+
+
 def generate(graph: Graph) -> tuple[str, str, Schedule]:
     """C source, cffi cdef and the schedule of a graph."""
     sched = schedule(graph)
-    source = _Emitter(sched).render()
+    tape = plan_tape(sched) if len(sched.kernels) > tape_threshold() else None
+    source = _Emitter(sched, tape).render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
     return source, cdef, sched

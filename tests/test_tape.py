@@ -1,0 +1,81 @@
+"""Tape mode (large graphs run as data by a generated interpreter) against straight-line C."""
+
+import numpy as np
+import pytest
+
+import graphc
+
+
+def w7(n_ops: int):
+    """The W7 workload of BENCHMARKS.md: a large graph of scalar ops."""
+    def f(x):
+        nodes = [x[i] for i in range(100)]
+        for op in range(n_ops):
+            k = op % 4
+            if k == 0:
+                nodes.append(graphc.softplus(nodes[-10]))
+            elif k == 1:
+                nodes.append(sum(nodes[-30:-10:5]))
+            elif k == 2:
+                nodes.append(nodes[-20] * nodes[-10])
+            else:
+                nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
+        return sum(nodes)
+    return f
+
+
+@pytest.fixture
+def tape_everywhere(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+
+
+@pytest.fixture
+def never_tape(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
+
+
+def _mixed(x, w, labels):
+    """Every lowering at once: views, broadcasts, reductions, matmul (a native), concat."""
+    h = graphc.tanh(x @ w + 0.5)
+    z = graphc.concatenate([h[:, :2] * 3.0, h[:, 2:]], axis=1)
+    logp = graphc.log_softmax(z, axis=-1)
+    return -(graphc.one_hot(labels, z.shape[1], np.float64) * logp).sum() + z.max(axis=0).sum()
+
+
+def _run_mixed():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
+    labels = np.array([0, 3, 1, 2, 3])
+    return graphc.compile(graphc.value_and_grad(_mixed, (0, 1)))(x, w, labels)
+
+
+def test_tape_matches_straight_line_code(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
+    v1, g1 = _run_mixed()
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    v2, g2 = _run_mixed()
+    np.testing.assert_allclose(v1, v2, rtol=1e-14)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_w7_value_and_gradient_match_the_reference_backend():
+    x = np.random.default_rng(1).uniform(-1, 1, 100)
+    f = graphc.value_and_grad(w7(600))
+    v, d = graphc.compile(f)(x)
+    rv, rd = graphc.compile(f, backend="numpy")(x)
+    assert graphc.compile(f).stats(x)["kernels"] > 400       # large enough to run as a tape
+    np.testing.assert_allclose(v, rv, rtol=1e-12)
+    np.testing.assert_allclose(d, rd, rtol=1e-10, atol=1e-14)
+
+
+def test_tape_source_does_not_grow_with_the_graph(tape_everywhere):
+    x = np.random.default_rng(2).uniform(-1, 1, 100)
+    small = graphc.compile(graphc.value_and_grad(w7(40))).source(x)
+    large = graphc.compile(graphc.value_and_grad(w7(400))).source(x)
+    assert small == large        # same ops, same C: only the tape (data) differs
+
+
+def test_straight_line_code_for_small_graphs(never_tape):
+    src = graphc.compile(lambda a, b: a * b + 1.0).source(np.ones(3), np.ones(3))
+    assert "gc_tape" not in src
