@@ -33,8 +33,7 @@ def _total(parts: list[Tracer]) -> Tracer:
 
 
 def zeros(shape, dtype) -> Tracer:
-    from .ops.movement import broadcast_to
-    return broadcast_to(Tracer(constant(0, dtype)), shape)
+    return Tracer(constant(0, dtype, shape))
 
 
 def vjp_nodes(outputs, cotangents, wrt) -> list[Tracer | None]:

@@ -59,6 +59,8 @@ class CompiledFunction:
     def __init__(self, fn: Callable, backend: str | None = None, optimize: bool = True,
                  static_argnums=()):
         self.fn = fn
+        entry = getattr(fn, "fresh_entry", None)      # graphc transformations trace faster
+        self._traced_fn = entry() if entry is not None else fn
         self.backend = backend
         self.optimize = optimize
         self.static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
@@ -95,7 +97,7 @@ class CompiledFunction:
             return self._build_unpaused(args, specs)
 
     def _build_unpaused(self, args, specs) -> Executable:
-        graph, out_td = trace_to_graph(self.fn, args, self.static_argnums)
+        graph, out_td = trace_to_graph(self._traced_fn, args, self.static_argnums)
         if self.optimize:
             from .passes import optimize
             graph = optimize(graph)

@@ -69,7 +69,8 @@ def trace_to_graph(fn: Callable, args: tuple, static_argnums=()) -> tuple[Graph,
     out_leaves, out_td = pytree.flatten(out)
     outs = [to_tracer(o, "output").node for o in out_leaves]
     inputs = [t.node for t in traced if isinstance(t, Tracer)]
-    graph = Graph(inputs, outs, name=getattr(fn, "__name__", "fn"))
+    name = getattr(getattr(fn, "func", fn), "__name__", "fn")
+    graph = Graph(inputs, outs, name=name)
     graph.verify()
     return graph, out_td
 
@@ -97,9 +98,12 @@ class _Transformed:
             return self._symbolic(*args, fresh=False)
         if self._compiled is None:
             from .runtime import compile
-            self._compiled = compile(functools.partial(self._symbolic, fresh=True))
-            self._compiled.__name__ = self.__name__
+            self._compiled = compile(self)
         return self._compiled(*args)
+
+    def fresh_entry(self) -> Callable:
+        """What compile() traces: called once, directly on brand-new input tracers."""
+        return functools.partial(self._symbolic, fresh=True)
 
 
 def _placeholders(tree, label: str, need_float: bool, fresh: bool = False):

@@ -18,6 +18,7 @@ from ..errors import GraphcError
 from ..ir import Graph
 from ..runtime import as_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
+from .elements import element_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
@@ -64,35 +65,6 @@ def _index(offset: int, strides, ivars) -> str:
         elif s:
             terms.append(f"{i} * {s}")
     return " + ".join(terms) or "0"
-
-
-def _template(kernel: Kernel) -> str:
-    op, n = kernel.node.op, kernel.node
-    src_dt = n.src[0].dtype if n.src else n.dtype
-    if op.name == "where":
-        src_dt = n.src[1].dtype
-    c = op.c
-    if isinstance(c, dict):
-        c = c.get(src_dt.kind) or c.get("i" if src_dt.kind == "b" else "f")
-    if op.name == "cast" and n.dtype is dtypes.bool_:
-        c = "({0} != 0)"
-    return c
-
-
-def src_dtypes(k: Kernel) -> list[dtypes.DType]:
-    """The dtype each source view of a kernel is read as."""
-    if k.kind == "copy":
-        return [k.node.dtype]
-    return [s.dtype for s in k.node.src]
-
-
-def element_expr(k: Kernel, operands: list[str]) -> str:
-    """One element of an elementwise or copy kernel, from the op's C template."""
-    if k.kind == "copy":
-        return operands[0]
-    n = k.node
-    f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return _template(k).format(*operands, f=f, T=n.dtype.c)
 
 
 class _Emitter:

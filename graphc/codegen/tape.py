@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import dtypes
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims
+from .elements import element_expr, src_dtypes
 
 WIDTH = 16
 NATIVE = 0
@@ -69,7 +70,6 @@ def _reduce_views(k: Kernel) -> tuple[list[View], View]:
 
 def case_key(k: Kernel) -> tuple:
     """What the C of a case depends on: the element expression and the operand types."""
-    from .c import element_expr, src_dtypes
     out_t = k.out.buf.dtype
     if k.kind == "zero":
         return ("map", "0", out_t.name, ())
@@ -116,7 +116,6 @@ class _Encoder:
             row += self.operand(_reduce_views(k)[0][1], k.node.dtype, s_st) + [0] * 6
             row += [m, i_st]
         else:
-            from .c import src_dtypes
             n, strides = _one_loop(loops)
             row += [n] + self.operand(k.out, k.out.buf.dtype, strides[0])
             dts = src_dtypes(k) if k.kind != "zero" else []

@@ -43,9 +43,7 @@ class OpDef:
 
     def __call__(self, *srcs, arg=None):
         """Apply the primitive to Tracers (no broadcasting or promotion: see the wrappers)."""
-        from ..trace import Tracer
-        node = bind(self, tuple(s.node for s in srcs), arg)
-        return Tracer(node)
+        return _trace.Tracer(bind(self, tuple(s.node for s in srcs), arg))
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -67,11 +65,10 @@ def _fold(op: OpDef, src, arg, shape, dtype) -> Node:
     the op's own dtype, so NaN/Inf come out as at run time)."""
     import numpy as np
 
-    from ..trace import constant
     values = [s.arg.value.reshape(()) for s in src]
     with np.errstate(all="ignore"):
         out = op.numpy(*values, **({"arg": arg} if op.has_arg else {}))
-    return constant(np.asarray(out, dtype=dtype.np), dtype, shape)
+    return _trace.constant(np.asarray(out, dtype=dtype.np), dtype, shape)
 
 
 def defop(name: str, kind: str, *, infer=None, **fields) -> OpDef:
@@ -112,3 +109,7 @@ def _no_default(src, arg):
 
 _DEFAULT_INFER = {ELEMENTWISE: same_as_inputs, REDUCE: _no_default, MOVEMENT: _no_default,
                   CONTRACT: _no_default, SOURCE: _no_default}
+
+
+# Bound last: trace.py imports this module first, so it can only be loaded once defop exists.
+from .. import trace as _trace  # noqa: E402

@@ -6,13 +6,13 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError
+from ..trace import Tracer, constant, to_tracer  # trace is loaded first (graphc/__init__)
 from .elementwise import astype, exp, log, maximum_, minimum_, stop_gradient, where_
 from .movement import expand_dims
 from .reduce import max, sum  # noqa: A004
 
 
 def _t(x):
-    from ..trace import to_tracer
     return to_tracer(x)
 
 
@@ -76,7 +76,6 @@ def log_softmax(x, axis=-1):
 
 def one_hot(labels, n: int, dtype=np.float32):
     """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
-    from ..trace import Tracer, constant
     labels = _t(labels)
     if labels.node.dtype.kind not in "ib":
         raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")

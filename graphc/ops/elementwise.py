@@ -12,6 +12,12 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
+from ..trace import (  # trace is loaded first (graphc/__init__)
+    Tracer,
+    constant,
+    splat_value,
+    to_tracer,
+)
 from . import BILINEAR, ELEMENTWISE, LINEAR, bind, defop, float_only, same_as_inputs, to_bool
 from .movement import broadcast_to
 
@@ -194,7 +200,6 @@ def result_dtype(ts) -> tuple[dtypes.DType, bool]:
 
 def astype(x, dtype):
     """Cast; a weak scalar constant is re-created at the new dtype instead of cast."""
-    from ..trace import Tracer, constant, splat_value, to_tracer
     x = to_tracer(x)
     dt = dtype if isinstance(dtype, dtypes.DType) else dtypes.from_numpy(dtype, "astype")
     if x.node.dtype is dt:
@@ -207,7 +212,6 @@ def astype(x, dtype):
 
 def prepare(opname: str, *xs, want_float: bool = False):
     """Convert, promote and broadcast operands; returns (tracers, weak result?)."""
-    from ..trace import Tracer, to_tracer
     ts = [to_tracer(x, opname) for x in xs]
     dt, weak = result_dtype(ts)
     if want_float and not dt.is_float:
@@ -223,7 +227,6 @@ def prepare(opname: str, *xs, want_float: bool = False):
 
 
 def _elementwise(op, *xs, want_float=False):
-    from ..trace import Tracer
     ts, weak = prepare(op.name, *xs, want_float=want_float)
     return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
 
@@ -257,7 +260,6 @@ def _float_unary(op):
 
 def _compare(op):
     def wrapper(a, b):
-        from ..trace import Tracer
         ts, _ = prepare(op.name, a, b)
         return Tracer(bind(op, (ts[0].node, ts[1].node)))
     wrapper.__name__ = op.name
@@ -273,7 +275,6 @@ def _logical(op):
 
 def where_(cond, a, b):
     """Select a where cond else b; cond is a boolean mask (broadcast with a and b)."""
-    from ..trace import Tracer, to_tracer
     c = to_tracer(cond, "where")
     if c.node.dtype is not dtypes.bool_:
         c = _compare(ne)(c, 0)
@@ -285,6 +286,5 @@ def where_(cond, a, b):
 
 def stop_gradient(x):
     """The value of x, through which no derivative flows."""
-    from ..trace import Tracer, to_tracer
     x = to_tracer(x)
     return Tracer(bind(stop_gradient_p, (x.node,)), weak=x.weak) if x.node.dtype.is_float else x

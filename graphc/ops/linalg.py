@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
+from ..trace import Tracer, to_tracer  # trace is loaded first (graphc/__init__)
 from . import BILINEAR, CONTRACT, bind, defop
 from .movement import broadcast_to, reshape, swapaxes
 
@@ -27,7 +28,6 @@ matmul_p = defop("matmul", CONTRACT, infer=_matmul_infer, numpy=np.matmul,
 
 def matmul(a, b, opname: str = "matmul"):
     """numpy.matmul: 1-D operands are promoted to matrices, batch dims broadcast."""
-    from ..trace import Tracer
     from .elementwise import broadcast_shapes
     from .movement import prepare_same_dtype
     (a, b), weak = prepare_same_dtype([a, b])
@@ -61,7 +61,6 @@ def matmul(a, b, opname: str = "matmul"):
 
 def dot(a, b):
     """numpy.dot for 0-, 1- and 2-D operands."""
-    from ..trace import to_tracer
     from .elementwise import multiply
     a, b = to_tracer(a, "dot"), to_tracer(b, "dot")
     if a.ndim == 0 or b.ndim == 0:
@@ -73,7 +72,6 @@ def dot(a, b):
 
 
 def outer(a, b):
-    from ..trace import to_tracer
     from .elementwise import multiply
     a, b = to_tracer(a, "outer"), to_tracer(b, "outer")
     return multiply(reshape(a, (a.size, 1)), reshape(b, (1, b.size)))

@@ -6,6 +6,12 @@ import numpy as np
 
 from ..errors import GraphcError, ShapeError
 from ..ir import prod
+from ..trace import (  # trace is loaded first (graphc/__init__)
+    Tracer,
+    constant,
+    splat_value,
+    to_tracer,
+)
 from . import LINEAR, MOVEMENT, bind, defop
 
 
@@ -14,12 +20,10 @@ class IndexOutOfRange(ShapeError, IndexError):
 
 
 def _tracer(x):
-    from ..trace import to_tracer
     return to_tracer(x)
 
 
 def _apply(op, x, arg):
-    from ..trace import Tracer, constant, splat_value
     value = splat_value(x.node) if op is not unslice_p else None
     if value is not None:          # moving a splatted constant gives a splatted constant
         shape, dtype = op.infer((x.node,), arg)
@@ -195,7 +199,6 @@ unslice_p = defop("unslice", MOVEMENT, infer=_unslice_infer, numpy=_np_unslice,
 
 def getitem(x, idx):
     """Basic indexing with static ints, slices, Ellipsis and None (numpy semantics)."""
-    from ..trace import Tracer
     x = _tracer(x)
     idx = idx if isinstance(idx, tuple) else (idx,)
     for i in idx:
@@ -274,7 +277,6 @@ concat_p = defop("concatenate", MOVEMENT, infer=_concat_infer,
 
 
 def concatenate(xs, axis: int = 0):
-    from ..trace import Tracer
     xs = list(xs)
     if not xs:
         raise GraphcError("concatenate: needs at least one array")
@@ -289,7 +291,6 @@ def concatenate(xs, axis: int = 0):
 
 def prepare_same_dtype(xs):
     """Promote a list of arrays to one dtype without broadcasting their shapes."""
-    from ..trace import to_tracer
     from .elementwise import astype, result_dtype
     ts = [to_tracer(x, "concatenate") for x in xs]
     dt, weak = result_dtype(ts)

@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import ShapeError
+from ..trace import Tracer, to_tracer  # trace is loaded first (graphc/__init__)
 from . import LINEAR, REDUCE, bind, defop
+from .elementwise import astype
 from .movement import broadcast_to, normalize_axis, reshape
 
 
@@ -31,14 +33,12 @@ def _keep(g, x, axes):
 
 
 def _extremum_vjp(g, y, x, arg):
-    from .elementwise import astype
     mask = astype(x == _keep(y, x, arg), x.dtype)
     count = reduce_sum(mask, arg=arg)
     return (_keep(g / count, x, arg) * mask,)
 
 
 def _extremum_jvp(t, y, x, arg):
-    from .elementwise import astype
     mask = astype(x == _keep(y, x, arg), x.dtype)
     return reduce_sum(t * mask, arg=arg) / reduce_sum(mask, arg=arg)
 
@@ -72,14 +72,12 @@ def normalize_axes(axis, ndim: int, opname: str) -> tuple[int, ...]:
 
 
 def _reduce(op, x, axis, keepdims, opname):
-    from ..trace import Tracer, to_tracer
     x = to_tracer(x, opname)
     axes = normalize_axes(axis, x.ndim, opname)
     if op is not reduce_sum and any(x.shape[a] == 0 for a in axes):
         raise ShapeError(f"{opname}: zero-size array to reduction operation {opname} which "
                          f"has no identity (shape {x.shape}, axis {axis})")
     if op is reduce_sum and not x.node.dtype.is_float:
-        from .elementwise import astype
         x = astype(x, dtypes.int64)          # numpy sums bools and int32 as int64
     out = Tracer(bind(op, (x.node,), axes), weak=x.weak) if axes else x
     if keepdims:
@@ -100,8 +98,6 @@ def min(x, axis=None, keepdims=False):  # noqa: A001
 
 
 def mean(x, axis=None, keepdims=False):
-    from ..trace import to_tracer
-    from .elementwise import astype
     x = to_tracer(x, "mean")
     if not x.node.dtype.is_float:
         x = astype(x, dtypes.float64)

@@ -1,0 +1,36 @@
+"""One element of a kernel as a C expression, from the op's own template (shared by the
+straight-line and tape lowerings)."""
+
+from __future__ import annotations
+
+from .. import dtypes
+from ..schedule import Kernel
+
+
+def template(kernel: Kernel) -> str:
+    op, n = kernel.node.op, kernel.node
+    src_dt = n.src[0].dtype if n.src else n.dtype
+    if op.name == "where":
+        src_dt = n.src[1].dtype
+    c = op.c
+    if isinstance(c, dict):
+        c = c.get(src_dt.kind) or c.get("i" if src_dt.kind == "b" else "f")
+    if op.name == "cast" and n.dtype is dtypes.bool_:
+        c = "({0} != 0)"
+    return c
+
+
+def src_dtypes(k: Kernel) -> list[dtypes.DType]:
+    """The dtype each source view of a kernel is read as."""
+    if k.kind == "copy":
+        return [k.node.dtype]
+    return [s.dtype for s in k.node.src]
+
+
+def element_expr(k: Kernel, operands: list[str]) -> str:
+    """One element of an elementwise or copy kernel, from the op's C template."""
+    if k.kind == "copy":
+        return operands[0]
+    n = k.node
+    f = "f" if n.src[0].dtype is dtypes.float32 else ""
+    return template(k).format(*operands, f=f, T=n.dtype.c)
