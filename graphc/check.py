@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
+from .ops.api import sum as gsum
 from .runtime import compile
 from .transforms import grad, jvp
 
@@ -24,37 +25,26 @@ def check_grads(fn: Callable, args, order: int = 1, eps: float | None = None,
     eps = 1e-5 if eps is None else eps
     rtol = (1e-5 if order == 1 else 1e-4) if rtol is None else rtol
     rng = np.random.default_rng(seed)
-    f = compile(fn)
-    out = f(*args)
-    out_leaves, out_td = pytree.flatten(out)
-    us = [rng.uniform(0.5, 1.5, np.shape(o)) for o in out_leaves]
-
-    def projected(*a):
-        """<u, fn(a)>: a scalar whose gradient is the VJP of fn with cotangent u."""
-        from .ops.api import sum as gsum
-        leaves, _ = pytree.flatten(fn(*a))
-        total = 0.0
-        for leaf, u in zip(leaves, us):
-            total = total + gsum(leaf * u)
-        return total
-
+    out_leaves = pytree.flatten(compile(fn)(*args))[0]
+    projected = _projection(fn, [rng.uniform(0.5, 1.5, np.shape(o)) for o in out_leaves])
     _check_first_order(projected, fn, args, eps, rtol, rng, "")
     if order >= 2:
         for k in range(len(args)):
             g_k = grad(projected, argnums=k)
             d = pytree.flatten(compile(g_k)(*args))[0]
-            ws = [rng.uniform(0.5, 1.5, np.shape(x)) for x in d]
-
-            def second(*a, g_k=g_k, ws=ws):
-                from .ops.api import sum as gsum
-                total = 0.0
-                for leaf, w in zip(pytree.flatten(g_k(*a))[0], ws):
-                    total = total + gsum(leaf * w)
-                return total
-
+            second = _projection(g_k, [rng.uniform(0.5, 1.5, np.shape(x)) for x in d])
             _check_first_order(second, None, args, eps, rtol * 10, rng,
                                f" (second order, through d/d argument {k})")
-    del out_td
+
+
+def _projection(fn: Callable, weights: list) -> Callable:
+    """a -> sum_i <w_i, fn(a)_i>: a scalar whose gradient is the VJP of fn with cotangent w."""
+    def projected(*a):
+        total = 0.0
+        for leaf, w in zip(pytree.flatten(fn(*a))[0], weights):
+            total = total + gsum(leaf * w)
+        return total
+    return projected
 
 
 def _check_first_order(scalar_fn, fn, args, eps, rtol, rng, what):
