@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import timeit
 
 import numpy as np
@@ -67,6 +68,36 @@ def matmul_ratio() -> tuple[float, float]:
     return ours * 1e3, blas * 1e3
 
 
+def w7(n_ops: int):
+    """BENCHMARKS.md W7: a large graph of scalar ops."""
+    def f(x):
+        nodes = [x[i] for i in range(100)]
+        for op in range(n_ops):
+            k = op % 4
+            if k == 0:
+                nodes.append(graphc.softplus(nodes[-10]))
+            elif k == 1:
+                nodes.append(sum(nodes[-30:-10:5]))
+            elif k == 2:
+                nodes.append(nodes[-20] * nodes[-10])
+            else:
+                nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
+        return sum(nodes)
+    return f
+
+
+def w7_figures(n_ops: int) -> tuple[int, float, float]:
+    """(graph nodes, seconds to the first result, us per value+grad call)."""
+    x = np.random.default_rng(0).uniform(-1, 1, 100)
+    t0 = time.perf_counter()
+    step = graphc.compile(graphc.value_and_grad(w7(n_ops)))
+    step(x)
+    first = time.perf_counter() - t0
+    reps = 50
+    per_call = min(timeit.repeat(lambda: step(x), number=reps, repeat=3)) / reps
+    return step.stats(x)["nodes"], first, per_call * 1e6
+
+
 def main() -> None:
     print(f"W0 (L=(wx+b-y)^2, value and 2 grads): {w0_us():.2f} us per call")
     with tempfile.TemporaryDirectory() as cache:
@@ -78,6 +109,10 @@ def main() -> None:
     ours, blas = matmul_ratio()
     print(f"512^3 float32 matmul: graphc {ours:.2f} ms, numpy BLAS {blas:.2f} ms "
           f"({ours / blas:.2f}x)")
+    for n_ops in (1000, 10000):
+        nodes, first, per_call = w7_figures(n_ops)
+        print(f"W7 N={n_ops}: {nodes} nodes, first result {first:.2f} s (trace, autodiff, "
+              f"tape, build or cache), {per_call:.0f} us per value+grad")
 
 
 if __name__ == "__main__":
