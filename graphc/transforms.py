@@ -12,7 +12,7 @@ import numpy as np
 
 from . import dtypes, pytree
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
-from .errors import GraphcError
+from .errors import DTypeError, GraphcError
 from .ir import Graph
 from .trace import Tracer, _stack, constant, new_input, to_tracer, tracing
 
@@ -32,6 +32,8 @@ def leaf_spec(leaf) -> tuple:
         return ((), dtypes.int64, "weak")
     if isinstance(leaf, Tracer):
         return (leaf.shape, leaf.node.dtype) + (("weak",) if leaf.weak else ())
+    if isinstance(leaf, complex):
+        raise DTypeError(f"argument {leaf!r}: complex numbers are not supported")
     raise GraphcError(f"argument of type {type(leaf).__name__} is not supported: pass numpy "
                       "arrays, Python scalars, or tuples/lists/dicts of them (or make it "
                       "static with static_argnums)")
