@@ -36,6 +36,7 @@ class Executable:
         self.graph = graph
         self.out_treedef = out_treedef
         self.runner = runner
+        self.run = getattr(runner, "call", runner)      # the runner's fastest entry
         self.specs = specs
         self.dynamic = [k for k, s in enumerate(specs) if s[0] != "static"]
         self.all_dynamic = len(self.dynamic) == len(specs)
@@ -44,7 +45,7 @@ class Executable:
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
             leaves = [leaves[k] for k in self.dynamic]
-        return self.unflatten(self.runner(leaves))
+        return self.unflatten(self.run(leaves))
 
 
 def as_array(x, dtype: np.dtype) -> np.ndarray:
@@ -115,7 +116,7 @@ class CompiledFunction:
         if fast is not None:
             exe = self._fast.get(fast)
             if exe is not None:
-                return exe.unflatten(exe.runner(args))
+                return exe.unflatten(exe.run(args))
         if _tracing() or _has_tracer(args):
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)

@@ -266,7 +266,8 @@ def generate(graph: Graph) -> tuple[str, str, Schedule]:
 
 
 class CRunner:
-    """Calls the built entry point: fresh output arrays, a shared workspace, one C call."""
+    """Calls the built entry point: fresh output arrays, a shared workspace, one C call
+    (`runner.call(leaves)`, generated per signature)."""
 
     def __init__(self, graph: Graph):
         from ..build import load_module
@@ -287,6 +288,7 @@ class CRunner:
         self._lock = threading.Lock()
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
                       "peak_bytes": sched.ws_bytes, **sched.stats}
+        self.call = self._make_call()
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
@@ -294,29 +296,52 @@ class CRunner:
         buf = raw[start:start + self._ws_bytes]
         return buf, self.ffi.from_buffer(buf)
 
-    def __call__(self, leaves) -> list[np.ndarray]:
-        outs = [np.empty(shape, dt) for shape, dt in self._outs]
-        fb = self.ffi.from_buffer
-        args = []
-        for x, (scalar, dt, py) in zip(leaves, self._in):
+    def _make_call(self):
+        """The per-call path as straight-line Python specialised to this signature (no loops
+        over arguments): convert inputs, allocate outputs, one C call under the workspace
+        lock (a contending thread gets a fresh workspace), return the outputs."""
+        ns = {"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
+              "ndarray": np.ndarray, "as_array": as_array, "lock": self._lock,
+              "ws": self._ws_ptr, "new_ws": self._new_workspace, "fail": _entry_failed}
+        params, args = [], []
+        for k, (scalar, dt, py) in enumerate(self._in):
+            params.append(f"a{k}")
+            ns[f"D{k}"], ns[f"P{k}"] = dt, py
             if scalar:
-                args.append(x if type(x) is py else py(x))
+                args.append(f"a{k} if type(a{k}) is P{k} else P{k}(a{k})")
             else:
-                args.append(fb(x if type(x) is np.ndarray and x.dtype == dt
-                               and x.flags.c_contiguous else as_array(x, dt)))
-        args += self._hidden
-        args += [fb(o) for o in outs]
-        if self._lock.acquire(blocking=False):
-            try:
-                rc = self._entry(*args, self._ws_ptr)
-            finally:
-                self._lock.release()
-        else:                       # another thread holds the shared workspace
-            _, ws = self._new_workspace()
-            rc = self._entry(*args, ws)
-        if rc:
-            raise GraphcError(f"generated code returned error code {rc}")
-        return outs
+                args.append(f"fb(a{k} if type(a{k}) is ndarray and a{k}.dtype is D{k} and "
+                            f"a{k}.flags.c_contiguous else as_array(a{k}, D{k}))")
+        for j, h in enumerate(self._hidden):
+            ns[f"H{j}"] = h
+            args.append(f"H{j}")
+        outs = []
+        for j, (shape, dt) in enumerate(self._outs):
+            ns[f"S{j}"], ns[f"T{j}"] = shape, dt
+            outs.append(f"o{j}")
+            args.append(f"fb(o{j})")
+        call_args = ", ".join(args)
+        lines = ["def call(leaves):"]
+        if params:
+            lines.append(f"    {', '.join(params)}, = leaves")
+        lines += [f"    o{j} = empty(S{j}, T{j})" for j in range(len(outs))]
+        lines += [f"    args = ({call_args}{',' if args else ''})",
+                  "    if lock.acquire(False):",
+                  "        try:",
+                  "            rc = entry(*args, ws)",
+                  "        finally:",
+                  "            lock.release()",
+                  "    else:",
+                  "        rc = entry(*args, new_ws()[1])",
+                  "    if rc:",
+                  "        fail(rc)",
+                  f"    return [{', '.join(outs)}]"]
+        exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
+        return ns["call"]
+
+
+def _entry_failed(rc: int):
+    raise GraphcError(f"generated code returned error code {rc}")
 
 
 def build_graph(graph: Graph) -> CRunner:
