@@ -92,6 +92,10 @@ def run_program(lib, program, inputs, weights):
             a, b = stack[i % len(stack)], stack[j % len(stack)]
             if name == "matmul" and a.shape[-1] != b.shape[-1]:
                 continue
+            try:
+                np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+            except ValueError:
+                continue
             stack.append(BINARY[name](lib, a, b))
     total = 0.0
     for v, w in zip(stack[len(inputs):] or stack, weights):
@@ -123,6 +127,18 @@ def _weights(rng, program, shapes):
           suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs_match_reference(case):
+    check_program(case)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=programs())
+def test_random_programs_match_reference_in_tape_mode(monkeypatch, case):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    check_program(case)
+
+
+def check_program(case):
     shapes, program, seed = case
     rng = np.random.default_rng(seed)
     xs = [rng.uniform(-1.5, 1.5, s) for s in shapes]
