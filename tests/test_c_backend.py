@@ -90,7 +90,7 @@ def run_program(lib, program, inputs, weights):
             stack.append(UNARY[name](lib, stack[i % len(stack)]))
         else:
             a, b = stack[i % len(stack)], stack[j % len(stack)]
-            if name == "matmul" and a.shape[-1] != b.shape[-1]:
+            if name == "matmul" and (a.ndim != 2 or b.ndim != 2 or a.shape[-1] != b.shape[-1]):
                 continue
             try:
                 np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
