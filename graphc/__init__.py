@@ -3,6 +3,7 @@ them as generated C."""
 
 from __future__ import annotations
 
+from ._version import __version__
 from .check import check_grads
 from .eager import eager as _eager
 from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
@@ -83,10 +84,10 @@ for _name in _EAGER_OPS:
     globals()[_name] = _eager(getattr(_api, _name))
 del _name
 
-__version__ = "0.1.0"
 
 __all__ = [
-    "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError", "ShapeError",
+    "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
+    "ShapeError",
     "Tracer", "TracerError", "abs", "add", "astype", "broadcast_to", "check_grads", "clip",
     "compile", "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1",
     "grad", "greater", "greater_equal", "hessian", "jacobian", "jit", "jvp", "leaky_relu",

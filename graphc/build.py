@@ -20,7 +20,6 @@ import contextlib
 import functools
 import hashlib
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -41,8 +40,10 @@ from pathlib import Path
 
 import cffi
 import filelock
+import numpy
 import platformdirs
 
+from graphc._version import __version__ as graphc_version
 from graphc.errors import CompileError, GraphcError
 
 __all__ = [
@@ -174,22 +175,15 @@ def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
 def _environment_id() -> tuple[str, ...]:
     """Everything in the key that is fixed for the life of the process."""
     return (
-        _version("graphc"),
+        graphc_version,
         cffi.__version__,
-        _version("numpy"),
+        numpy.__version__,
         sys.implementation.cache_tag or "",
         sysconfig.get_config_var("EXT_SUFFIX") or "",
         platform.machine(),
         _cpu_flags_hash(),
         _headers_hash(),
     )
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _cpu_flags_hash() -> str:
