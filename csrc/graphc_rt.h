@@ -10,6 +10,7 @@
  *   gc_sigmoid(x), gc_sigmoidf   1 / (1 + exp(-x)) computed from exp(-|x|)
  *   gc_softplus(x), gc_softplusf log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
  *   gc_sign(x), gc_signf         numpy.sign for floats (NaN stays NaN, sign(-0.0) = 0)
+ *   gc_ipow(a, b)                integer power by squaring (b >= 0; numpy refuses b < 0)
  *   GC_BUF(T, base, off)         typed pointer into the workspace arena at byte offset off
  */
 #ifndef GRAPHC_RT_H
@@ -51,6 +52,14 @@ static inline double gc_sign(double x) {
 
 static inline float gc_signf(float x) {
     return x > 0 ? 1.0f : x < 0 ? -1.0f : x;
+}
+
+static inline int64_t gc_ipow(int64_t a, int64_t b) {
+    uint64_t r = 1, base = (uint64_t)a;       /* unsigned: wraps like numpy, no UB */
+    if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+    for (; b; b >>= 1, base *= base)
+        if (b & 1) r *= base;
+    return (int64_t)r;
 }
 
 #endif /* GRAPHC_RT_H */

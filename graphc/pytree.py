@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import GraphcError
+
 # A treedef is a hashable nested tuple: ("*",) for a leaf, ("tuple"|"list", children),
 # ("dict", keys, children), ("none",) for None.
 LEAF = ("*",)
@@ -21,7 +23,11 @@ def _flatten(tree: Any, leaves: list) -> tuple:
     if t is tuple or t is list:
         return (t.__name__, tuple(_flatten(c, leaves) for c in tree))
     if t is dict:
-        keys = tuple(sorted(tree))
+        try:
+            keys = tuple(sorted(tree))
+        except TypeError:
+            raise GraphcError(f"dict keys {list(tree)!r} cannot be ordered: graphc needs "
+                              "dict keys of one sortable type (e.g. all strings)") from None
         return ("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
     if tree is None:
         return NONE
@@ -89,7 +95,9 @@ def unflattener(treedef: tuple):
                 items.append(f"K[{len(keys) - 1}]: {expr(c)}")
             return "{" + ", ".join(items) + "}"
         inner = ", ".join(expr(c) for c in td[1])
-        return f"({inner},)" if kind == "tuple" else f"[{inner}]"
+        if kind == "list":
+            return f"[{inner}]"
+        return f"({inner},)" if inner else "()"
 
     body = expr(treedef)
     return eval(f"lambda o: {body}", {"K": keys})  # noqa: S307  (built from the treedef only)

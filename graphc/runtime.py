@@ -71,12 +71,21 @@ class CompiledFunction:
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
+    def _static_positions(self, n_args: int) -> tuple[int, ...]:
+        """static_argnums as positions in this call (negative numbers count from the end)."""
+        return tuple(sorted({i % n_args for i in self.static_argnums if -n_args <= i < n_args}))
+
     def _signature(self, args) -> tuple[tuple, list, list]:
-        static = self.static_argnums
+        static = self._static_positions(len(args)) if self.static_argnums else ()
         dyn = tuple(a for i, a in enumerate(args) if i not in static) if static else args
         leaves, treedef = pytree.flatten(dyn)
         specs = [leaf_spec(x) for x in leaves]
-        statics = tuple(args[i] for i in static if i < len(args))
+        statics = tuple(args[i] for i in static)
+        try:
+            hash(statics)
+        except TypeError:
+            raise GraphcError(f"{self.__name__}: static arguments must be hashable (they are "
+                              f"part of the cache key); got {statics!r}") from None
         return (treedef, tuple(specs), statics, len(args)), leaves, specs
 
     def executable(self, *args) -> Executable:
@@ -98,7 +107,8 @@ class CompiledFunction:
             return self._build_unpaused(args, specs)
 
     def _build_unpaused(self, args, specs) -> Executable:
-        graph, out_td = trace_to_graph(self._traced_fn, args, self.static_argnums)
+        static = self._static_positions(len(args)) if self.static_argnums else ()
+        graph, out_td = trace_to_graph(self._traced_fn, args, static)
         if self.optimize:
             from .passes import optimize
             graph = optimize(graph)
@@ -111,7 +121,10 @@ class CompiledFunction:
             runner = build_graph(graph)
         return Executable(graph, out_td, runner, specs)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            return self._with_keywords(len(args), tuple(sorted(kwargs)))(
+                *args, *(kwargs[k] for k in sorted(kwargs)))
         fast = _fast_key(args)
         if fast is not None:
             exe = self._fast.get(fast)
@@ -124,6 +137,21 @@ class CompiledFunction:
         if fast is not None and not self.static_argnums:
             self._fast[fast] = exe
         return exe(leaves)
+
+    def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:
+        """Keyword arguments become trailing positional ones of a cached variant."""
+        key = ("kw", n_pos, names)
+        variant = self._cache.get(key)
+        if variant is None:
+            fn = self.fn
+
+            def call(*a):
+                return fn(*a[:n_pos], **dict(zip(names, a[n_pos:])))
+            call.__name__ = self.__name__
+            static = tuple(i % n_pos for i in self.static_argnums if -n_pos <= i < n_pos)
+            variant = CompiledFunction(call, self.backend, self.optimize, static)
+            self._cache[key] = variant
+        return variant
 
     # ---- introspection ----
     def source(self, *args) -> str:
@@ -188,7 +216,9 @@ def _fast_key(args):
         t = type(a)
         if t is np.ndarray:
             key.append((a.shape, a.dtype, a.flags.c_contiguous))
-        elif t is float or t is int:
+        elif t is float:
+            key.append(t)
+        elif t is int and -(1 << 63) <= a < (1 << 63):
             key.append(t)
         else:
             return None

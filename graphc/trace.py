@@ -182,9 +182,10 @@ class Tracer:
         return fn(*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
-        fn = F.ARRAY_FUNCTIONS.get(func.__name__)
+        fn = F.ARRAY_FUNCTIONS.get(func.__name__) if func.__module__ == "numpy" else None
         if fn is None:
-            raise TracerError(_message(f"np.{func.__name__} on a traced value",
+            name = f"{func.__module__.replace('numpy', 'np')}.{func.__name__}"
+            raise TracerError(_message(f"{name} on a traced value",
                                        "use the graphc op of the same name"))
         return fn(*args, **kwargs)
 

@@ -29,6 +29,8 @@ def leaf_spec(leaf) -> tuple:
     if isinstance(leaf, float):
         return ((), dtypes.float64, "weak")
     if isinstance(leaf, int):
+        if not -(1 << 63) <= leaf < (1 << 63):
+            raise DTypeError(f"argument {leaf}: Python integer out of bounds for int64")
         return ((), dtypes.int64, "weak")
     if isinstance(leaf, Tracer):
         return (leaf.shape, leaf.node.dtype) + (("weak",) if leaf.weak else ())

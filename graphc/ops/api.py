@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..dtypes import from_numpy
+from ..trace import Tracer, constant, to_tracer
 from . import elementwise as _ew
 from .composite import clip, leaky_relu, log_softmax, logsumexp, one_hot, relu, softmax, square
 from .elementwise import (
@@ -65,7 +67,19 @@ UFUNCS = {
     "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
     "matmul": matmul, "sign": sign,
 }
+def _zeros_like(x, dtype=None):
+    t = to_tracer(x)
+    return Tracer(constant(0, t.node.dtype if dtype is None else from_numpy(dtype), t.shape))
+
+
+def _ones_like(x, dtype=None):
+    t = to_tracer(x)
+    return Tracer(constant(1, t.node.dtype if dtype is None else from_numpy(dtype), t.shape))
+
+
 ARRAY_FUNCTIONS = {
+    "shape": lambda x: to_tracer(x).shape, "ndim": lambda x: to_tracer(x).ndim,
+    "size": lambda x: to_tracer(x).size, "zeros_like": _zeros_like, "ones_like": _ones_like,
     "sum": sum, "mean": mean, "max": max, "min": min, "amax": max, "amin": min,
     "reshape": reshape, "transpose": transpose, "where": where, "concatenate": concatenate,
     "stack": stack, "dot": dot, "outer": outer, "clip": clip, "expand_dims": expand_dims,

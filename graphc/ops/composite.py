@@ -7,9 +7,9 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError
 from ..trace import Tracer, constant, to_tracer  # trace is loaded first (graphc/__init__)
-from .elementwise import astype, exp, log, maximum_, minimum_, stop_gradient, where_
-from .movement import expand_dims
-from .reduce import max, sum  # noqa: A004
+from .elementwise import abs, astype, exp, log, maximum_, minimum_, stop_gradient, where_
+from .movement import expand_dims, reshape
+from .reduce import max, normalize_axes, sum  # noqa: A004
 
 
 def _t(x):
@@ -19,7 +19,7 @@ def _t(x):
 def relu(x):
     """max(x, 0) with derivative 0 at x == 0."""
     x = _t(x)
-    return where_(x > 0, x, 0)
+    return where_(x <= 0, 0, x)          # NaN stays NaN, as np.maximum(x, 0)
 
 
 def leaky_relu(x, negative_slope: float = 0.01):
@@ -46,8 +46,12 @@ def _shifted(x, axis):
     x = _t(x)
     if not x.node.dtype.is_float:
         x = astype(x, dtypes.float64)
+    axes = normalize_axes(axis, x.ndim, "softmax/logsumexp")
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    if any(x.shape[a] == 0 for a in axes):       # empty axis: nothing to shift
+        return x, Tracer(constant(0, x.node.dtype, kept))
     m = stop_gradient(max(x, axis, keepdims=True))
-    m = where_(m == -np.inf, 0, m)          # all -inf: keep -inf - 0 instead of nan
+    m = where_(abs(m) == np.inf, 0, m)      # +-inf max: shifting would make inf - inf = nan
     return x - m, m
 
 
@@ -56,8 +60,6 @@ def logsumexp(x, axis=None, keepdims=False):
     z, m = _shifted(x, axis)
     out = log(sum(exp(z), axis, keepdims=True)) + m
     if not keepdims:
-        from .movement import reshape
-        from .reduce import normalize_axes
         axes = normalize_axes(axis, z.ndim, "logsumexp")
         out = reshape(out, tuple(d for i, d in enumerate(z.shape) if i not in axes))
     return out
@@ -77,7 +79,7 @@ def log_softmax(x, axis=-1):
 def one_hot(labels, n: int, dtype=np.float32):
     """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
     labels = _t(labels)
-    if labels.node.dtype.kind not in "ib":
+    if labels.node.dtype.kind != "i":
         raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")
     classes = Tracer(constant(np.arange(int(n)), labels.node.dtype))
     return astype(expand_dims(labels, -1) == classes, dtype)

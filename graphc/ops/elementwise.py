@@ -88,7 +88,8 @@ def _pow_vjp(g, y, a, b):
     return (g * b * power(a, b - 1), g * y * log(safe_a))
 
 
-pow_ = defop("pow", ELEMENTWISE, infer=float_only, numpy=np.power, c="pow{f}({0}, {1})",
+pow_ = defop("pow", ELEMENTWISE, numpy=np.power,
+             c={"f": "pow{f}({0}, {1})", "i": "(({T})gc_ipow({0}, {1}))"},
              vjp=_pow_vjp,
              jvp=(lambda t, y, a, b: t * b * power(a, b - 1),
                   lambda t, y, a, b: t * y * log(where_(a == 0, 1, a))),
@@ -206,8 +207,15 @@ def astype(x, dtype):
         return x
     value = splat_value(x.node)
     if value is not None:
+        if x.weak and dt.kind == "i" and not _fits(int(value), dt):
+            raise DTypeError(f"Python integer {int(value)} is out of bounds for {dt}")
         return Tracer(constant(value, dt, x.shape), weak=x.weak)
     return Tracer(bind(cast, (x.node,), dt.name))
+
+
+def _fits(v: int, dt: dtypes.DType) -> bool:
+    info = np.iinfo(dt.np)
+    return int(info.min) <= v <= int(info.max)
 
 
 def prepare(opname: str, *xs, want_float: bool = False):
@@ -226,8 +234,18 @@ def prepare(opname: str, *xs, want_float: bool = False):
     return out, weak
 
 
+# numpy's arithmetic on two bools: + is `or`, * is `and`; - has no meaning (TypeError there)
+_ON_BOOLS = {"add": "or", "mul": "and", "sub": None, "neg": None}
+
+
 def _elementwise(op, *xs, want_float=False):
     ts, weak = prepare(op.name, *xs, want_float=want_float)
+    if op.name in _ON_BOOLS and ts[0].node.dtype is dtypes.bool_:
+        logical = _ON_BOOLS[op.name]
+        if logical is None:
+            raise DTypeError(f"{op.name}: numpy does not support this operator on bool "
+                             "arrays (use logical_not / logical_xor, or cast first)")
+        op = lor if logical == "or" else land
     return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
 
 
@@ -245,9 +263,13 @@ def add_(a, b): return _elementwise(add, a, b)
 
 
 def power(a, b):
-    if isinstance(b, (int, float)) and not isinstance(b, bool) and b in (1, 2):
-        return multiply(a, a) if b == 2 else _elementwise(mul, a, 1)   # x**2 -> x*x
-    return _elementwise(pow_, a, b, want_float=True)
+    a_t = to_tracer(a, "power")
+    if type(b) in (int, float) and b in (1, 2) and (a_t.node.dtype.is_float or type(b) is int):
+        return multiply(a_t, a_t) if b == 2 else _elementwise(mul, a_t, 1)   # x**2 -> x*x
+    if type(b) is int and b < 0 and not a_t.node.dtype.is_float:
+        raise DTypeError(f"power: integers to negative integer powers are not allowed "
+                         f"(exponent {b}), as in numpy; cast to float first")
+    return _elementwise(pow_, a_t, b)
 
 
 def _float_unary(op):

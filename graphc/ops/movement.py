@@ -205,6 +205,9 @@ def getitem(x, idx):
         if isinstance(i, Tracer):
             raise GraphcError("indexing with a traced value is not supported: indices must "
                               "be static ints/slices (use graphc.one_hot or graphc.where)")
+        if isinstance(i, (bool, np.bool_)):
+            raise GraphcError(f"index {i!r}: boolean indices are not supported (use "
+                              "graphc.where with a mask)")
         if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))):
             raise GraphcError(f"index {i!r} of type {type(i).__name__} is not supported: "
                               "graphc supports static ints, slices, ... and None")

@@ -1,0 +1,109 @@
+"""Bugs found by review, each pinned on both backends (and the tape lowering where C)."""
+
+import numpy as np
+import pytest
+
+import graphc
+
+MODES = ["numpy", "c", "tape"]
+
+
+@pytest.fixture(params=MODES)
+def compile_(request, monkeypatch):
+    if request.param == "tape":
+        monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    backend = "numpy" if request.param == "numpy" else "c"
+    return lambda fn, **kw: graphc.compile(fn, backend=backend, **kw)
+
+
+def test_bool_arithmetic_follows_numpy(compile_):
+    b = np.array([True, False, True])
+    np.testing.assert_array_equal(compile_(lambda x: (x + x).astype(np.float64))(b),
+                                  (b + b).astype(np.float64))
+    assert compile_(lambda x: (x + x).sum())(b) == (b + b).sum()
+    np.testing.assert_array_equal(compile_(lambda x, y: x * y)(b, ~b), b * ~b)
+    for fn in (lambda x: -x, lambda x: x - x):
+        with pytest.raises(graphc.DTypeError):
+            compile_(fn)(b)
+
+
+def test_python_int_that_does_not_fit_is_an_error(compile_):
+    x = np.array([1, 2, 3], np.int32)
+    for big in (2**40, 3_000_000_000):
+        with pytest.raises(graphc.DTypeError):
+            compile_(lambda x, big=big: x + big)(x)
+    with pytest.raises(graphc.DTypeError):
+        compile_(lambda x, k: x * k)(x, 2**65)
+
+
+def test_relu_keeps_nan(compile_):
+    x = np.array([1.0, np.nan, -1.0, 0.0])
+    np.testing.assert_array_equal(compile_(graphc.relu)(x), np.maximum(x, 0))
+
+
+def test_logsumexp_with_infinities(compile_):
+    f = compile_(lambda x: graphc.logsumexp(x, axis=-1))
+    np.testing.assert_array_equal(f(np.array([np.inf, 1.0, 2.0])), np.inf)
+    np.testing.assert_array_equal(f(np.array([-np.inf, -np.inf])), -np.inf)
+    np.testing.assert_allclose(f(np.array([1000.0, 1000.0])), 1000 + np.log(2), rtol=1e-15)
+
+
+def test_softmax_and_logsumexp_over_an_empty_axis(compile_):
+    x = np.ones((3, 0))
+    assert compile_(lambda x: graphc.softmax(x, axis=-1))(x).shape == (3, 0)
+    np.testing.assert_array_equal(compile_(lambda x: graphc.logsumexp(x, axis=-1))(x),
+                                  np.full(3, -np.inf))
+
+
+def test_bool_index_and_bool_labels_are_refused(compile_):
+    with pytest.raises(graphc.GraphcError):
+        compile_(lambda x: x[True])(np.ones((2, 3)))
+    with pytest.raises(graphc.DTypeError):
+        compile_(lambda labels: graphc.one_hot(labels, 3))(np.array([True, False]))
+
+
+def test_empty_tuples_in_outputs(compile_):
+    assert compile_(lambda x: ())(np.ones(2)) == ()
+    out, empty = compile_(lambda x: (x * 2, ()))(np.ones(2))
+    np.testing.assert_array_equal(out, 2.0)
+    assert empty == ()
+    (value, aux), g = graphc.value_and_grad(lambda x: ((x * x).sum(), ()), has_aux=True)(
+        np.ones(2))
+    assert aux == () and value == 2.0
+
+
+def test_power_dtypes_follow_numpy(compile_):
+    i = np.array([1, 2, 3], np.int32)
+    f32 = np.array([1.5, 2.0], np.float32)
+    cases = [(lambda x: x ** 2.0, i), (lambda x: x ** 3, i), (lambda x: x ** 2, i),
+             (lambda x: x ** np.float64(2), f32), (lambda x: x ** 2, f32)]
+    for fn, x in cases:
+        got, want = compile_(fn)(x), fn(x)
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(graphc.DTypeError):
+        compile_(lambda x: x ** -1)(i)
+
+
+def test_static_and_keyword_arguments(compile_):
+    with pytest.raises(graphc.GraphcError):
+        compile_(lambda x, n: x * len(n), static_argnums=1)(np.ones(2), [1, 2])
+    f = compile_(lambda x, n: x * n, static_argnums=-1)
+    np.testing.assert_array_equal(f(np.ones(2), 3), 3.0)
+    g = compile_(lambda x, y=2.0, z=1.0: x * y + z)
+    np.testing.assert_array_equal(g(np.ones(2), y=5.0), 6.0)
+    np.testing.assert_array_equal(g(np.ones(2), z=0.5, y=1.0), 1.5)
+
+
+def test_dict_with_unorderable_keys_is_a_graphc_error(compile_):
+    with pytest.raises(graphc.GraphcError):
+        compile_(lambda d: d[1] + d["a"])({1: np.ones(2), "a": np.ones(2)})
+
+
+def test_static_metadata_through_numpy_functions(compile_):
+    def f(x):
+        assert np.shape(x) == (2, 3) and np.ndim(x) == 2 and np.size(x) == 6
+        return np.zeros_like(x) + np.ones_like(x) * x
+    np.testing.assert_array_equal(compile_(f)(np.full((2, 3), 4.0)), 4.0)
+    with pytest.raises(graphc.TracerError, match="np.linalg.norm"):
+        compile_(lambda x: np.linalg.norm(x))(np.ones(3))
