@@ -190,6 +190,11 @@ class Tracer:
         return fn(*args, **kwargs)
 
 
+# Anything a graphc op accepts as an array: a traced value, a numpy array, a Python scalar.
+ArrayLike = Tracer | np.ndarray | np.generic | float | int | bool
+Axis = int | tuple[int, ...] | None
+
+
 def is_tracer(x) -> bool:
     return isinstance(x, Tracer)
 

@@ -6,7 +6,13 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError
-from ..trace import Tracer, constant, to_tracer  # trace is loaded first (graphc/__init__)
+from ..trace import (  # trace is loaded first (graphc/__init__)
+    ArrayLike,
+    Axis,
+    Tracer,
+    constant,
+    to_tracer,
+)
 from .elementwise import abs, astype, exp, log, maximum_, minimum_, stop_gradient, where_
 from .movement import expand_dims, reshape
 from .reduce import max, normalize_axes, sum  # noqa: A004
@@ -16,23 +22,24 @@ def _t(x):
     return to_tracer(x)
 
 
-def relu(x):
+def relu(x: ArrayLike) -> Tracer:
     """max(x, 0) with derivative 0 at x == 0."""
     x = _t(x)
     return where_(x <= 0, 0, x)          # NaN stays NaN, as np.maximum(x, 0)
 
 
-def leaky_relu(x, negative_slope: float = 0.01):
+def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Tracer:
     x = _t(x)
     return where_(x > 0, x, x * negative_slope)
 
 
-def square(x):
+def square(x: ArrayLike) -> Tracer:
     x = _t(x)
     return x * x
 
 
-def clip(x, lo=None, hi=None):
+def clip(x: ArrayLike, lo: ArrayLike | None = None,
+         hi: ArrayLike | None = None) -> Tracer:
     x = _t(x)
     if lo is not None:
         x = maximum_(x, lo)
@@ -55,7 +62,7 @@ def _shifted(x, axis):
     return x - m, m
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:
     """log(sum(exp(x))) without overflow: max(x) + log(sum(exp(x - max(x))))."""
     z, m = _shifted(x, axis)
     out = log(sum(exp(z), axis, keepdims=True)) + m
@@ -65,18 +72,18 @@ def logsumexp(x, axis=None, keepdims=False):
     return out
 
 
-def softmax(x, axis=-1):
+def softmax(x: ArrayLike, axis: int = -1) -> Tracer:
     z, _ = _shifted(x, axis)
     e = exp(z)
     return e / sum(e, axis, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: ArrayLike, axis: int = -1) -> Tracer:
     z, _ = _shifted(x, axis)
     return z - log(sum(exp(z), axis, keepdims=True))
 
 
-def one_hot(labels, n: int, dtype=np.float32):
+def one_hot(labels: ArrayLike, n: int, dtype=np.float32) -> Tracer:
     """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
     labels = _t(labels)
     if labels.node.dtype.kind != "i":

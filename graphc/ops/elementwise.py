@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
-from ..trace import (  # trace is loaded first (graphc/__init__)
+from ..trace import (
+    ArrayLike,
     Tracer,
     constant,
     splat_value,
@@ -199,7 +200,7 @@ def result_dtype(ts) -> tuple[dtypes.DType, bool]:
     return d, False
 
 
-def astype(x, dtype):
+def astype(x: ArrayLike, dtype) -> Tracer:
     """Cast; a weak scalar constant is re-created at the new dtype instead of cast."""
     x = to_tracer(x)
     dt = dtype if isinstance(dtype, dtypes.DType) else dtypes.from_numpy(dtype, "astype")
@@ -262,7 +263,7 @@ def sign_(x): return _elementwise(sign, x)
 def add_(a, b): return _elementwise(add, a, b)
 
 
-def power(a, b):
+def power(a: ArrayLike, b: ArrayLike) -> Tracer:
     a_t = to_tracer(a, "power")
     if type(b) in (int, float) and b in (1, 2) and (a_t.node.dtype.is_float or type(b) is int):
         return multiply(a_t, a_t) if b == 2 else _elementwise(mul, a_t, 1)   # x**2 -> x*x
@@ -295,7 +296,7 @@ def _logical(op):
     return wrapper
 
 
-def where_(cond, a, b):
+def where_(cond: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tracer:
     """Select a where cond else b; cond is a boolean mask (broadcast with a and b)."""
     c = to_tracer(cond, "where")
     if c.node.dtype is not dtypes.bool_:
@@ -306,7 +307,7 @@ def where_(cond, a, b):
     return Tracer(bind(select, (c.node, a.node, b.node)), weak=weak)
 
 
-def stop_gradient(x):
+def stop_gradient(x: ArrayLike) -> Tracer:
     """The value of x, through which no derivative flows."""
     x = to_tracer(x)
     return Tracer(bind(stop_gradient_p, (x.node,)), weak=x.weak) if x.node.dtype.is_float else x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..trace import Tracer, to_tracer  # trace is loaded first (graphc/__init__)
+from ..trace import ArrayLike, Tracer, to_tracer  # trace is loaded first (graphc/__init__)
 from . import BILINEAR, CONTRACT, bind, defop
 from .movement import broadcast_to, reshape, swapaxes
 
@@ -26,7 +26,7 @@ matmul_p = defop("matmul", CONTRACT, infer=_matmul_infer, numpy=np.matmul,
                  jvp=BILINEAR, c="gemm")
 
 
-def matmul(a, b, opname: str = "matmul"):
+def matmul(a: ArrayLike, b: ArrayLike, opname: str = "matmul") -> Tracer:
     """numpy.matmul: 1-D operands are promoted to matrices, batch dims broadcast."""
     from .elementwise import broadcast_shapes
     from .movement import prepare_same_dtype
@@ -59,7 +59,7 @@ def matmul(a, b, opname: str = "matmul"):
     return out
 
 
-def dot(a, b):
+def dot(a: ArrayLike, b: ArrayLike) -> Tracer:
     """numpy.dot for 0-, 1- and 2-D operands."""
     from .elementwise import multiply
     a, b = to_tracer(a, "dot"), to_tracer(b, "dot")
@@ -71,7 +71,7 @@ def dot(a, b):
     return matmul(a, b, "dot")
 
 
-def outer(a, b):
+def outer(a: ArrayLike, b: ArrayLike) -> Tracer:
     from .elementwise import multiply
     a, b = to_tracer(a, "outer"), to_tracer(b, "outer")
     return multiply(reshape(a, (a.size, 1)), reshape(b, (1, b.size)))

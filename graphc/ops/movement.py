@@ -6,7 +6,9 @@ import numpy as np
 
 from ..errors import GraphcError, ShapeError
 from ..ir import prod
-from ..trace import (  # trace is loaded first (graphc/__init__)
+from ..trace import (
+    ArrayLike,
+    Axis,  # trace is loaded first (graphc/__init__)
     Tracer,
     constant,
     splat_value,
@@ -51,7 +53,7 @@ broadcast_p = defop("broadcast_to", MOVEMENT, infer=_broadcast_infer,
                     vjp=_unbroadcast, jvp=LINEAR)
 
 
-def broadcast_to(x, shape):
+def broadcast_to(x: ArrayLike, shape: tuple[int, ...]) -> Tracer:
     """numpy.broadcast_to; the result is an explicit node (stride-0 reads in C)."""
     x = _tracer(x)
     shape = tuple(int(d) for d in shape)
@@ -78,7 +80,7 @@ reshape_p = defop("reshape", MOVEMENT, infer=_reshape_infer,
                   vjp=lambda g, y, x, arg: (reshape(g, x.shape),), jvp=LINEAR)
 
 
-def reshape(x, shape):
+def reshape(x: ArrayLike, shape: int | tuple[int, ...]) -> Tracer:
     x = _tracer(x)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if shape.count(-1) > 1:
@@ -113,7 +115,7 @@ def normalize_axis(axis: int, ndim: int, opname: str) -> int:
     return axis % ndim
 
 
-def transpose(x, axes=None):
+def transpose(x: ArrayLike, axes: tuple[int, ...] | None = None) -> Tracer:
     x = _tracer(x)
     if axes is None:
         perm = tuple(range(x.ndim))[::-1]
@@ -127,7 +129,7 @@ def transpose(x, axes=None):
     return _apply(transpose_p, x, perm)
 
 
-def swapaxes(x, a: int, b: int):
+def swapaxes(x: ArrayLike, a: int, b: int) -> Tracer:
     x = _tracer(x)
     perm = list(range(x.ndim))
     a, b = normalize_axis(a, x.ndim, "swapaxes"), normalize_axis(b, x.ndim, "swapaxes")
@@ -135,7 +137,7 @@ def swapaxes(x, a: int, b: int):
     return transpose(x, perm)
 
 
-def expand_dims(x, axis):
+def expand_dims(x: ArrayLike, axis: int | tuple[int, ...]) -> Tracer:
     x = _tracer(x)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     ndim = x.ndim + len(axes)
@@ -148,7 +150,7 @@ def expand_dims(x, axis):
     return reshape(x, tuple(shape))
 
 
-def squeeze(x, axis=None):
+def squeeze(x: ArrayLike, axis: Axis = None) -> Tracer:
     x = _tracer(x)
     if axis is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
@@ -197,7 +199,7 @@ unslice_p = defop("unslice", MOVEMENT, infer=_unslice_infer, numpy=_np_unslice,
                   vjp=lambda g, y, x, arg: (_apply(slice_p, g, arg[1]),), jvp=LINEAR)
 
 
-def getitem(x, idx):
+def getitem(x: ArrayLike, idx) -> Tracer:
     """Basic indexing with static ints, slices, Ellipsis and None (numpy semantics)."""
     x = _tracer(x)
     idx = idx if isinstance(idx, tuple) else (idx,)
@@ -279,7 +281,7 @@ concat_p = defop("concatenate", MOVEMENT, infer=_concat_infer,
                  vjp=lambda g, y, *xs, arg: _concat_vjp(g, y, *xs, arg=arg), jvp=LINEAR)
 
 
-def concatenate(xs, axis: int = 0):
+def concatenate(xs, axis: int = 0) -> Tracer:
     xs = list(xs)
     if not xs:
         raise GraphcError("concatenate: needs at least one array")
@@ -300,7 +302,7 @@ def prepare_same_dtype(xs):
     return [astype(t, dt) for t in ts], weak
 
 
-def stack(xs, axis: int = 0):
+def stack(xs, axis: int = 0) -> Tracer:
     xs = [_tracer(x) for x in xs]
     if not xs:
         raise GraphcError("stack: needs at least one array")

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import ShapeError
-from ..trace import Tracer, to_tracer  # trace is loaded first (graphc/__init__)
+from ..trace import ArrayLike, Axis, Tracer, to_tracer  # trace is loaded first (graphc/__init__)
 from . import LINEAR, REDUCE, bind, defop
 from .elementwise import astype
 from .movement import broadcast_to, normalize_axis, reshape
@@ -85,19 +85,19 @@ def _reduce(op, x, axis, keepdims, opname):
     return out
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
     return _reduce(reduce_sum, x, axis, keepdims, "sum")
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
+def max(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
     return _reduce(reduce_max, x, axis, keepdims, "max")
 
 
-def min(x, axis=None, keepdims=False):  # noqa: A001
+def min(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
     return _reduce(reduce_min, x, axis, keepdims, "min")
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:
     x = to_tracer(x, "mean")
     if not x.node.dtype.is_float:
         x = astype(x, dtypes.float64)
