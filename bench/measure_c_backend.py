@@ -14,10 +14,14 @@ import tempfile
 import textwrap
 import time
 import timeit
+from pathlib import Path
 
 import numpy as np
 
 import graphc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
+from bench.workloads import w7  # noqa: E402
 
 W2_STEP = textwrap.dedent("""
     import numpy as np, graphc
@@ -66,24 +70,6 @@ def matmul_ratio() -> tuple[float, float]:
     ours = min(timeit.repeat(lambda: f(a, a), number=10, repeat=5)) / 10
     blas = min(timeit.repeat(lambda: a @ a, number=10, repeat=5)) / 10
     return ours * 1e3, blas * 1e3
-
-
-def w7(n_ops: int):
-    """BENCHMARKS.md W7: a large graph of scalar ops."""
-    def f(x):
-        nodes = [x[i] for i in range(100)]
-        for op in range(n_ops):
-            k = op % 4
-            if k == 0:
-                nodes.append(graphc.softplus(nodes[-10]))
-            elif k == 1:
-                nodes.append(sum(nodes[-30:-10:5]))
-            elif k == 2:
-                nodes.append(nodes[-20] * nodes[-10])
-            else:
-                nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
-        return sum(nodes)
-    return f
 
 
 def w7_figures(n_ops: int) -> tuple[int, float, float]:

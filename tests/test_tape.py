@@ -4,24 +4,7 @@ import numpy as np
 import pytest
 
 import graphc
-
-
-def w7(n_ops: int):
-    """The W7 workload of BENCHMARKS.md: a large graph of scalar ops."""
-    def f(x):
-        nodes = [x[i] for i in range(100)]
-        for op in range(n_ops):
-            k = op % 4
-            if k == 0:
-                nodes.append(graphc.softplus(nodes[-10]))
-            elif k == 1:
-                nodes.append(sum(nodes[-30:-10:5]))
-            elif k == 2:
-                nodes.append(nodes[-20] * nodes[-10])
-            else:
-                nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
-        return sum(nodes)
-    return f
+from bench.workloads import w7
 
 
 @pytest.fixture
