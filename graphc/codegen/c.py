@@ -73,19 +73,17 @@ class _Emitter:
         self.tape = tape
         self.w = CWriter()
 
-    def loops(self, shape, views: list[View]):
-        """Open loops over `shape`; returns index expressions for each view, and the depth."""
+    def loops(self, shape, views: list[View], var: str = "i"):
+        """Open loops over `shape` (merged where every view allows); returns each view's index
+        expression and the number of loops to close."""
         extents, strides = loop_dims(shape, views)
-        ivars = [f"i{k}" for k in range(len(extents))]
+        ivars = [f"{var}{k}" for k in range(len(extents))]
         for i, e in zip(ivars, extents):
-            self.w.line(f"for (long {i} = 0; {i} < {e}; {i}++) {{")
-            self.w._depth += 1
+            self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
         return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], len(extents)
 
     def close(self, depth: int) -> None:
-        for _ in range(depth):
-            self.w._depth -= 1
-            self.w.line("}")
+        self.w.close(depth)
 
     def elementwise(self, k: Kernel) -> None:
         idx, depth = self.loops(k.shape, [k.out] + k.srcs)
@@ -102,30 +100,21 @@ class _Emitter:
         src, axes = k.srcs[0], n.arg
         full = n.src[0].shape
         kept = [d for d in range(len(full)) if d not in axes]
-        out_view = View(k.out.buf, k.out.offset, k.out.strides)
         src_kept = View(src.buf, src.offset, tuple(src.strides[d] for d in kept), src.literal)
         dt = n.dtype
         acc_t = "double" if dt.is_float else "int64_t"
         red = n.op.c
         init = red.init["f" if dt.is_float else "i"].format(T=acc_t)
         with self.w.block(""):
-            idx, depth = self.loops(tuple(full[d] for d in kept), [out_view, src_kept])
+            idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept])
             self.w.line(f"{acc_t} acc = {init};")
             inner = View(src.buf, 0, tuple(src.strides[d] for d in axes), src.literal)
-            iidx, idepth = self._inner_loops(tuple(full[d] for d in axes), inner)
+            (iidx,), idepth = self.loops(tuple(full[d] for d in axes), [inner], var="j")
             x = _load(src, dt, f"{idx[1]} + {iidx}" if iidx != "0" else idx[1])
             self.w.line(red.update.format(acc="acc", x=x) + ";")
             self.close(idepth)
             self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = ({dt.c})acc;")
             self.close(depth)
-
-    def _inner_loops(self, shape, view: View):
-        extents, strides = loop_dims(shape, [view])
-        ivars = [f"j{k}" for k in range(len(extents))]
-        for i, e in zip(ivars, extents):
-            self.w.line(f"for (long {i} = 0; {i} < {e}; {i}++) {{")
-            self.w._depth += 1
-        return _index(0, strides[0], ivars), len(extents)
 
     def matmul(self, k: Kernel) -> None:
         n = k.node
@@ -138,22 +127,22 @@ class _Emitter:
         fn = "gc_gemm_f32" if n.dtype is dtypes.float32 else "gc_gemm_f64"
         with self.w.block(""):
             idx, depth = self.loops(batch, views)
-            pa = self._matrix_ptr(a, idx[1], n.dtype)
-            pb = self._matrix_ptr(b, idx[2], n.dtype)
+            pa = self._matrix_ptr(a, idx[1])
+            pb = self._matrix_ptr(b, idx[2])
             self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, {pb}, "
                         f"{b.strides[-2]}, {b.strides[-1]}, {_ptr(k.out.buf)} + {idx[0]}, "
                         f"{nn}, 0);")
             self.close(depth)
 
-    def _matrix_ptr(self, v: View, idx: str, dt) -> str:
+    def _matrix_ptr(self, v: View, idx: str) -> str:
         if v.literal is not None:
             raise GraphcError("internal: matmul of a scalar constant")
         return f"{_ptr(v.buf, const=True)} + {idx}"
 
     def kernel(self, k: Kernel) -> None:
         n = k.node
-        self.w.line(f"/* {k.kind} {n.op.name} {n.dtype.short}{list(k.shape)} {k.note} */"
-                    .replace(" */", "*/").replace("  ", " "))
+        words = [k.kind, n.op.name, f"{n.dtype.short}{list(k.shape)}", k.note]
+        self.w.line(f"/* {' '.join(w for w in words if w)} */")
         if k.kind in ("elementwise", "copy"):
             if k.kind == "copy" or k.shape:
                 with self.w.block(""):

@@ -14,15 +14,23 @@ class CWriter:
     def line(self, text: str = "") -> None:
         self.lines.append(self._indent * self._depth + text if text else "")
 
-    @contextmanager
-    def block(self, head: str):
+    def open(self, head: str) -> None:
+        """Start a braced scope that a later close() ends (for scopes opened in loops)."""
         self.line(head + " {")
         self._depth += 1
+
+    def close(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._depth -= 1
+            self.line("}")
+
+    @contextmanager
+    def block(self, head: str):
+        self.open(head)
         try:
             yield
         finally:
-            self._depth -= 1
-            self.line("}")
+            self.close()
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
