@@ -53,14 +53,6 @@ def _unflatten(td: tuple, it) -> Any:
     return tuple(children) if kind == "tuple" else children
 
 
-def num_leaves(treedef: tuple) -> int:
-    kind = treedef[0]
-    if kind == "*":
-        return 1
-    if kind == "none":
-        return 0
-    return sum(num_leaves(c) for c in treedef[-1])
-
 
 def describe(treedef: tuple) -> str:
     """A short human description, for error messages."""

@@ -235,7 +235,3 @@ def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:
                 del st[k]
         k -= 1
     return extents, strides
-
-
-def size(shape) -> int:
-    return prod(shape)

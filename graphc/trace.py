@@ -195,10 +195,6 @@ ArrayLike = Tracer | np.ndarray | np.generic | float | int | bool
 Axis = int | tuple[int, ...] | None
 
 
-def is_tracer(x) -> bool:
-    return isinstance(x, Tracer)
-
-
 def to_tracer(x, what: str = "value") -> Tracer:
     """A Tracer for a traced value, Python scalar (weakly typed) or numpy array (a constant)."""
     if isinstance(x, Tracer):

@@ -271,7 +271,7 @@ class CRunner:
         self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
                     for b in sched.inputs]
         self._hidden = [self.ffi.from_buffer(np.ascontiguousarray(v)) for _, v in sched.hidden]
-        self._hidden_keep = [v for _, v in sched.hidden]
+        self._hidden_keep = [v for _, v in sched.hidden]     # the tape/pools/tables C reads
         self._ws_bytes = max(sched.ws_bytes, 64)
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
