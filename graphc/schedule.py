@@ -11,7 +11,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from .dtypes import DType
-from .ir import Graph, Node, prod
+from .ir import Graph, Node
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
