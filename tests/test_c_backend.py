@@ -175,6 +175,20 @@ def test_float32_sum_of_a_million_elements():
     assert abs(float(got) - float(np.sum(x))) <= 2e-6 * exact
 
 
+@pytest.mark.parametrize("tape", ["0", "1000000"])
+def test_float64_sums_are_accurate_in_both_lowerings(tape, monkeypatch):
+    import math
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", tape)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, 1_000_003)
+    exact = math.fsum(x)
+    assert abs(float(graphc.compile(lambda v: v.sum())(x)) - exact) <= 4e-15 * exact
+    y = rng.standard_normal((3, 700, 4))          # blocked inner loop inside other loops
+    for axis in ((1,), (0, 1), (1, 2), None):
+        got = graphc.compile(lambda v, axis=axis: v.sum(axis=axis))(y)
+        np.testing.assert_allclose(got, y.sum(axis=axis), rtol=1e-13, atol=1e-13)
+
+
 def test_nan_and_inf_behave_as_in_numpy():
     x = np.array([np.nan, 1.0, -np.inf, np.inf, 0.0])
     f = graphc.compile(lambda v: (graphc.maximum(v, 0.5), v.max(), graphc.exp(v), v * 0.0))

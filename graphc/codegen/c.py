@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import GraphcError
 from ..ir import Graph
+from ..ops.reduce import BLOCK
 from ..runtime import as_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
 from .elements import element_expr, src_dtypes
@@ -105,16 +106,43 @@ class _Emitter:
         acc_t = "double" if dt.is_float else "int64_t"
         red = n.op.c
         init = red.init["f" if dt.is_float else "i"].format(T=acc_t)
+        inner = View(src.buf, 0, tuple(src.strides[d] for d in axes), src.literal)
+        inner_shape = tuple(full[d] for d in axes)
+        blocked = red.blocked and dt.is_float and max(loop_dims(inner_shape, [inner])[0],
+                                                      default=0) > BLOCK
         with self.w.block(""):
             idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept])
             self.w.line(f"{acc_t} acc = {init};")
-            inner = View(src.buf, 0, tuple(src.strides[d] for d in axes), src.literal)
-            (iidx,), idepth = self.loops(tuple(full[d] for d in axes), [inner], var="j")
+            if blocked:
+                iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init)
+            else:
+                (iidx,), n_outer = self.loops(inner_shape, [inner], var="j")
             x = _load(src, dt, f"{idx[1]} + {iidx}" if iidx != "0" else idx[1])
-            self.w.line(red.update.format(acc="acc", x=x) + ";")
-            self.close(idepth)
+            self.w.line(red.update.format(acc="part" if blocked else "acc", x=x) + ";")
+            if blocked:
+                self.close(1)                                   # the block's elements
+                self.w.line(red.update.format(acc="acc", x="part") + ";")
+                self.close(1)                                   # the blocks
+            self.close(n_outer)
             self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = ({dt.c})acc;")
             self.close(depth)
+
+    def _blocked_loops(self, shape, view: View, acc_t: str, init: str):
+        """Reduction loops whose innermost loop runs in blocks, each summed into `part`
+        before joining `acc`. Returns the index and the number of loops outside the blocked
+        one; the caller closes the element loop, adds `part`, closes the block loop, then
+        those."""
+        extents, strides = loop_dims(shape, [view])
+        ivars = [f"j{k}" for k in range(len(extents))]
+        for i, e in zip(ivars[:-1], extents[:-1]):
+            self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+        last, e = ivars[-1], extents[-1]
+        self.w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+        self.w.line(f"{acc_t} part = {init};")
+        self.w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+        self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
+        return _index(0, strides[0], ivars), len(extents) - 1
+
 
     def matmul(self, k: Kernel) -> None:
         n = k.node

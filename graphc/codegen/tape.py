@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes
+from ..ops.reduce import BLOCK
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims
 from .elements import element_expr, src_dtypes
 
@@ -75,7 +76,8 @@ def case_key(k: Kernel) -> tuple:
         return ("map", "0", out_t.name, ())
     if k.kind == "reduce":
         red = k.node.op.c
-        return ("reduce", red.update, red.init["f" if out_t.is_float else "i"], out_t.name)
+        return ("reduce", red.update, red.init["f" if out_t.is_float else "i"], out_t.name,
+                red.blocked and out_t.is_float)
     ins = tuple(dt.name for dt in src_dtypes(k))
     expr = element_expr(k, [f"@{j}" for j in range(len(k.srcs))])
     return ("map", expr, out_t.name, ins)
@@ -192,15 +194,25 @@ def _operand_ptr(t_name: str, field: int, const: bool = True) -> str:
 
 def _render_case(w, key: tuple) -> None:
     if key[0] == "reduce":
-        _, update, init, out_name = key
+        _, update, init, out_name, blocked = key
         out_t = dtypes.from_numpy(out_name)
         acc_t = "double" if out_t.is_float else "int64_t"
+        init = init.format(T=acc_t)
+        x = "a[o * t[7] + j * t[15]]"
         w.line(f"{out_t.c} *d = {_operand_ptr(out_t.c, 2, const=False)};")
         w.line(f"const {out_t.c} *a = {_operand_ptr(out_t.c, 5)};")
         with w.block("for (long o = 0; o < t[1]; o++)"):
-            w.line(f"{acc_t} acc = {init.format(T=acc_t)};")
-            with w.block("for (long j = 0; j < t[14]; j++)"):
-                w.line(update.format(acc="acc", x="a[o * t[7] + j * t[15]]") + ";")
+            w.line(f"{acc_t} acc = {init};")
+            if blocked:      # partial sums per block, as the straight-line code (Reduce)
+                with w.block(f"for (long jb = 0; jb < t[14]; jb += {BLOCK})"):
+                    w.line(f"{acc_t} part = {init};")
+                    w.line(f"long je = jb + {BLOCK} < t[14] ? jb + {BLOCK} : t[14];")
+                    with w.block("for (long j = jb; j < je; j++)"):
+                        w.line(update.format(acc="part", x=x) + ";")
+                    w.line(update.format(acc="acc", x="part") + ";")
+            else:
+                with w.block("for (long j = 0; j < t[14]; j++)"):
+                    w.line(update.format(acc="acc", x=x) + ";")
             w.line(f"d[o * t[4]] = ({out_t.c})acc;")
         return
     _, expr, out_name, ins = key

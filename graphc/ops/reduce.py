@@ -16,9 +16,15 @@ from .movement import broadcast_to, normalize_axis, reshape
 
 @dataclass(frozen=True)
 class Reduce:
-    """How C accumulates: `init` per dtype kind, `update` with {acc} and {x}."""
+    """How C accumulates: `init` per dtype kind, `update` with {acc} and {x}. A `blocked`
+    float reduction adds blocks of BLOCK elements into partial sums first, so rounding error
+    grows like (BLOCK + n/BLOCK) instead of n (numpy sums pairwise for the same reason)."""
     init: dict
     update: str
+    blocked: bool = False
+
+
+BLOCK = 128
 
 
 def _reduce_infer(src, axes):
@@ -45,7 +51,7 @@ def _extremum_jvp(t, y, x, arg):
 
 reduce_sum = defop("sum", REDUCE, infer=_reduce_infer,
                    numpy=lambda x, arg: np.sum(x, axis=arg),
-                   c=Reduce(init={"f": "0", "i": "0"}, update="{acc} += {x}"),
+                   c=Reduce(init={"f": "0", "i": "0"}, update="{acc} += {x}", blocked=True),
                    vjp=lambda g, y, x, arg: (_keep(g, x, arg),), jvp=LINEAR)
 reduce_max = defop("max", REDUCE, infer=_reduce_infer,
                    numpy=lambda x, arg: np.max(x, axis=arg),
