@@ -9,7 +9,7 @@ import numpy as np
 from .errors import DTypeError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)     # singletons: identity equality and hash
 class DType:
     name: str
     np: np.dtype

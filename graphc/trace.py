@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import GraphcError, TracerError
-from .ir import Graph, Literal, Node, make_node
+from .ir import Graph, Literal, Node, intern_scope, make_node
 from .ops import SOURCE, defop
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -223,12 +223,15 @@ class tracing:
 
     def __init__(self, fn: Callable):
         self.name = getattr(fn, "__qualname__", None) or repr(fn)
+        self._scope = intern_scope()
 
     def __enter__(self):
+        self._scope.__enter__()
         _stack().append(self.name)
 
     def __exit__(self, *exc):
         _stack().pop()
+        self._scope.__exit__(*exc)
 
 
 def _user_frame():

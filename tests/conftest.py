@@ -5,6 +5,7 @@ import tempfile
 
 import pytest
 
+os.environ.setdefault("GRAPHC_VERIFY", "1")     # full IR verification of every traced graph
 os.environ.setdefault(
     "GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"graphc-test-cache-{os.getuid()}"))
 
