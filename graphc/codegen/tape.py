@@ -84,26 +84,44 @@ def case_key(k: Kernel) -> tuple:
 
 
 class _Encoder:
+    """Builds the rows. Slots that are only known at the end (outputs move behind the new
+    hidden inputs; literal pools get theirs) are recorded as fixups, not resolved per cell."""
+
     def __init__(self, sched: Schedule):
         self.s = sched
         self.literals: dict[dtypes.DType, list] = {}
         self.cases: dict[tuple, int] = {("native",): NATIVE}
+        self.case_of: dict[tuple, int] = {}
         self.natives: list[Kernel] = []
         self.rows: list[list[int]] = []
+        self.fixups: list[tuple[int, int, object]] = []   # (row, column, Buffer or DType)
 
-    def operand(self, v: View, dt: dtypes.DType, stride: int) -> list[int]:
+    def operand(self, row: list[int], v: View, dt: dtypes.DType, stride: int) -> None:
         if v.literal is not None:
             pool = self.literals.setdefault(dt, [])
             pool.append(v.literal)
-            return [("pool", dt), len(pool) - 1, 0]
+            self.fixups.append((len(self.rows), len(row), dt))
+            row += [0, len(pool) - 1, 0]
+            return
         b = v.buf
         if b.kind == "ws":
-            return [-1, b.offset // b.dtype.itemsize + v.offset, stride]
+            row += [-1, b.offset // b.dtype.itemsize + v.offset, stride]
+            return
         if b.kind == "const":
             raise AssertionError("tape mode moves constant tables into hidden inputs")
-        if b.kind == "out":           # output slots move once the hidden inputs are known
-            return [("out", b), v.offset, stride]
-        return [b.index, v.offset, stride]
+        if b.kind == "out":
+            self.fixups.append((len(self.rows), len(row), b))
+        row += [b.index, v.offset, stride]
+
+    def case(self, k: Kernel) -> int:
+        """The case number; the C-relevant signature is memoised per op and dtypes."""
+        sig = (k.kind, k.node.op, k.out.buf.dtype, k.node.dtype,
+               tuple(s.dtype for s in k.node.src))
+        number = self.case_of.get(sig)
+        if number is None:
+            number = self.cases.setdefault(case_key(k), len(self.cases))
+            self.case_of[sig] = number
+        return number
 
     def encode(self, k: Kernel) -> None:
         loops = single_loops(k)
@@ -111,18 +129,20 @@ class _Encoder:
             self.natives.append(k)
             self.rows.append([NATIVE, len(self.natives) - 1] + [0] * (WIDTH - 2))
             return
-        row = [self.cases.setdefault(case_key(k), len(self.cases))]
+        row = [self.case(k)]
         if k.kind == "reduce":
             (n, (d_st, s_st)), (m, (i_st,)) = _one_loop(loops[0]), _one_loop(loops[1])
-            row += [n] + self.operand(k.out, k.out.buf.dtype, d_st)
-            row += self.operand(_reduce_views(k)[0][1], k.node.dtype, s_st) + [0] * 6
-            row += [m, i_st]
+            row.append(n)
+            self.operand(row, k.out, k.out.buf.dtype, d_st)
+            self.operand(row, _reduce_views(k)[0][1], k.node.dtype, s_st)
+            row += [0] * 6 + [m, i_st]
         else:
             n, strides = _one_loop(loops)
-            row += [n] + self.operand(k.out, k.out.buf.dtype, strides[0])
+            row.append(n)
+            self.operand(row, k.out, k.out.buf.dtype, strides[0])
             dts = src_dtypes(k) if k.kind != "zero" else []
             for v, dt, st in zip(k.srcs, dts, strides[1:]):
-                row += self.operand(v, dt, st)
+                self.operand(row, v, dt, st)
             row += [0] * (WIDTH - len(row))
         self.rows.append(row)
 
@@ -147,28 +167,17 @@ def plan_tape(sched: Schedule) -> TapePlan:
     for k in sched.kernels:
         enc.encode(k)
     first_hidden = len(sched.inputs) + len(sched.hidden)
-    slots = {}
-    for j, dt in enumerate(sorted(enc.literals, key=lambda d: d.name)):
-        slots[("pool", dt)] = first_hidden + 1 + j
-    rows = np.zeros((len(enc.rows) + 1, WIDTH), np.int64)
-    tape_buf = Buffer("hidden", first_hidden, dtypes.int64, rows.size)
-    sched.hidden.append((tape_buf, rows))
+    rows = np.array([[len(enc.rows)] + [0] * (WIDTH - 1)] + enc.rows, dtype=np.int64)
+    sched.hidden.append((Buffer("hidden", first_hidden, dtypes.int64, rows.size), rows))
     pools = {}
     for dt in sorted(enc.literals, key=lambda d: d.name):
-        b = Buffer("hidden", slots[("pool", dt)], dt, len(enc.literals[dt]))
+        b = Buffer("hidden", first_hidden + 1 + len(pools), dt, len(enc.literals[dt]))
         sched.hidden.append((b, np.array(enc.literals[dt], dtype=dt.np)))
         pools[dt] = b
     for b in sched.outputs:
         b.index += len(sched.hidden) - n_before
-
-    def resolve(x):
-        if not isinstance(x, tuple):
-            return x
-        return x[1].index if x[0] == "out" else slots[x]
-
-    rows[0, 0] = len(enc.rows)
-    for r, row in enumerate(enc.rows, start=1):
-        rows[r] = [resolve(x) for x in row]
+    for r, c, ref in enc.fixups:          # row 0 of `rows` holds the count
+        rows[r + 1, c] = ref.index if isinstance(ref, Buffer) else pools[ref].index
     cases = [key for key, _ in sorted(enc.cases.items(), key=lambda kv: kv[1])]
     return TapePlan(rows, cases, enc.natives, pools)
 
