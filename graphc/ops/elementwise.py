@@ -221,6 +221,12 @@ def _fits(v: int, dt: dtypes.DType) -> bool:
 
 def prepare(opname: str, *xs, want_float: bool = False):
     """Convert, promote and broadcast operands; returns (tracers, weak result?)."""
+    first = xs[0]
+    if type(first) is Tracer and all(        # common case (e.g. every derivative rule):
+            type(x) is Tracer and x.node.shape == first.node.shape      # nothing to do
+            and x.node.dtype is first.node.dtype and x.weak == first.weak for x in xs):
+        if first.node.dtype.is_float or not want_float:
+            return list(xs), first.weak
     ts = [to_tracer(x, opname) for x in xs]
     dt, weak = result_dtype(ts)
     if want_float and not dt.is_float:
