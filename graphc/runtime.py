@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class CompiledFunction:
         dyn = tuple(a for i, a in enumerate(args) if i not in static) if static else args
         leaves, treedef = pytree.flatten(dyn)
         specs = [leaf_spec(x) for x in leaves]
-        statics = tuple(args[i] for i in static)
+        statics = tuple(_static_key(args[i]) for i in static)
         try:
             hash(statics)
         except TypeError:
@@ -206,6 +207,16 @@ def paused_gc():
     finally:
         if enabled:
             gc.enable()
+
+
+def _static_key(v):
+    """A static value's part of the cache key: by type too, so 2, 2.0 and True (equal in
+    Python) trace separately, and with the sign of zero, so 0.0 and -0.0 do."""
+    if isinstance(v, tuple):
+        return (tuple, tuple(_static_key(x) for x in v))
+    if isinstance(v, float):
+        return (float, v, math.copysign(1.0, v))
+    return (type(v), v)
 
 
 def _fast_key(args):

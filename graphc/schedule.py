@@ -190,7 +190,8 @@ class _Planner:
 
 def plan_memory(kernels: list[Kernel]) -> tuple[int, int]:
     """Give each arena buffer an offset, reusing the slot of a buffer whose last use came
-    strictly before this one's first write (same aligned size; first freed, first reused).
+    strictly before this one's first write (same aligned size; the most recently freed slot
+    first, as it is likeliest still in cache).
     Returns the arena size in bytes and the number of distinct slots."""
     first: dict[Buffer, int] = {}
     last: dict[Buffer, int] = {}

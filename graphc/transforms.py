@@ -208,6 +208,9 @@ def _name(fn) -> str:
 def vjp(fn: Callable, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives one cotangent per primal."""
     if not _in_trace(primals):
+        leaves, td = pytree.flatten(primals)       # the values now, as JAX: later in-place
+        primals = pytree.unflatten(td, [np.array(x, copy=True) if isinstance(x, np.ndarray)
+                                        else x for x in leaves])      # changes do not leak in
         out = _cached_compile(fn)(*primals)
         vjp_compiled = _vjp_runner(fn)
         return out, lambda ct: vjp_compiled(primals, ct)
@@ -269,7 +272,16 @@ def jvp(fn: Callable, primals, tangents):
         t = to_tracer(t, "tangent")
         if t.shape != p.shape:
             raise GraphcError(f"jvp: tangent shape {t.shape} != primal shape {p.shape}")
-        tans.append(t.astype(p.dtype) if p.node.dtype.is_float else None)
+        if not p.node.dtype.is_float:
+            if t.node.dtype.is_float:
+                raise DTypeError(f"jvp: a {t.node.dtype} tangent for a {p.node.dtype} primal: "
+                                 "integer inputs have no tangents (pass zeros of their dtype)")
+            tans.append(None)
+            continue
+        if not t.weak and t.node.dtype is not p.node.dtype:
+            raise DTypeError(f"jvp: tangent dtype {t.node.dtype} != primal dtype "
+                             f"{p.node.dtype}")
+        tans.append(t.astype(p.dtype))
     out = call_traced(fn, pytree.unflatten(td, ph))
     out_leaves, out_td = pytree.flatten(out)
     out_t = [to_tracer(o, "jvp output") for o in out_leaves]

@@ -107,3 +107,68 @@ def test_static_metadata_through_numpy_functions(compile_):
     np.testing.assert_array_equal(compile_(f)(np.full((2, 3), 4.0)), 4.0)
     with pytest.raises(graphc.TracerError, match="np.linalg.norm"):
         compile_(lambda x: np.linalg.norm(x))(np.ones(3))
+
+
+def test_gcc_avx512_miscompile_pattern_gives_right_gradients(compile_):
+    """gcc 12.2 at -O3 -march=native (512-bit vectors) got this gradient wrong."""
+    x = np.array([[0.9], [0.2], [0.5]])
+
+    def loss(x):
+        a = graphc.broadcast_to(graphc.reshape(x, (1, 1, 3, 1)), (2, 1, 3, 1)) * 1.5
+        o1 = graphc.concatenate([a, a * 0.3], axis=2)
+        return graphc.sum(graphc.tanh(o1) * 0.3)
+
+    got = compile_(graphc.grad(loss))(x)
+    a = np.broadcast_to(x.reshape(1, 1, 3, 1), (2, 1, 3, 1)) * 1.5
+    d = lambda v: 0.3 * (1 - np.tanh(v) ** 2)        # noqa: E731
+    want = 1.5 * (d(a) + 0.3 * d(a * 0.3)).sum(axis=(0, 1))
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_the_flags_graphc_builds_with_pass_the_miscompile_self_test():
+    from graphc.build import _build_flags, _compiler_argv, _computes_correctly
+    cc = tuple(_compiler_argv())
+    flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
+    assert _computes_correctly(cc, flags)
+
+
+def test_static_values_that_compare_equal_still_trace_separately(compile_):
+    traces = []
+
+    def f(x, n):
+        traces.append(n)
+        return x * n
+
+    cf = compile_(f, static_argnums=1)
+    xi = np.array([1, 2, 3])
+    assert cf(xi, 2).dtype == np.int64 and cf(xi, 2.0).dtype == np.float64
+    cf(xi, True)
+    cf(xi, 0.0)
+    cf(xi, -0.0)
+    cf(xi, 2)
+    assert len(traces) == 5
+
+
+def test_vjp_keeps_the_primal_values_of_the_call(compile_):
+    x = np.array([1.0, 2.0, 3.0])
+    out, vjp_fn = graphc.vjp(lambda a: graphc.sum(a * a), x)
+    x *= 10
+    (ct,) = vjp_fn(1.0)
+    np.testing.assert_array_equal(ct, [2.0, 4.0, 6.0])
+    assert out == 14.0
+
+
+def test_jvp_tangent_dtypes_are_checked():
+    x = np.ones(2)
+    with pytest.raises(graphc.DTypeError):
+        graphc.jvp(lambda a: a * 2, (x,), (np.ones(2, np.float32),))
+    with pytest.raises(graphc.DTypeError):
+        graphc.jvp(lambda n: n * 2, (np.array([1, 2]),), (np.array([0.5, 0.5]),))
+    _, t = graphc.jvp(lambda a: a * 2, (x,), (np.full(2, 0.5),))
+    np.testing.assert_array_equal(t, 1.0)
+
+
+def test_bad_tape_threshold_is_a_graphc_error(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "abc")
+    with pytest.raises(graphc.GraphcError):
+        graphc.compile(lambda x: x * 3.25 + 0.125, backend="c")(np.ones(7))

@@ -269,7 +269,11 @@ def entry_params(s: Schedule, named: bool) -> str:
 
 def tape_threshold() -> int:
     """Graphs with more kernels than this run as a tape (GRAPHC_TAPE_MIN_KERNELS)."""
-    return int(os.environ.get("GRAPHC_TAPE_MIN_KERNELS", "400"))
+    value = os.environ.get("GRAPHC_TAPE_MIN_KERNELS", "400")
+    try:
+        return int(value)
+    except ValueError:
+        raise GraphcError(f"GRAPHC_TAPE_MIN_KERNELS={value!r}: expected an integer") from None
 
 
 def generate(graph: Graph) -> tuple[str, str, Schedule]:
