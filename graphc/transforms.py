@@ -238,19 +238,13 @@ def vjp(fn: Callable, *primals):
             if c.shape != o.shape:
                 raise GraphcError(f"vjp: cotangent shape {c.shape} != output shape {o.shape}")
             cts.append(c)
-        res = vjp_nodes([o.node for o in out_t], cts, [p.node for p in flat_ph])
-        res = [r if r is not None or not p.node.dtype.is_float else zeros(p.shape, p.dtype)
-               for r, p in zip(res, flat_ph)]
-        res = [r if r is not None else _int_zero(p) for r, p in zip(res, flat_ph)]
+        # a primal the output ignores, or an int one (no float0), gets zeros of its dtype
+        res = _zero_fill(vjp_nodes([o.node for o in out_t], cts, [p.node for p in flat_ph]),
+                         flat_ph)
         bound = iter(_bind_back(res, flat_ph, flat_actual))
         return tuple(pytree.unflatten(td, [next(bound) for _ in ph]) for td, ph in zip(tds, phs))
 
     return out_bound, vjp_fn
-
-
-def _int_zero(p: Tracer) -> Tracer:
-    """Integer primals get zero cotangents of their own dtype (there is no float0)."""
-    return zeros(p.shape, p.node.dtype)
 
 
 # ---- forward mode ----

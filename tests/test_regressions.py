@@ -172,3 +172,14 @@ def test_bad_tape_threshold_is_a_graphc_error(monkeypatch):
     monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "abc")
     with pytest.raises(graphc.GraphcError):
         graphc.compile(lambda x: x * 3.25 + 0.125, backend="c")(np.ones(7))
+
+
+def test_vjp_of_a_primal_the_output_ignores_is_zero(compile_):
+    def f(a, b, n):
+        return a * 2.0
+
+    out, vjp_fn = graphc.vjp(f, np.ones(2), np.ones(3, np.float32), np.array([1, 2]))
+    ca, cb, cn = vjp_fn(np.ones(2))
+    np.testing.assert_array_equal(ca, 2.0)
+    assert cb.dtype == np.float32 and cb.shape == (3,) and not cb.any()
+    assert cn.dtype == np.array([1, 2]).dtype and not cn.any()
