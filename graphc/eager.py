@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from . import pytree
 from .ir import Graph
-from .trace import Tracer, _stack
+from .trace import Tracer, in_trace
 
 
 def eager(fn: Callable) -> Callable:
@@ -16,7 +16,7 @@ def eager(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         out = fn(*args, **kwargs)
-        if _stack() or _has_tracer(args) or _has_tracer(kwargs):
+        if in_trace((args, kwargs)):
             return out
         leaves, td = pytree.flatten(out)
         if not any(isinstance(x, Tracer) for x in leaves):
@@ -28,6 +28,3 @@ def eager(fn: Callable) -> Callable:
                                      for x in leaves])
     return wrapper
 
-
-def _has_tracer(tree) -> bool:
-    return any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])

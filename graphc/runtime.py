@@ -15,6 +15,7 @@ import numpy as np
 from . import pytree
 from .errors import GraphcError
 from .ir import Graph
+from .trace import in_trace
 from .transforms import leaf_spec, trace_to_graph
 
 BACKENDS = ("c", "numpy")
@@ -131,7 +132,7 @@ class CompiledFunction:
             exe = self._fast.get(fast)
             if exe is not None:
                 return exe.unflatten(exe.run(args))
-        if _tracing() or _has_tracer(args):
+        if in_trace(args):
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)
         exe = self._get(key, args, specs)
@@ -149,8 +150,8 @@ class CompiledFunction:
             def call(*a):
                 return fn(*a[:n_pos], **dict(zip(names, a[n_pos:])))
             call.__name__ = self.__name__
-            static = tuple(i % n_pos for i in self.static_argnums if -n_pos <= i < n_pos)
-            variant = CompiledFunction(call, self.backend, self.optimize, static)
+            variant = CompiledFunction(call, self.backend, self.optimize,
+                                       self._static_positions(n_pos))
             self._cache[key] = variant
         return variant
 
@@ -234,16 +235,6 @@ def _fast_key(args):
         else:
             return None
     return tuple(key)
-
-
-def _tracing() -> bool:
-    from .trace import _stack
-    return bool(_stack())
-
-
-def _has_tracer(args) -> bool:
-    from .trace import Tracer
-    return any(isinstance(x, Tracer) for x in pytree.flatten(args)[0])
 
 
 def compile(fn: Callable | None = None, backend: str | None = None, optimize: bool = True,

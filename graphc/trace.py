@@ -209,6 +209,13 @@ def to_tracer(x, what: str = "value") -> Tracer:
     raise GraphcError(f"{what}: graphc cannot use a {type(x).__name__} as an array")
 
 
+def in_trace(tree) -> bool:
+    """Whether a call with these arguments must build nodes rather than compute: a trace is
+    running on this thread, or some leaf is a traced value."""
+    from . import pytree
+    return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
+
+
 # ---- which user function is being traced (for messages) ----
 
 def _stack() -> list:

@@ -14,7 +14,7 @@ from . import dtypes, pytree
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
 from .errors import DTypeError, GraphcError
 from .ir import Graph
-from .trace import Tracer, _stack, constant, new_input, to_tracer, tracing
+from .trace import Tracer, constant, in_trace, new_input, to_tracer, tracing
 
 # ---- tracing a Python function into a Graph ----
 
@@ -81,10 +81,6 @@ def trace_to_graph(fn: Callable, args: tuple, static_argnums=()) -> tuple[Graph,
 
 # ---- the symbolic / concrete switch shared by all transformations ----
 
-def _in_trace(args) -> bool:
-    return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(args)[0])
-
-
 class _Transformed:
     """A transformation's result: symbolic inside a trace, compiled when called on arrays.
 
@@ -98,7 +94,7 @@ class _Transformed:
         self._compiled = None
 
     def __call__(self, *args):
-        if _in_trace(args):
+        if in_trace(args):
             return self._symbolic(*args, fresh=False)
         if self._compiled is None:
             from .runtime import compile
@@ -145,6 +141,18 @@ def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
     return tuple(a % nargs for a in nums)
 
 
+def _differentiated_args(args, argnums, fresh: bool, name: str):
+    """args with each argument in argnums replaced by placeholders; and per such argument
+    (placeholders, the values they stand for, its treedef)."""
+    args = list(args)
+    groups = []
+    for i in _argnums(argnums, len(args), name):
+        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
+        args[i] = pytree.unflatten(td, ph)
+        groups.append((ph, actual, td))
+    return tuple(args), groups
+
+
 def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
     return [c if c is not None else zeros(p.shape, p.node.dtype) for c, p in zip(cts, phs)]
 
@@ -152,14 +160,8 @@ def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
 # ---- reverse mode ----
 
 def _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh):
-    nums = _argnums(argnums, len(args), "grad")
-    args = list(args)
-    groups = []
-    for i in nums:
-        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
-        args[i] = pytree.unflatten(td, ph)
-        groups.append((ph, actual, td))
-    out = call_traced(fn, tuple(args))
+    args, groups = _differentiated_args(args, argnums, fresh, "grad")
+    out = call_traced(fn, args)
     value, aux = out if has_aux else (out, None)
     value = to_tracer(value, "grad output")
     if value.shape != () or not value.node.dtype.is_float:
@@ -207,7 +209,7 @@ def _name(fn) -> str:
 
 def vjp(fn: Callable, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives one cotangent per primal."""
-    if not _in_trace(primals):
+    if not in_trace(primals):
         leaves, td = pytree.flatten(primals)       # the values now, as JAX: later in-place
         primals = pytree.unflatten(td, [np.array(x, copy=True) if isinstance(x, np.ndarray)
                                         else x for x in leaves])      # changes do not leak in
@@ -252,7 +254,7 @@ def vjp(fn: Callable, *primals):
 def jvp(fn: Callable, primals, tangents):
     """(fn(*primals), J·tangents): forward mode."""
     primals, tangents = tuple(primals), tuple(tangents)
-    if not _in_trace((primals, tangents)):
+    if not in_trace((primals, tangents)):
         return _jvp_runner(fn)(primals, tangents)
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -289,14 +291,8 @@ def jvp(fn: Callable, primals, tangents):
 # ---- Jacobians ----
 
 def _jacobian_symbolic(fn, argnums, args, fresh):
-    nums = _argnums(argnums, len(args), "jacobian")
-    args = list(args)
-    groups = []
-    for i in nums:
-        ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
-        args[i] = pytree.unflatten(td, ph)
-        groups.append((ph, actual, td))
-    out = call_traced(fn, tuple(args))
+    args, groups = _differentiated_args(args, argnums, fresh, "jacobian")
+    out = call_traced(fn, args)
     out_leaves, out_td = pytree.flatten(out)
     outs = [to_tracer(o, "jacobian output") for o in out_leaves]
     ins = [p for ph, _, _ in groups for p in ph]

@@ -302,8 +302,9 @@ class CRunner:
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
         self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
                     for b in sched.inputs]
-        self._hidden = [self.ffi.from_buffer(np.ascontiguousarray(v)) for _, v in sched.hidden]
-        self._hidden_keep = [v for _, v in sched.hidden]     # the tape/pools/tables C reads
+        # tape, literal pools, big constants: kept alive as exactly the arrays C reads
+        self._hidden_keep = [np.ascontiguousarray(v) for _, v in sched.hidden]
+        self._hidden = [self.ffi.from_buffer(v) for v in self._hidden_keep]
         self._ws_bytes = max(sched.ws_bytes, 64)
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
