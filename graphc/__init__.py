@@ -9,92 +9,17 @@ from .eager import eager as _eager
 from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
 from .ir import Graph
 from .ops import api as _api
-from .ops.api import (  # noqa: F401  (re-wrapped below for eager use)
-    abs,
-    add,
-    astype,
-    broadcast_to,
-    clip,
-    concatenate,
-    cos,
-    divide,
-    dot,
-    equal,
-    exp,
-    expand_dims,
-    expm1,
-    greater,
-    greater_equal,
-    leaky_relu,
-    less,
-    less_equal,
-    log,
-    log1p,
-    log_softmax,
-    logical_and,
-    logical_not,
-    logical_or,
-    logsumexp,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    multiply,
-    negative,
-    not_equal,
-    one_hot,
-    outer,
-    power,
-    relu,
-    reshape,
-    sigmoid,
-    sign,
-    sin,
-    softmax,
-    softplus,
-    sqrt,
-    square,
-    squeeze,
-    stack,
-    stop_gradient,
-    subtract,
-    sum,
-    swapaxes,
-    tanh,
-    transpose,
-    where,
-)
 from .runtime import CompiledFunction, compile, jit
 from .trace import Tracer, trace
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 
-# Each op returns numpy arrays when called on plain arrays outside a trace.
-_EAGER_OPS = (
-    'abs', 'add', 'astype', 'broadcast_to', 'clip', 'concatenate', 'cos', 'divide', 'dot',
-    'equal', 'exp', 'expand_dims', 'expm1', 'greater', 'greater_equal', 'leaky_relu',
-    'less', 'less_equal', 'log', 'log1p', 'log_softmax', 'logical_and', 'logical_not',
-    'logical_or', 'logsumexp', 'matmul', 'max', 'maximum', 'mean', 'min', 'minimum',
-    'multiply', 'negative', 'not_equal', 'one_hot', 'outer', 'power', 'relu', 'reshape',
-    'sigmoid', 'sign', 'sin', 'softmax', 'softplus', 'sqrt', 'square', 'squeeze', 'stack',
-    'stop_gradient', 'subtract', 'sum', 'swapaxes', 'tanh', 'transpose', 'where'
-)
-for _name in _EAGER_OPS:
+# Every public op, wrapped so that on plain arrays outside a trace it returns numpy arrays.
+for _name in _api.__all__:
     globals()[_name] = _eager(getattr(_api, _name))
 del _name
 
-
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
-    "ShapeError",
-    "Tracer", "TracerError", "abs", "add", "astype", "broadcast_to", "check_grads", "clip",
-    "compile", "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1",
-    "grad", "greater", "greater_equal", "hessian", "jacobian", "jit", "jvp", "leaky_relu",
-    "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
-    "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
-    "multiply", "negative", "not_equal", "one_hot", "outer", "power", "relu", "reshape",
-    "sigmoid", "sign", "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack",
-    "stop_gradient", "subtract", "sum", "swapaxes", "tanh", "trace", "transpose",
-    "value_and_grad", "vjp", "where",
+    "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "grad", "hessian",
+    "jacobian", "jit", "jvp", "trace", "value_and_grad", "vjp", *_api.__all__,
 ]

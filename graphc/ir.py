@@ -177,6 +177,19 @@ class Graph:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def structure_key(self) -> tuple:
+        """A hashable key equal for two graphs exactly when they compute the same thing:
+        inputs by position, nodes by (op, sources, shape, dtype, arg), constants by value."""
+        names = {id(n): k for k, n in enumerate(self.inputs)}
+        items = [tuple((n.shape, n.dtype.name) for n in self.inputs)]
+        for n in self.nodes:
+            if id(n) not in names:
+                names[id(n)] = len(names)
+                items.append((n.op.name, tuple(names[id(s)] for s in n.src), n.shape,
+                              n.dtype.name, n.arg))
+        items.append(tuple(names[id(n)] for n in self.outputs))
+        return tuple(items)
+
     def to_dot(self) -> str:
         """Graphviz DOT text: one box per node, edges from sources to users."""
         names = self.numbering()

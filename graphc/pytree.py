@@ -1,95 +1,124 @@
-"""Flatten nested tuples/lists/dicts into leaves and a hashable tree description."""
+"""Flatten nested tuples/lists/dicts into leaves and a hashable tree description.
+
+Everything here is iterative, and a treedef is flat (its nodes in preorder), so a tree nested
+thousands of levels deep costs no recursion: not here, and not in hashing or comparing
+treedefs as cache keys.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from .errors import GraphcError
 
-# A treedef is a hashable nested tuple: ("*",) for a leaf, ("tuple"|"list", children),
-# ("dict", keys, children), ("none",) for None.
-LEAF = ("*",)
-NONE = ("none",)
+# Preorder tokens: LEAF, NONE, ("tuple"|"list", n_children), ("dict", sorted_keys).
+LEAF = "*"
+NONE = "none"
 
 
-def flatten(tree: Any) -> tuple[list, tuple]:
+class TreeDef:
+    """The structure of a pytree: preorder tokens, with the number of leaves."""
+
+    __slots__ = ("tokens", "num_leaves", "_hash")
+
+    def __init__(self, tokens: tuple):
+        self.tokens = tokens
+        self.num_leaves = tokens.count(LEAF)
+        self._hash = hash(tokens)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TreeDef) and self.tokens == other.tokens
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"TreeDef({describe(self)})"
+
+
+def flatten(tree: Any) -> tuple[list, TreeDef]:
     """Leaves in a stable order (dicts by sorted key, like JAX) and the treedef."""
     leaves: list = []
-    return leaves, _flatten(tree, leaves)
+    tokens: list = []
+    stack = [tree]
+    while stack:
+        t = stack.pop()
+        kind = type(t)
+        if kind is tuple or kind is list:
+            tokens.append((kind.__name__, len(t)))
+            stack.extend(reversed(t))
+        elif kind is dict:
+            try:
+                keys = tuple(sorted(t))
+            except TypeError:
+                raise GraphcError(f"dict keys {list(t)!r} cannot be ordered: graphc needs "
+                                  "dict keys of one sortable type (e.g. all strings)") from None
+            tokens.append(("dict", keys))
+            stack.extend(t[k] for k in reversed(keys))
+        elif t is None:
+            tokens.append(NONE)
+        else:
+            leaves.append(t)
+            tokens.append(LEAF)
+    return leaves, TreeDef(tuple(tokens))
 
 
-def _flatten(tree: Any, leaves: list) -> tuple:
-    t = type(tree)
-    if t is tuple or t is list:
-        return (t.__name__, tuple(_flatten(c, leaves) for c in tree))
-    if t is dict:
-        try:
-            keys = tuple(sorted(tree))
-        except TypeError:
-            raise GraphcError(f"dict keys {list(tree)!r} cannot be ordered: graphc needs "
-                              "dict keys of one sortable type (e.g. all strings)") from None
-        return ("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
-    if tree is None:
-        return NONE
-    leaves.append(tree)
-    return LEAF
+def unflatten(treedef: TreeDef, leaves) -> Any:
+    """The tree of `treedef` with `leaves` in flatten's order."""
+    leaves = list(leaves)
+    if len(leaves) != treedef.num_leaves:
+        raise GraphcError(f"internal: {len(leaves)} leaves for a tree of "
+                          f"{treedef.num_leaves}")
+    built: list = []        # finished subtrees; the last one is the leftmost child so far
+    for tok in reversed(treedef.tokens):
+        if tok == LEAF:
+            built.append(leaves.pop())
+        elif tok == NONE:
+            built.append(None)
+        else:
+            kind, spec = tok
+            n = len(spec) if kind == "dict" else spec
+            children = [built.pop() for _ in range(n)]
+            if kind == "dict":
+                built.append(dict(zip(spec, children)))
+            else:
+                built.append(tuple(children) if kind == "tuple" else children)
+    return built[0]
 
 
-def unflatten(treedef: tuple, leaves) -> Any:
-    it = iter(leaves)
-    out = _unflatten(treedef, it)
-    return out
+def unflattener(treedef: TreeDef) -> Callable[[list], Any]:
+    """list -> tree for `treedef`, with direct shortcuts for the common flat shapes."""
+    toks = treedef.tokens
+    if toks == (LEAF,):
+        return _first
+    if len(toks) == treedef.num_leaves + 1 and toks[0][0] in ("tuple", "list"):
+        return tuple if toks[0][0] == "tuple" else list
+    return functools.partial(unflatten, treedef)
 
 
-def _unflatten(td: tuple, it) -> Any:
-    kind = td[0]
-    if kind == "*":
-        return next(it)
-    if kind == "none":
-        return None
-    if kind == "dict":
-        return {k: _unflatten(c, it) for k, c in zip(td[1], td[2])}
-    children = [_unflatten(c, it) for c in td[1]]
-    return tuple(children) if kind == "tuple" else children
+def _first(leaves: list) -> Any:
+    return leaves[0]
 
 
-
-def describe(treedef: tuple) -> str:
+def describe(treedef: TreeDef) -> str:
     """A short human description, for error messages."""
-    kind = treedef[0]
-    if kind == "*":
-        return "*"
-    if kind == "none":
-        return "None"
-    if kind == "dict":
-        items = (f"{k!r}: {describe(c)}" for k, c in zip(treedef[1], treedef[2]))
-        return "{" + ", ".join(items) + "}"
-    inner = ", ".join(describe(c) for c in treedef[1])
-    return f"({inner},)" if kind == "tuple" and len(treedef[1]) == 1 else (
-        f"({inner})" if kind == "tuple" else f"[{inner}]")
-
-
-def unflattener(treedef: tuple):
-    """A function list -> tree specialised to `treedef` (the per-call path avoids recursion)."""
-    keys: list = []
-    counter = iter(range(1 << 62))
-
-    def expr(td: tuple) -> str:
-        kind = td[0]
-        if kind == "*":
-            return f"o[{next(counter)}]"
-        if kind == "none":
-            return "None"
-        if kind == "dict":
-            items = []
-            for k, c in zip(td[1], td[2]):
-                keys.append(k)
-                items.append(f"K[{len(keys) - 1}]: {expr(c)}")
-            return "{" + ", ".join(items) + "}"
-        inner = ", ".join(expr(c) for c in td[1])
-        if kind == "list":
-            return f"[{inner}]"
-        return f"({inner},)" if inner else "()"
-
-    body = expr(treedef)
-    return eval(f"lambda o: {body}", {"K": keys})  # noqa: S307  (built from the treedef only)
+    built: list[str] = []
+    for tok in reversed(treedef.tokens):
+        if tok == LEAF:
+            built.append("*")
+        elif tok == NONE:
+            built.append("None")
+        else:
+            kind, spec = tok
+            n = len(spec) if kind == "dict" else spec
+            children = [built.pop() for _ in range(n)]
+            if kind == "dict":
+                built.append("{" + ", ".join(f"{k!r}: {c}" for k, c in zip(spec, children))
+                             + "}")
+            elif kind == "list":
+                built.append("[" + ", ".join(children) + "]")
+            else:
+                built.append("(" + ", ".join(children) + ("," if n == 1 else "") + ")")
+    return built[0]

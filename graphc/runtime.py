@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gc
-import math
 import os
 import threading
 from collections.abc import Callable
@@ -57,11 +57,16 @@ def as_array(x, dtype: np.dtype) -> np.ndarray:
 
 
 class CompiledFunction:
-    """fn traced, optimized and built once per input signature, then called directly."""
+    """fn traced, optimized and built once per input signature, then called directly.
+
+    With `retrace`, fn is traced on every call instead, so it sees the globals and closure
+    values of that moment (the transformations' direct calls work this way, as JAX's); the
+    built code is still reused whenever the traced graph is the same."""
 
     def __init__(self, fn: Callable, backend: str | None = None, optimize: bool = True,
-                 static_argnums=()):
+                 static_argnums=(), retrace: bool = False):
         self.fn = fn
+        self.retrace = retrace
         entry = getattr(fn, "fresh_entry", None)      # graphc transformations trace faster
         self._traced_fn = entry() if entry is not None else fn
         self.backend = backend
@@ -75,7 +80,12 @@ class CompiledFunction:
 
     def _static_positions(self, n_args: int) -> tuple[int, ...]:
         """static_argnums as positions in this call (negative numbers count from the end)."""
-        return tuple(sorted({i % n_args for i in self.static_argnums if -n_args <= i < n_args}))
+        for i in self.static_argnums:
+            if not isinstance(i, int) or not -n_args <= i < n_args:
+                raise GraphcError(f"{self.__name__}: static_argnums {i!r} is out of range for "
+                                  f"a call with {n_args} positional argument(s) (static "
+                                  "arguments must be passed positionally)")
+        return tuple(sorted({i % n_args for i in self.static_argnums}))
 
     def _signature(self, args) -> tuple[tuple, list, list]:
         static = self._static_positions(len(args)) if self.static_argnums else ()
@@ -111,23 +121,14 @@ class CompiledFunction:
     def _build_unpaused(self, args, specs) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         graph, out_td = trace_to_graph(self._traced_fn, args, static)
-        if self.optimize:
-            from .passes import optimize
-            graph = optimize(graph)
-        backend = self.backend or default_backend()
-        if backend == "numpy":
-            from .interpret import Interpreter
-            runner = Interpreter(graph)
-        else:
-            from .codegen.c import build_graph
-            runner = build_graph(graph)
+        graph, runner = _runner_for(graph, self.backend or default_backend(), self.optimize)
         return Executable(graph, out_td, runner, specs)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
             return self._with_keywords(len(args), tuple(sorted(kwargs)))(
                 *args, *(kwargs[k] for k in sorted(kwargs)))
-        fast = _fast_key(args)
+        fast = None if self.retrace else _fast_key(args)
         if fast is not None:
             exe = self._fast.get(fast)
             if exe is not None:
@@ -135,7 +136,7 @@ class CompiledFunction:
         if in_trace(args):
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)
-        exe = self._get(key, args, specs)
+        exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
         if fast is not None and not self.static_argnums:
             self._fast[fast] = exe
         return exe(leaves)
@@ -151,7 +152,7 @@ class CompiledFunction:
                 return fn(*a[:n_pos], **dict(zip(names, a[n_pos:])))
             call.__name__ = self.__name__
             variant = CompiledFunction(call, self.backend, self.optimize,
-                                       self._static_positions(n_pos))
+                                       self._static_positions(n_pos), self.retrace)
             self._cache[key] = variant
         return variant
 
@@ -197,6 +198,40 @@ class CompiledFunction:
         return self.executable(*args).graph
 
 
+# Built runners by what their graph computes, so a retraced function, or another function
+# with the same graph, skips optimization and code generation (bounded: runners own arenas).
+_RUNNERS: collections.OrderedDict = collections.OrderedDict()
+_RUNNERS_MAX = 128
+_runners_lock = threading.Lock()
+# settings read while optimizing and lowering: a runner built under others is not reused
+_LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY")
+
+
+def _runner_for(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, object]:
+    """(the graph as run, its runner): optimized and built once per distinct graph."""
+    key = (graph.structure_key(), backend, optimize,
+           tuple(os.environ.get(v) for v in _LOWERING_ENV))
+    with _runners_lock:
+        hit = _RUNNERS.get(key)
+        if hit is not None:
+            _RUNNERS.move_to_end(key)
+            return hit
+    if optimize:
+        from .passes import optimize as run_passes
+        graph = run_passes(graph)
+    if backend == "numpy":
+        from .interpret import Interpreter
+        runner = Interpreter(graph)
+    else:
+        from .codegen.c import build_graph
+        runner = build_graph(graph)
+    with _runners_lock:
+        _RUNNERS[key] = (graph, runner)
+        while len(_RUNNERS) > _RUNNERS_MAX:
+            _RUNNERS.popitem(last=False)
+    return graph, runner
+
+
 @contextlib.contextmanager
 def paused_gc():
     """Tracing allocates many small acyclic objects; the cyclic collector's repeated scans of
@@ -210,14 +245,26 @@ def paused_gc():
             gc.enable()
 
 
-def _static_key(v):
-    """A static value's part of the cache key: by type too, so 2, 2.0 and True (equal in
-    Python) trace separately, and with the sign of zero, so 0.0 and -0.0 do."""
-    if isinstance(v, tuple):
-        return (tuple, tuple(_static_key(x) for x in v))
-    if isinstance(v, float):
-        return (float, v, math.copysign(1.0, v))
-    return (type(v), v)
+def _static_key(v) -> tuple:
+    """A static value's part of the cache key, flat (nested tuples as a preorder walk, so no
+    depth limit). Keyed by exact type, so 2, 2.0, True and np.float64(2.0) (equal in Python,
+    not in dtype) trace separately; floats by their bits, so 0.0 and -0.0 differ and a NaN
+    equals itself (else every call would retrace)."""
+    key, stack = [], [v]
+    while stack:
+        x = stack.pop()
+        if type(x) is tuple:
+            key.append((tuple, len(x)))
+            stack.extend(reversed(x))
+        elif isinstance(x, float):
+            key.append((type(x), float(x).hex()))
+        elif isinstance(x, complex):
+            key.append((type(x), x.real.hex(), x.imag.hex()))
+        elif isinstance(x, np.generic):
+            key.append((type(x), x.tobytes()))
+        else:
+            key.append((type(x), x))
+    return tuple(key)
 
 
 def _fast_key(args):

@@ -100,7 +100,7 @@ class Tracer:
     def __matmul__(self, o): return F.matmul(self, o)
     def __rmatmul__(self, o): return F.matmul(o, self)
     def __neg__(self): return F.negative(self)
-    def __pos__(self): return self
+    def __pos__(self): return F.positive(self)
     def __abs__(self): return F.abs(self)
     def __lt__(self, o): return F.less(self, o)
     def __le__(self, o): return F.less_equal(self, o)
@@ -108,11 +108,13 @@ class Tracer:
     def __ge__(self, o): return F.greater_equal(self, o)
     def __eq__(self, o): return F.equal(self, o)
     def __ne__(self, o): return F.not_equal(self, o)
-    def __and__(self, o): return F.logical_and(self, o)
-    def __rand__(self, o): return F.logical_and(o, self)
-    def __or__(self, o): return F.logical_or(self, o)
-    def __ror__(self, o): return F.logical_or(o, self)
-    def __invert__(self): return F.logical_not(self)
+    def __and__(self, o): return F.bitwise_and(self, o)
+    def __rand__(self, o): return F.bitwise_and(o, self)
+    def __or__(self, o): return F.bitwise_or(self, o)
+    def __ror__(self, o): return F.bitwise_or(o, self)
+    def __xor__(self, o): return F.bitwise_xor(self, o)
+    def __rxor__(self, o): return F.bitwise_xor(o, self)
+    def __invert__(self): return F.invert(self)
     def __getitem__(self, idx): return F.getitem(self, idx)
 
     def __iter__(self):
@@ -202,7 +204,11 @@ def to_tracer(x, what: str = "value") -> Tracer:
     if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
         return Tracer(constant(x, dtypes.python_scalar_dtype(x)), weak=True)
     if isinstance(x, (np.ndarray, np.generic, list, tuple)):
-        arr = np.asarray(x)
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise GraphcError(f"{what}: cannot convert {type(x).__name__} to an array: "
+                              f"{e}") from None
         if arr.dtype == object:
             raise GraphcError(f"{what}: cannot convert {type(x).__name__} to an array")
         return Tracer(constant(arr, dtypes.from_numpy(arr.dtype, what)))

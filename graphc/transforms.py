@@ -91,15 +91,11 @@ class _Transformed:
     def __init__(self, symbolic: Callable, name: str):
         self._symbolic = symbolic
         self.__name__ = self.__qualname__ = name
-        self._compiled = None
 
     def __call__(self, *args):
         if in_trace(args):
             return self._symbolic(*args, fresh=False)
-        if self._compiled is None:
-            from .runtime import compile
-            self._compiled = compile(self)
-        return self._compiled(*args)
+        return run_now(self, *args)
 
     def fresh_entry(self) -> Callable:
         """What compile() traces: called once, directly on brand-new input tracers."""
@@ -138,7 +134,11 @@ def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
         if not isinstance(a, int) or not -nargs <= a < nargs:
             raise GraphcError(f"{name}: argnums {argnums!r} is out of range for a function "
                               f"called with {nargs} positional argument(s)")
-    return tuple(a % nargs for a in nums)
+    positions = tuple(a % nargs for a in nums)
+    if len(set(positions)) != len(positions):
+        raise GraphcError(f"{name}: argnums {argnums!r} names an argument twice; list each "
+                          "argument once")
+    return positions
 
 
 def _differentiated_args(args, argnums, fresh: bool, name: str):
@@ -210,12 +210,7 @@ def _name(fn) -> str:
 def vjp(fn: Callable, *primals):
     """(fn(*primals), vjp_fn) where vjp_fn(cotangent) gives one cotangent per primal."""
     if not in_trace(primals):
-        leaves, td = pytree.flatten(primals)       # the values now, as JAX: later in-place
-        primals = pytree.unflatten(td, [np.array(x, copy=True) if isinstance(x, np.ndarray)
-                                        else x for x in leaves])      # changes do not leak in
-        out = _cached_compile(fn)(*primals)
-        vjp_compiled = _vjp_runner(fn)
-        return out, lambda ct: vjp_compiled(primals, ct)
+        return _vjp_now(fn, primals)
     phs, actual, tds = [], [], []
     for k, p in enumerate(primals):
         ph, act, td = _placeholders(p, f"primal {k}", need_float=False)
@@ -255,7 +250,7 @@ def jvp(fn: Callable, primals, tangents):
     """(fn(*primals), J·tangents): forward mode."""
     primals, tangents = tuple(primals), tuple(tangents)
     if not in_trace((primals, tangents)):
-        return _jvp_runner(fn)(primals, tangents)
+        return run_now(lambda p, t: jvp(fn, p, t), primals, tangents)
     if len(primals) != len(tangents):
         raise GraphcError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     ph, actual, td = _placeholders(primals, "primal", need_float=False)
@@ -363,21 +358,41 @@ def hessian(fn: Callable, argnums=0) -> Callable:
     return jacobian(grad(fn, argnums), argnums)
 
 
-# ---- compiled helpers for the concrete paths of vjp/jvp ----
+# ---- the concrete paths: trace now, run compiled ----
 
-@functools.lru_cache(maxsize=256)
-def _cached_compile(fn):
-    from .runtime import compile
-    return compile(fn)
-
-
-@functools.lru_cache(maxsize=256)
-def _vjp_runner(fn):
-    from .runtime import compile
-    return compile(lambda primals, ct: vjp(fn, *primals)[1](ct))
+def run_now(fn: Callable, *args):
+    """fn(*args) compiled, traced at this call so it sees today's globals and closures (never a
+    trace cached on the function object); the built code is reused while the graph is equal."""
+    from .runtime import CompiledFunction
+    return CompiledFunction(fn, retrace=True)(*args)
 
 
-@functools.lru_cache(maxsize=256)
-def _jvp_runner(fn):
-    from .runtime import compile
-    return compile(lambda primals, tangents: jvp(fn, primals, tangents))
+def _vjp_now(fn: Callable, primals: tuple):
+    """Concrete vjp: both graphs are traced now, so vjp_fn uses the values of this moment
+    (as JAX's linearization), not those of whenever it is called."""
+    from .runtime import CompiledFunction
+    leaves, td = pytree.flatten(primals)       # the values now: later in-place changes
+    primals = pytree.unflatten(td, [np.array(x, copy=True) if isinstance(x, np.ndarray)
+                                    else x for x in leaves])      # do not leak in
+    out = run_now(fn, *primals)
+    out_leaves, out_td = pytree.flatten(out)
+    like = [np.zeros(np.shape(o), np.asarray(o).dtype) for o in out_leaves]
+    backward = CompiledFunction(lambda p, ct: vjp(fn, *p)[1](ct))
+    backward.executable(primals, pytree.unflatten(out_td, like))     # traced here, now
+
+    def vjp_fn(cotangent):
+        if in_trace(cotangent):           # called inside a trace: the primals are constants
+            return vjp(fn, *primals)[1](cotangent)
+        ct_leaves, ct_td = pytree.flatten(cotangent)
+        if ct_td != out_td:
+            raise GraphcError(f"vjp: the cotangent has structure {pytree.describe(ct_td)}, "
+                              f"the output {pytree.describe(out_td)}")
+        cts = []
+        for c, o in zip(ct_leaves, like):
+            if np.shape(c) != o.shape:
+                raise GraphcError(f"vjp: cotangent shape {np.shape(c)} != output shape "
+                                  f"{o.shape}")
+            cts.append(np.asarray(c, dtype=o.dtype))     # the signature traced above
+        return backward(primals, pytree.unflatten(out_td, cts))
+
+    return out, vjp_fn

@@ -30,6 +30,11 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def _ints(a):
+    """Small signed integers from a float array (graphc or numpy)."""
+    return (a * 3).astype(np.int64)
+
+
 def _unslice_ref(x):
     g = np.zeros_like(x)
     g[1:, ::2] = 3 * x[1:, ::2] ** 2
@@ -76,6 +81,14 @@ SPECS = {
            lambda a: np.where((a < 0) | (a > 1), a, 0.0), [((7,), "distinct")], 1),
     "not": (lambda a: graphc.where(~(a > 0), a, 0.0), lambda a: np.where(~(a > 0), a, 0.0),
             [((7,), "distinct")], 1),
+    "bitwise_and": (lambda a: graphc.where((_ints(a) & 5) == 1, a, 0.0),
+                    lambda a: np.where((_ints(a) & 5) == 1, a, 0.0), [((9,), "distinct")], 1),
+    "bitwise_or": (lambda a: graphc.where((_ints(a) | 2) == 3, a, -a),
+                   lambda a: np.where((_ints(a) | 2) == 3, a, -a), [((9,), "distinct")], 1),
+    "bitwise_xor": (lambda a: graphc.where((_ints(a) ^ -3) > 0, a, a * 2),
+                    lambda a: np.where((_ints(a) ^ -3) > 0, a, a * 2), [((9,), "distinct")], 1),
+    "invert": (lambda a: graphc.where(~_ints(a) < -2, a, 0.0),
+               lambda a: np.where(~_ints(a) < -2, a, 0.0), [((9,), "distinct")], 1),
     "where": (lambda a, b: graphc.where(a > 0, a * b, b), lambda a, b: np.where(a > 0, a * b, b),
               [((3, 4), "distinct"), ((4,), None)], 2),
     "cast": (lambda x: (x.astype(np.float32) * 2).astype(np.float64),

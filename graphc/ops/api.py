@@ -12,6 +12,7 @@ from .elementwise import (
     divide,
     multiply,
     negative,
+    positive,
     power,
     stop_gradient,
     subtract,
@@ -55,6 +56,11 @@ not_equal = _ew._compare(_ew.ne)
 logical_and = _ew._logical(_ew.land)
 logical_or = _ew._logical(_ew.lor)
 logical_not = _ew._logical(_ew.lnot)
+logical_xor = _ew._logical(_ew.ne)
+bitwise_and = _ew._bitwise(_ew.bitand, _ew.land)
+bitwise_or = _ew._bitwise(_ew.bitor, _ew.lor)
+bitwise_xor = _ew._bitwise(_ew.bitxor, _ew.ne)
+invert = _ew._bitwise(_ew.bitnot, _ew.lnot)
 
 # numpy functions that dispatch to graphc when given a Tracer
 UFUNCS = {
@@ -65,7 +71,9 @@ UFUNCS = {
     "less": less, "less_equal": less_equal, "greater": greater,
     "greater_equal": greater_equal, "equal": equal, "not_equal": not_equal,
     "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
-    "matmul": matmul, "sign": sign,
+    "matmul": matmul, "sign": sign, "logical_xor": logical_xor, "bitwise_and": bitwise_and,
+    "bitwise_or": bitwise_or, "bitwise_xor": bitwise_xor, "invert": invert,
+    "positive": positive,
 }
 def _zeros_like(x, dtype=None):
     t = to_tracer(x)
@@ -87,11 +95,12 @@ ARRAY_FUNCTIONS = {
 }
 
 __all__ = [
-    "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "cos", "divide", "dot",
-    "equal", "exp", "expand_dims", "expm1", "getitem", "greater", "greater_equal", "leaky_relu",
-    "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
-    "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "multiply",
-    "negative", "not_equal", "one_hot", "outer", "power", "relu", "reshape", "sigmoid", "sign",
-    "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient",
-    "subtract", "sum", "swapaxes", "tanh", "transpose", "where",
+    "abs", "add", "astype", "bitwise_and", "bitwise_or", "bitwise_xor", "broadcast_to", "clip",
+    "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1", "getitem",
+    "greater", "greater_equal", "invert", "leaky_relu", "less", "less_equal", "log", "log1p",
+    "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "logsumexp",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal",
+    "one_hot", "outer", "positive", "power", "relu", "reshape", "sigmoid", "sign", "sin", "softmax",
+    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "subtract", "sum",
+    "swapaxes", "tanh", "transpose", "where",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .. import dtypes
@@ -88,7 +90,11 @@ def one_hot(labels: ArrayLike, n: int, dtype=np.float32) -> Tracer:
     labels = _t(labels)
     if labels.node.dtype.kind != "i":
         raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")
-    classes = Tracer(constant(np.arange(int(n)), labels.node.dtype))
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise DTypeError(f"one_hot: the number of classes must be an int, got {n!r}") from None
+    classes = Tracer(constant(np.arange(n), labels.node.dtype))
     return astype(expand_dims(labels, -1) == classes, dtype)
 
 

@@ -11,7 +11,7 @@ from functools import reduce
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, GraphcError, ShapeError
 from ..trace import (
     ArrayLike,
     Tracer,
@@ -84,16 +84,30 @@ abs_ = defop("abs", ELEMENTWISE, numpy=np.abs, c={"f": "fabs{f}({0})",
              test={"domain": ["nonzero"]})
 
 
-def _pow_vjp(g, y, a, b):
-    safe_a = where_(a == 0, 1, a)                      # d/db is 0 where a == 0 (as JAX)
-    return (g * b * power(a, b - 1), g * y * log(safe_a))
+def _pow_da(t, a, b):
+    """d(a**b)/da · t = b·a**(b-1)·t, and exactly 0 where b == 0 (as torch): the plain formula
+    gives 0·inf = NaN at a == 0. A constant exponent is resolved while tracing, so each
+    further derivative of x**n stays exact (n·x**(n-1) through multiplications)."""
+    k = splat_value(b.node)
+    if k is not None:
+        return None if k == 0 else t * (b * power(a, _py_number(k) - 1))
+    return where_(b == 0, 0, t * b * power(a, b - 1))
+
+
+def _pow_db(t, y, a):
+    """d(a**b)/db · t = a**b·log(a)·t, 0 where a == 0 (as JAX)."""
+    return t * y * log(where_(a == 0, 1, a))
+
+
+def _py_number(k) -> float | int:
+    value = k.item()
+    return int(value) if float(value).is_integer() else value
 
 
 pow_ = defop("pow", ELEMENTWISE, numpy=np.power,
              c={"f": "pow{f}({0}, {1})", "i": "(({T})gc_ipow({0}, {1}))"},
-             vjp=_pow_vjp,
-             jvp=(lambda t, y, a, b: t * b * power(a, b - 1),
-                  lambda t, y, a, b: t * y * log(where_(a == 0, 1, a))),
+             vjp=lambda g, y, a, b: (_pow_da(g, a, b), _pow_db(g, y, a)),
+             jvp=(lambda t, y, a, b: _pow_da(t, a, b), lambda t, y, a, b: _pow_db(t, y, a)),
              test={"domain": ["positive", None]})
 
 
@@ -142,6 +156,24 @@ lor = defop("or", ELEMENTWISE, infer=_bool_only, numpy=np.logical_or, c="({0} ||
             nondiff=True)
 lnot = defop("not", ELEMENTWISE, infer=_bool_only, numpy=np.logical_not, c="(!{0})",
              nondiff=True)
+
+
+def _int_only(src, arg):
+    shape, dtype = same_as_inputs(src, arg)
+    if dtype.kind != "i":
+        raise DTypeError(f"bitwise op needs integer inputs, got {dtype}")
+    return shape, dtype
+
+
+# Two's-complement bit operations on int32/int64 (bools take the logical ops above).
+bitand = defop("bitwise_and", ELEMENTWISE, infer=_int_only, numpy=np.bitwise_and,
+               c="({0} & {1})", nondiff=True)
+bitor = defop("bitwise_or", ELEMENTWISE, infer=_int_only, numpy=np.bitwise_or,
+              c="({0} | {1})", nondiff=True)
+bitxor = defop("bitwise_xor", ELEMENTWISE, infer=_int_only, numpy=np.bitwise_xor,
+               c="({0} ^ {1})", nondiff=True)
+bitnot = defop("invert", ELEMENTWISE, infer=_int_only, numpy=np.invert, c="(({T})~{0})",
+               nondiff=True)
 
 
 def _where_infer(src, arg):
@@ -257,6 +289,14 @@ def _elementwise(op, *xs, want_float=False):
 
 
 def negative(x): return _elementwise(neg, x)
+
+
+def positive(x: ArrayLike) -> Tracer:
+    """+x: the value itself; refused on bools, as numpy does."""
+    x = to_tracer(x, "positive")
+    if x.node.dtype is dtypes.bool_:
+        raise DTypeError("positive: numpy does not support unary + on bool arrays")
+    return x
 def subtract(a, b): return _elementwise(sub, a, b)
 def multiply(a, b): return _elementwise(mul, a, b)
 def divide(a, b): return _elementwise(div, a, b, want_float=True)
@@ -270,13 +310,28 @@ def add_(a, b): return _elementwise(add, a, b)
 
 
 def power(a: ArrayLike, b: ArrayLike) -> Tracer:
+    """a ** b; a constant exponent of 0, 1 or 2 becomes 1, a or a*a (exact, and so are their
+    derivatives)."""
     a_t = to_tracer(a, "power")
-    if type(b) in (int, float) and b in (1, 2) and (a_t.node.dtype.is_float or type(b) is int):
-        return multiply(a_t, a_t) if b == 2 else _elementwise(mul, a_t, 1)   # x**2 -> x*x
+    if a_t.node.dtype is dtypes.bool_ and _is_bool(b):
+        raise DTypeError("power: bool ** bool gives int8 in numpy, which graphc does not "
+                         "support; cast to an integer or float dtype first")
+    if type(b) in (int, float) and b in (0, 1, 2) and (a_t.node.dtype.is_float
+                                                       or type(b) is int):
+        if b == 0:                                   # numpy: x**0 == 1, NaN and inf included
+            (t, _), weak = prepare("power", a_t, b)
+            return Tracer(constant(1, t.node.dtype, t.shape), weak=weak)
+        return multiply(a_t, a_t) if b == 2 else _elementwise(mul, a_t, 1)
     if type(b) is int and b < 0 and not a_t.node.dtype.is_float:
         raise DTypeError(f"power: integers to negative integer powers are not allowed "
                          f"(exponent {b}), as in numpy; cast to float first")
     return _elementwise(pow_, a_t, b)
+
+
+def _is_bool(x) -> bool:
+    if isinstance(x, Tracer):
+        return x.node.dtype is dtypes.bool_
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == bool)
 
 
 def _float_unary(op):
@@ -302,8 +357,26 @@ def _logical(op):
     return wrapper
 
 
-def where_(cond: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tracer:
+def _bitwise(int_op, bool_op):
+    """numpy's & | ^ ~: bitwise on integers, logical on bools, refused on floats (as numpy)."""
+    def wrapper(*xs):
+        ts, weak = prepare(int_op.name, *xs)
+        dt = ts[0].node.dtype
+        if dt.is_float:
+            raise DTypeError(f"{int_op.name}: not defined for {dt} (numpy supports it on "
+                             "integers and bools only; compare first to get a bool mask)")
+        op = bool_op if dt is dtypes.bool_ else int_op
+        return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
+    wrapper.__name__ = int_op.name
+    wrapper.__doc__ = f"numpy.{int_op.name}: bitwise on integers, logical on bools."
+    return wrapper
+
+
+def where_(cond: ArrayLike, a: ArrayLike = None, b: ArrayLike = None) -> Tracer:
     """Select a where cond else b; cond is a boolean mask (broadcast with a and b)."""
+    if a is None or b is None:
+        raise GraphcError("where(cond) with one argument gives the indices where cond holds, "
+                          "whose number depends on the data; graphc needs where(cond, a, b)")
     c = to_tracer(cond, "where")
     if c.node.dtype is not dtypes.bool_:
         c = _compare(ne)(c, 0)

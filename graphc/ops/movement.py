@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ..errors import GraphcError, ShapeError
@@ -33,6 +35,17 @@ def _apply(op, x, arg):
     return Tracer(bind(op, (x.node,), arg), weak=x.weak)
 
 
+def shape_arg(shape, opname: str) -> tuple[int, ...]:
+    """A shape as numpy takes it (an int, or a sequence of ints, numpy ints included)."""
+    try:
+        if isinstance(shape, (int, np.integer)):
+            return (operator.index(shape),)
+        return tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise ShapeError(f"{opname}: shape {shape!r} must be an int or a sequence of "
+                         "ints") from None
+
+
 # ---- broadcast_to: same rank, dims of 1 stretched (the tracer adds leading 1s by reshape) ----
 
 def _broadcast_infer(src, shape):
@@ -56,7 +69,9 @@ broadcast_p = defop("broadcast_to", MOVEMENT, infer=_broadcast_infer,
 def broadcast_to(x: ArrayLike, shape: tuple[int, ...]) -> Tracer:
     """numpy.broadcast_to; the result is an explicit node (stride-0 reads in C)."""
     x = _tracer(x)
-    shape = tuple(int(d) for d in shape)
+    shape = shape_arg(shape, "broadcast_to")
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"broadcast_to: negative dimension in {shape}")
     if x.shape == shape:
         return x
     if len(shape) < x.ndim:
@@ -82,7 +97,7 @@ reshape_p = defop("reshape", MOVEMENT, infer=_reshape_infer,
 
 def reshape(x: ArrayLike, shape: int | tuple[int, ...]) -> Tracer:
     x = _tracer(x)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    shape = shape_arg(shape, "reshape")
     if shape.count(-1) > 1:
         raise ShapeError(f"reshape: more than one -1 in {shape}")
     if -1 in shape:
@@ -108,7 +123,20 @@ transpose_p = defop("transpose", MOVEMENT, infer=_transpose_infer,
                     jvp=LINEAR)
 
 
+def axis_tuple(axis, opname: str) -> tuple:
+    """An axis argument as numpy takes it (an int or a sequence of ints) as a tuple."""
+    if isinstance(axis, (int, np.integer)):
+        return (axis,)
+    if isinstance(axis, (tuple, list)):
+        return tuple(axis)
+    raise ShapeError(f"{opname}: axis {axis!r} must be an int or a tuple of ints")
+
+
 def normalize_axis(axis: int, ndim: int, opname: str) -> int:
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise ShapeError(f"{opname}: axis {axis!r} must be an int") from None
     if not -ndim <= axis < ndim:
         raise ShapeError(f"{opname}: axis {axis} is out of bounds for an array of "
                          f"dimension {ndim}")
@@ -120,7 +148,8 @@ def transpose(x: ArrayLike, axes: tuple[int, ...] | None = None) -> Tracer:
     if axes is None:
         perm = tuple(range(x.ndim))[::-1]
     else:
-        perm = tuple(normalize_axis(int(a), x.ndim, "transpose") for a in axes)
+        perm = tuple(normalize_axis(a, x.ndim, "transpose") for a in axis_tuple(axes,
+                                                                                 "transpose"))
         if sorted(perm) != list(range(x.ndim)):
             raise ShapeError(f"transpose: axes {tuple(axes)} are not a permutation for "
                              f"shape {x.shape}")
@@ -139,9 +168,9 @@ def swapaxes(x: ArrayLike, a: int, b: int) -> Tracer:
 
 def expand_dims(x: ArrayLike, axis: int | tuple[int, ...]) -> Tracer:
     x = _tracer(x)
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = axis_tuple(axis, "expand_dims")
     ndim = x.ndim + len(axes)
-    axes = sorted(normalize_axis(int(a), ndim, "expand_dims") for a in axes)
+    axes = sorted(normalize_axis(a, ndim, "expand_dims") for a in axes)
     if len(set(axes)) != len(axes):
         raise ShapeError(f"expand_dims: repeated axis in {axis}")
     shape = list(x.shape)
@@ -155,8 +184,7 @@ def squeeze(x: ArrayLike, axis: Axis = None) -> Tracer:
     if axis is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
     else:
-        axes = [normalize_axis(int(a), x.ndim, "squeeze")
-                for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)]
+        axes = [normalize_axis(a, x.ndim, "squeeze") for a in axis_tuple(axis, "squeeze")]
         for a in axes:
             if x.shape[a] != 1:
                 raise ShapeError(f"squeeze: cannot squeeze axis {a} of size {x.shape[a]} "
@@ -282,6 +310,9 @@ concat_p = defop("concatenate", MOVEMENT, infer=_concat_infer,
 
 
 def concatenate(xs, axis: int = 0) -> Tracer:
+    if isinstance(xs, (Tracer, np.ndarray)) or not hasattr(xs, "__iter__"):
+        raise GraphcError(f"concatenate: expects a sequence of arrays, got "
+                          f"{type(xs).__name__}")
     xs = list(xs)
     if not xs:
         raise GraphcError("concatenate: needs at least one array")
@@ -303,6 +334,8 @@ def prepare_same_dtype(xs):
 
 
 def stack(xs, axis: int = 0) -> Tracer:
+    if isinstance(xs, (Tracer, np.ndarray)) or not hasattr(xs, "__iter__"):
+        raise GraphcError(f"stack: expects a sequence of arrays, got {type(xs).__name__}")
     xs = [_tracer(x) for x in xs]
     if not xs:
         raise GraphcError("stack: needs at least one array")

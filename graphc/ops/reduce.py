@@ -11,7 +11,7 @@ from ..errors import ShapeError
 from ..trace import ArrayLike, Axis, Tracer, to_tracer  # trace is loaded first (graphc/__init__)
 from . import LINEAR, REDUCE, bind, defop
 from .elementwise import astype
-from .movement import broadcast_to, normalize_axis, reshape
+from .movement import axis_tuple, broadcast_to, normalize_axis, reshape
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ reduce_min = defop("min", REDUCE, infer=_reduce_infer,
 def normalize_axes(axis, ndim: int, opname: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = tuple(sorted(normalize_axis(int(a), ndim, opname) for a in axes))
+    out = tuple(sorted(normalize_axis(a, ndim, opname) for a in axis_tuple(axis, opname)))
     if len(set(out)) != len(out):
         raise ShapeError(f"{opname}: duplicate value in axis {axis}")
     return out
