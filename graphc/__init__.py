@@ -9,6 +9,9 @@ from .eager import eager as _eager
 from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
 from .ir import Graph
 from .ops import api as _api
+from .pytree import flatten as tree_flatten
+from .pytree import register_dataclass, tree_leaves, tree_map, tree_structure
+from .pytree import unflatten as tree_unflatten
 from .runtime import CompiledFunction, compile, jit
 from .trace import Tracer, trace
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
@@ -21,5 +24,6 @@ del _name
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
     "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "grad", "hessian",
-    "jacobian", "jit", "jvp", "trace", "value_and_grad", "vjp", *_api.__all__,
+    "jacobian", "jit", "jvp", "register_dataclass", "trace", "tree_flatten", "tree_leaves",
+    "tree_map", "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
 ]

@@ -1,21 +1,48 @@
-"""Flatten nested tuples/lists/dicts into leaves and a hashable tree description.
+"""Pytrees: nested tuples, lists, dicts, namedtuples and dataclasses, flattened into leaves
+and a hashable tree description.
 
 Everything here is iterative, and a treedef is flat (its nodes in preorder), so a tree nested
 thousands of levels deep costs no recursion: not here, and not in hashing or comparing
-treedefs as cache keys.
+treedefs as cache keys. Dicts keep their insertion order (as PyTorch's pytrees), so a
+function's dict outputs come back in the order it built them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import GraphcError
 
-# Preorder tokens: LEAF, NONE, ("tuple"|"list", n_children), ("dict", sorted_keys).
+# Preorder tokens: LEAF, NONE, or (kind, n_children, spec) for a container:
+#   ("tuple"|"list", n, None), ("dict", n, keys), ("namedtuple", n, cls),
+#   ("dataclass", n, (cls, data_fields, meta_values))
 LEAF = "*"
 NONE = "none"
+
+_DATACLASSES: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def register_dataclass(cls: type, data_fields: Iterable[str] | None = None,
+                       meta_fields: Iterable[str] = ()) -> type:
+    """Make a dataclass a pytree node: `data_fields` hold arrays (traced), `meta_fields` hold
+    static, hashable values that become part of the signature. Frozen dataclasses are
+    registered automatically with every field as data. Usable as a decorator."""
+    if not dataclasses.is_dataclass(cls):
+        raise GraphcError(f"register_dataclass: {cls!r} is not a dataclass")
+    meta = tuple(meta_fields)
+    fields = tuple(f.name for f in dataclasses.fields(cls) if f.name not in meta)
+    _DATACLASSES[cls] = (fields if data_fields is None else tuple(data_fields), meta)
+    return cls
+
+
+def _dataclass_fields(cls: type):
+    spec = _DATACLASSES.get(cls)
+    if spec is None and dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen:
+        spec = _DATACLASSES[cls] = (tuple(f.name for f in dataclasses.fields(cls)), ())
+    return spec
 
 
 class TreeDef:
@@ -39,7 +66,7 @@ class TreeDef:
 
 
 def flatten(tree: Any) -> tuple[list, TreeDef]:
-    """Leaves in a stable order (dicts by sorted key, like JAX) and the treedef."""
+    """Leaves in a stable order (dicts in insertion order) and the treedef."""
     leaves: list = []
     tokens: list = []
     stack = [tree]
@@ -47,22 +74,47 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
         t = stack.pop()
         kind = type(t)
         if kind is tuple or kind is list:
-            tokens.append((kind.__name__, len(t)))
+            tokens.append((kind.__name__, len(t), None))
             stack.extend(reversed(t))
         elif kind is dict:
-            try:
-                keys = tuple(sorted(t))
-            except TypeError:
-                raise GraphcError(f"dict keys {list(t)!r} cannot be ordered: graphc needs "
-                                  "dict keys of one sortable type (e.g. all strings)") from None
-            tokens.append(("dict", keys))
-            stack.extend(t[k] for k in reversed(keys))
+            keys = tuple(t)
+            tokens.append(("dict", len(keys), keys))
+            stack.extend(reversed(t.values()))
         elif t is None:
             tokens.append(NONE)
+        elif isinstance(t, tuple) and hasattr(kind, "_fields"):
+            tokens.append(("namedtuple", len(t), kind))
+            stack.extend(reversed(t))
+        elif (spec := _dataclass_fields(kind)) is not None:
+            data, meta = spec
+            meta_values = tuple(getattr(t, m) for m in meta)
+            try:
+                hash(meta_values)
+            except TypeError:
+                raise GraphcError(f"{kind.__name__}: meta fields {meta} must be hashable (they "
+                                  "are part of the signature)") from None
+            tokens.append(("dataclass", len(data), (kind, data, meta_values)))
+            stack.extend(getattr(t, f) for f in reversed(data))
         else:
             leaves.append(t)
             tokens.append(LEAF)
     return leaves, TreeDef(tuple(tokens))
+
+
+def _build(tok: tuple, children: list) -> Any:
+    kind, _, spec = tok
+    if kind == "tuple":
+        return tuple(children)
+    if kind == "list":
+        return children
+    if kind == "dict":
+        return dict(zip(spec, children))
+    if kind == "namedtuple":
+        return spec(*children)
+    cls, data, meta_values = spec
+    fields = dict(zip(data, children))
+    fields.update(zip(_DATACLASSES[cls][1], meta_values))
+    return cls(**fields)
 
 
 def unflatten(treedef: TreeDef, leaves) -> Any:
@@ -78,13 +130,7 @@ def unflatten(treedef: TreeDef, leaves) -> Any:
         elif tok == NONE:
             built.append(None)
         else:
-            kind, spec = tok
-            n = len(spec) if kind == "dict" else spec
-            children = [built.pop() for _ in range(n)]
-            if kind == "dict":
-                built.append(dict(zip(spec, children)))
-            else:
-                built.append(tuple(children) if kind == "tuple" else children)
+            built.append(_build(tok, [built.pop() for _ in range(tok[1])]))
     return built[0]
 
 
@@ -111,14 +157,43 @@ def describe(treedef: TreeDef) -> str:
         elif tok == NONE:
             built.append("None")
         else:
-            kind, spec = tok
-            n = len(spec) if kind == "dict" else spec
+            kind, n, spec = tok
             children = [built.pop() for _ in range(n)]
             if kind == "dict":
                 built.append("{" + ", ".join(f"{k!r}: {c}" for k, c in zip(spec, children))
                              + "}")
             elif kind == "list":
                 built.append("[" + ", ".join(children) + "]")
-            else:
+            elif kind == "tuple":
                 built.append("(" + ", ".join(children) + ("," if n == 1 else "") + ")")
+            else:
+                cls, names = (spec, spec._fields) if kind == "namedtuple" else spec[:2]
+                built.append(f"{cls.__name__}(" + ", ".join(
+                    f"{k}={c}" for k, c in zip(names, children)) + ")")
     return built[0]
+
+
+# ---- the public helpers (as jax.tree_util) ----
+
+def tree_leaves(tree: Any) -> list:
+    """The leaves of a pytree, in the order graphc flattens it."""
+    return flatten(tree)[0]
+
+
+def tree_structure(tree: Any) -> TreeDef:
+    """The treedef of a pytree (hashable; equal for trees of the same structure)."""
+    return flatten(tree)[1]
+
+
+def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    """fn applied to each leaf of `tree` (and the matching leaves of `rest`, which must have
+    the same structure); the results in that structure."""
+    leaves, td = flatten(tree)
+    others = []
+    for other in rest:
+        o_leaves, o_td = flatten(other)
+        if o_td != td:
+            raise GraphcError(f"tree_map: structures differ: {describe(td)} vs "
+                              f"{describe(o_td)}")
+        others.append(o_leaves)
+    return unflatten(td, [fn(*xs) for xs in zip(leaves, *others)])

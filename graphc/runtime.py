@@ -34,7 +34,7 @@ class Executable:
     The runner receives the dynamic leaves as they came (it converts them itself: the C
     runner passes scalars by value and arrays zero-copy)."""
 
-    def __init__(self, graph: Graph, out_treedef, runner, specs):
+    def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=()):
         self.graph = graph
         self.out_treedef = out_treedef
         self.runner = runner
@@ -43,11 +43,21 @@ class Executable:
         self.dynamic = [k for k, s in enumerate(specs) if s[0] != "static"]
         self.all_dynamic = len(self.dynamic) == len(specs)
         self.unflatten = pytree.unflattener(out_treedef)
+        if weak_outputs:
+            self.unflatten = functools.partial(_weak_to_python, self.unflatten, weak_outputs)
 
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
             leaves = [leaves[k] for k in self.dynamic]
         return self.unflatten(self.run(leaves))
+
+
+def _weak_to_python(unflatten, weak: tuple[int, ...], outs: list):
+    """Weakly typed 0-d outputs as Python scalars (float, int or bool), which stay weak when
+    passed back in."""
+    for k in weak:
+        outs[k] = outs[k].item()
+    return unflatten(outs)
 
 
 def as_array(x, dtype: np.dtype) -> np.ndarray:
@@ -120,9 +130,9 @@ class CompiledFunction:
 
     def _build_unpaused(self, args, specs) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
-        graph, out_td = trace_to_graph(self._traced_fn, args, static)
-        graph, runner = _runner_for(graph, self.backend or default_backend(), self.optimize)
-        return Executable(graph, out_td, runner, specs)
+        traced, out_td = trace_to_graph(self._traced_fn, args, static)
+        graph, runner = _runner_for(traced, self.backend or default_backend(), self.optimize)
+        return Executable(graph, out_td, runner, specs, traced.weak_outputs)
 
     def __call__(self, *args, **kwargs):
         if kwargs:

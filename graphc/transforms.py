@@ -71,10 +71,13 @@ def trace_to_graph(fn: Callable, args: tuple, static_argnums=()) -> tuple[Graph,
     full = tuple(a if i in static else next(dyn_t) for i, a in enumerate(args))
     out = call_traced(fn, full)
     out_leaves, out_td = pytree.flatten(out)
-    outs = [to_tracer(o, "output").node for o in out_leaves]
+    out_t = [to_tracer(o, "output") for o in out_leaves]
     inputs = [t.node for t in traced if isinstance(t, Tracer)]
     name = getattr(getattr(fn, "func", fn), "__name__", "fn")
-    graph = Graph(inputs, outs, name=name)
+    graph = Graph(inputs, [t.node for t in out_t], name=name)
+    # 0-d outputs still weakly typed (Python scalars carried through) return as Python
+    # scalars, so a loop that feeds them back keeps one signature and the arrays' dtypes
+    graph.weak_outputs = tuple(k for k, t in enumerate(out_t) if t.weak and t.shape == ())
     graph.verify()
     return graph, out_td
 

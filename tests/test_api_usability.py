@@ -1,0 +1,131 @@
+"""Issue 17: pytrees beyond tuples/lists/dicts, weak types across calls, check_grads with
+integer arguments (each in the numpy backend and in C)."""
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import graphc
+
+
+@pytest.fixture(params=["numpy", "c"], autouse=True)
+def backend(request, monkeypatch):
+    monkeypatch.setenv("GRAPHC_BACKEND", request.param)
+    return request.param
+
+
+class Pair(NamedTuple):
+    w: np.ndarray
+    b: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    w: np.ndarray
+    b: np.ndarray
+
+
+@dataclasses.dataclass
+class Model:
+    layers: list
+    activation: str = "tanh"
+
+
+graphc.register_dataclass(Model, meta_fields=["activation"])
+
+
+def _apply(model: Model, x):
+    act = getattr(graphc, model.activation)
+    for layer in model.layers:
+        x = act(x @ layer.w + layer.b)
+    return x.sum()
+
+
+def test_namedtuples_in_and_out():
+    p = Pair(np.ones(2), np.full(2, 3.0))
+    out = graphc.compile(lambda p: Pair(p.w * 2, p.b + p.w))(p)
+    assert isinstance(out, Pair)
+    np.testing.assert_array_equal(out.w, 2.0)
+    np.testing.assert_array_equal(out.b, 4.0)
+    g = graphc.grad(lambda p: (p.w * p.b).sum())(p)
+    assert isinstance(g, Pair)
+    np.testing.assert_array_equal(g.w, 3.0)
+    np.testing.assert_array_equal(g.b, 1.0)
+
+
+def test_dataclasses_frozen_and_registered():
+    rng = np.random.default_rng(0)
+    model = Model([Layer(rng.standard_normal((3, 4)), np.zeros(4)),
+                   Layer(rng.standard_normal((4, 2)), np.zeros(2))])
+    x = rng.standard_normal((5, 3))
+    g = graphc.grad(_apply)(model, x)
+    assert isinstance(g, Model) and isinstance(g.layers[0], Layer)
+    assert g.activation == "tanh"
+    graphc.check_grads(lambda w0: _apply(Model([Layer(w0, np.zeros(4)), model.layers[1]]), x),
+                       (model.layers[0].w,))
+    f = graphc.compile(_apply)
+    f(model, x)
+    f(dataclasses.replace(model, activation="sigmoid"), x)     # meta field: a new signature
+    assert len(f._cache) == 2
+    np.testing.assert_allclose(
+        f(dataclasses.replace(model, activation="sigmoid"), x),
+        _apply(Model(model.layers, "sigmoid"), x), rtol=1e-12)
+
+
+def test_unregistered_mutable_dataclass_is_refused():
+    @dataclasses.dataclass
+    class Loose:
+        w: np.ndarray
+
+    with pytest.raises(graphc.GraphcError):
+        graphc.compile(lambda m: m.w * 2)(Loose(np.ones(2)))
+
+
+def test_dict_outputs_keep_insertion_order():
+    out = graphc.compile(lambda x: {"z": x, "a": x * 2, "m": x * 3})(np.ones(1))
+    assert list(out) == ["z", "a", "m"]
+    g = graphc.grad(lambda p: p["z"].sum() + 2 * p["a"].sum())({"z": np.ones(2), "a": np.ones(2)})
+    assert list(g) == ["z", "a"]
+    np.testing.assert_array_equal(g["a"], 2.0)
+
+
+def test_none_leaves():
+    out = graphc.compile(lambda t: (t[0] * 2, None, {"k": None}))((np.ones(2), None))
+    assert out[1] is None and out[2] == {"k": None}
+
+
+def test_tree_helpers():
+    tree = {"a": (np.ones(2), 3.0), "b": [np.zeros(1)], "c": None}
+    leaves = graphc.tree_leaves(tree)
+    assert len(leaves) == 3
+    doubled = graphc.tree_map(lambda x, y: x * 2 + y, tree, tree)
+    assert doubled["a"][1] == 9.0 and doubled["c"] is None
+    assert graphc.tree_structure(tree) == graphc.tree_structure(doubled)
+    leaves, td = graphc.tree_flatten(tree)
+    assert graphc.tree_unflatten(td, leaves)["a"][1] == 3.0
+    with pytest.raises(graphc.GraphcError):
+        graphc.tree_map(lambda x, y: x, tree, {"a": 1})
+
+
+def test_carried_python_scalars_stay_weak():
+    traces = []
+
+    def step(w, t):
+        traces.append(1)
+        return w * (1.0 / (t + 1)), t + 1
+
+    f = graphc.compile(step)
+    w, t = np.ones(3, np.float32), 0
+    for _ in range(4):
+        w, t = f(w, t)
+    assert w.dtype == np.float32 and isinstance(t, int) and t == 4
+    assert len(traces) == 1
+    np.testing.assert_allclose(w, 1 / 24, rtol=1e-6)
+    lr = graphc.compile(lambda w, lr: (w - lr * w, lr * 0.5))
+    w, rate = np.ones(2, np.float32), 0.1
+    for _ in range(3):
+        w, rate = lr(w, rate)
+    assert w.dtype == np.float32 and isinstance(rate, float) and rate == 0.0125
+    assert len(lr._cache) == 1
