@@ -7,33 +7,60 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
+from .errors import GraphcError
 from .ops.api import sum as gsum
 from .runtime import compile
 from .transforms import grad, jvp
 
 
+def _is_float_leaf(x) -> bool:
+    return isinstance(x, float) or np.issubdtype(np.asarray(x).dtype, np.floating)
+
+
 def _f64(tree):
+    """Float leaves as float64 arrays; integer and bool leaves unchanged."""
     leaves, td = pytree.flatten(tree)
-    return pytree.unflatten(td, [np.array(x, dtype=np.float64) for x in leaves])
+    return pytree.unflatten(td, [np.array(x, dtype=np.float64) if _is_float_leaf(x) else x
+                                 for x in leaves])
+
+
+def _checked_args(args: tuple, argnums) -> tuple[int, ...]:
+    """The arguments to differentiate: by default every one whose leaves are all floats."""
+    floats = [bool(leaves) and all(_is_float_leaf(x) for x in leaves)
+              for leaves in (pytree.flatten(a)[0] for a in args)]
+    if argnums is None:
+        return tuple(k for k, f in enumerate(floats) if f)
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for k in nums:
+        if not isinstance(k, int) or not -len(args) <= k < len(args):
+            raise GraphcError(f"check_grads: argnums {argnums!r} is out of range for "
+                              f"{len(args)} argument(s)")
+        if not floats[k]:
+            raise GraphcError(f"check_grads: argument {k} has non-float leaves; only float "
+                              "arguments can be differentiated (leave it out of argnums)")
+    return tuple(k % len(args) for k in nums)
 
 
 def check_grads(fn: Callable, args, order: int = 1, eps: float | None = None,
-                rtol: float | None = None, seed: int = 0) -> None:
+                rtol: float | None = None, seed: int = 0, argnums=None) -> None:
     """Raise AssertionError (naming the argument and the worst element) unless reverse- and
-    forward-mode derivatives of fn at args match central differences, up to `order`."""
+    forward-mode derivatives of fn at args match central differences, up to `order`.
+    `argnums` picks the arguments to check (default: every float argument); integer and bool
+    arguments (labels, indices) are passed through unchanged and never perturbed."""
     args = _f64(tuple(args))
+    nums = _checked_args(args, argnums)
     eps = 1e-5 if eps is None else eps
     rtol = (1e-5 if order == 1 else 1e-4) if rtol is None else rtol
     rng = np.random.default_rng(seed)
     out_leaves = pytree.flatten(compile(fn)(*args))[0]
     projected = _projection(fn, [rng.uniform(0.5, 1.5, np.shape(o)) for o in out_leaves])
-    _check_first_order(projected, fn, args, eps, rtol, rng, "")
+    _check_first_order(projected, fn, args, nums, eps, rtol, rng, "")
     if order >= 2:
-        for k in range(len(args)):
+        for k in nums:
             g_k = grad(projected, argnums=k)
             d = pytree.flatten(compile(g_k)(*args))[0]
             second = _projection(g_k, [rng.uniform(0.5, 1.5, np.shape(x)) for x in d])
-            _check_first_order(second, g_k, args, eps, rtol * 10, rng,
+            _check_first_order(second, g_k, args, nums, eps, rtol * 10, rng,
                                f" (second order, through d/d argument {k})")
 
 
@@ -47,9 +74,9 @@ def _projection(fn: Callable, weights: list) -> Callable:
     return projected
 
 
-def _check_first_order(scalar_fn, fn, args, eps, rtol, rng, what):
+def _check_first_order(scalar_fn, fn, args, nums, eps, rtol, rng, what):
     f = compile(scalar_fn)
-    for k in range(len(args)):
+    for k in nums:
         leaves, td = pytree.flatten(args[k])
         analytic = pytree.flatten(compile(grad(scalar_fn, argnums=k))(*args))[0]
         for li, leaf in enumerate(leaves):
@@ -102,7 +129,7 @@ def _check_forward(fn, args, k, td, leaves, li, eps, rtol, rng, what):
 
 def _zeros_like_tree(tree):
     leaves, td = pytree.flatten(tree)
-    return pytree.unflatten(td, [np.zeros_like(np.asarray(x, dtype=np.float64)) for x in leaves])
+    return pytree.unflatten(td, [np.zeros_like(np.asarray(x)) for x in leaves])
 
 
 def _compare(analytic, numeric, rtol, mode, k, li):

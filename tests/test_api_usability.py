@@ -129,3 +129,23 @@ def test_carried_python_scalars_stay_weak():
         w, rate = lr(w, rate)
     assert w.dtype == np.float32 and isinstance(rate, float) and rate == 0.0125
     assert len(lr._cache) == 1
+
+
+def test_check_grads_passes_integer_arguments_through():
+    labels = np.array([0, 2])
+    seen = []
+
+    def f(x, labels, n):
+        seen.append(labels)
+        return graphc.sum(graphc.one_hot(labels, 3) * x ** n)
+
+    graphc.check_grads(f, (np.ones((2, 3)), labels, 3), order=2)
+    assert all(getattr(s, "dtype", np.int64) == np.int64 for s in seen)
+    mask = np.array([True, False, True])
+    graphc.check_grads(lambda x, m: graphc.sum(graphc.where(m, x * x, 0.0)),
+                       (np.linspace(0.5, 1.5, 3), mask), argnums=0)
+    with pytest.raises(graphc.GraphcError):
+        graphc.check_grads(lambda x, m: x, (np.ones(2), mask), argnums=1)
+    with pytest.raises(AssertionError, match="argument 0"):      # still catches a wrong rule
+        graphc.check_grads(lambda x, k: graphc.sum(graphc.stop_gradient(x) * x * k),
+                           (np.ones(2), np.array([1, 2])))
