@@ -174,22 +174,42 @@ class Tracer:
 
     def __array__(self, dtype=None, copy=None):
         raise TracerError(_message("np.asarray() of a traced value (numpy cannot see "
-                                   "inside a trace)", "use the graphc op of the same name"))
+                                   "inside a trace)", "compute it with graphc's ops "
+                                   "(graphc.exp, graphc.sum, ...) instead of numpy's"))
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         fn = F.UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
         if fn is None:
-            raise TracerError(_message(f"numpy ufunc {ufunc.__name__}.{method} on a traced "
-                                       "value", "use the graphc op of the same name"))
+            what = (f"numpy ufunc {ufunc.__name__}" if method == "__call__"
+                    else f"numpy ufunc method {ufunc.__name__}.{method}")
+            raise TracerError(_message(f"{what} on a traced value" + (
+                f" with {sorted(kwargs)}" if kwargs else ""), _graphc_equivalent(
+                    ufunc.__name__ if method == "__call__" else None)))
         return fn(*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
         fn = F.ARRAY_FUNCTIONS.get(func.__name__) if func.__module__ == "numpy" else None
         if fn is None:
             name = f"{func.__module__.replace('numpy', 'np')}.{func.__name__}"
-            raise TracerError(_message(f"{name} on a traced value",
-                                       "use the graphc op of the same name"))
-        return fn(*args, **kwargs)
+            raise TracerError(_message(f"{name} on a traced value", _graphc_equivalent(
+                func.__name__ if func.__module__ == "numpy" else None)))
+        try:
+            return fn(*args, **kwargs)
+        except TypeError as e:
+            if "keyword argument" not in str(e):
+                raise
+            raise TracerError(_message(f"np.{func.__name__} with keywords {sorted(kwargs)} on a "
+                                       f"traced value ({e})", f"call graphc.{func.__name__} "
+                                       "with the arguments it takes")) from None
+
+
+def _graphc_equivalent(name: str | None) -> str:
+    """The fix to suggest for a numpy call graphc cannot trace: a graphc op only if one
+    exists by that name."""
+    if name is not None and name in F.__all__:
+        return f"use graphc.{name} (numpy's version cannot see inside a trace)"
+    return ("graphc has no op for this yet; express it with graphc's ops (see docs/API.md), "
+            "or compute it outside the traced function and pass the result in")
 
 
 # Anything a graphc op accepts as an array: a traced value, a numpy array, a Python scalar.

@@ -5,6 +5,8 @@ float32 out, and derivatives against central differences in float64 (reverse and
 mode, order 1, and order 2 where the op is smooth).
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,8 @@ SPECS = {
     "tanh": (graphc.tanh, np.tanh, [((2, 3), None)], 2),
     "log1p": (graphc.log1p, np.log1p, [((4,), "positive")], 2),
     "expm1": (graphc.expm1, np.expm1, [((4,), None)], 2),
+    "erf": (graphc.erf, lambda x: np.vectorize(math.erf, otypes=[x.dtype])(x), [((6,), None)],
+            2),
     "sigmoid": (graphc.sigmoid, _sigmoid, [((3, 3), None)], 2),
     "softplus": (graphc.softplus, lambda x: np.log1p(np.exp(x)), [((6,), None)], 2),
     "abs": (graphc.abs, np.abs, [((3, 4), "nonzero")], 2),

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from ..dtypes import from_numpy
-from ..trace import Tracer, constant, to_tracer
+from ..trace import to_tracer
 from . import elementwise as _ew
-from .composite import clip, leaky_relu, log_softmax, logsumexp, one_hot, relu, softmax, square
+from .composite import (
+    argmax,
+    argmin,
+    clip,
+    flip,
+    gelu,
+    leaky_relu,
+    log_softmax,
+    logsumexp,
+    one_hot,
+    pad,
+    relu,
+    repeat,
+    softmax,
+    square,
+    std,
+    tile,
+    var,
+)
+from .creation import arange, eye, full, full_like, linspace, ones, ones_like, zeros, zeros_like
+from .einsum import einsum
 from .elementwise import (
     abs,  # noqa: A004
     astype,
@@ -46,6 +65,7 @@ sigmoid = _ew._float_unary(_ew.sigmoid)
 softplus = _ew._float_unary(_ew.softplus)
 log1p = _ew._float_unary(_ew.log1p)
 expm1 = _ew._float_unary(_ew.expm1)
+erf = _ew._float_unary(_ew.erf)
 
 less = _ew._compare(_ew.lt)
 less_equal = _ew._compare(_ew.le)
@@ -75,32 +95,27 @@ UFUNCS = {
     "bitwise_or": bitwise_or, "bitwise_xor": bitwise_xor, "invert": invert,
     "positive": positive,
 }
-def _zeros_like(x, dtype=None):
-    t = to_tracer(x)
-    return Tracer(constant(0, t.node.dtype if dtype is None else from_numpy(dtype), t.shape))
-
-
-def _ones_like(x, dtype=None):
-    t = to_tracer(x)
-    return Tracer(constant(1, t.node.dtype if dtype is None else from_numpy(dtype), t.shape))
-
-
 ARRAY_FUNCTIONS = {
     "shape": lambda x: to_tracer(x).shape, "ndim": lambda x: to_tracer(x).ndim,
-    "size": lambda x: to_tracer(x).size, "zeros_like": _zeros_like, "ones_like": _ones_like,
+    "size": lambda x: to_tracer(x).size, "zeros_like": zeros_like, "ones_like": ones_like,
     "sum": sum, "mean": mean, "max": max, "min": min, "amax": max, "amin": min,
     "reshape": reshape, "transpose": transpose, "where": where, "concatenate": concatenate,
     "stack": stack, "dot": dot, "outer": outer, "clip": clip, "expand_dims": expand_dims,
     "squeeze": squeeze, "broadcast_to": broadcast_to, "swapaxes": swapaxes, "matmul": matmul,
+    "full_like": full_like, "var": var, "std": std, "argmax": argmax, "argmin": argmin,
+    "flip": flip, "tile": tile, "repeat": repeat, "pad": pad, "einsum": einsum,
+    "maximum": maximum, "minimum": minimum,
 }
 
 __all__ = [
-    "abs", "add", "astype", "bitwise_and", "bitwise_or", "bitwise_xor", "broadcast_to", "clip",
-    "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1", "getitem",
-    "greater", "greater_equal", "invert", "leaky_relu", "less", "less_equal", "log", "log1p",
-    "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "logsumexp",
-    "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal",
-    "one_hot", "outer", "positive", "power", "relu", "reshape", "sigmoid", "sign", "sin", "softmax",
-    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "subtract", "sum",
-    "swapaxes", "tanh", "transpose", "where",
+    "abs", "add", "arange", "argmax", "argmin", "astype", "bitwise_and", "bitwise_or",
+    "bitwise_xor", "broadcast_to", "clip", "concatenate", "cos", "divide", "dot", "einsum",
+    "equal", "erf", "exp", "expand_dims", "expm1", "eye", "flip", "full", "full_like", "gelu",
+    "getitem", "greater", "greater_equal", "invert", "leaky_relu", "less", "less_equal",
+    "linspace", "log", "log1p", "log_softmax", "logical_and", "logical_not", "logical_or",
+    "logical_xor", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
+    "multiply", "negative", "not_equal", "one_hot", "ones", "ones_like", "outer", "pad",
+    "positive", "power", "relu", "repeat", "reshape", "sigmoid", "sign", "sin", "softmax",
+    "softplus", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract",
+    "sum", "swapaxes", "tanh", "tile", "transpose", "var", "where", "zeros", "zeros_like",
 ]

@@ -6,6 +6,7 @@ broadcast_to nodes, so the primitives only ever see equal shapes and dtypes.
 
 from __future__ import annotations
 
+import math
 from functools import reduce
 
 import numpy as np
@@ -56,6 +57,19 @@ log1p = defop("log1p", ELEMENTWISE, infer=float_only, numpy=np.log1p, c="log1p{f
               test={"domain": ["positive"]})
 expm1 = defop("expm1", ELEMENTWISE, infer=float_only, numpy=np.expm1, c="expm1{f}({0})",
               vjp=lambda g, y, x: (g * (y + 1),), jvp=(lambda t, y, x: t * (y + 1),))
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _np_erf(x):
+    """numpy has no erf: math.erf per element, in double precision, rounded to x's dtype."""
+    return np.asarray(_erf_scalar(np.asarray(x, np.float64)), np.float64).astype(x.dtype)
+
+
+erf = defop("erf", ELEMENTWISE, infer=float_only, numpy=_np_erf, c="erf{f}({0})",
+            vjp=lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * exp(-x * x),),
+            jvp=(lambda t, y, x: t * (2 / math.sqrt(math.pi)) * exp(-x * x),))
 
 
 def _np_sigmoid(x):

@@ -1,0 +1,135 @@
+"""Issue 17's ops beyond the primitives (composites of them): each against numpy on both
+backends and in eager mode, float32 kept, and derivatives against central differences."""
+
+import math
+
+import numpy as np
+import pytest
+
+import graphc
+
+rng = np.random.default_rng(3)
+X = rng.standard_normal((3, 4))
+
+# name -> (graphc function, numpy reference, differentiable)
+CASES = {
+    "var": (lambda a: graphc.var(a, axis=1, ddof=1), lambda a: np.var(a, axis=1, ddof=1), True),
+    "var_all": (lambda a: graphc.var(a, keepdims=True), lambda a: np.var(a, keepdims=True),
+                True),
+    "std": (lambda a: graphc.std(a, axis=0), lambda a: np.std(a, axis=0), True),
+    "argmax": (lambda a: graphc.argmax(a, axis=1), lambda a: np.argmax(a, axis=1), False),
+    "argmin": (lambda a: graphc.argmin(a), lambda a: np.argmin(a), False),
+    "argmax_keepdims": (lambda a: graphc.argmax(a, axis=0, keepdims=True),
+                        lambda a: np.argmax(a, axis=0, keepdims=True), False),
+    "flip": (lambda a: graphc.flip(a, 1), lambda a: np.flip(a, 1), True),
+    "flip_all": (graphc.flip, np.flip, True),
+    "tile": (lambda a: graphc.tile(a, (2, 1, 2)), lambda a: np.tile(a, (2, 1, 2)), True),
+    "tile_int": (lambda a: graphc.tile(a, 2), lambda a: np.tile(a, 2), True),
+    "repeat": (lambda a: graphc.repeat(a, 3, axis=1), lambda a: np.repeat(a, 3, axis=1), True),
+    "repeat_flat": (lambda a: graphc.repeat(a, 2), lambda a: np.repeat(a, 2), True),
+    "pad": (lambda a: graphc.pad(a, ((1, 2), (0, 1)), constant_values=5.0),
+            lambda a: np.pad(a, ((1, 2), (0, 1)), constant_values=5.0), True),
+    "pad_edge": (lambda a: graphc.pad(a, 2, mode="edge"), lambda a: np.pad(a, 2, mode="edge"),
+                 True),
+    "gelu": (graphc.gelu, lambda a: 0.5 * a * (1 + np.vectorize(math.erf)(a / math.sqrt(2))),
+             True),
+    "gelu_tanh": (lambda a: graphc.gelu(a, approximate=True),
+                  lambda a: 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi)
+                                                  * (a + 0.044715 * a ** 3))), True),
+    "zeros": (lambda a: a + graphc.zeros((3, 4)), lambda a: a + np.zeros((3, 4)), True),
+    "ones": (lambda a: a * graphc.ones(4, np.float32), lambda a: a * np.ones(4, np.float32),
+             True),
+    "full": (lambda a: a * graphc.full((4,), 2.5), lambda a: a * np.full((4,), 2.5), True),
+    "full_traced": (lambda a: graphc.full((2, 3), a.sum()), lambda a: np.full((2, 3), a.sum()),
+                    True),
+    "full_like": (lambda a: graphc.full_like(a, 3), lambda a: np.full_like(a, 3), False),
+    "arange": (lambda a: a * graphc.arange(4), lambda a: a * np.arange(4), True),
+    "arange_step": (lambda a: a[0] * graphc.arange(1, 9, 2.0),
+                    lambda a: a[0] * np.arange(1, 9, 2.0), True),
+    "linspace": (lambda a: a * graphc.linspace(0, 1, 4), lambda a: a * np.linspace(0, 1, 4),
+                 True),
+    "eye": (lambda a: a @ graphc.eye(4, k=1), lambda a: a @ np.eye(4, k=1), True),
+    "zeros_like": (lambda a: graphc.zeros_like(a) + a, lambda a: np.zeros_like(a) + a, True),
+    "ones_like": (lambda a: graphc.ones_like(a, dtype=np.int32), lambda a: np.ones_like(
+        a, dtype=np.int32), False),
+    "np_var": (lambda a: np.var(a, axis=0), lambda a: np.var(a, axis=0), True),
+    "np_argmax": (lambda a: np.argmax(a, axis=0), lambda a: np.argmax(a, axis=0), False),
+    "np_flip": (lambda a: np.flip(a, 0), lambda a: np.flip(a, 0), True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("mode", ["eager", "numpy", "c"])
+def test_matches_numpy(name, mode):
+    fn, ref, _ = CASES[name]
+    f = fn if mode == "eager" else graphc.compile(fn, backend=mode)
+    got, want = np.asarray(f(X)), np.asarray(ref(X))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c[2]))
+def test_float32_stays_float32(name):
+    fn, ref, _ = CASES[name]
+    x = X.astype(np.float32)
+    want = np.asarray(ref(x))
+    if want.dtype != np.float32:        # the reference itself promotes (a float64 constant)
+        return
+    got = graphc.compile(fn)(x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-6)
+
+
+SECOND_ORDER = {"var", "std", "gelu", "gelu_tanh"}     # the others are linear in x
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c[2]))
+def test_derivatives(name):
+    graphc.check_grads(CASES[name][0], (X,), order=2 if name in SECOND_ORDER else 1)
+
+
+def test_arg_extrema_with_nan_and_ties_follow_numpy():
+    for x in (np.array([1.0, np.nan, 3.0, np.nan]), np.array([2.0, 5.0, 5.0, -1.0, -1.0]),
+              np.array([True, False, True])):
+        for name in ("argmax", "argmin"):
+            want = getattr(np, name)(x)
+            assert graphc.compile(getattr(graphc, name))(x) == want
+            assert getattr(graphc, name)(x) == want
+    with pytest.raises(graphc.ShapeError):
+        graphc.argmax(np.ones((0, 2)), axis=0)
+
+
+EINSUMS = [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ijk->kji", [(2, 3, 4)]),
+           ("ijk", [(2, 3, 4)]), ("ijk->", [(2, 3, 4)]), ("ij,ij->", [(3, 4), (3, 4)]),
+           ("ij,ij->ij", [(3, 4), (3, 4)]), ("i,j->ij", [(5,), (3,)]),
+           ("bij,bjk,k->bi", [(2, 3, 4), (2, 4, 5), (5,)]),
+           ("...jk,...kl->...jl", [(2, 3, 4), (2, 4, 5)]), ("bij,bjk", [(2, 3, 4), (2, 4, 5)]),
+           ("ij,kj->ik", [(3, 4), (2, 4)]), ("i->", [(5,)]), ("ij->j", [(3, 4)]),
+           ("...k,k->...", [(2, 4, 5), (5,)]), ("ab,cd->abcd", [(2, 3), (2, 2)]),
+           ("i j , j k", [(3, 4), (4, 2)]), ("...j,j...->...", [(2, 3), (3, 2)])]
+
+
+@pytest.mark.parametrize("subscripts,shapes", EINSUMS)
+def test_einsum(subscripts, shapes):
+    ops = [rng.standard_normal(s) for s in shapes]
+    want = np.einsum(subscripts, *ops)
+    for f in (lambda *o: graphc.einsum(subscripts, *o),
+              graphc.compile(lambda *o: graphc.einsum(subscripts, *o))):
+        got = f(*ops)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    graphc.check_grads(lambda *o: graphc.einsum(subscripts, *o), ops)
+
+
+def test_einsum_lowers_contractions_to_matmul():
+    graph = graphc.trace(lambda a, b: graphc.einsum("bij,bjk->bik", a, b), np.ones((2, 3, 4)),
+                         np.ones((2, 4, 5)))
+    assert "matmul" in {n.op.name for n in graph.nodes}
+
+
+def test_einsum_errors():
+    d = np.ones((3, 3))
+    for args in (("ii->i", d), ("ij,jk->ik", d, np.ones((2, 2))), ("ij->ik", d),
+                 ("ij,jk", d), ("i", d), ("i1", d)):
+        with pytest.raises(graphc.GraphcError):
+            graphc.einsum(*args)
