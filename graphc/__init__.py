@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .check import check_grads
+from .custom import custom_jvp, custom_vjp
 from .eager import eager as _eager
 from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
 from .ir import Graph
@@ -23,7 +24,8 @@ del _name
 
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
-    "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "grad", "hessian",
-    "jacobian", "jit", "jvp", "register_dataclass", "trace", "tree_flatten", "tree_leaves",
-    "tree_map", "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
+    "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
+    "custom_vjp", "grad", "hessian", "jacobian", "jit", "jvp", "register_dataclass", "trace",
+    "tree_flatten", "tree_leaves", "tree_map", "tree_structure", "tree_unflatten",
+    "value_and_grad", "vjp", *_api.__all__,
 ]

@@ -95,6 +95,8 @@ def _jvp_rule(n: Node, ts: list[Tracer | None]) -> Tracer | None:
         return _total(parts)
     if rule is None:
         return _jvp_by_transposition(n, ts)
+    if callable(rule):
+        return rule(ts, Tracer(n), *srcs, **_rule_kwargs(n))
     parts = []
     for r, t in zip(rule, ts):
         if t is not None and r is not None:

@@ -146,7 +146,7 @@ class _Planner:
             if not v.is_contiguous(n.src[0].shape):
                 v = self.materialize(n.src[0], v)
             return View(v.buf, v.offset, contiguous_strides(n.shape))
-        if name == "stop_gradient":
+        if name == "stop_gradient" or kind == "alias":
             return srcs[0]
         out = self.dest(n)
         if kind == "elementwise":

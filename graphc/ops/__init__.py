@@ -6,7 +6,8 @@ that can be optimized, compiled and differentiated again.
 
     vjp(g, out, *src, arg) -> tuple with one cotangent (or None for zero) per source
     jvp: a tuple with one rule per source, rule(t, out, *src, arg) -> tangent of the output
-         (summed over the sources with nonzero tangents, as JAX's defjvp), or LINEAR
+         (summed over the sources with nonzero tangents, as JAX's defjvp), or one callable
+         rule(tangents, out, *src, arg) taking them all (None for zero), or LINEAR
          (the op applied to the tangents), or BILINEAR (sum of the op with one source
          replaced by its tangent); missing -> derived from the VJP by transposition.
 """
@@ -21,8 +22,9 @@ from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..ir import Node, make_node
 
-ELEMENTWISE, REDUCE, MOVEMENT, CONTRACT, SOURCE = (
-    "elementwise", "reduce", "movement", "contract", "source")
+ELEMENTWISE, REDUCE, MOVEMENT, CONTRACT, SOURCE, ALIAS = (
+    "elementwise", "reduce", "movement", "contract", "source", "alias")
+# ALIAS: the value is the first source's; only the derivative rules differ (custom rules)
 LINEAR, BILINEAR = "linear", "bilinear"
 
 OPS: dict[str, OpDef] = {}
@@ -107,8 +109,12 @@ def _no_default(src, arg):
     raise NotImplementedError("this kind of op needs its own infer rule")
 
 
+def like_first(src, arg):
+    return src[0].shape, src[0].dtype
+
+
 _DEFAULT_INFER = {ELEMENTWISE: same_as_inputs, REDUCE: _no_default, MOVEMENT: _no_default,
-                  CONTRACT: _no_default, SOURCE: _no_default}
+                  CONTRACT: _no_default, SOURCE: _no_default, ALIAS: like_first}
 
 
 # Bound last: trace.py imports this module first, so it can only be loaded once defop exists.

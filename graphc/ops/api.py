@@ -53,6 +53,7 @@ from .movement import (
     swapaxes,
     transpose,
 )
+from .norm import norm
 from .reduce import max, mean, min, sum  # noqa: A004
 
 exp = _ew._float_unary(_ew.exp)
@@ -73,10 +74,14 @@ greater = _ew._compare(_ew.gt)
 greater_equal = _ew._compare(_ew.ge)
 equal = _ew._compare(_ew.eq)
 not_equal = _ew._compare(_ew.ne)
-logical_and = _ew._logical(_ew.land)
-logical_or = _ew._logical(_ew.lor)
-logical_not = _ew._logical(_ew.lnot)
-logical_xor = _ew._logical(_ew.ne)
+logical_and = _ew._logical(_ew.land, "logical_and",
+                             "numpy.logical_and: a and b, taken as bools.")
+logical_or = _ew._logical(_ew.lor, "logical_or",
+                             "numpy.logical_or: a or b, taken as bools.")
+logical_not = _ew._logical(_ew.lnot, "logical_not",
+                             "numpy.logical_not: not x, taken as a bool.")
+logical_xor = _ew._logical(_ew.ne, "logical_xor",
+                             "numpy.logical_xor: a xor b, taken as bools.")
 bitwise_and = _ew._bitwise(_ew.bitand, _ew.land)
 bitwise_or = _ew._bitwise(_ew.bitor, _ew.lor)
 bitwise_xor = _ew._bitwise(_ew.bitxor, _ew.ne)
@@ -114,7 +119,7 @@ __all__ = [
     "getitem", "greater", "greater_equal", "invert", "leaky_relu", "less", "less_equal",
     "linspace", "log", "log1p", "log_softmax", "logical_and", "logical_not", "logical_or",
     "logical_xor", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
-    "multiply", "negative", "not_equal", "one_hot", "ones", "ones_like", "outer", "pad",
+    "multiply", "negative", "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "pad",
     "positive", "power", "relu", "repeat", "reshape", "sigmoid", "sign", "sin", "softmax",
     "softplus", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract",
     "sum", "swapaxes", "tanh", "tile", "transpose", "var", "where", "zeros", "zeros_like",

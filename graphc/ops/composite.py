@@ -52,17 +52,20 @@ def relu(x: ArrayLike) -> Tracer:
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Tracer:
+    """x where x > 0, else negative_slope * x."""
     x = _t(x)
     return where_(x > 0, x, x * negative_slope)
 
 
 def square(x: ArrayLike) -> Tracer:
+    """x * x."""
     x = _t(x)
     return x * x
 
 
 def clip(x: ArrayLike, lo: ArrayLike | None = None,
          hi: ArrayLike | None = None) -> Tracer:
+    """numpy.clip: maximum(x, lo) then minimum(_, hi); either bound may be None."""
     x = _t(x)
     if lo is not None:
         x = maximum_(x, lo)
@@ -96,12 +99,14 @@ def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer
 
 
 def softmax(x: ArrayLike, axis: int = -1) -> Tracer:
+    """exp(x) / sum(exp(x)) along axis, computed from x - max(x) (never overflows)."""
     z, _ = _shifted(x, axis)
     e = exp(z)
     return e / sum(e, axis, keepdims=True)
 
 
 def log_softmax(x: ArrayLike, axis: int = -1) -> Tracer:
+    """x - logsumexp(x) along axis, computed from x - max(x) (never overflows)."""
     z, _ = _shifted(x, axis)
     return z - log(sum(exp(z), axis, keepdims=True))
 

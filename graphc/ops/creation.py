@@ -43,16 +43,19 @@ def ones(shape, dtype=None) -> Tracer:
 
 
 def zeros_like(x: ArrayLike, dtype=None) -> Tracer:
+    """numpy.zeros_like (a constant: no memory inside a trace)."""
     t = to_tracer(x, "zeros_like")
     return Tracer(constant(0, _dtype(dtype, t.node.dtype), t.shape))
 
 
 def ones_like(x: ArrayLike, dtype=None) -> Tracer:
+    """numpy.ones_like (a constant: no memory inside a trace)."""
     t = to_tracer(x, "ones_like")
     return Tracer(constant(1, _dtype(dtype, t.node.dtype), t.shape))
 
 
 def full_like(x: ArrayLike, fill_value: ArrayLike, dtype=None) -> Tracer:
+    """numpy.full_like: x's shape (and dtype unless given) filled with fill_value."""
     t = to_tracer(x, "full_like")
     return full(t.shape, fill_value, t.node.dtype if dtype is None else dtype)
 

@@ -302,7 +302,31 @@ def _elementwise(op, *xs, want_float=False):
     return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
 
 
-def negative(x): return _elementwise(neg, x)
+def _numpy_style(op, doc: str, want_float: bool = False):
+    """The user-facing function of an elementwise primitive: numpy promotion and
+    broadcasting first."""
+    def wrapper(*xs):
+        return _elementwise(op, *xs, want_float=want_float)
+    wrapper.__doc__ = doc
+    return wrapper
+
+
+negative = _numpy_style(neg, "-x, elementwise.")
+subtract = _numpy_style(sub, "a - b, elementwise (numpy broadcasting and promotion).")
+multiply = _numpy_style(mul, "a * b, elementwise (numpy broadcasting and promotion).")
+divide = _numpy_style(div, "a / b, elementwise; integers divide as float64, as in numpy.",
+                      want_float=True)
+add_ = _numpy_style(add, "a + b, elementwise (numpy broadcasting and promotion).")
+maximum_ = _numpy_style(maximum, "Elementwise maximum; NaN wins, and the derivative splits "
+                        "1/2-1/2 on ties (as JAX).")
+minimum_ = _numpy_style(minimum, "Elementwise minimum; NaN wins, and the derivative splits "
+                        "1/2-1/2 on ties (as JAX).")
+abs = _numpy_style(abs_, "|x|, elementwise; its derivative at 0 is 0.")  # noqa: A001
+sign_ = _numpy_style(sign, "numpy.sign: -1, 0 or 1 (NaN stays NaN); no derivative.")
+for _f, _name in ((negative, "negative"), (subtract, "subtract"), (multiply, "multiply"),
+                  (divide, "divide"), (add_, "add"), (maximum_, "maximum"),
+                  (minimum_, "minimum"), (abs, "abs"), (sign_, "sign")):
+    _f.__name__ = _f.__qualname__ = _name
 
 
 def positive(x: ArrayLike) -> Tracer:
@@ -311,16 +335,6 @@ def positive(x: ArrayLike) -> Tracer:
     if x.node.dtype is dtypes.bool_:
         raise DTypeError("positive: numpy does not support unary + on bool arrays")
     return x
-def subtract(a, b): return _elementwise(sub, a, b)
-def multiply(a, b): return _elementwise(mul, a, b)
-def divide(a, b): return _elementwise(div, a, b, want_float=True)
-def maximum_(a, b): return _elementwise(maximum, a, b)
-def minimum_(a, b): return _elementwise(minimum, a, b)
-def abs(x): return _elementwise(abs_, x)  # noqa: A001
-def sign_(x): return _elementwise(sign, x)
-
-
-def add_(a, b): return _elementwise(add, a, b)
 
 
 def power(a: ArrayLike, b: ArrayLike) -> Tracer:
@@ -361,13 +375,16 @@ def _compare(op):
         ts, _ = prepare(op.name, a, b)
         return Tracer(bind(op, (ts[0].node, ts[1].node)))
     wrapper.__name__ = op.name
+    expr = op.c.strip("()").format("a", "b")
+    wrapper.__doc__ = f"Elementwise comparison {expr} as a bool mask (e.g. for graphc.where)."
     return wrapper
 
 
-def _logical(op):
+def _logical(op, name: str, doc: str):
     def wrapper(*xs):
         return _elementwise(op, *(astype(x, dtypes.bool_) for x in xs))
-    wrapper.__name__ = op.name
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = doc
     return wrapper
 
 

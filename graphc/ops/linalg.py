@@ -72,6 +72,7 @@ def dot(a: ArrayLike, b: ArrayLike) -> Tracer:
 
 
 def outer(a: ArrayLike, b: ArrayLike) -> Tracer:
+    """numpy.outer: a (flattened) times b (flattened) as a matrix."""
     from .elementwise import multiply
     a, b = to_tracer(a, "outer"), to_tracer(b, "outer")
     return multiply(reshape(a, (a.size, 1)), reshape(b, (1, b.size)))

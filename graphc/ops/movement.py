@@ -96,6 +96,7 @@ reshape_p = defop("reshape", MOVEMENT, infer=_reshape_infer,
 
 
 def reshape(x: ArrayLike, shape: int | tuple[int, ...]) -> Tracer:
+    """numpy.reshape (one -1 allowed); free on contiguous data."""
     x = _tracer(x)
     shape = shape_arg(shape, "reshape")
     if shape.count(-1) > 1:
@@ -144,6 +145,7 @@ def normalize_axis(axis: int, ndim: int, opname: str) -> int:
 
 
 def transpose(x: ArrayLike, axes: tuple[int, ...] | None = None) -> Tracer:
+    """numpy.transpose: axes permuted (reversed by default); a strided view in C."""
     x = _tracer(x)
     if axes is None:
         perm = tuple(range(x.ndim))[::-1]
@@ -159,6 +161,7 @@ def transpose(x: ArrayLike, axes: tuple[int, ...] | None = None) -> Tracer:
 
 
 def swapaxes(x: ArrayLike, a: int, b: int) -> Tracer:
+    """numpy.swapaxes: axes a and b exchanged."""
     x = _tracer(x)
     perm = list(range(x.ndim))
     a, b = normalize_axis(a, x.ndim, "swapaxes"), normalize_axis(b, x.ndim, "swapaxes")
@@ -167,6 +170,7 @@ def swapaxes(x: ArrayLike, a: int, b: int) -> Tracer:
 
 
 def expand_dims(x: ArrayLike, axis: int | tuple[int, ...]) -> Tracer:
+    """numpy.expand_dims: size-1 axes inserted at `axis`."""
     x = _tracer(x)
     axes = axis_tuple(axis, "expand_dims")
     ndim = x.ndim + len(axes)
@@ -180,6 +184,7 @@ def expand_dims(x: ArrayLike, axis: int | tuple[int, ...]) -> Tracer:
 
 
 def squeeze(x: ArrayLike, axis: Axis = None) -> Tracer:
+    """numpy.squeeze: size-1 axes removed (all of them by default)."""
     x = _tracer(x)
     if axis is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
@@ -310,6 +315,7 @@ concat_p = defop("concatenate", MOVEMENT, infer=_concat_infer,
 
 
 def concatenate(xs, axis: int = 0) -> Tracer:
+    """numpy.concatenate: arrays joined along an existing axis."""
     if isinstance(xs, (Tracer, np.ndarray)) or not hasattr(xs, "__iter__"):
         raise GraphcError(f"concatenate: expects a sequence of arrays, got "
                           f"{type(xs).__name__}")
@@ -334,6 +340,7 @@ def prepare_same_dtype(xs):
 
 
 def stack(xs, axis: int = 0) -> Tracer:
+    """numpy.stack: arrays of one shape joined along a new axis."""
     if isinstance(xs, (Tracer, np.ndarray)) or not hasattr(xs, "__iter__"):
         raise GraphcError(f"stack: expects a sequence of arrays, got {type(xs).__name__}")
     xs = [_tracer(x) for x in xs]

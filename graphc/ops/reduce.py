@@ -91,18 +91,22 @@ def _reduce(op, x, axis, keepdims, opname):
 
 
 def sum(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
+    """numpy.sum over axis (None: all); bools and int32 sum as int64, as numpy."""
     return _reduce(reduce_sum, x, axis, keepdims, "sum")
 
 
 def max(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
+    """numpy.max over axis (NaN wins); the derivative is shared equally by tied maxima."""
     return _reduce(reduce_max, x, axis, keepdims, "max")
 
 
 def min(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:  # noqa: A001
+    """numpy.min over axis (NaN wins); the derivative is shared equally by tied minima."""
     return _reduce(reduce_min, x, axis, keepdims, "min")
 
 
 def mean(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tracer:
+    """numpy.mean over axis (None: all); integers average as float64."""
     x = to_tracer(x, "mean")
     if not x.node.dtype.is_float:
         x = astype(x, dtypes.float64)
