@@ -37,8 +37,9 @@ def leaf_spec(leaf) -> tuple:
     if isinstance(leaf, complex):
         raise DTypeError(f"argument {leaf!r}: complex numbers are not supported")
     raise GraphcError(f"argument of type {type(leaf).__name__} is not supported: pass numpy "
-                      "arrays, Python scalars, or tuples/lists/dicts of them (or make it "
-                      "static with static_argnums)")
+                      "arrays, Python scalars, or pytrees of them (tuples, lists, dicts, "
+                      "namedtuples, frozen or registered dataclasses), or make it static "
+                      "with static_argnums")
 
 
 def _as_traced(spec: tuple, label: str) -> Any:

@@ -6,6 +6,7 @@ broadcast_to nodes, so the primitives only ever see equal shapes and dtypes.
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import reduce
 
@@ -302,16 +303,24 @@ def _elementwise(op, *xs, want_float=False):
     return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
 
 
-def _numpy_style(op, doc: str, want_float: bool = False):
+def _with_signature(wrapper, n_args: int):
+    """Show `(x)` or `(a, b)` instead of `(*xs)` in help() and the docs."""
+    names = ("x",) if n_args == 1 else ("a", "b")
+    wrapper.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    return wrapper
+
+
+def _numpy_style(op, doc: str, n_args: int = 2, want_float: bool = False):
     """The user-facing function of an elementwise primitive: numpy promotion and
     broadcasting first."""
     def wrapper(*xs):
         return _elementwise(op, *xs, want_float=want_float)
     wrapper.__doc__ = doc
-    return wrapper
+    return _with_signature(wrapper, n_args)
 
 
-negative = _numpy_style(neg, "-x, elementwise.")
+negative = _numpy_style(neg, "-x, elementwise.", 1)
 subtract = _numpy_style(sub, "a - b, elementwise (numpy broadcasting and promotion).")
 multiply = _numpy_style(mul, "a * b, elementwise (numpy broadcasting and promotion).")
 divide = _numpy_style(div, "a / b, elementwise; integers divide as float64, as in numpy.",
@@ -321,8 +330,8 @@ maximum_ = _numpy_style(maximum, "Elementwise maximum; NaN wins, and the derivat
                         "1/2-1/2 on ties (as JAX).")
 minimum_ = _numpy_style(minimum, "Elementwise minimum; NaN wins, and the derivative splits "
                         "1/2-1/2 on ties (as JAX).")
-abs = _numpy_style(abs_, "|x|, elementwise; its derivative at 0 is 0.")  # noqa: A001
-sign_ = _numpy_style(sign, "numpy.sign: -1, 0 or 1 (NaN stays NaN); no derivative.")
+abs = _numpy_style(abs_, "|x|, elementwise; its derivative at 0 is 0.", 1)  # noqa: A001
+sign_ = _numpy_style(sign, "numpy.sign: -1, 0 or 1 (NaN stays NaN); no derivative.", 1)
 for _f, _name in ((negative, "negative"), (subtract, "subtract"), (multiply, "multiply"),
                   (divide, "divide"), (add_, "add"), (maximum_, "maximum"),
                   (minimum_, "minimum"), (abs, "abs"), (sign_, "sign")):
@@ -385,7 +394,7 @@ def _logical(op, name: str, doc: str):
         return _elementwise(op, *(astype(x, dtypes.bool_) for x in xs))
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = doc
-    return wrapper
+    return _with_signature(wrapper, 1 if op is lnot else 2)
 
 
 def _bitwise(int_op, bool_op):
@@ -400,7 +409,7 @@ def _bitwise(int_op, bool_op):
         return Tracer(bind(op, tuple(t.node for t in ts)), weak=weak)
     wrapper.__name__ = int_op.name
     wrapper.__doc__ = f"numpy.{int_op.name}: bitwise on integers, logical on bools."
-    return wrapper
+    return _with_signature(wrapper, 1 if int_op is bitnot else 2)
 
 
 def where_(cond: ArrayLike, a: ArrayLike = None, b: ArrayLike = None) -> Tracer:
