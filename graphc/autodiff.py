@@ -8,7 +8,7 @@ which is what makes every derivative differentiable again.
 from __future__ import annotations
 
 from .errors import GraphcError
-from .ir import Node, make_node, toposort
+from .ir import Node, built_for, make_node, toposort
 from .ops import BILINEAR, LINEAR, bind
 from .trace import Tracer, constant
 
@@ -48,12 +48,13 @@ def vjp_nodes(outputs, cotangents, wrt) -> list[Tracer | None]:
     for n in reversed(order):
         if id(n) in wrt_ids or id(n) not in acc:
             continue
-        g = _total(acc.pop(id(n)))
         if n.op.nondiff:
             continue
         if n.op.vjp is None:
             raise GraphcError(f"op {n.op.name} has no derivative rule")
-        results = n.op.vjp(g, Tracer(n), *(Tracer(s) for s in n.src), **_rule_kwargs(n))
+        with built_for(n):
+            g = _total(acc.pop(id(n)))
+            results = n.op.vjp(g, Tracer(n), *(Tracer(s) for s in n.src), **_rule_kwargs(n))
         for s, r in zip(n.src, results):
             if r is None or id(s) not in dep or not s.dtype.is_float:
                 continue
@@ -73,7 +74,8 @@ def jvp_nodes(outputs, wrt, tangents) -> list[Tracer | None]:
             continue
         ts = [tan.get(id(s)) for s in n.src]
         if any(t is not None for t in ts):
-            t = _jvp_rule(n, ts)
+            with built_for(n):
+                t = _jvp_rule(n, ts)
             if t is not None:
                 tan[id(n)] = t
     return [tan.get(id(o)) for o in outputs]
@@ -126,5 +128,5 @@ def substitute(outputs, mapping: dict[int, Node]) -> list[Node]:
     for n in toposort(outputs):
         if id(n) not in new and n.src and any(id(s) in new for s in n.src):
             new[id(n)] = make_node(n.op, tuple(new.get(id(s), s) for s in n.src), n.shape,
-                                   n.dtype, n.arg)
+                                   n.dtype, n.arg, n.where)
     return [new.get(id(o), o) for o in outputs]

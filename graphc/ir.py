@@ -8,6 +8,7 @@ object: common-subexpression elimination happens at construction.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Hashable
@@ -30,6 +31,7 @@ class Node:
     shape: tuple[int, ...]
     dtype: DType
     arg: Hashable = None
+    where: tuple[str, int] | None = None    # the user's (file, line) that built it; not a key
 
     @property
     def size(self) -> int:
@@ -94,15 +96,17 @@ class intern_scope:
 
 
 def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,
-              arg: Hashable = None) -> Node:
+              arg: Hashable = None, where: tuple[str, int] | None = None) -> Node:
     """The unique node for this (op, src, shape, dtype, arg). Args are ints, strings, tuples of
-    them, or Literals (which key on their bytes), so equal keys mean equal nodes."""
+    them, or Literals (which key on their bytes), so equal keys mean equal nodes. A new node
+    inside a trace records `where` (default: the user's line that is building it)."""
     key = (op, src, shape, dtype, arg)
     table = getattr(_scope, "table", None)
     if table is not None:
         node = table.get(key)
         if node is None:
-            node = table[key] = Node(op, src, shape, dtype, arg)
+            where = where or getattr(_scope, "where", None) or user_location()
+            node = table[key] = Node(op, src, shape, dtype, arg, where)
         return node
     node = _interned.get(key)
     if node is None:
@@ -112,6 +116,43 @@ def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: D
                 node = Node(op, src, shape, dtype, arg)
                 _interned[key] = node
     return node
+
+
+# ---- where in the user's code a node was traced ----
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
+_internal: dict = {}       # code object -> whether it is graphc's or numpy's own
+
+
+def user_location() -> tuple[str, int] | None:
+    """(file, line) of the innermost caller outside graphc and numpy."""
+    f = sys._getframe(1)
+    while f is not None:
+        code = f.f_code
+        internal = _internal.get(code)
+        if internal is None:
+            fname = code.co_filename
+            internal = _internal[code] = fname.startswith((_PKG_DIR, _NUMPY_DIR))
+        if not internal:
+            return code.co_filename, f.f_lineno
+        f = f.f_back
+    return None
+
+
+class built_for:
+    """Context manager: nodes built inside (e.g. by a derivative rule) are attributed to
+    `node`'s source line."""
+
+    def __init__(self, node: Node):
+        self.where = node.where
+
+    def __enter__(self):
+        self.saved = getattr(_scope, "where", None)
+        _scope.where = self.where or self.saved
+
+    def __exit__(self, *exc):
+        _scope.where = self.saved
 
 
 def toposort(outputs) -> list[Node]:
@@ -160,18 +201,31 @@ class Graph:
             names.setdefault(id(n), len(names))
         return names
 
-    def __str__(self) -> str:
+    def labels(self) -> dict[int, str]:
+        """How each node is shown: inputs by their argument name and pytree path (`x`,
+        `params['w1']`) where those are unique, the rest as %k in topological order."""
         names = self.numbering()
+        given = [n.arg[1] if isinstance(n.arg, tuple) else "" for n in self.inputs]
+        unique = len(set(given)) == len(given) and all(given)
+        out = {i: f"%{k}" for i, k in names.items()}
+        if unique:
+            out.update({id(n): g for n, g in zip(self.inputs, given)})
+        return out
+
+    def __str__(self) -> str:
+        shown = self.labels()
         lines = [f"graph {self.name}(" + ", ".join(
-            f"%{names[id(n)]}: {_ty(n)}" for n in self.inputs) + ")"]
+            f"{shown[id(n)]}: {_ty(n)}" for n in self.inputs) + ")"]
         for n in self.nodes:
             if n.op.name == "input":
                 continue
-            args = " ".join(f"%{names[id(s)]}" for s in n.src)
+            args = " ".join(shown[id(s)] for s in n.src)
             attr = "" if n.arg is None else f"[{_fmt_arg(n)}]"
-            lines.append(f"  %{names[id(n)]} = {n.op.name}{attr} {args}".rstrip()
-                         + f" : {_ty(n)}")
-        lines.append("  return " + ", ".join(f"%{names[id(n)]}" for n in self.outputs))
+            text = f"  {shown[id(n)]} = {n.op.name}{attr} {args}".rstrip() + f" : {_ty(n)}"
+            if n.where is not None:
+                text = f"{text:<60}  # {where_text(n.where)}"
+            lines.append(text)
+        lines.append("  return " + ", ".join(shown[id(n)] for n in self.outputs))
         return "\n".join(lines)
 
     def __len__(self) -> int:
@@ -226,6 +280,11 @@ class Graph:
             shape, dtype = n.op.infer(n.src, n.arg) if n.src else (n.shape, n.dtype)
             if shape != n.shape or dtype is not n.dtype:
                 raise GraphcError(f"IR verify: {n} should be {dtype}{list(shape)}")
+
+
+def where_text(where: tuple[str, int]) -> str:
+    """`file.py:12` (the file's base name: enough to find it, short enough to read)."""
+    return f"{os.path.basename(where[0])}:{where[1]}"
 
 
 def _ty(n: Node) -> str:

@@ -173,6 +173,37 @@ def describe(treedef: TreeDef) -> str:
     return built[0]
 
 
+def leaf_paths(treedef: TreeDef) -> list[str]:
+    """Each leaf's path as Python would index it, e.g. `['w1']`, `[0]`, `.bias` (so that an
+    argument name followed by the path names the leaf: `params['w1']`)."""
+    paths: list[str] = []
+    stack: list[tuple[int, str]] = []        # (children still to visit, their path prefix)
+    names: list[list[str]] = []              # the path suffix of each pending child
+    for tok in treedef.tokens:
+        prefix = ""
+        if stack:
+            stack[-1] = (stack[-1][0] - 1, stack[-1][1])
+            prefix = stack[-1][1] + names[-1].pop(0)
+        if tok == LEAF:
+            paths.append(prefix)
+        elif tok != NONE:
+            kind, n, spec = tok
+            if kind == "dict":
+                children = [f"[{k!r}]" for k in spec]
+            elif kind == "namedtuple":
+                children = [f".{f}" for f in spec._fields]
+            elif kind == "dataclass":
+                children = [f".{f}" for f in spec[1]]
+            else:
+                children = [f"[{i}]" for i in range(n)]
+            stack.append((n, prefix))
+            names.append(children)
+        while stack and stack[-1][0] == 0:
+            stack.pop()
+            names.pop()
+    return paths
+
+
 # ---- the public helpers (as jax.tree_util) ----
 
 def tree_leaves(tree: Any) -> list:

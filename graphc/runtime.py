@@ -130,7 +130,7 @@ class CompiledFunction:
 
     def _build_unpaused(self, args, specs) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
-        traced, out_td = trace_to_graph(self._traced_fn, args, static)
+        traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
         graph, runner = _runner_for(traced, self.backend or default_backend(), self.optimize)
         return Executable(graph, out_td, runner, specs, traced.weak_outputs)
 

@@ -5,6 +5,7 @@ the current trace; called on concrete arrays it compiles itself (cached per sign
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -62,25 +63,44 @@ def call_traced(fn: Callable, args: tuple) -> Any:
                 f"structure {structure}: {type(e).__name__}: {e}") from e
 
 
-def trace_to_graph(fn: Callable, args: tuple, static_argnums=()) -> tuple[Graph, tuple]:
-    """Trace fn at the signature of args; returns the Graph and the output treedef."""
+def trace_to_graph(fn: Callable, args: tuple, static_argnums=(),
+                   named_after: Callable | None = None) -> tuple[Graph, tuple]:
+    """Trace fn at the signature of args; returns the Graph and the output treedef. Inputs
+    are labelled with the argument names and pytree paths of `named_after` (default fn)."""
     static = set(static_argnums)
     dyn = tuple(a for i, a in enumerate(args) if i not in static)
     leaves, treedef = pytree.flatten(dyn)
-    traced = [_as_traced(leaf_spec(x), f"in{k}") for k, x in enumerate(leaves)]
+    labels = input_labels(named_after or fn, args, static)
+    traced = [_as_traced(leaf_spec(x), label) for x, label in zip(leaves, labels)]
     dyn_t = iter(pytree.unflatten(treedef, traced))
     full = tuple(a if i in static else next(dyn_t) for i, a in enumerate(args))
     out = call_traced(fn, full)
     out_leaves, out_td = pytree.flatten(out)
     out_t = [to_tracer(o, "output") for o in out_leaves]
     inputs = [t.node for t in traced if isinstance(t, Tracer)]
-    name = getattr(getattr(fn, "func", fn), "__name__", "fn")
-    graph = Graph(inputs, [t.node for t in out_t], name=name)
+    graph = Graph(inputs, [t.node for t in out_t], name=_name(named_after or fn))
     # 0-d outputs still weakly typed (Python scalars carried through) return as Python
     # scalars, so a loop that feeds them back keeps one signature and the arrays' dtypes
     graph.weak_outputs = tuple(k for k, t in enumerate(out_t) if t.weak and t.shape == ())
     graph.verify()
     return graph, out_td
+
+
+def input_labels(fn: Callable, args: tuple, static=()) -> list[str]:
+    """A label per dynamic leaf: the parameter's name and the leaf's pytree path, such as
+    `params['w1']` (positions beyond the named parameters are `args[i]`)."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    labels = []
+    for i, a in enumerate(args):
+        if i in static:
+            continue
+        name = params[i].name if i < len(params) else f"args[{i}]"
+        labels += [name + path for path in pytree.leaf_paths(pytree.flatten(a)[1])]
+    return labels
 
 
 # ---- the symbolic / concrete switch shared by all transformations ----

@@ -161,3 +161,29 @@ def test_tracer_error_hints_name_only_existing_ops():
         graphc.compile(lambda x: np.einsum("i->", x, optimize=True))(np.ones(3))
     for name in ("argmax", "var", "std", "einsum"):       # these numpy calls now trace
         assert name in graphc.ops.api.ARRAY_FUNCTIONS
+
+
+def test_traces_name_the_function_its_arguments_and_source_lines():
+    def loss(params, x):
+        h = graphc.tanh(x @ params["w1"])      # the line the matmul and tanh come from
+        return (h * h).sum()
+
+    text = str(graphc.trace(graphc.value_and_grad(loss), {"w1": np.ones((3, 2))},
+                            np.ones((1, 3))))
+    assert text.startswith("graph loss(params['w1']: f64[3,2], x: f64[1,3])")
+    assert "matmul x params['w1']" in text
+    line = loss.__code__.co_firstlineno + 1
+    assert f"test_api_usability.py:{line}" in text
+    explained = graphc.compile(graphc.grad(loss)).explain({"w1": np.ones((3, 2))}, np.ones(3))
+    assert "params['w1']" in explained and "graph loss(" in explained
+
+
+def test_backward_nodes_carry_their_forward_lines():
+    def f(x):
+        y = graphc.exp(x)
+        return graphc.log(y).sum()
+
+    graph = graphc.trace(graphc.grad(f), np.ones(2))
+    lines = {n.op.name: n.where[1] for n in graph.nodes if n.where is not None}
+    first = f.__code__.co_firstlineno
+    assert lines["exp"] == first + 1 and lines["div"] == first + 2
