@@ -1,12 +1,19 @@
-# The README's two commands: `make demo` and `make test`. Each creates its own venv in .venv.
+# The README's two commands: `make demo` and `make test`. Both share one venv in .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-numpy lint bench clean
+.PHONY: demo test test-numpy lint bench clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
+
+# Graphviz's `dot` draws graphc.show's pictures: installed when missing and apt-get can (as
+# root); otherwise a note (show(format="dot") works without it).
+system-deps:
+	@command -v dot >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get install -y -q graphviz >/dev/null 2>&1; } || \
+		echo "note: install Graphviz (dot) to render graphc.show pictures"
 
 demo: $(PY)
 	$(PY) -m pip install -q -e .
@@ -14,7 +21,7 @@ demo: $(PY)
 
 # The full suite on the default C backend, then the API-level suites on the numpy reference
 # backend (so both backends pass the same outside tests).
-test: $(PY)
+test: $(PY) system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pytest -q
 	GRAPHC_BACKEND=numpy $(PY) -m pytest -q tests/test_seeds.py tests/test_api_transforms.py \

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._version import __version__
 from .check import check_grads
 from .custom import custom_jvp, custom_vjp
+from .diagnose import grad_report
 from .eager import eager as _eager
 from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
 from .ir import Graph
@@ -14,6 +15,7 @@ from .pytree import flatten as tree_flatten
 from .pytree import register_dataclass, tree_leaves, tree_map, tree_structure
 from .pytree import unflatten as tree_unflatten
 from .runtime import CompiledFunction, compile, jit
+from .show import show
 from .trace import Tracer, trace
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 
@@ -25,7 +27,7 @@ del _name
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
     "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
-    "custom_vjp", "grad", "hessian", "jacobian", "jit", "jvp", "register_dataclass", "trace",
-    "tree_flatten", "tree_leaves", "tree_map", "tree_structure", "tree_unflatten",
-    "value_and_grad", "vjp", *_api.__all__,
+    "custom_vjp", "grad", "grad_report", "hessian", "jacobian", "jit", "jvp",
+    "register_dataclass", "show", "trace", "tree_flatten", "tree_leaves", "tree_map",
+    "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
 ]

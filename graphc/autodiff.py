@@ -36,8 +36,9 @@ def zeros(shape, dtype) -> Tracer:
     return Tracer(constant(0, dtype, shape))
 
 
-def vjp_nodes(outputs, cotangents, wrt) -> list[Tracer | None]:
-    """Cotangents of `wrt` given cotangents of `outputs` (None stands for zero)."""
+def vjp_nodes(outputs, cotangents, wrt, on_edge=None) -> list[Tracer | None]:
+    """Cotangents of `wrt` given cotangents of `outputs` (None stands for zero). `on_edge(n,
+    s, r)` sees each contribution r that node n sends back to its source s (for pictures)."""
     wrt_ids = {id(w) for w in wrt}
     order = toposort(outputs)
     dep = _depends_on(order, wrt_ids)
@@ -62,6 +63,8 @@ def vjp_nodes(outputs, cotangents, wrt) -> list[Tracer | None]:
                 raise GraphcError(f"internal: VJP of {n.op.name} gave {r.node.dtype}{r.shape} "
                                   f"for a {s.dtype}{s.shape} input")
             acc.setdefault(id(s), []).append(r)
+            if on_edge is not None:
+                on_edge(n, s, r)
     return [_total(acc[id(w)]) if id(w) in acc else None for w in wrt]
 
 

@@ -16,6 +16,12 @@ def _row(what: str, got, want) -> None:
         raise SystemExit(f"demo: {what} gave {got}, expected {want}")
 
 
+def seeds_example(x, y):
+    """The seeds' first computation graph: z = x * y, loss = z + 1."""
+    z = x * y
+    return z + 1
+
+
 def main() -> None:
     print("graphc demo: derivatives of the seeds' worked examples, run as generated C\n")
 

@@ -12,6 +12,7 @@ class Interpreter:
 
     def __init__(self, graph: Graph):
         slot = {id(n): k for k, n in enumerate(graph.inputs)}
+        self.slot = slot
         self.n_inputs = len(graph.inputs)
         self.in_dtypes = [n.dtype.np for n in graph.inputs]
         self.consts: list[tuple[int, np.ndarray]] = []
@@ -35,6 +36,15 @@ class Interpreter:
                                         if n.src)}
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        env = self.run(inputs)
+        return [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+
+    def values(self, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """Every node's value (by id of the node), e.g. to draw them."""
+        env = self.run(inputs)
+        return {i: env[k] for i, k in self.slot.items()}
+
+    def run(self, inputs: list[np.ndarray]) -> list:
         from .runtime import as_array
         env: list = [None] * self.n_slots
         env[:self.n_inputs] = [as_array(x, d) for x, d in zip(inputs, self.in_dtypes)]
@@ -43,4 +53,4 @@ class Interpreter:
         with np.errstate(all="ignore"):
             for fn, srcs, out, kw, dt in self.steps:
                 env[out] = np.asarray(fn(*[env[s] for s in srcs], **kw), dtype=dt)
-        return [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+        return env
