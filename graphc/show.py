@@ -98,7 +98,8 @@ def to_dot(graph: Graph, leaves: list, grads: bool = True) -> str:
     per_edge, per_node = edge_gradients(graph, leaves) if grads else ({}, {})
     shown = graph.labels()
     groups = kernel_groups(graph)
-    out = ["digraph graphc {", "  rankdir=LR; nodesep=0.3; ranksep=0.5;",
+    rankdir = "LR" if len(graph.nodes) <= 12 else "TB"     # long chains read downwards
+    out = ["digraph graphc {", f"  rankdir={rankdir}; nodesep=0.3; ranksep=0.4;",
            '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica",'
            ' fontsize=11];', '  edge [fontname="Helvetica", fontsize=10];']
     ids = {id(n): f"n{k}" for k, n in enumerate(graph.nodes)}
@@ -286,7 +287,7 @@ body {{ font-family: Helvetica, Arial, sans-serif; margin: 1em; }}
 header {{ display: flex; gap: 1em; align-items: center; margin-bottom: .5em; }}
 button {{ font-size: 14px; padding: .3em .8em; }}
 .legend span {{ margin-right: 1.2em; font-size: 13px; }}
-.view svg {{ max-width: 100%; height: auto; }}
+.view {{ overflow: auto; }}
 </style></head>
 <body>
 <header><strong>graphc: {name}</strong>
