@@ -30,9 +30,14 @@ test: $(PY) system-deps
 lint: $(PY)
 	$(PY) -m ruff check graphc tests bench
 
+# Every workload against every installed peer in one run on one pinned core; QUICK=1 for a
+# short run (fewer rounds, no torch.compile, W7 at 1,000 ops). Writes bench/RESULTS.md's
+# side-by-side section and bench/peers.png.
 bench: $(PY)
-	$(PY) -m pip install -q -e '.[test]'
-	taskset -c 0 $(PY) -m pytest -q bench --benchmark-only
+	$(PY) -m pip install -q -e '.[test,bench]'
+	GRAPHC_BENCH_QUICK=$(QUICK) taskset -c 0 $(PY) -m pytest -q -p no:cacheprovider \
+		bench/bench_peers.py --benchmark-only --benchmark-json=bench/.peers.json
+	$(PY) -m bench.report bench/.peers.json --command "make bench$(if $(QUICK), QUICK=1)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info graphc/*.so

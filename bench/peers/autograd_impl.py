@@ -1,0 +1,71 @@
+"""HIPS autograd (numpy tracing at every call)."""
+
+from __future__ import annotations
+
+import autograd
+import autograd.numpy as anp
+
+from bench import problems as P
+
+
+def _w0():
+    f = autograd.value_and_grad(lambda wb, x, y: (wb[0] * x + wb[1] - y) ** 2)
+
+    def run():
+        value, g = f((P.W0_ARGS[0], P.W0_ARGS[1]), P.W0_ARGS[2], P.W0_ARGS[3])
+        return float(value), float(g[0]), float(g[1])
+    return run
+
+
+def _mlp(params, x):
+    n = len(params) // 2
+    for i in range(n):
+        x = anp.dot(x, params[2 * i]) + params[2 * i + 1]
+        if i < n - 1:
+            x = anp.maximum(x, 0)
+    return x
+
+
+def _hinge(params, x, y):
+    score = _mlp(params, x)[:, 0]
+    return anp.mean(anp.maximum(1 - y * score, 0)) + 1e-4 * sum(anp.sum(p * p) for p in params)
+
+
+def _ce(params, x, labels):
+    z = _mlp(params, x)
+    z = z - anp.max(z, axis=1, keepdims=True)
+    logp = z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))
+    return -anp.mean(logp[anp.arange(len(labels)), labels])
+
+
+def _training(loss_fn, sizes, dtype, batch_fn, optimizer, lr):
+    vg = autograd.value_and_grad(loss_fn)
+
+    def loss_grad(params, *batch):
+        value, grads = vg(list(params), *batch)
+        return float(value), grads
+
+    def make():
+        params = P.init_mlp(sizes, 0, dtype)
+        cls = P.NumpySGD if optimizer == "SGD" else P.NumpyAdam
+        return cls(loss_grad, params, batch_fn(), lr)
+    return {"autograd": make}
+
+
+def _w4():
+    f = autograd.value_and_grad(lambda x: anp.sum(
+        anp.tanh(P.W4_A * x + P.W4_B) / (1 + anp.exp(-x)) + anp.exp(-x * x)))
+    x = P.w4_x()
+
+    def run():
+        value, grad = f(x)
+        return float(value), grad
+    return run
+
+
+CASES = {
+    "W0": {"autograd": _w0},
+    "W1": _training(_hinge, P.W1_SIZES, "float64", P.moons, "SGD", P.W1_LR),
+    "W2": _training(_ce, P.W2_SIZES, "float32", P.digits_batch, "Adam", P.W2_LR),
+    "W4": {"autograd": _w4},
+}

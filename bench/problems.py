@@ -1,0 +1,183 @@
+"""The workloads of ../shared/BENCHMARKS.md as data (inputs and initial parameters shared by
+graphc and every peer) and a hand-written numpy step for each: a peer of its own, and the
+reference every implementation's losses are checked against before it is timed."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+W0_ARGS = (1.5, 0.5, 2.0, 1.0)                    # w, b, x, y
+W1_SIZES, W2_SIZES, W3_SIZES = (2, 16, 16, 1), (64, 128, 64, 10), (1024, 2048, 2048, 10)
+W1_LR, W2_LR, W3_LR = 0.05, 1e-3, 0.01
+W2_BATCH, W3_BATCH = 128, 256
+W4_N, W4_A, W4_B = 1_000_000, 0.7, 0.1
+W7_SIZES = (1_000, 10_000)
+
+
+def init_mlp(sizes, seed: int, dtype) -> list[np.ndarray]:
+    """He-initialised weights and zero biases, flattened as [W0, b0, W1, b1, ...]."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b in zip(sizes, sizes[1:]):
+        out += [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(dtype),
+                np.zeros(b, dtype)]
+    return out
+
+
+@functools.cache
+def moons() -> tuple[np.ndarray, np.ndarray]:
+    """micrograd's demo data: make_moons(100, noise=0.1, random_state=1), labels ±1."""
+    from sklearn.datasets import make_moons
+    x, y = make_moons(n_samples=100, noise=0.1, random_state=1)
+    return x.astype(np.float64), (2.0 * y - 1.0).astype(np.float64)
+
+
+@functools.cache
+def digits_batch() -> tuple[np.ndarray, np.ndarray]:
+    """One batch of 128 from scikit-learn's digits (features / 16), float32, int64 labels."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))[:W2_BATCH]
+    return (d.data[order] / 16.0).astype(np.float32), d.target[order].astype(np.int64)
+
+
+@functools.cache
+def w3_batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return (rng.standard_normal((W3_BATCH, W3_SIZES[0])).astype(np.float32),
+            rng.integers(0, W3_SIZES[-1], W3_BATCH).astype(np.int64))
+
+
+@functools.cache
+def w4_x() -> np.ndarray:
+    return np.random.default_rng(4).uniform(-3, 3, W4_N).astype(np.float32)
+
+
+@functools.cache
+def w7_x() -> np.ndarray:
+    return np.random.default_rng(7).uniform(-1, 1, 100)
+
+
+# ---- the numpy reference (hand-written forward and backward) ----
+
+def w0_numpy(w, b, x, y):
+    r = w * x + b - y
+    return r * r, 2 * r * x, 2 * r
+
+
+def _mlp_forward(params, x):
+    acts, h = [x], x
+    n = len(params) // 2
+    for i in range(n):
+        h = h @ params[2 * i] + params[2 * i + 1]
+        if i < n - 1:
+            h = np.maximum(h, 0)
+        acts.append(h)
+    return acts
+
+
+def _mlp_backward(params, acts, d_out):
+    n = len(params) // 2
+    grads = [None] * len(params)
+    d = d_out
+    for i in reversed(range(n)):
+        grads[2 * i] = acts[i].T @ d
+        grads[2 * i + 1] = d.sum(axis=0)
+        if i:
+            d = (d @ params[2 * i].T) * (acts[i] > 0)
+    return grads
+
+
+def w1_loss_grad(params, x, y):
+    """mean(relu(1 - y*score)) + 1e-4*sum(p*p) and its gradient."""
+    acts = _mlp_forward(params, x)
+    score = acts[-1][:, 0]
+    margin = 1 - y * score
+    reg = sum(float((p * p).sum()) for p in params)
+    loss = float(np.maximum(margin, 0).mean()) + 1e-4 * reg
+    d_score = np.where(margin > 0, -y, 0.0) / len(y)
+    grads = _mlp_backward(params, acts, d_score[:, None])
+    return loss, [g + 2e-4 * p for g, p in zip(grads, params)]
+
+
+def ce_loss_grad(params, x, labels):
+    """Softmax cross-entropy (mean over the batch) and its gradient."""
+    acts = _mlp_forward(params, x)
+    z = acts[-1]
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    n = len(labels)
+    loss = float(-np.log(p[np.arange(n), labels]).mean())
+    d = p.copy()
+    d[np.arange(n), labels] -= 1
+    return loss, _mlp_backward(params, acts, (d / n).astype(z.dtype))
+
+
+class NumpySGD:
+    def __init__(self, loss_grad, params, batch, lr):
+        self.loss_grad, self.params, self.batch, self.lr = loss_grad, params, batch, lr
+
+    def __call__(self) -> float:
+        loss, grads = self.loss_grad(self.params, *self.batch)
+        for p, g in zip(self.params, grads):
+            p -= self.lr * g
+        return loss
+
+
+class NumpyAdam:
+    def __init__(self, loss_grad, params, batch, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.loss_grad, self.params, self.batch = loss_grad, params, batch
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def __call__(self) -> float:
+        loss, grads = self.loss_grad(self.params, *self.batch)
+        b1, b2 = self.betas
+        self.t += 1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            m_hat = m / (1 - b1 ** self.t)
+            v_hat = v / (1 - b2 ** self.t)
+            p -= (self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(p.dtype)
+        return loss
+
+
+def w4_numpy(x):
+    a, b = np.float32(W4_A), np.float32(W4_B)
+    t = np.tanh(a * x + b)
+    s = 1 / (1 + np.exp(-x))
+    e = np.exp(-x * x)
+    value = float((t * s + e).sum(dtype=np.float64))
+    grad = (1 - t * t) * a * s + t * s * (1 - s) - 2 * x * e
+    return value, grad
+
+
+def softplus(v: float) -> float:
+    return max(v, 0.0) + np.log1p(np.exp(-abs(v)))
+
+
+def w7_python(x, n_ops: int):
+    """W7 in plain Python floats (the loss only; the checks compare the value)."""
+    nodes = list(map(float, x))
+    for op in range(n_ops):
+        k = op % 4
+        if k == 0:
+            nodes.append(softplus(nodes[-10]))
+        elif k == 1:
+            nodes.append(sum(nodes[-30:-10:5]))
+        elif k == 2:
+            nodes.append(nodes[-20] * nodes[-10])
+        else:
+            last = nodes[-4:]
+            m = max(last)
+            e = [np.exp(v - m) for v in last]
+            s = sum(e)
+            nodes.extend(v / s for v in e)
+    return sum(nodes)

@@ -1,0 +1,147 @@
+"""Turn a pytest-benchmark JSON of bench/bench_peers.py into the side-by-side table (medians and
+each peer's time over graphc's), a log-scale bar chart, and the section of bench/RESULTS.md
+between the markers below.
+
+    python -m bench.report bench/.peers.json [--command "make bench"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+from importlib import metadata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "RESULTS.md")
+CHART = os.path.join(HERE, "peers.png")
+BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
+PACKAGES = ("numpy", "torch", "jax", "autograd", "micrograd", "pytensor", "cffi")
+
+
+def load(path: str) -> dict[str, dict[str, float]]:
+    """{workload: {implementation: median seconds}}."""
+    data = json.load(open(path))
+    out: dict[str, dict[str, float]] = {}
+    for b in data["benchmarks"]:
+        out.setdefault(b["group"], {})[b["extra_info"]["impl"]] = b["stats"]["median"]
+    return out
+
+
+def _fmt(seconds: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _graphc(impls: dict[str, float]) -> float | None:
+    """graphc's figure: its main path ("graphc"), else its fastest variant."""
+    ours = [t for name, t in impls.items() if name.startswith("graphc")]
+    return impls.get("graphc", min(ours, default=None))
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """Markdown: per workload, each implementation's median and its time over graphc's
+    (above 1: graphc is that many times faster)."""
+    lines = ["| workload | implementation | median | × graphc's time |", "|---|---|---|---|"]
+    for workload in sorted(results):
+        impls = results[workload]
+        base = _graphc(impls)
+        for name, t in sorted(impls.items(), key=lambda kv: kv[1]):
+            ratio = f"{t / base:.2f}" if base else "—"
+            lines.append(f"| {workload} | {name} | {_fmt(t)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def fastest_peers(results) -> str:
+    lines = ["| workload | graphc | fastest peer | graphc vs fastest peer |", "|---|---|---|---|"]
+    for workload in sorted(results):
+        impls = results[workload]
+        base = _graphc(impls)
+        peers = {k: v for k, v in impls.items() if not k.startswith(("graphc", "C by hand"))}
+        if base is None or not peers:
+            continue
+        name, t = min(peers.items(), key=lambda kv: kv[1])
+        verdict = f"{t / base:.2f}× faster" if t >= base else f"{base / t:.2f}× slower"
+        lines.append(f"| {workload} | {_fmt(base)} | {name} {_fmt(t)} | {verdict} |")
+    return "\n".join(lines)
+
+
+def chart(results, path: str = CHART) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    workloads = sorted(results)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 4.2))
+    for ax, workload in zip(axes if len(workloads) > 1 else [axes], workloads):
+        items = sorted(results[workload].items(), key=lambda kv: kv[1])
+        names = [k for k, _ in items]
+        colors = ["#d62728" if n == "graphc" else "#ff9896" if n.startswith("graphc")
+                  else "#7f7f7f" if n.startswith("C by hand") else "#1f77b4" for n in names]
+        ax.barh(names, [v for _, v in items], color=colors)
+        ax.set_xscale("log")
+        ax.set_title(workload)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xlabel("seconds (log)")
+    fig.suptitle("median time per call or step, one pinned core (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def machine() -> str:
+    try:
+        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                     if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    versions = []
+    for p in PACKAGES:
+        try:
+            versions.append(f"{p} {metadata.version(p)}")
+        except metadata.PackageNotFoundError:
+            pass
+    gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout
+    return (f"{model}, Python {platform.python_version()}, gcc {gcc.strip()}; "
+            + ", ".join(versions))
+
+
+def write_results(results, command: str) -> None:
+    date = datetime.date.today().isoformat()
+    section = "\n".join([
+        BEGIN, "## Side by side with the peers", "",
+        f"{date}, {machine()}.", f"Command: `{command}` (one pinned core, medians).", "",
+        fastest_peers(results), "", "![medians per workload](peers.png)", "",
+        "<details><summary>every implementation</summary>", "", table(results), "",
+        "</details>", END])
+    text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n"
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text,
+                      flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    open(RESULTS, "w").write(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("json")
+    parser.add_argument("--command", default="make bench")
+    args = parser.parse_args()
+    results = load(args.json)
+    print(fastest_peers(results))
+    print()
+    print(table(results))
+    chart(results)
+    write_results(results, args.command)
+    print(f"\nwrote {RESULTS} and {CHART}")
+
+
+if __name__ == "__main__":
+    main()
