@@ -115,8 +115,7 @@ class _Encoder:
 
     def case(self, k: Kernel) -> int:
         """The case number; the C-relevant signature is memoised per op and dtypes."""
-        sig = (k.kind, k.node.op, k.out.buf.dtype, k.node.dtype,
-               tuple(s.dtype for s in k.node.src))
+        sig = (k.kind, k.node.op, k.out.buf.dtype, k.node.dtype, tuple(src_dtypes(k)))
         number = self.case_of.get(sig)
         if number is None:
             number = self.cases.setdefault(case_key(k), len(self.cases))
