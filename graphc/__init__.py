@@ -3,6 +3,7 @@ them as generated C."""
 
 from __future__ import annotations
 
+from . import nn, optim
 from ._version import __version__
 from .check import check_grads
 from .eager import eager as _eager
@@ -14,6 +15,7 @@ from .ops.api import (  # noqa: F401  (re-wrapped below for eager use)
     add,
     astype,
     broadcast_to,
+    check_index,
     clip,
     concatenate,
     cos,
@@ -68,11 +70,13 @@ from .ops.api import (  # noqa: F401  (re-wrapped below for eager use)
 )
 from .runtime import CompiledFunction, compile, jit
 from .trace import Tracer, trace
+from .train import train_step
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 
 # Each op returns numpy arrays when called on plain arrays outside a trace.
 _EAGER_OPS = (
-    'abs', 'add', 'astype', 'broadcast_to', 'clip', 'concatenate', 'cos', 'divide', 'dot',
+    'abs', 'add', 'astype', 'broadcast_to', 'check_index', 'clip', 'concatenate', 'cos',
+    'divide', 'dot',
     'equal', 'exp', 'expand_dims', 'expm1', 'greater', 'greater_equal', 'leaky_relu',
     'less', 'less_equal', 'log', 'log1p', 'log_softmax', 'logical_and', 'logical_not',
     'logical_or', 'logsumexp', 'matmul', 'max', 'maximum', 'mean', 'min', 'minimum',
@@ -88,13 +92,15 @@ del _name
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
     "ShapeError",
-    "Tracer", "TracerError", "abs", "add", "astype", "broadcast_to", "check_grads", "clip",
+    "Tracer", "TracerError", "abs", "add", "astype", "broadcast_to", "check_grads",
+    "check_index", "clip",
     "compile", "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1",
     "grad", "greater", "greater_equal", "hessian", "jacobian", "jit", "jvp", "leaky_relu",
     "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
-    "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
+    "logical_or", "logsumexp", "matmul", "nn", "optim", "max", "maximum", "mean", "min",
+    "minimum",
     "multiply", "negative", "not_equal", "one_hot", "outer", "power", "relu", "reshape",
     "sigmoid", "sign", "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack",
-    "stop_gradient", "subtract", "sum", "swapaxes", "tanh", "trace", "transpose",
+    "stop_gradient", "subtract", "sum", "swapaxes", "tanh", "trace", "train_step", "transpose",
     "value_and_grad", "vjp", "where",
 ]

@@ -30,12 +30,15 @@ class Interpreter:
                                    n.dtype.np))
         self.n_slots = len(slot)
         self.outputs = [slot[id(n)] for n in graph.outputs]
+        self.aliases = dict(graph.aliases)
         self.stats = {"kernels": len(self.steps), "buffers": len(self.steps),
                       "peak_bytes": sum(n.size * n.dtype.itemsize for n in graph.nodes
                                         if n.src)}
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        from .runtime import as_array
+        from .runtime import as_array, in_place_array
+        for j in self.aliases.values():
+            in_place_array(inputs[j], self.in_dtypes[j], j)
         env: list = [None] * self.n_slots
         env[:self.n_inputs] = [as_array(x, d) for x, d in zip(inputs, self.in_dtypes)]
         for k, v in self.consts:
@@ -43,4 +46,8 @@ class Interpreter:
         with np.errstate(all="ignore"):
             for fn, srcs, out, kw, dt in self.steps:
                 env[out] = np.asarray(fn(*[env[s] for s in srcs], **kw), dtype=dt)
-        return [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+        outs = [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+        for k, j in self.aliases.items():      # in place, once every value is computed
+            np.copyto(inputs[j], outs[k])
+            outs[k] = inputs[j]
+        return outs

@@ -9,6 +9,7 @@ from .composite import clip, leaky_relu, log_softmax, logsumexp, one_hot, relu, 
 from .elementwise import (
     abs,  # noqa: A004
     astype,
+    check_index,
     divide,
     multiply,
     negative,
@@ -87,7 +88,8 @@ ARRAY_FUNCTIONS = {
 }
 
 __all__ = [
-    "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "cos", "divide", "dot",
+    "abs", "add", "astype", "broadcast_to", "check_index", "clip", "concatenate", "cos",
+    "divide", "dot",
     "equal", "exp", "expand_dims", "expm1", "getitem", "greater", "greater_equal", "leaky_relu",
     "less", "less_equal", "log", "log1p", "log_softmax", "logical_and", "logical_not",
     "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "multiply",
