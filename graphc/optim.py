@@ -149,10 +149,10 @@ def clip_by_global_norm(grads: list, max_norm: float) -> list:
 
 def minimize(fn: Callable, x0, method: str = "newton", maxiter: int = 100,
              tol: float = 1e-8) -> tuple[np.ndarray, dict]:
-    """Minimise a scalar fn of one float64 vector from x0 with the compiled gradient:
-    "newton" (compiled Hessian; halves the step until f decreases), "lbfgs" (two-loop
-    recursion, memory 10, backtracking Armijo line search) or "gd" (steepest descent with
-    backtracking). Stops when the gradient's max-norm is below tol.
+    """Minimise a scalar fn of one float64 vector from x0 with the compiled value and
+    gradient: "newton" (compiled Hessian), "lbfgs" (two-loop recursion, memory 10) or "gd"
+    (steepest descent), each with a weak-Wolfe line search that tries the full step first.
+    Stops when the gradient's max-norm is below tol.
     Returns (x, info) with info keys nit, nfev, fun, grad_norm, converged, method."""
     from .runtime import compile
     from .transforms import hessian, value_and_grad
@@ -160,16 +160,8 @@ def minimize(fn: Callable, x0, method: str = "newton", maxiter: int = 100,
     if method not in ("newton", "lbfgs", "gd"):
         raise GraphcError(f"minimize: method {method!r}: expected 'newton', 'lbfgs' or 'gd'")
     x = np.array(x0, dtype=np.float64).reshape(-1)
-    f = compile(fn)
     fg = compile(value_and_grad(fn))
     hess = compile(hessian(fn)) if method == "newton" else None
-    nfev = 0
-
-    def value(y):
-        nonlocal nfev
-        nfev += 1
-        return float(f(y))
-
     fx, g = fg(x)
     fx, nfev = float(fx), 1
     s_hist: list[np.ndarray] = []
@@ -187,12 +179,11 @@ def minimize(fn: Callable, x0, method: str = "newton", maxiter: int = 100,
             d = -_two_loop(g, s_hist, y_hist)
         else:
             d = -g
-        t = _backtrack(value, x, fx, g, d, first=1.0 if method != "gd" else _gd_step(g))
+        t, fx_new, g_new, n = _wolfe(fg, x, fx, g, d, 1.0 if method != "gd" else _gd_step(g))
+        nfev += n
         if t == 0.0:
             break
         x_new = x + t * d
-        fx_new, g_new = fg(x_new)
-        nfev += 1
         s, yv = x_new - x, g_new - g
         if method == "lbfgs" and s @ yv > 1e-12 * np.linalg.norm(s) * np.linalg.norm(yv):
             s_hist.append(s)
@@ -200,7 +191,7 @@ def minimize(fn: Callable, x0, method: str = "newton", maxiter: int = 100,
             if len(s_hist) > 10:
                 s_hist.pop(0)
                 y_hist.pop(0)
-        x, fx, g = x_new, float(fx_new), g_new
+        x, fx, g = x_new, fx_new, g_new
         it += 1
     gnorm = float(np.max(np.abs(g)))
     return x, {"nit": it, "nfev": nfev, "fun": fx, "grad_norm": gnorm,
@@ -227,14 +218,20 @@ def _gd_step(g: np.ndarray) -> float:
     return 1.0 / max(1.0, float(np.linalg.norm(g)))
 
 
-def _backtrack(value: Callable, x, fx: float, g, d, first: float, c: float = 1e-4) -> float:
-    """The first t in first, first/2, ... with f(x + t d) <= f(x) + c t g·d (Armijo); 0 if
-    none in 60 halvings."""
+def _wolfe(fg: Callable, x, fx: float, g, d, t: float, c1: float = 1e-4, c2: float = 0.9):
+    """A step t satisfying the weak Wolfe conditions (sufficient decrease, and curvature
+    g(x + t d)·d >= c2 g·d, which keeps L-BFGS's s·y > 0) by bracketing and bisection
+    (Lewis & Overton). Returns (t, f, g, evaluations); t = 0 if none was found."""
     slope = float(g @ d)
-    t = first
-    for _ in range(60):
-        ft = value(x + t * d)
-        if math.isfinite(ft) and ft <= fx + c * t * slope:
-            return t
-        t *= 0.5
-    return 0.0
+    lo, hi = 0.0, math.inf
+    for n in range(1, 61):
+        f_t, g_t = fg(x + t * d)
+        f_t = float(f_t)
+        if not math.isfinite(f_t) or f_t > fx + c1 * t * slope:
+            hi = t
+        elif float(g_t @ d) < c2 * slope:
+            lo = t
+        else:
+            return t, f_t, g_t, n
+        t = (lo + hi) / 2 if hi < math.inf else 2 * lo
+    return 0.0, fx, g, 60
