@@ -9,7 +9,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 demo: $(PY)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[demo]'
 	$(PY) -m graphc.demo
 
 # The full suite on the default C backend, then the API-level suites on the numpy reference

@@ -57,13 +57,18 @@ class TrainStep:
         self._aux_td = None
 
     def __call__(self, *batch, lr: float | None = None):
-        key = tuple((b.shape, b.dtype) if type(b) is np.ndarray and b.flags.c_contiguous
-                    else None for b in batch)
+        try:        # fast path: numpy arrays of a signature seen before
+            call = self._calls[tuple([(b.shape, b.dtype) for b in batch])]
+            return call(self.opt.lr if lr is None else lr, *batch)
+        except (KeyError, AttributeError, BufferError, ValueError):
+            pass        # new signature, or not (C-contiguous) arrays: the slow path
+        return self._call_slow(batch, lr)
+
+    def _call_slow(self, batch: tuple, lr):
+        batch = tuple(np.ascontiguousarray(b) for b in batch)
+        key = tuple([(b.shape, b.dtype) for b in batch])
         call = self._calls.get(key)
         if call is None:
-            if None in key:
-                batch = tuple(np.ascontiguousarray(b) for b in batch)
-                return self(*batch, lr=lr)
             call = self._calls[key] = self._build(batch)
         return call(self.opt.lr if lr is None else lr, *batch)
 
