@@ -1,7 +1,8 @@
 """Layers and losses. Parameters are dicts of plain numpy arrays; `apply(params, x)` is a pure
 function of them (traceable, differentiable, compilable), and calling a layer uses its own.
 
-Losses are means over the batch (the first axis).
+Losses are means over the batch (the first axis). Called on traced values they add nodes;
+called on arrays outside a trace they return numpy values.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from .eager import eager as _eager
 from .errors import GraphcError
 from .ops import api as ops
-from .trace import to_tracer
+from .trace import ArrayLike, Tracer, to_tracer
 
 ACTIVATIONS = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid}
 
@@ -37,10 +38,10 @@ class Module:
 
     params: dict[str, np.ndarray]
 
-    def apply(self, params: dict, x):
+    def apply(self, params: dict, x: ArrayLike) -> Tracer:
         raise NotImplementedError
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         return _eager(self.apply)(self.params, x)
 
 
@@ -53,7 +54,7 @@ class Linear(Module):
         self.params = {"W": init_weight(n_in, n_out, init, rng, dtype),
                        "b": np.zeros(n_out, dtype)}
 
-    def apply(self, params: dict, x):
+    def apply(self, params: dict, x: ArrayLike) -> Tracer:
         return ops.matmul(x, params["W"]) + params["b"]
 
 
@@ -76,7 +77,7 @@ class MLP(Module):
             self.params[f"W{i}"] = init_weight(n_in, n_out, init, rng, dtype)
             self.params[f"b{i}"] = np.zeros(n_out, dtype)
 
-    def apply(self, params: dict, x):
+    def apply(self, params: dict, x: ArrayLike) -> Tracer:
         act = ACTIVATIONS[self.activation]
         n = len(self.sizes) - 1
         for i in range(n):
@@ -88,12 +89,12 @@ class MLP(Module):
 
 # ---- losses (means over the batch) ----
 
-def mse_loss(pred, target):
+def mse_loss(pred: ArrayLike, target: ArrayLike) -> Tracer:
     """mean((pred - target)^2)."""
     return ops.mean(ops.square(ops.subtract(pred, target)))
 
 
-def cross_entropy(logits, labels):
+def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Tracer:
     """mean over rows of -log softmax(logits)[label]: integer labels in [0, n_classes), checked
     at run time (a GraphcError names a bad label and its position). Its gradient is
     (softmax - one_hot) / batch."""
@@ -104,12 +105,12 @@ def cross_entropy(logits, labels):
     return -ops.mean(picked)
 
 
-def binary_cross_entropy_with_logits(logits, targets):
+def binary_cross_entropy_with_logits(logits: ArrayLike, targets: ArrayLike) -> Tracer:
     """mean(softplus(z) - z*t) = mean(-t log σ(z) - (1-t) log(1-σ(z))), stable for large |z|."""
     return ops.mean(ops.softplus(logits) - ops.multiply(logits, targets))
 
 
-def hinge_loss(scores, y):
+def hinge_loss(scores: ArrayLike, y: ArrayLike) -> Tracer:
     """mean(max(0, 1 - y*scores)) with y = ±1."""
     return ops.mean(ops.relu(1 - ops.multiply(y, scores)))
 

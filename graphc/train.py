@@ -40,8 +40,10 @@ def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None
 
 
 class TrainStep:
-    """See train_step. Binds the arrays of opt.params and opt.state when created: replace
-    values in place (p[...] = ...), not the arrays themselves, or make a new step."""
+    """See train_step. Binds the arrays of opt.params and opt.state when created: to load
+    values, write into them (np.copyto(p, saved)); an array replaced in the dict afterwards is
+    not seen (make a new step). Not thread-safe: the step updates shared arrays. With
+    has_aux, the aux arrays are the only allocation per step (they belong to the caller)."""
 
     def __init__(self, loss_fn: Callable, opt: Optimizer, clip_norm: float | None,
                  has_aux: bool, backend: str | None = None):

@@ -12,6 +12,7 @@ import pytest
 
 import graphc
 from graphc import nn, optim
+from graphc.codegen.c import generate
 from graphc.ir import Graph
 
 SIZES = (6, 8, 4)
@@ -256,6 +257,28 @@ def test_new_batch_size_compiles_once_more():
             np.testing.assert_allclose(model.params[k], p[k] - 1e-2 * g[k], rtol=1e-12,
                                        atol=1e-15)
     assert calls == [(16, 6), (5, 6)]
+
+
+def test_batches_of_any_layout_and_the_tape_lowering(monkeypatch):
+    """Fortran-ordered, sliced and list batches go through the slow path (copied once);
+    the in-place plan also holds when the step is lowered to a tape."""
+    results = []
+    for tape in ("100000", "0"):
+        monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", tape)
+        model = _model()
+        apply = model.apply
+        step = graphc.train_step(lambda p, x, y: nn.mse_loss(apply(p, x), y),  # noqa: B023
+                                 optim.Adam(model.params, lr=0.01), clip_norm=0.5)
+        x = np.asfortranarray(np.random.default_rng(0).normal(size=(7, SIZES[0])))
+        y = np.ones((7, SIZES[-1]))
+        losses = [step(x, y), step(np.ascontiguousarray(x), y), step(x.tolist(), y[:, :])]
+        assert len(step._calls) == 1
+        assert ("gc_tape(" in generate(step.graph)[0]) == (tape == "0")
+        results.append((losses, {k: v.copy() for k, v in model.params.items()}))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-13)
+    for k, v in results[0][1].items():
+        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-13)
+    assert results[0][0][2] < results[0][0][0]
 
 
 def test_no_allocation_per_step():
