@@ -10,6 +10,7 @@ Rows, per workload (median µs per step over repeated blocks):
   Python side, no-op C  train_step with its C entry replaced by a Python no-op
   compile(step fn)      one compiled call of a pure step returning new params (and state)
   compile(vg) + numpy   compiled value_and_grad, the update in numpy
+  compile(vg) alone     compiled value_and_grad, no update (a lower bound of that path)
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def measure(name: str, make, number: int) -> dict:
             p3[k] -= (lr / c1) * m[k] / (np.sqrt(v2[k]) / c2 + 1e-8)
     vg_numpy()
     rows["compile(vg) + numpy"] = median_us(vg_numpy, number)
+    rows["compile(vg) alone"] = median_us(lambda: cvg(p3, *batch), number)
     return rows
 
 
@@ -127,7 +129,7 @@ def micrograd_w1() -> float:
     from micrograd.nn import MLP
     from sklearn.datasets import make_moons
     X, y = make_moons(n_samples=100, noise=0.1, random_state=1)
-    y = y * 2 - 1
+    X, y = X.tolist(), (y * 2 - 1).tolist()      # Python numbers, as micrograd expects
     random.seed(1337)
     model = MLP(2, [16, 16, 1])
     times = []

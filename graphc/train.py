@@ -67,8 +67,10 @@ class TrainStep:
         return self._call_slow(batch, lr)
 
     def _call_slow(self, batch: tuple, lr):
-        batch = tuple(np.ascontiguousarray(b) for b in batch)
-        key = tuple([(b.shape, b.dtype) for b in batch])
+        """Python scalars stay weakly typed (as in graphc.compile); anything else becomes a
+        C-contiguous array."""
+        batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
+        key = tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype) for b in batch])
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = self._build(batch)
@@ -138,6 +140,12 @@ class TrainStep:
             ns[f"M{k}"] = ffi.from_buffer(a)
             mem.append(f"M{k}")
         batch = [f"b{k}" for k in range(n_batch)]
+        first_batch = len(self.memory) + 1
+        batch_args = []
+        for k, b in enumerate(batch):
+            by_value, _, py = runner._in[first_batch + k]
+            ns[f"P{k}"] = py
+            batch_args.append(f"P{k}({b})" if by_value else f"fb({b})")
         hidden = []
         for k, h in enumerate(runner._hidden):
             ns[f"H{k}"] = h
@@ -146,7 +154,7 @@ class TrainStep:
         for k in range(1, first):
             ns[f"S{k}"], ns[f"T{k}"] = runner._outs[k]
             aux_outs.append(f"o{k}")
-        args = (mem + ["lr"] + [f"fb({b})" for b in batch] + hidden + ["L"]
+        args = (mem + ["lr"] + batch_args + hidden + ["L"]
                 + [f"fb({o})" for o in aux_outs] + mem + ["ws"])
         lines = [f"def call(lr, {', '.join(batch)}):"]
         lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]

@@ -281,6 +281,22 @@ def test_batches_of_any_layout_and_the_tape_lowering(monkeypatch):
     assert results[0][0][2] < results[0][0][0]
 
 
+def test_scalar_batch_inputs_stay_weak():
+    """A Python float in the batch is a weak run-time scalar: float32 stays float32."""
+    model = nn.MLP([3, 2], seed=0)
+    step = graphc.train_step(lambda p, x, y, w: w * nn.mse_loss(model.apply(p, x), y),
+                             optim.SGD(model.params, lr=0.1))
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    w0 = model.params["W0"].copy()
+    pred = x @ w0 + model.params["b0"]
+    assert step(x, y, 0.0) == 0.0
+    np.testing.assert_array_equal(model.params["W0"], w0)      # weight 0: no change
+    loss = step(x, y, 2.0)
+    assert loss == pytest.approx(2 * float(np.mean(pred ** 2)), rel=1e-6)
+    assert model.params["W0"].dtype == np.float32 and not np.array_equal(model.params["W0"], w0)
+    assert len(step._calls) == 1
+
+
 def test_no_allocation_per_step():
     model = nn.MLP([64, 128, 64, 10], seed=0)          # float32: ~50 KB of parameters
     rng = np.random.default_rng(0)
