@@ -15,7 +15,6 @@ Rows, per workload (median µs per step over repeated blocks):
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 import graphc
 from graphc import nn, optim
+from graphc.demo.digits import numpy_adam
 
 
 def median_us(fn, number: int, repeat: int = 15) -> float:
@@ -112,11 +112,7 @@ def measure(name: str, make, number: int) -> dict:
                 p3[k] -= lr * g[k]
             return
         t[0] += 1
-        c1, c2 = 1 - 0.9 ** t[0], math.sqrt(1 - 0.999 ** t[0])
-        for k in p3:
-            m[k] += 0.1 * (g[k] - m[k])
-            v2[k] = v2[k] * 0.999 + 0.001 * g[k] * g[k]
-            p3[k] -= (lr / c1) * m[k] / (np.sqrt(v2[k]) / c2 + 1e-8)
+        numpy_adam(p3, g, m, v2, t[0], lr)
     vg_numpy()
     rows["compile(vg) + numpy"] = median_us(vg_numpy, number)
     rows["compile(vg) alone"] = median_us(lambda: cvg(p3, *batch), number)

@@ -98,14 +98,19 @@ def time_numpy(X, y, repeats: int = 300) -> float:
         d0 = (d1 @ params["W1"].T) * (h0 > 0)
         grads.update(W0=xb.T @ d0, b0=d0.sum(0))
         t[0] += 1
-        c1, c2 = 1 - 0.9 ** t[0], math.sqrt(1 - 0.999 ** t[0])
-        for k, g in grads.items():
-            m[k] += 0.1 * (g - m[k])
-            v[k] = v[k] * 0.999 + 0.001 * g * g
-            params[k] -= (1e-3 / c1) * m[k] / (np.sqrt(v[k]) / c2 + 1e-8)
+        numpy_adam(params, grads, m, v, t[0], 1e-3)
         return loss
     step()
     return _median_us(step, repeats)
+
+
+def numpy_adam(params: dict, grads: dict, m: dict, v: dict, t: int, lr: float) -> None:
+    """Adam step t (torch.optim's rule, default betas and eps) on dicts of arrays, in place."""
+    c1, c2 = 1 - 0.9 ** t, math.sqrt(1 - 0.999 ** t)
+    for k, g in grads.items():
+        m[k] += 0.1 * (g - m[k])
+        v[k] = v[k] * 0.999 + 0.001 * g * g
+        params[k] -= (lr / c1) * m[k] / (np.sqrt(v[k]) / c2 + 1e-8)
 
 
 def time_micrograd(X, y) -> tuple[float, str]:
