@@ -54,6 +54,12 @@ class TrainStep:
         # the caller's arrays, 0-d ones as 1-element views (in-place outputs need a dimension)
         self._scalar = [a.ndim == 0 for a in p_leaves + s_leaves]
         self.memory = [a.reshape(1) if a.ndim == 0 else a for a in p_leaves + s_leaves]
+        for i, a in enumerate(self.memory):      # each is written in place from its own value
+            for b in self.memory[:i]:
+                if np.may_share_memory(a, b):
+                    raise GraphcError("train_step: two parameter or optimizer-state arrays "
+                                      "share memory; each must be its own array (tie weights "
+                                      "inside loss_fn instead)")
         self._n_p = len(p_leaves)
         self._calls: dict = {}
         self._aux_td = None

@@ -370,6 +370,10 @@ def test_comm_and_bad_arguments_are_clear_errors():
         graphc.train_step(_loss_fn(model), object())
     with pytest.raises(graphc.GraphcError, match="in place"):
         optim.SGD({"w": np.arange(3)}, lr=0.1)
+    w = np.ones(3)
+    with pytest.raises(graphc.GraphcError, match="share memory"):
+        graphc.train_step(lambda p, x: (p["a"] * p["b"] * x).sum(),
+                          optim.SGD({"a": w, "b": w}, lr=0.1))
     with pytest.raises(graphc.GraphcError, match="Nesterov"):
         optim.SGD(model.params, lr=0.1, nesterov=True)
 
