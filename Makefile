@@ -16,7 +16,7 @@ system-deps:
 		echo "note: install Graphviz (dot) to render graphc.show pictures"
 
 demo: $(PY)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[demo]'
 	$(PY) -m graphc.demo
 
 # The full suite on the default C backend, then the API-level suites on the numpy reference

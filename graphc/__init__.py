@@ -3,6 +3,7 @@ them as generated C."""
 
 from __future__ import annotations
 
+from . import nn, optim
 from ._version import __version__
 from .check import check_grads
 from .custom import custom_jvp, custom_vjp
@@ -17,6 +18,7 @@ from .pytree import unflatten as tree_unflatten
 from .runtime import CompiledFunction, compile, jit
 from .show import show
 from .trace import Tracer, trace
+from .train import train_step
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 
 # Every public op, wrapped so that on plain arrays outside a trace it returns numpy arrays.
@@ -28,6 +30,6 @@ __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
     "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
     "custom_vjp", "grad", "grad_report", "hessian", "jacobian", "jit", "jvp",
-    "register_dataclass", "show", "trace", "tree_flatten", "tree_leaves", "tree_map",
-    "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
+    "nn", "optim", "register_dataclass", "show", "trace", "tree_flatten", "tree_leaves", "tree_map",
+    "train_step", "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
 ]

@@ -31,13 +31,18 @@ class Interpreter:
                                    n.dtype.np))
         self.n_slots = len(slot)
         self.outputs = [slot[id(n)] for n in graph.outputs]
+        self.aliases = dict(graph.aliases)
         self.stats = {"kernels": len(self.steps), "buffers": len(self.steps),
                       "peak_bytes": sum(n.size * n.dtype.itemsize for n in graph.nodes
                                         if n.src)}
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         env = self.run(inputs)
-        return [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+        outs = [np.array(env[k], copy=True) for k in self.outputs]   # the caller owns them
+        for k, j in self.aliases.items():      # in place, once every value is computed
+            np.copyto(inputs[j], outs[k])
+            outs[k] = inputs[j]
+        return outs
 
     def values(self, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
         """Every node's value (by id of the node), e.g. to draw them."""
@@ -45,7 +50,9 @@ class Interpreter:
         return {i: env[k] for i, k in self.slot.items()}
 
     def run(self, inputs: list[np.ndarray]) -> list:
-        from .runtime import as_array
+        from .runtime import as_array, in_place_array
+        for j in self.aliases.values():
+            in_place_array(inputs[j], self.in_dtypes[j], j)
         env: list = [None] * self.n_slots
         env[:self.n_inputs] = [as_array(x, d) for x, d in zip(inputs, self.in_dtypes)]
         for k, v in self.consts:

@@ -178,13 +178,30 @@ def toposort(outputs) -> list[Node]:
 
 
 class Graph:
-    """Inputs and outputs of a traced function; the nodes between them in topological order."""
+    """Inputs and outputs of a traced function; the nodes between them in topological order.
 
-    def __init__(self, inputs, outputs, name: str = "fn"):
+    `aliases` holds pairs (k, j): output k is written into the memory of input j (an in-place
+    update, e.g. of parameters and optimizer state), after every read of input j."""
+
+    def __init__(self, inputs, outputs, name: str = "fn", aliases=()):
         self.inputs: tuple[Node, ...] = tuple(inputs)
         self.outputs: tuple[Node, ...] = tuple(outputs)
         self.name = name
+        self.aliases: tuple[tuple[int, int], ...] = tuple(aliases)
         self._nodes: list[Node] | None = None
+        if self.aliases:
+            self._check_aliases()
+
+    def _check_aliases(self) -> None:
+        ins = [j for _, j in self.aliases]
+        if len(set(ins)) != len(ins) or len({k for k, _ in self.aliases}) != len(ins):
+            raise GraphcError(f"graph {self.name}: each input and output is aliased at most once")
+        for k, j in self.aliases:
+            o, i = self.outputs[k], self.inputs[j]
+            if o.shape != i.shape or o.dtype is not i.dtype or not i.shape:
+                raise GraphcError(f"graph {self.name}: output {k} ({_ty(o)}) cannot be written "
+                                  f"in place into input {j} ({_ty(i)}): in-place outputs need "
+                                  "the input's shape and dtype, and at least one dimension")
 
     @property
     def nodes(self) -> list[Node]:
@@ -226,6 +243,7 @@ class Graph:
                 text = f"{text:<60}  # {where_text(n.where)}"
             lines.append(text)
         lines.append("  return " + ", ".join(shown[id(n)] for n in self.outputs))
+        lines += [f"  alias out{k} -> {shown[id(self.inputs[j])]}" for k, j in self.aliases]
         return "\n".join(lines)
 
     def __len__(self) -> int:

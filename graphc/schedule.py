@@ -2,7 +2,9 @@
 
 Movement ops (broadcast_to, transpose, slice, and reshape of contiguous data) become index
 arithmetic on views and cost nothing at run time; everything else is a kernel writing a
-buffer. Graph outputs are written straight into the caller's arrays where possible.
+buffer. Graph outputs are written straight into the caller's arrays where possible, except
+outputs aliased to an input (in-place updates): those are computed in the arena and copied
+into the input's memory by kernels placed after every other kernel (see `_alias_copies`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from .dtypes import DType
+from .errors import GraphcError
 from .ir import Graph, Node
 
 ALIGN = 64
@@ -50,7 +53,7 @@ def contiguous_strides(shape) -> tuple[int, ...]:
 
 @dataclass(eq=False)
 class Kernel:
-    kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero"
+    kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero" | "guard"
     node: Node | None
     shape: tuple[int, ...]
     out: View
@@ -69,6 +72,7 @@ class Schedule:
     ws_bytes: int
     buffers: int = 0
     stats: dict = field(default_factory=dict)
+    aliases: tuple[tuple[int, int], ...] = ()      # (output k, input j): see Graph.aliases
 
 
 class _Planner:
@@ -93,10 +97,13 @@ class _Planner:
         base = n_in + len(big)
         self.outputs = [Buffer("out", base + k, n.dtype, n.size)
                         for k, n in enumerate(graph.outputs)]
-        # the first output slot of each computed node receives it directly
+        # the first output slot of each computed node receives it directly (not an aliased
+        # one: its memory is an input that later kernels may still read)
+        aliased = {k for k, _ in graph.aliases}
         self.target: dict[int, Buffer] = {}
-        for n, b in zip(graph.outputs, self.outputs):
-            self.target.setdefault(id(n), b)
+        for k, (n, b) in enumerate(zip(graph.outputs, self.outputs)):
+            if k not in aliased:
+                self.target.setdefault(id(n), b)
 
     def new_ws(self, node: Node) -> Buffer:
         b = Buffer("ws", self.n_ws, node.dtype, node.size)
@@ -111,15 +118,40 @@ class _Planner:
         for n in self.graph.nodes:
             if id(n) not in self.views:
                 self.views[id(n)] = self.lower(n)
-        for n, b in zip(self.graph.outputs, self.outputs):
+        aliased = {k for k, _ in self.graph.aliases}
+        for k, (n, b) in enumerate(zip(self.graph.outputs, self.outputs)):
             v = self.views[id(n)]
-            if v.buf is not b:
+            if v.buf is not b and k not in aliased:
                 self.kernels.append(Kernel("copy", n, n.shape, View(b, 0, contiguous_strides(
                     n.shape)), [v], note="output"))
+        self._alias_copies()
         peak, slots = plan_memory(self.kernels)
-        return Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
-                        self.consts, peak, buffers=self.n_ws + len(self.outputs),
-                        stats={"ws_buffers": self.n_ws, "arena_slots": slots})
+        sched = Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
+                         self.consts, peak, buffers=self.n_ws + len(self.outputs),
+                         stats={"ws_buffers": self.n_ws, "arena_slots": slots},
+                         aliases=self.graph.aliases)
+        check_aliases(sched)
+        return sched
+
+    def _alias_copies(self) -> None:
+        """Aliased outputs last: values still in caller memory (an input, or a view of one)
+        are first copied to the arena, then a guard stops a failed run before any input is
+        overwritten, then each value is copied into its input's memory."""
+        if not self.graph.aliases:
+            return
+        values = {}
+        for k, _ in self.graph.aliases:
+            n = self.graph.outputs[k]
+            v = self.views[id(n)]
+            if v.buf is not None and v.buf.kind != "ws":
+                v = self.materialize(n, v)
+            values[k] = v
+        if any(n.op.may_fail for n in self.graph.nodes):
+            self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
+        for k, _ in self.graph.aliases:
+            n = self.graph.outputs[k]
+            out = View(self.outputs[k], 0, contiguous_strides(n.shape))
+            self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
 
     def lower(self, n: Node) -> View:
         name, kind = n.op.name, n.op.kind
@@ -214,6 +246,26 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int]:
             b.offset, top = top, top + size
         heapq.heappush(expiring, (last[b], seq, size, b.offset))
     return top, len({b.offset for b in first})
+
+
+def check_aliases(sched: Schedule) -> None:
+    """Verify the in-place plan: once an aliased output's memory is first written, no kernel
+    reads it (as that output or as its input) or writes it again, and the value copied in
+    comes from the arena or a constant, never from caller memory."""
+    for k, j in sched.aliases:
+        out, inp = sched.outputs[k], sched.inputs[j]
+        writes = [i for i, kern in enumerate(sched.kernels) if kern.out.buf is out]
+        if len(writes) != 1:
+            raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
+        w = writes[0]
+        src = sched.kernels[w].srcs[0].buf
+        if src is not None and src.kind != "ws" and src.kind != "const":
+            raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
+        for kern in sched.kernels[w + 1:]:
+            for v in kern.srcs:
+                if v.buf is out or v.buf is inp:
+                    raise GraphcError(f"internal: input {j} is read after output {k} "
+                                      "overwrote it in place")
 
 
 def schedule(graph: Graph) -> Schedule:

@@ -16,8 +16,9 @@ import numpy as np
 from .. import dtypes
 from ..errors import GraphcError
 from ..ir import Graph
+from ..ops.elementwise import index_error
 from ..ops.reduce import BLOCK
-from ..runtime import as_array
+from ..runtime import as_array, in_place_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
 from .elements import element_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
@@ -68,11 +69,19 @@ def _index(offset: int, strides, ivars) -> str:
     return " + ".join(terms) or "0"
 
 
+def check_sites(sched: Schedule) -> list[Kernel]:
+    """The kernels of ops that may fail at run time; a kernel's index here is the `site` its
+    failures record in GC_ERR (the error record after the arena: code, site, position,
+    value)."""
+    return [k for k in sched.kernels if k.node is not None and k.node.op.may_fail]
+
+
 class _Emitter:
     def __init__(self, sched: Schedule, tape: TapePlan | None = None):
         self.s = sched
         self.tape = tape
         self.w = CWriter()
+        self.sites = {id(k): i for i, k in enumerate(check_sites(sched))}
 
     def loops(self, shape, views: list[View], var: str = "i"):
         """Open loops over `shape` (merged where every view allows); returns each view's index
@@ -89,7 +98,8 @@ class _Emitter:
     def elementwise(self, k: Kernel) -> None:
         idx, depth = self.loops(k.shape, [k.out] + k.srcs)
         operands = [_load(v, dt, i) for v, dt, i in zip(k.srcs, src_dtypes(k), idx[1:])]
-        self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {element_expr(k, operands)};")
+        expr = element_expr(k, operands, pos=idx[0], site=self.sites.get(id(k), 0))
+        self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {expr};")
         self.close(depth)
 
     def zero(self, k: Kernel) -> None:
@@ -168,6 +178,9 @@ class _Emitter:
         return f"{_ptr(v.buf, const=True)} + {idx}"
 
     def kernel(self, k: Kernel) -> None:
+        if k.kind == "guard":       # a failed check: stop before in-place outputs are written
+            self.w.line("if (GC_ERR[0]) return;")
+            return
         n = k.node
         words = [k.kind, n.op.name, f"{n.dtype.short}{list(k.shape)}", k.note]
         self.w.line(f"/* {' '.join(w for w in words if w)} */")
@@ -199,6 +212,8 @@ class _Emitter:
             flat = value.reshape(-1)
             items = ", ".join(c_literal(x, b.dtype) for x in flat.tolist())
             w.line(f"static const {b.dtype.c} k{b.index}[{b.size}] = {{{items}}};")
+        if self.sites:
+            w.line(f"#define GC_ERR ((int64_t *)((char *)ws + {s.ws_bytes}))")
         if self.tape is None:
             calls = [f"gc_part{p}(io, (char *)ws);" for p in range(self._parts())]
         else:
@@ -216,8 +231,12 @@ class _Emitter:
                 w.line("void *io[] = {" + ", ".join(slots) + "};")
             else:
                 w.line("void **io = 0;")
+            if self.sites:
+                w.line("memset(GC_ERR, 0, 4 * sizeof(int64_t));")
             for call in calls:
                 w.line(call)
+                if self.sites:
+                    w.line("if (GC_ERR[0]) return (int)GC_ERR[0];")
             w.line("(void)io;")
             w.line("return 0;")
         return w.text()
@@ -279,7 +298,9 @@ def tape_threshold() -> int:
 def generate(graph: Graph) -> tuple[str, str, Schedule]:
     """C source, cffi cdef and the schedule of a graph."""
     sched = schedule(graph)
-    tape = plan_tape(sched) if len(sched.kernels) > tape_threshold() else None
+    # run-time checks need the element's position: straight-line code only (for now)
+    tape = (plan_tape(sched) if len(sched.kernels) > tape_threshold()
+            and not check_sites(sched) else None)
     source = _Emitter(sched, tape).render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
@@ -305,9 +326,12 @@ class CRunner:
         # tape, literal pools, big constants: kept alive as exactly the arrays C reads
         self._hidden_keep = [np.ascontiguousarray(v) for _, v in sched.hidden]
         self._hidden = [self.ffi.from_buffer(v) for v in self._hidden_keep]
-        self._ws_bytes = max(sched.ws_bytes, 64)
+        self._ws_bytes = sched.ws_bytes + 64          # the arena, then the error record
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
+        self._sites = [(k.node.arg, k.node.shape) for k in check_sites(sched)]
+        self.ws_offset = sched.ws_bytes
+        self.aliases = dict(sched.aliases)      # output k -> input j (written in place)
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
                       "peak_bytes": sched.ws_bytes, **sched.stats}
         self.call = self._make_call()
@@ -318,19 +342,33 @@ class CRunner:
         buf = raw[start:start + self._ws_bytes]
         return buf, self.ffi.from_buffer(buf)
 
+    def fail(self, rc: int, ws: np.ndarray):
+        """Raise the error a nonzero return code stands for (its record follows the arena)."""
+        code, site, pos, value = ws[self.ws_offset:self.ws_offset + 32].view(np.int64).tolist()
+        if code == 1 and 0 <= site < len(self._sites):
+            (n, what), shape = self._sites[site]
+            raise index_error(what, value, pos, shape, n)
+        raise GraphcError(f"generated code returned error code {rc}")
+
     def _make_call(self):
         """The per-call path as straight-line Python specialised to this signature (no loops
         over arguments): convert inputs, allocate outputs, one C call under the workspace
-        lock (a contending thread gets a fresh workspace), return the outputs."""
+        lock (a contending thread gets a fresh workspace), return the outputs. An output
+        aliased to an input is that input array, written in place."""
         ns = {"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
               "ndarray": np.ndarray, "as_array": as_array, "lock": self._lock,
-              "ws": self._ws_ptr, "new_ws": self._new_workspace, "fail": _entry_failed}
-        params, args = [], []
+              "ws": self._ws_ptr, "wsa": self._ws, "new_ws": self._new_workspace,
+              "fail": self.fail, "inplace": in_place_array}
+        aliased = {j: k for k, j in self.aliases.items()}
+        params, args, pre = [], [], []
         for k, (scalar, dt, py) in enumerate(self._in):
             params.append(f"a{k}")
             ns[f"D{k}"], ns[f"P{k}"] = dt, py
             if scalar:
                 args.append(f"a{k} if type(a{k}) is P{k} else P{k}(a{k})")
+            elif k in aliased:
+                pre.append(f"    a{k} = inplace(a{k}, D{k}, {k})")
+                args.append(f"fb(a{k})")
             else:
                 args.append(f"fb(a{k} if type(a{k}) is ndarray and a{k}.dtype is D{k} and "
                             f"a{k}.flags.c_contiguous else as_array(a{k}, D{k}))")
@@ -340,30 +378,31 @@ class CRunner:
         outs = []
         for j, (shape, dt) in enumerate(self._outs):
             ns[f"S{j}"], ns[f"T{j}"] = shape, dt
-            outs.append(f"o{j}")
-            args.append(f"fb(o{j})")
+            outs.append(f"a{self.aliases[j]}" if j in self.aliases else f"o{j}")
+            args.append(f"fb({outs[-1]})")
         call_args = ", ".join(args)
         lines = ["def call(leaves):"]
         if params:
             lines.append(f"    {', '.join(params)}, = leaves")
-        lines += [f"    o{j} = empty(S{j}, T{j})" for j in range(len(outs))]
+        lines += pre
+        lines += [f"    o{j} = empty(S{j}, T{j})" for j in range(len(outs))
+                  if j not in self.aliases]
         lines += [f"    args = ({call_args}{',' if args else ''})",
                   "    if lock.acquire(False):",
                   "        try:",
                   "            rc = entry(*args, ws)",
+                  "            if rc:",
+                  "                fail(rc, wsa)",
                   "        finally:",
                   "            lock.release()",
                   "    else:",
-                  "        rc = entry(*args, new_ws()[1])",
-                  "    if rc:",
-                  "        fail(rc)",
+                  "        wsa2, ws2 = new_ws()",
+                  "        rc = entry(*args, ws2)",
+                  "        if rc:",
+                  "            fail(rc, wsa2)",
                   f"    return [{', '.join(outs)}]"]
         exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
         return ns["call"]
-
-
-def _entry_failed(rc: int):
-    raise GraphcError(f"generated code returned error code {rc}")
 
 
 def build_graph(graph: Graph) -> CRunner:

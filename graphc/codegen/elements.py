@@ -27,10 +27,12 @@ def src_dtypes(k: Kernel) -> list[dtypes.DType]:
     return [s.dtype for s in k.node.src]
 
 
-def element_expr(k: Kernel, operands: list[str]) -> str:
-    """One element of an elementwise or copy kernel, from the op's C template."""
+def element_expr(k: Kernel, operands: list[str], pos: str = "0", site: int = 0) -> str:
+    """One element of an elementwise or copy kernel, from the op's C template ({arg} is the
+    node's static arg; ops that may fail also get the element's flat position {pos} and
+    their check {site} number)."""
     if k.kind == "copy":
         return operands[0]
     n = k.node
     f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return template(k).format(*operands, f=f, T=n.dtype.c)
+    return template(k).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)

@@ -41,6 +41,7 @@ class OpDef:
     jvp: Any = None
     nondiff: bool = False              # output is piecewise constant (comparisons, sign)
     has_arg: bool = False              # rules and numpy get the static `arg` as keyword
+    may_fail: bool = False             # C records a run-time error (see codegen: GC_ERR)
     test: dict = field(default_factory=dict)   # input domain for the registry-driven tests
 
     def __call__(self, *srcs, arg=None):

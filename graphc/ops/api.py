@@ -28,6 +28,7 @@ from .einsum import einsum
 from .elementwise import (
     abs,  # noqa: A004
     astype,
+    check_index,
     divide,
     multiply,
     negative,
@@ -114,13 +115,14 @@ ARRAY_FUNCTIONS = {
 
 __all__ = [
     "abs", "add", "arange", "argmax", "argmin", "astype", "bitwise_and", "bitwise_or",
-    "bitwise_xor", "broadcast_to", "clip", "concatenate", "cos", "divide", "dot", "einsum",
-    "equal", "erf", "exp", "expand_dims", "expm1", "eye", "flip", "full", "full_like", "gelu",
-    "getitem", "greater", "greater_equal", "invert", "leaky_relu", "less", "less_equal",
-    "linspace", "log", "log1p", "log_softmax", "logical_and", "logical_not", "logical_or",
-    "logical_xor", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum",
-    "multiply", "negative", "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "pad",
-    "positive", "power", "relu", "repeat", "reshape", "sigmoid", "sign", "sin", "softmax",
-    "softplus", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract",
-    "sum", "swapaxes", "tanh", "tile", "transpose", "var", "where", "zeros", "zeros_like",
+    "bitwise_xor", "broadcast_to", "check_index", "clip", "concatenate", "cos", "divide",
+    "dot", "einsum", "equal", "erf", "exp", "expand_dims", "expm1", "eye", "flip", "full",
+    "full_like", "gelu", "getitem", "greater", "greater_equal", "invert", "leaky_relu", "less",
+    "less_equal", "linspace", "log", "log1p", "log_softmax", "logical_and", "logical_not",
+    "logical_or", "logical_xor", "logsumexp", "matmul", "max", "maximum", "mean", "min",
+    "minimum", "multiply", "negative", "norm", "not_equal", "one_hot", "ones", "ones_like",
+    "outer", "pad", "positive", "power", "relu", "repeat", "reshape", "sigmoid", "sign", "sin",
+    "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient",
+    "subtract", "sum", "swapaxes", "tanh", "tile", "transpose", "var", "where", "zeros",
+    "zeros_like",
 ]

@@ -217,6 +217,34 @@ cast = defop("cast", ELEMENTWISE, infer=_cast_infer,
              vjp=lambda g, y, x, arg: (astype(g, x.dtype) if x.node.dtype.is_float else None,),
              jvp=LINEAR, has_arg=True)
 
+def index_error(what: str, value: int, pos: int, shape: tuple, n: int) -> GraphcError:
+    """The error of a failed check_index, worded the same by both backends."""
+    where = np.unravel_index(pos, shape) if len(shape) > 1 else pos
+    return GraphcError(f"{what} {value} at position {where} is outside [0, {n})")
+
+
+def _check_index_infer(src, arg):
+    (x,) = src
+    if x.dtype.kind != "i":
+        raise DTypeError(f"check_index: indices must be integers, got {x.dtype}")
+    return x.shape, x.dtype
+
+
+def _np_check_index(x, arg):
+    n, what = arg
+    bad = np.flatnonzero((x < 0) | (x >= n))
+    if bad.size:
+        raise index_error(what, int(x.reshape(-1)[bad[0]]), int(bad[0]), x.shape, n)
+    return x
+
+
+# x unchanged if every element lies in [0, n); otherwise the call fails with index_error.
+# In C the first bad element's site/position/value go to the error record GC_ERR (the entry
+# returns its code) and the element reads as 0, so later kernels never index out of bounds.
+check_index_p = defop("check_index", ELEMENTWISE, infer=_check_index_infer,
+                      numpy=_np_check_index, has_arg=True, nondiff=True, may_fail=True,
+                      c="(({T})gc_check_index({0}, {arg[0]}, {pos}, {site}, GC_ERR))")
+
 stop_gradient_p = defop("stop_gradient", ELEMENTWISE, numpy=lambda x: x, c="{0}",
                         vjp=lambda g, y, x: (None,), jvp=(lambda t, y, x: None,))
 
@@ -424,6 +452,13 @@ def where_(cond: ArrayLike, a: ArrayLike = None, b: ArrayLike = None) -> Tracer:
     shape = broadcast_shapes("where", c.shape, a.shape)
     c, a, b = (x if x.shape == shape else broadcast_to(x, shape) for x in (c, a, b))
     return Tracer(bind(select, (c.node, a.node, b.node)), weak=weak)
+
+
+def check_index(x: ArrayLike, n: int, what: str = "index") -> Tracer:
+    """x, checked at run time to lie in [0, n): a GraphcError naming `what`, the bad value and
+    its position otherwise (labels, and integer indices into an axis of length n)."""
+    x = to_tracer(x, "check_index")
+    return Tracer(bind(check_index_p, (x.node,), (int(n), str(what))))
 
 
 def stop_gradient(x: ArrayLike) -> Tracer:

@@ -1,0 +1,1 @@
+"""The README demos: `python -m graphc.demo` (digits training) and `... seeds`."""

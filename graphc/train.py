@@ -1,0 +1,180 @@
+"""train_step: forward, backward, gradient clipping and the optimizer update of every parameter
+as ONE generated C call per step, writing parameters and optimizer state in place.
+
+The step is traced once per batch signature into one graph whose outputs are the loss (and
+aux), then every new parameter and state array, each aliased to the input it replaces
+(`Graph.aliases`): the schedule computes them in the arena and copies them into the caller's
+memory after every read. The learning rate is a run-time scalar input. The per-step Python is
+a pre-built argument tuple, the batch pointers and one cffi call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import pytree
+from .errors import GraphcError
+from .ir import Graph
+from .ops import api as ops
+from .optim import Optimizer, clip_by_global_norm
+from .runtime import default_backend, paused_gc
+from .transforms import trace_to_graph, value_and_grad
+
+
+def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None,
+               has_aux: bool = False, comm=None) -> TrainStep:
+    """A compiled training step: `step(*batch, lr=None)` computes loss_fn(opt.params, *batch)
+    and its gradient, clips it to global norm clip_norm, applies opt's update in place and
+    returns the loss as a float (and aux, a fresh pytree, with has_aux)."""
+    if comm is not None:
+        raise GraphcError("train_step: comm (data-parallel training over MPI) is not "
+                          "supported yet; call train_step without comm")
+    if not isinstance(opt, Optimizer):
+        raise GraphcError(f"train_step: opt must be a graphc.optim optimizer, got "
+                          f"{type(opt).__name__}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise GraphcError(f"train_step: clip_norm must be positive, got {clip_norm}")
+    return TrainStep(loss_fn, opt, clip_norm, has_aux)
+
+
+class TrainStep:
+    """See train_step. Binds the arrays of opt.params and opt.state when created: to load
+    values, write into them (np.copyto(p, saved)); an array replaced in the dict afterwards is
+    not seen (make a new step). Not thread-safe: the step updates shared arrays. With
+    has_aux, the aux arrays are the only allocation per step (they belong to the caller)."""
+
+    def __init__(self, loss_fn: Callable, opt: Optimizer, clip_norm: float | None,
+                 has_aux: bool, backend: str | None = None):
+        self.loss_fn, self.opt, self.clip_norm, self.has_aux = loss_fn, opt, clip_norm, has_aux
+        self.backend = backend or default_backend()
+        p_leaves, self._p_td = pytree.flatten(opt.params)
+        s_leaves, self._s_td = pytree.flatten(opt.state)
+        # the caller's arrays, 0-d ones as 1-element views (in-place outputs need a dimension)
+        self._scalar = [a.ndim == 0 for a in p_leaves + s_leaves]
+        self.memory = [a.reshape(1) if a.ndim == 0 else a for a in p_leaves + s_leaves]
+        for i, a in enumerate(self.memory):      # each is written in place from its own value
+            for b in self.memory[:i]:
+                if np.may_share_memory(a, b):
+                    raise GraphcError("train_step: two parameter or optimizer-state arrays "
+                                      "share memory; each must be its own array (tie weights "
+                                      "inside loss_fn instead)")
+        self._n_p = len(p_leaves)
+        self._calls: dict = {}
+        self._aux_td = None
+
+    def __call__(self, *batch, lr: float | None = None):
+        try:        # fast path: numpy arrays of a signature seen before
+            call = self._calls[tuple([(b.shape, b.dtype) for b in batch])]
+            return call(self.opt.lr if lr is None else lr, *batch)
+        except (KeyError, AttributeError, BufferError, ValueError):
+            pass        # new signature, or not (C-contiguous) arrays: the slow path
+        return self._call_slow(batch, lr)
+
+    def _call_slow(self, batch: tuple, lr):
+        """Python scalars stay weakly typed (as in graphc.compile); anything else becomes a
+        C-contiguous array."""
+        batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
+        key = tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype) for b in batch])
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self._build(batch)
+        return call(self.opt.lr if lr is None else lr, *batch)
+
+    # ---- building one batch signature ----
+
+    def _traced_step(self, memory: list, lr, *batch) -> list:
+        """The whole step on traced values: [loss, *aux, *new memory]."""
+        views = [ops.reshape(m, ()) if s else m for m, s in zip(memory, self._scalar)]
+        params = pytree.unflatten(self._p_td, views[:self._n_p])
+        state = pytree.unflatten(self._s_td, views[self._n_p:])
+        out, grads = value_and_grad(self.loss_fn, has_aux=self.has_aux)(params, *batch)
+        loss, aux = out if self.has_aux else (out, None)
+        g = pytree.flatten(grads)[0]
+        if self.clip_norm is not None:
+            g = clip_by_global_norm(g, self.clip_norm)
+        new_p, new_s = self.opt.update(params, pytree.unflatten(self._p_td, g), state, lr)
+        aux_leaves, self._aux_td = pytree.flatten(aux)
+        new = pytree.flatten(new_p)[0] + pytree.flatten(new_s)[0]
+        new = [ops.reshape(n, (1,)) if s else n for n, s in zip(new, self._scalar)]
+        return [loss, *aux_leaves, *new]
+
+    def _build(self, batch: tuple) -> Callable:
+        with paused_gc():
+            graph, _ = trace_to_graph(self._traced_step, (self.memory, 1.0, *batch))
+            from .passes import optimize
+            graph = optimize(graph)
+            first = len(graph.outputs) - len(self.memory)
+            aliased = Graph(graph.inputs, graph.outputs, graph.name,
+                            aliases=[(first + i, i) for i in range(len(self.memory))])
+            aliased.pass_log = getattr(graph, "pass_log", [])
+            self.graph = aliased
+            if self.backend == "numpy":
+                from .interpret import Interpreter
+                return self._numpy_call(Interpreter(aliased), first)
+            from .codegen.c import build_graph
+            return self._c_call(build_graph(aliased), first)
+
+    def _unflatten_aux(self, leaves: list):
+        return pytree.unflatten(self._aux_td, leaves)
+
+    def _numpy_call(self, interp, first: int) -> Callable:
+        memory = self.memory
+
+        def call(lr, *batch):
+            outs = interp([*memory, float(lr), *batch])
+            if self.has_aux:
+                return float(outs[0]), self._unflatten_aux(outs[1:first])
+            return float(outs[0])
+        return call
+
+    def _c_call(self, runner, first: int) -> Callable:
+        """Straight-line Python for this signature: fixed pointers for parameters, state,
+        hidden inputs and the loss; per step only the batch pointers and the lr."""
+        ffi = runner.ffi
+        n_batch = len(runner._in) - len(self.memory) - 1
+        loss = np.zeros((), runner._outs[0][1])
+        loss_ptr = ffi.cast("double *" if loss.dtype == np.float64 else "float *",
+                            ffi.from_buffer(loss))
+        ns = {"entry": runner._entry, "fb": ffi.from_buffer, "ws": runner._ws_ptr,
+              "wsa": runner._ws, "fail": runner.fail, "L": ffi.from_buffer(loss),
+              "LP": loss_ptr, "empty": np.empty,
+              "keep": (loss, self.memory), "aux": self._unflatten_aux}
+        mem = []
+        for k, a in enumerate(self.memory):
+            ns[f"M{k}"] = ffi.from_buffer(a)
+            mem.append(f"M{k}")
+        batch = [f"b{k}" for k in range(n_batch)]
+        first_batch = len(self.memory) + 1
+        batch_args = []
+        for k, b in enumerate(batch):
+            by_value, _, py = runner._in[first_batch + k]
+            ns[f"P{k}"] = py
+            batch_args.append(f"P{k}({b})" if by_value else f"fb({b})")
+        hidden = []
+        for k, h in enumerate(runner._hidden):
+            ns[f"H{k}"] = h
+            hidden.append(f"H{k}")
+        aux_outs = []
+        for k in range(1, first):
+            ns[f"S{k}"], ns[f"T{k}"] = runner._outs[k]
+            aux_outs.append(f"o{k}")
+        args = (mem + ["lr"] + batch_args + hidden + ["L"]
+                + [f"fb({o})" for o in aux_outs] + mem + ["ws"])
+        lines = [f"def call(lr, {', '.join(batch)}):"]
+        lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
+        lines += [f"    rc = entry({', '.join(args)})",
+                  "    if rc:",
+                  "        fail(rc, wsa)"]
+        if self.has_aux:
+            lines.append(f"    return LP[0], aux([{', '.join(aux_outs)}])")
+        else:
+            lines.append("    return LP[0]")
+        # and the bare C call's arguments, to measure what the Python side costs
+        lines += [f"def args_of(lr, {', '.join(batch)}):"]
+        lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
+        lines += [f"    return ({', '.join(args)},)"]
+        exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
+        self.entry, self.entry_args = runner._entry, ns["args_of"]
+        return ns["call"]
