@@ -12,7 +12,8 @@
  *   gc_sign(x), gc_signf         numpy.sign for floats (NaN stays NaN, sign(-0.0) = 0)
  *   gc_ipow(a, b)                integer power by squaring (b >= 0; numpy refuses b < 0)
  *   GC_BUF(T, base, off)         typed pointer into the workspace arena at byte offset off
- *   gc_check_index(v, n, ...)    v if 0 <= v < n; else records the first failure and gives 0
+ *   gc_check_index(v, n, lo, ..) v if lo <= v < n (negative v wrapped by n); else records
+ *                                the first failure and gives 0
  */
 #ifndef GRAPHC_RT_H
 #define GRAPHC_RT_H
@@ -67,9 +68,9 @@ static inline int64_t gc_ipow(int64_t a, int64_t b) {
  * entry clears it, returns its code, and the runtime turns a nonzero code into an error. */
 #define GC_ERR_INDEX 1
 
-static inline int64_t gc_check_index(int64_t v, int64_t n, int64_t pos, int64_t site,
-                                     int64_t *err) {
-    if (v >= 0 && v < n) return v;
+static inline int64_t gc_check_index(int64_t v, int64_t n, int64_t lo, int64_t pos,
+                                     int64_t site, int64_t *err) {
+    if (v >= lo && v < n) return v < 0 ? v + n : v;
     if (!err[0]) { err[0] = GC_ERR_INDEX; err[1] = site; err[2] = pos; err[3] = v; }
     return 0;
 }

@@ -133,3 +133,52 @@ def test_einsum_errors():
                  ("ij,jk", d), ("i", d), ("i1", d)):
         with pytest.raises(graphc.GraphcError):
             graphc.einsum(*args)
+
+
+def _either(name):
+    """graphc's function on traced values, numpy's on arrays (one lambda for both)."""
+    return lambda a, *r, **k: getattr(np if isinstance(a, np.ndarray) else graphc, name)(
+        a, *r, **k)
+
+
+G = rng.standard_normal((4, 5, 3))
+GATHERS = {
+    "x[idx]": lambda a: a[np.array([3, 0, -1])],
+    "x[:, idx2d]": lambda a: a[:, np.array([[1, 4], [0, 0]])],
+    "x[rows, cols]": lambda a: a[np.array([0, 1, 3]), np.array([4, 2, 0])],
+    "x[rows, :, cols]": lambda a: a[np.array([0, 1]), :, np.array([2, 0])],
+    "x[1, idx]": lambda a: a[1, np.array([2, 3])],
+    "x[..., list]": lambda a: a[..., [0, 2]],
+    "take": lambda a: _either("take")(a, np.array([[1, 2]]), axis=1),
+    "take_flat": lambda a: _either("take")(a, np.array([0, 59, -1])),
+    "take_along_axis": lambda a: _either("take_along_axis")(
+        a, np.array([[[0], [2], [1], [0], [1]]] * 4), axis=2),
+    "take_along_axis_broadcast": lambda a: _either("take_along_axis")(
+        a, np.array([[[2, 0]]]), axis=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GATHERS))
+def test_gathers_match_numpy_with_scatter_add_gradients(name):
+    fn = GATHERS[name]
+    want = fn(G)
+    for backend in ("c", "numpy"):
+        got = graphc.compile(fn, backend=backend)(G)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    graphc.check_grads(fn, (G,))
+
+
+def test_gather_indices_are_checked_at_run_time():
+    x = np.arange(12.0).reshape(4, 3)
+    for backend in ("c", "numpy"):
+        f = graphc.compile(lambda a, i: a[i], backend=backend)
+        np.testing.assert_array_equal(f(x, np.array([-1, 0])), x[[-1, 0]])
+        with pytest.raises(graphc.GraphcError, match=r"7 at position 1 is outside \[-4, 4\)"):
+            f(x, np.array([0, 7, 1]))
+        with pytest.raises(graphc.GraphcError, match=r"-9 at position 1"):
+            f(x, np.array([2, -9]))
+    xn = np.array([1.0, np.nan, 3.0])             # a NaN elsewhere stays out of a gather
+    np.testing.assert_array_equal(graphc.compile(lambda a: a[np.array([0, 2])])(xn), [1, 3])
+    np.testing.assert_array_equal(graphc.grad(lambda a: a[np.array([0, 0, 2])].sum())(xn),
+                                  [2.0, 0.0, 1.0])

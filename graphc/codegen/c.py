@@ -346,8 +346,8 @@ class CRunner:
         """Raise the error a nonzero return code stands for (its record follows the arena)."""
         code, site, pos, value = ws[self.ws_offset:self.ws_offset + 32].view(np.int64).tolist()
         if code == 1 and 0 <= site < len(self._sites):
-            (n, what), shape = self._sites[site]
-            raise index_error(what, value, pos, shape, n)
+            (n, what, lo), shape = self._sites[site]
+            raise index_error(what, value, pos, shape, n, lo)
         raise GraphcError(f"generated code returned error code {rc}")
 
     def _make_call(self):

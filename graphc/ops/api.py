@@ -42,6 +42,7 @@ from .elementwise import maximum_ as maximum
 from .elementwise import minimum_ as minimum
 from .elementwise import sign_ as sign
 from .elementwise import where_ as where
+from .gather import take, take_along_axis
 from .linalg import dot, matmul, outer
 from .movement import (
     broadcast_to,
@@ -109,7 +110,8 @@ ARRAY_FUNCTIONS = {
     "stack": stack, "dot": dot, "outer": outer, "clip": clip, "expand_dims": expand_dims,
     "squeeze": squeeze, "broadcast_to": broadcast_to, "swapaxes": swapaxes, "matmul": matmul,
     "full_like": full_like, "var": var, "std": std, "argmax": argmax, "argmin": argmin,
-    "flip": flip, "tile": tile, "repeat": repeat, "pad": pad, "einsum": einsum,
+    "flip": flip, "take": take, "take_along_axis": take_along_axis, "tile": tile,
+    "repeat": repeat, "pad": pad, "einsum": einsum,
     "maximum": maximum, "minimum": minimum,
 }
 
@@ -123,6 +125,6 @@ __all__ = [
     "minimum", "multiply", "negative", "norm", "not_equal", "one_hot", "ones", "ones_like",
     "outer", "pad", "positive", "power", "relu", "repeat", "reshape", "sigmoid", "sign", "sin",
     "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient",
-    "subtract", "sum", "swapaxes", "tanh", "tile", "transpose", "var", "where", "zeros",
-    "zeros_like",
+    "subtract", "sum", "swapaxes", "take", "take_along_axis", "tanh", "tile", "transpose",
+    "var", "where", "zeros", "zeros_like",
 ]

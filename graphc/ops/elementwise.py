@@ -217,10 +217,11 @@ cast = defop("cast", ELEMENTWISE, infer=_cast_infer,
              vjp=lambda g, y, x, arg: (astype(g, x.dtype) if x.node.dtype.is_float else None,),
              jvp=LINEAR, has_arg=True)
 
-def index_error(what: str, value: int, pos: int, shape: tuple, n: int) -> GraphcError:
+def index_error(what: str, value: int, pos: int, shape: tuple, n: int,
+                lo: int = 0) -> GraphcError:
     """The error of a failed check_index, worded the same by both backends."""
     where = np.unravel_index(pos, shape) if len(shape) > 1 else pos
-    return GraphcError(f"{what} {value} at position {where} is outside [0, {n})")
+    return GraphcError(f"{what} {value} at position {where} is outside [{lo}, {n})")
 
 
 def _check_index_infer(src, arg):
@@ -231,19 +232,21 @@ def _check_index_infer(src, arg):
 
 
 def _np_check_index(x, arg):
-    n, what = arg
-    bad = np.flatnonzero((x < 0) | (x >= n))
+    n, what, lo = arg
+    bad = np.flatnonzero((x < lo) | (x >= n))
     if bad.size:
-        raise index_error(what, int(x.reshape(-1)[bad[0]]), int(bad[0]), x.shape, n)
-    return x
+        raise index_error(what, int(x.reshape(-1)[bad[0]]), int(bad[0]), x.shape, n, lo)
+    return np.where(x < 0, x + n, x).astype(x.dtype)
 
 
-# x unchanged if every element lies in [0, n); otherwise the call fails with index_error.
+# x if every element lies in [lo, n) (lo is 0, or -n to count negative indices from the
+# end, as numpy: those come out wrapped); otherwise the call fails with index_error.
 # In C the first bad element's site/position/value go to the error record GC_ERR (the entry
 # returns its code) and the element reads as 0, so later kernels never index out of bounds.
 check_index_p = defop("check_index", ELEMENTWISE, infer=_check_index_infer,
                       numpy=_np_check_index, has_arg=True, nondiff=True, may_fail=True,
-                      c="(({T})gc_check_index({0}, {arg[0]}, {pos}, {site}, GC_ERR))")
+                      c="(({T})gc_check_index({0}, {arg[0]}, {arg[2]}, {pos}, {site}, "
+                        "GC_ERR))")
 
 stop_gradient_p = defop("stop_gradient", ELEMENTWISE, numpy=lambda x: x, c="{0}",
                         vjp=lambda g, y, x: (None,), jvp=(lambda t, y, x: None,))
@@ -454,11 +457,13 @@ def where_(cond: ArrayLike, a: ArrayLike = None, b: ArrayLike = None) -> Tracer:
     return Tracer(bind(select, (c.node, a.node, b.node)), weak=weak)
 
 
-def check_index(x: ArrayLike, n: int, what: str = "index") -> Tracer:
-    """x, checked at run time to lie in [0, n): a GraphcError naming `what`, the bad value and
-    its position otherwise (labels, and integer indices into an axis of length n)."""
+def check_index(x: ArrayLike, n: int, what: str = "index", wrap: bool = False) -> Tracer:
+    """x, checked at run time to lie in [0, n) (with `wrap`, in [-n, n), negative values
+    counting from the end and coming out as x + n): a GraphcError naming `what`, the bad value
+    and its position otherwise (labels, and integer indices into an axis of length n)."""
     x = to_tracer(x, "check_index")
-    return Tracer(bind(check_index_p, (x.node,), (int(n), str(what))))
+    n = int(n)
+    return Tracer(bind(check_index_p, (x.node,), (n, str(what), -n if wrap else 0)))
 
 
 def stop_gradient(x: ArrayLike) -> Tracer:

@@ -233,13 +233,14 @@ unslice_p = defop("unslice", MOVEMENT, infer=_unslice_infer, numpy=_np_unslice,
 
 
 def getitem(x: ArrayLike, idx) -> Tracer:
-    """Basic indexing with static ints, slices, Ellipsis and None (numpy semantics)."""
+    """numpy indexing: static ints, slices, Ellipsis and None (views, free in C), and integer
+    arrays (gathers checked at run time, see ops/gather.py)."""
     x = _tracer(x)
     idx = idx if isinstance(idx, tuple) else (idx,)
+    from .gather import advanced_getitem, is_advanced
+    if any(is_advanced(i) for i in idx):
+        return advanced_getitem(x, idx)
     for i in idx:
-        if isinstance(i, Tracer):
-            raise GraphcError("indexing with a traced value is not supported: indices must "
-                              "be static ints/slices (use graphc.one_hot or graphc.where)")
         if isinstance(i, (bool, np.bool_)):
             raise GraphcError(f"index {i!r}: boolean indices are not supported (use "
                               "graphc.where with a mask)")
