@@ -16,6 +16,13 @@ W4_N, W4_A, W4_B = 1_000_000, 0.7, 0.1
 W7_SIZES = (1_000, 10_000)
 
 
+def training_specs() -> dict[str, tuple]:
+    """The training workloads: workload -> (loss kind, sizes, dtype, batch, optimizer, lr)."""
+    return {"W1": ("hinge", W1_SIZES, "float64", moons, "SGD", W1_LR),
+            "W2": ("ce", W2_SIZES, "float32", digits_batch, "Adam", W2_LR),
+            "W3": ("ce", W3_SIZES, "float32", w3_batch, "SGD", W3_LR)}
+
+
 def init_mlp(sizes, seed: int, dtype) -> list[np.ndarray]:
     """He-initialised weights and zero biases, flattened as [W0, b0, W1, b1, ...]."""
     rng = np.random.default_rng(seed)

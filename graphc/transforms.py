@@ -249,10 +249,7 @@ def vjp(fn: Callable, *primals):
     out_bound = pytree.unflatten(out_td, _bind_back(out_t, flat_ph, flat_actual))
 
     def vjp_fn(cotangent):
-        ct_leaves, ct_td = pytree.flatten(cotangent)
-        if ct_td != out_td:
-            raise GraphcError(f"vjp: the cotangent has structure {pytree.describe(ct_td)}, "
-                              f"the output {pytree.describe(out_td)}")
+        ct_leaves = _cotangent_leaves(cotangent, out_td)
         cts = []
         for o, c in zip(out_t, ct_leaves):
             c = to_tracer(c, "cotangent").astype(o.dtype)
@@ -266,6 +263,15 @@ def vjp(fn: Callable, *primals):
         return tuple(pytree.unflatten(td, [next(bound) for _ in ph]) for td, ph in zip(tds, phs))
 
     return out_bound, vjp_fn
+
+
+def _cotangent_leaves(cotangent, out_td) -> list:
+    """The cotangent's leaves, once its structure is checked against the output's."""
+    ct_leaves, ct_td = pytree.flatten(cotangent)
+    if ct_td != out_td:
+        raise GraphcError(f"vjp: the cotangent has structure {pytree.describe(ct_td)}, "
+                          f"the output {pytree.describe(out_td)}")
+    return ct_leaves
 
 
 # ---- forward mode ----
@@ -407,10 +413,7 @@ def _vjp_now(fn: Callable, primals: tuple):
     def vjp_fn(cotangent):
         if in_trace(cotangent):           # called inside a trace: the primals are constants
             return vjp(fn, *primals)[1](cotangent)
-        ct_leaves, ct_td = pytree.flatten(cotangent)
-        if ct_td != out_td:
-            raise GraphcError(f"vjp: the cotangent has structure {pytree.describe(ct_td)}, "
-                              f"the output {pytree.describe(out_td)}")
+        ct_leaves = _cotangent_leaves(cotangent, out_td)
         cts = []
         for c, o in zip(ct_leaves, like):
             if np.shape(c) != o.shape:

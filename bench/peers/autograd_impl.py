@@ -65,7 +65,7 @@ def _w4():
 
 CASES = {
     "W0": {"autograd": _w0},
-    "W1": _training(_hinge, P.W1_SIZES, "float64", P.moons, "SGD", P.W1_LR),
-    "W2": _training(_ce, P.W2_SIZES, "float32", P.digits_batch, "Adam", P.W2_LR),
+    **{w: _training({"hinge": _hinge, "ce": _ce}[loss], *spec)
+       for w, (loss, *spec) in P.training_specs().items() if w != "W3"},
     "W4": {"autograd": _w4},
 }

@@ -118,9 +118,8 @@ def _w7(n):
 
 CASES = {
     "W0": {"jax.jit": _w0},
-    "W1": _training(_hinge, P.W1_SIZES, "float64", P.moons, "SGD", P.W1_LR),
-    "W2": _training(_ce, P.W2_SIZES, "float32", P.digits_batch, "Adam", P.W2_LR),
-    "W3": _training(_ce, P.W3_SIZES, "float32", P.w3_batch, "SGD", P.W3_LR),
+    **{w: _training({"hinge": _hinge, "ce": _ce}[loss], *spec)
+       for w, (loss, *spec) in P.training_specs().items()},
     "W4": {"jax.jit": _w4},
     "W7-1000": {"jax.jit": _w7(1000)},
 }
