@@ -114,6 +114,15 @@ def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: D
     return node
 
 
+def adopt(node: Node) -> Node:
+    """Register an existing node in the current trace's intern table (passes rebuilding a
+    graph keep its leaves and unchanged nodes); returns the table's node for that key."""
+    table = getattr(_scope, "table", None)
+    if table is None:
+        return node
+    return table.setdefault((node.op, node.src, node.shape, node.dtype, node.arg), node)
+
+
 def toposort(outputs) -> list[Node]:
     """All ancestors of `outputs`, each after its sources (iterative: no recursion limit)."""
     order: list[Node] = []

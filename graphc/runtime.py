@@ -120,7 +120,7 @@ class CompiledFunction:
             runner = Interpreter(graph)
         else:
             from .codegen.c import build_graph
-            runner = build_graph(graph)
+            runner = build_graph(graph, fuse=self.optimize)
         return Executable(graph, out_td, runner, specs)
 
     def __call__(self, *args, **kwargs):

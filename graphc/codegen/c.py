@@ -19,7 +19,7 @@ from ..ir import Graph
 from ..ops.reduce import BLOCK
 from ..runtime import as_array
 from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
-from .elements import element_expr, src_dtypes
+from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
@@ -56,6 +56,21 @@ def _load(v: View, dt: dtypes.DType, idx: str) -> str:
     if v.literal is not None:
         return c_literal(v.literal, dt)
     return f"{_ptr(v.buf, const=True)}[{idx}]"
+
+
+def _mem(b: Buffer) -> tuple:
+    """What identifies a buffer's memory: arena buffers by offset (an in-place output shares
+    its donor's), the others by kind and slot."""
+    return ("ws", b.offset) if b.kind == "ws" else (b.kind, b.index)
+
+
+def _restrict(v: View, dims, offset: bool = True) -> View:
+    """A view's strides over a subset of the loop dims (the kept or the reduced ones)."""
+    return View(v.buf, v.offset if offset else 0, tuple(v.strides[d] for d in dims), v.literal)
+
+
+def _join(a: str, b: str) -> str:
+    return a if b == "0" else b if a == "0" else f"{a} + {b}"
 
 
 def _index(offset: int, strides, ivars) -> str:
@@ -143,6 +158,105 @@ class _Emitter:
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 
+
+    def fused(self, k: Kernel) -> None:
+        """One loop nest for a fused group: outer loops over the kept dims, inner loops over
+        the reduced ones (blocked for float sums, as `reduce`); each element computes the
+        members in order into registers (`t<j>`), loads outside sources through restrict
+        pointers, stores the members needed later, and accumulates the reductions."""
+        f, w = k.fused, self.w
+        shape, axes = k.shape, f.axes
+        kept = [d for d in range(len(shape)) if d not in axes]
+        elem = [(n, v) for n, v in f.stores if n.op.kind != "reduce"]
+        reds = [n for n in f.nodes if n.op.kind == "reduce"]
+        red_out = [v for n, v in f.stores if n.op.kind == "reduce"]
+        full = list(k.srcs) + [v for _, v in elem]
+        outer = [_restrict(v, kept) for v in full] + red_out
+        inner = [_restrict(v, axes, offset=False) for v in full]
+        ptr = self._pointers(k)
+        temps: dict[int, str] = {}
+        with w.block(""):
+            for line in ptr.pop("decls"):
+                w.line(line)
+            oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer)
+            accs = []
+            for j, r in enumerate(reds):
+                acc_t = "double" if r.dtype.is_float else "int64_t"
+                init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
+                accs.append((f"acc{j}", f"part{j}", acc_t, init))
+                w.line(f"{acc_t} acc{j} = {init};")
+            extents, strides = loop_dims(tuple(shape[d] for d in axes), inner)
+            blocked = bool(extents) and max(extents) > BLOCK and any(
+                r.op.c.blocked and r.dtype.is_float for r in reds)
+            ivars = [f"j{d}" for d in range(len(extents))]
+            for i, e in zip(ivars[:-1] if blocked else ivars, extents):
+                w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+            if blocked:
+                last, e = ivars[-1], extents[-1]
+                w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+                for _, part, acc_t, init in accs:
+                    w.line(f"{acc_t} {part} = {init};")
+                w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+                w.open(f"for (long {last} = jb; {last} < je; {last}++)")
+            idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
+
+            def operand(s) -> str:
+                if id(s) in temps:
+                    return temps[id(s)]
+                j = f.loads[id(s)]
+                v = k.srcs[j]
+                if v.literal is not None:
+                    return c_literal(v.literal, s.dtype)
+                return f"{ptr[j]}[{idx[j]}]"
+
+            red_j = 0
+            for t, n in enumerate(f.nodes):
+                if n.op.kind == "reduce":
+                    acc, part, _, _ = accs[red_j]
+                    w.line(n.op.c.update.format(acc=part if blocked else acc,
+                                                x=operand(n.src[0])) + ";")
+                    red_j += 1
+                    continue
+                temps[id(n)] = f"t{t}"
+                w.line(f"{n.dtype.c} t{t} = {node_expr(n, [operand(s) for s in n.src])};")
+            for j, (n, _) in enumerate(elem, start=len(k.srcs)):
+                w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+            if blocked:
+                self.close(1)
+                for (acc, part, _, _), r in zip(accs, reds):
+                    w.line(r.op.c.update.format(acc=acc, x=part) + ";")
+                self.close(1)
+                self.close(len(extents) - 1)
+            else:
+                self.close(len(extents))
+            for j, ((acc, _, _, _), r) in enumerate(zip(accs, reds)):
+                w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
+            self.close(odepth)
+
+    def _pointers(self, k: Kernel) -> dict:
+        """A restrict pointer per distinct memory a fused kernel touches (views of one buffer,
+        or an input and the output written over it in place, share one), by view position:
+        sources first, then the elementwise stores, then the reductions' stores."""
+        f = k.fused
+        elem = [v for n, v in f.stores if n.op.kind != "reduce"]
+        reds = [v for n, v in f.stores if n.op.kind == "reduce"]
+        views = list(k.srcs) + elem + reds
+        written = {_mem(v.buf) for v in elem + reds}
+        names: dict = {}
+        decls = []
+        out: dict = {}
+        for j, v in enumerate(views):
+            if v.buf is None:
+                continue
+            key = _mem(v.buf)
+            if key not in names:
+                names[key] = f"p{len(names)}"
+                t = v.buf.dtype.c
+                q = "" if key in written else "const "
+                decls.append(f"{q}{t} *restrict {names[key]} = ({q}{t} *){_ptr(v.buf)};")
+            out[j] = names[key]
+        out["decls"] = decls
+        return out
 
     def matmul(self, k: Kernel) -> None:
         n = k.node
@@ -276,10 +390,27 @@ def tape_threshold() -> int:
         raise GraphcError(f"GRAPHC_TAPE_MIN_KERNELS={value!r}: expected an integer") from None
 
 
-def generate(graph: Graph) -> tuple[str, str, Schedule]:
-    """C source, cffi cdef and the schedule of a graph."""
-    sched = schedule(graph)
-    tape = plan_tape(sched) if len(sched.kernels) > tape_threshold() else None
+def _unfused_bound(graph: Graph) -> int:
+    """At least the number of kernels of the unfused schedule (no planning needed)."""
+    return len(graph.outputs) + sum(len(n.src) if n.op.name == "concatenate" else 2
+                                    for n in graph.nodes)
+
+
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
+    """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
+    more kernels than the tape threshold run as a tape of unfused kernels (one row each);
+    the others are fused (unless `fuse` is off or GRAPHC_DISABLE_PASSES names fuse)."""
+    from ..passes import enabled
+    fuse = fuse and enabled("fuse")
+    tape = None
+    if not fuse or _unfused_bound(graph) > tape_threshold():
+        sched = schedule(graph)
+        if len(sched.kernels) > tape_threshold():
+            tape = plan_tape(sched)
+        elif fuse:
+            sched = schedule(graph, fuse=True)
+    else:
+        sched = schedule(graph, fuse=True)
     source = _Emitter(sched, tape).render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
@@ -290,9 +421,9 @@ class CRunner:
     """Calls the built entry point: fresh output arrays, a shared workspace, one C call
     (`runner.call(leaves)`, generated per signature)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse: bool = True):
         from ..build import load_module
-        self.source, cdef, sched = generate(graph)
+        self.source, cdef, sched = generate(graph, fuse)
         self.ffi, lib = load_module(self.source, cdef)
         if "graphc_gemm.h" in self.source:
             from ..rt import gemm_addresses
@@ -366,5 +497,5 @@ def _entry_failed(rc: int):
     raise GraphcError(f"generated code returned error code {rc}")
 
 
-def build_graph(graph: Graph) -> CRunner:
-    return CRunner(graph)
+def build_graph(graph: Graph, fuse: bool = True) -> CRunner:
+    return CRunner(graph, fuse)

@@ -1,14 +1,15 @@
-"""One element of a kernel as a C expression, from the op's own template (shared by the
-straight-line and tape lowerings)."""
+"""One element of a node as a C expression, from the op's own template (shared by the
+straight-line, fused and tape lowerings)."""
 
 from __future__ import annotations
 
 from .. import dtypes
+from ..ir import Node
 from ..schedule import Kernel
 
 
-def template(kernel: Kernel) -> str:
-    op, n = kernel.node.op, kernel.node
+def node_template(n: Node) -> str:
+    op = n.op
     src_dt = n.src[0].dtype if n.src else n.dtype
     if op.name == "where":
         src_dt = n.src[1].dtype
@@ -18,6 +19,12 @@ def template(kernel: Kernel) -> str:
     if op.name == "cast" and n.dtype is dtypes.bool_:
         c = "({0} != 0)"
     return c
+
+
+def node_expr(n: Node, operands: list[str]) -> str:
+    """One element of an elementwise node given its operands' C expressions."""
+    f = "f" if n.src[0].dtype is dtypes.float32 else ""
+    return node_template(n).format(*operands, f=f, T=n.dtype.c)
 
 
 def src_dtypes(k: Kernel) -> list[dtypes.DType]:
@@ -31,6 +38,4 @@ def element_expr(k: Kernel, operands: list[str]) -> str:
     """One element of an elementwise or copy kernel, from the op's C template."""
     if k.kind == "copy":
         return operands[0]
-    n = k.node
-    f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return template(k).format(*operands, f=f, T=n.dtype.c)
+    return node_expr(k.node, operands)
