@@ -173,20 +173,32 @@ class CompiledFunction:
         return base
 
     def explain(self, *args) -> str:
-        """What the compiler did for this signature: passes, kernels, buffers, the graph."""
+        """What the compiler did for this signature: passes and their rewrites, kernels and
+        the fused groups in them, buffers and their reuse, peak bytes, the graph."""
         exe = self.executable(*args)
         st = self.stats(*args)
         lines = [f"{self.__name__}: {st['nodes']} nodes after optimization"]
-        log = getattr(exe.graph, "pass_log", [])
-        lines += [f"  pass {name}: {before} -> {after} nodes" for name, before, after in log]
-        lines.append(f"  kernels: {st['kernels']} (fused groups: none yet, one kernel per op; "
-                     "movement ops are strided views)")
+        log = getattr(exe.graph, "pass_log", None)
+        if log is None:
+            lines.append("  passes: none (optimize=False)")
+        lines += [f"  {record}" for record in log or ()]
         if "ws_buffers" in st:
+            mode = (f"tape of {st['tape_rows']} rows (unfused)" if st.get("tape_rows")
+                    else "straight-line C")
+            lines.append(f"  kernels: {st['kernels']} ({mode}; {st['fused_kernels']} fused "
+                         f"kernels computing {st['fused_nodes']} nodes; movement ops are "
+                         "strided views)")
+            lines += [f"    {d}" for d in getattr(exe.runner, "describe", ())]
             reused = st["ws_buffers"] - st["arena_slots"]
             lines.append(f"  buffers: {st['buffers']} ({st['ws_buffers']} in the arena sharing "
-                         f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot)")
-            lines.append(f"  peak_bytes: {st['peak_bytes']} (arena)")
+                         f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot, "
+                         f"{st['inplace']} written in place over a dying input)")
+            lines.append(f"  peak_bytes: {st['peak_bytes']} (arena, allocated once per "
+                         "signature)")
+            lines.append(f"  allocations per call: {st['allocations_per_call']} (the returned "
+                         "arrays; results are computed straight into them)")
         else:
+            lines.append(f"  kernels: {st['kernels']}")
             lines.append(f"  buffers: {st['buffers']} (numpy reference backend: one fresh array "
                          "per node, no reuse)")
             lines.append(f"  peak_bytes: {st['peak_bytes']} (all intermediates, upper bound)")

@@ -88,6 +88,7 @@ class Schedule:
     ws_bytes: int
     buffers: int = 0
     stats: dict = field(default_factory=dict)
+    inplace: dict = field(default_factory=dict)    # donor buffer -> buffer written over it
 
 
 class _Planner:
@@ -140,12 +141,13 @@ class _Planner:
             if v.buf is not b:
                 self.kernels.append(Kernel("copy", n, n.shape, View(b, 0, contiguous_strides(
                     n.shape)), [v], note="output"))
-        peak, slots, inplace = plan_memory(self.kernels)
+        peak, slots, handed = plan_memory(self.kernels)
         return Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
                         self.consts, peak, buffers=self.n_ws + len(self.outputs),
                         stats={"ws_buffers": self.n_ws, "arena_slots": slots,
-                               "inplace": inplace, "fused_kernels": len(groups),
-                               "fused_nodes": sum(len(g.nodes) for g in groups)})
+                               "inplace": len(handed), "fused_kernels": len(groups),
+                               "fused_nodes": sum(len(g.nodes) for g in groups)},
+                        inplace=handed)
 
     def lower_group(self, g: Group) -> None:
         """One fused kernel: outside sources are loaded through their views, members used
@@ -320,12 +322,13 @@ def inplace_donors(kern: Kernel, b: Buffer) -> list[Buffer]:
     return donors
 
 
-def plan_memory(kernels: list[Kernel]) -> tuple[int, int, int]:
+def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
     """Give each arena buffer an offset: an elementwise kernel's output takes over the slot of
     an input that dies in that kernel (in place, see inplace_donors); otherwise the slot of a
     buffer whose last use came strictly before this one's first write (same aligned size; the
     most recently freed slot first, as it is likeliest still in cache).
-    Returns the arena size in bytes, the number of distinct slots, and of in-place writes."""
+    Returns the arena size in bytes, the number of distinct slots, and the in-place pairs
+    (donor -> the buffer written over it)."""
     first, last = _lifetimes(kernels)
     free: dict[int, list[int]] = {}
     expiring: list[tuple[int, int, int, int]] = []     # (last use, seq, size, offset)
@@ -355,7 +358,7 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int, int]:
         heapq.heappush(expiring, (last[b], seq, size, b.offset))
     if os.environ.get("GRAPHC_VERIFY") == "1":
         verify_memory(kernels, handed)
-    return top, len({b.offset for b in first}), len(handed)
+    return top, len({b.offset for b in first}), handed
 
 
 def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
@@ -393,3 +396,36 @@ def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:
                 del st[k]
         k -= 1
     return extents, strides
+
+
+def _where(v: View) -> str:
+    if v.literal is not None:
+        return "literal"
+    b = v.buf
+    return f"arena@{b.offset}" if b.kind == "ws" else f"{b.kind}{b.index}"
+
+
+def describe(sched: Schedule) -> list[str]:
+    """One line per kernel for explain(): its nest, the nodes it computes (fused groups list
+    every member, in the order computed) and where its results go."""
+    names = sched.graph.numbering()
+
+    def name(n: Node) -> str:
+        return f"%{names.get(id(n), '?')}"
+
+    lines = []
+    for i, k in enumerate(sched.kernels):
+        shape = f"{k.node.dtype.short}{list(k.shape)}"
+        extra = " (in place)" if k.inplace else ""
+        if k.fused:
+            nest = f"loop over {shape}" + (f" reducing axes {k.fused.axes}" if k.fused.axes
+                                             else "")
+            members = " ".join(f"{name(n)}:{n.op.name}" for n in k.fused.nodes)
+            stores = ", ".join(f"{name(n)}->{_where(v)}" for n, v in k.fused.stores)
+            lines.append(f"kernel {i}: fused {len(k.fused.nodes)} nodes, {nest}{extra}: "
+                         f"{members}; stores {stores}")
+        else:
+            note = f" ({k.note})" if k.note else ""
+            lines.append(f"kernel {i}: {k.kind} {name(k.node)}:{k.node.op.name} {shape}{note}"
+                         f"{extra} -> {_where(k.out)}")
+    return lines

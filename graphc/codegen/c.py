@@ -18,7 +18,7 @@ from ..errors import GraphcError
 from ..ir import Graph
 from ..ops.reduce import BLOCK
 from ..runtime import as_array
-from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
+from ..schedule import Buffer, Kernel, Schedule, View, describe, loop_dims, schedule
 from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
@@ -407,6 +407,7 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
         sched = schedule(graph)
         if len(sched.kernels) > tape_threshold():
             tape = plan_tape(sched)
+            sched.stats["tape_rows"] = len(tape.rows) - 1
         elif fuse:
             sched = schedule(graph, fuse=True)
     else:
@@ -440,7 +441,9 @@ class CRunner:
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
-                      "peak_bytes": sched.ws_bytes, **sched.stats}
+                      "peak_bytes": sched.ws_bytes,
+                      "allocations_per_call": len(sched.outputs), **sched.stats}
+        self.describe = describe(sched)
         self.call = self._make_call()
 
     def _new_workspace(self):

@@ -7,8 +7,9 @@ round-trip, movement of movement, `where` with equal branches or a constant cond
 ones seeds of reverse mode (they become `x*1`), `stop_gradient` (the identity once
 differentiated). Two rules are exact in real arithmetic but round differently:
 
-- `sum_broadcast`: summing n copies of v is n*v (one rounding instead of n; n > 0 only, so
-  inf*0 never appears; exact for integers);
+- `sum_broadcast`: summing n copies of v is n*v + 0.0 (one rounding instead of n; n > 0
+  only, so inf*0 never appears; the + 0.0 turns -0.0 into the +0.0 a sum gives; exact for
+  integers);
 - `exp_log`: exp(log x) -> x where x is known >= 0 (exp, sigmoid, softplus, sqrt, abs, y*y
   produce it), so the identity holds over x's whole range, 0, +inf and NaN included (log of a
   negative number, where it fails, cannot occur); it removes two roundings. log(exp x) -> x
@@ -142,7 +143,9 @@ def sum_broadcast(n: Node) -> Node | None:
     kept = tuple(d for i, d in enumerate(x.shape) if i not in n.arg)
     r = _op("reshape", r, arg=kept) if r.shape != kept else r
     r = _op("broadcast_to", r, arg=n.shape) if r.shape != n.shape else r
-    return _op("mul", r, constant(count, n.dtype, n.shape))
+    r = _op("mul", r, constant(count, n.dtype, n.shape))
+    # a sum starts from +0.0, so n copies of -0.0 sum to +0.0: adding +0.0 keeps that
+    return _op("add", r, constant(0, n.dtype, n.shape)) if n.dtype.is_float else r
 
 
 def exp_log(n: Node) -> Node | None:
