@@ -42,7 +42,7 @@ def _mlp(params, x, activation):
 
 
 def _init(sizes, rng, dtype):
-    return [(rng.standard_normal((a, b)).astype(dtype) * np.sqrt(2 / a), np.zeros(b, dtype))
+    return [((rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype), np.zeros(b, dtype))
             for a, b in zip(sizes, sizes[1:])]
 
 

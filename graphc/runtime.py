@@ -183,8 +183,8 @@ class CompiledFunction:
             lines.append("  passes: none (optimize=False)")
         lines += [f"  {record}" for record in log or ()]
         if "ws_buffers" in st:
-            mode = (f"tape of {st['tape_rows']} rows (unfused)" if st.get("tape_rows")
-                    else "straight-line C")
+            mode = (f"a tape of {st['tape_rows']} rows, large fused nests as native "
+                    "functions" if st.get("tape_rows") else "straight-line C")
             lines.append(f"  kernels: {st['kernels']} ({mode}; {st['fused_kernels']} fused "
                          f"kernels computing {st['fused_nodes']} nodes; movement ops are "
                          "strided views)")

@@ -92,9 +92,10 @@ class Schedule:
 
 
 class _Planner:
-    def __init__(self, graph: Graph, fuse: bool = False):
+    def __init__(self, graph: Graph, fuse: bool = False, min_size: int = 0):
         self.graph = graph
         self.fuse = fuse
+        self.min_size = min_size
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
         self.n_ws = 0
@@ -129,7 +130,8 @@ class _Planner:
         return View(buf, 0, contiguous_strides(node.shape))
 
     def plan(self) -> Schedule:
-        groups = [g for g in fuse_groups(self.graph) if len(g.nodes) > 1] if self.fuse else []
+        groups = ([g for g in fuse_groups(self.graph, self.min_size) if len(g.nodes) > 1]
+                  if self.fuse else [])
         self.outside = used_outside(self.graph, groups)
         for unit in unit_order(self.graph, groups):
             if isinstance(unit, Group):
@@ -376,8 +378,10 @@ def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
         live.append(b)
 
 
-def schedule(graph: Graph, fuse: bool = False) -> Schedule:
-    return _Planner(graph, fuse).plan()
+def schedule(graph: Graph, fuse: bool = False, min_size: int = 0) -> Schedule:
+    """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
+    elements are fused (passes/fuse.py)."""
+    return _Planner(graph, fuse, min_size).plan()
 
 
 def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:

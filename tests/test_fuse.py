@@ -36,6 +36,19 @@ def test_w4_is_at_most_two_kernels_with_small_peak_memory():
     np.testing.assert_allclose(grad, unopt_g, rtol=1e-5, atol=1e-6)
 
 
+def test_tape_mode_runs_large_fused_nests_as_natives(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    x = X32[:5000].astype(np.float64)
+    f = graphc.compile(graphc.value_and_grad(w4))
+    st = f.stats(x)
+    assert st["tape_rows"] == 1 and st["kernels"] == 1 and st["fused_kernels"] == 1
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
+    ref_v, ref_g = graphc.compile(graphc.value_and_grad(w4), optimize=False)(x)
+    value, grad = f(x)
+    np.testing.assert_allclose(value, ref_v, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_g, rtol=1e-12, atol=1e-15)
+
+
 def test_a_call_allocates_only_the_returned_arrays():
     f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(graphc.exp(x) * x)))
     x = X32[:200_000]

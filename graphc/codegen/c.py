@@ -25,6 +25,7 @@ from .writer import CWriter
 
 ENTRY = "graphc_entry"
 LINES_PER_PART = 2000
+TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
 
 
 def c_literal(value, dt: dtypes.DType) -> str:
@@ -398,14 +399,17 @@ def _unfused_bound(graph: Graph) -> int:
 
 def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
     """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
-    more kernels than the tape threshold run as a tape of unfused kernels (one row each);
-    the others are fused (unless `fuse` is off or GRAPHC_DISABLE_PASSES names fuse)."""
+    more kernels than the tape threshold run as a tape: small kernels as rows, fused nests
+    of at least TAPE_FUSE_MIN elements as native functions. The others are fused whole
+    (unless `fuse` is off or GRAPHC_DISABLE_PASSES names fuse)."""
     from ..passes import enabled
     fuse = fuse and enabled("fuse")
     tape = None
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
         if len(sched.kernels) > tape_threshold():
+            if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
+                sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
             tape = plan_tape(sched)
             sched.stats["tape_rows"] = len(tape.rows) - 1
         elif fuse:

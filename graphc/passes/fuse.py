@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node
+from ..ir import Graph, Node, prod
 from ..ops import ELEMENTWISE, REDUCE
 
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
@@ -61,7 +61,8 @@ class Group:
 
 
 class _Fuser:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, min_size: int = 0):
+        self.min_size = min_size
         self.order = graph.nodes
         self.pos = {id(n): i for i, n in enumerate(self.order)}
         self.group_of: dict[int, Group] = {}
@@ -69,7 +70,7 @@ class _Fuser:
     def run(self) -> list[Group]:
         for n in self.order:
             nest = loop_nest(n)
-            if nest is None:
+            if nest is None or prod(nest[0]) < self.min_size:
                 continue
             g = Group(nest[0], nest[1], [n], {id(n)}, {}, self.pos[id(n)], self.pos[id(n)])
             g.ext = {id(s): s for s in n.src}
@@ -124,6 +125,7 @@ class _Fuser:
         return True
 
 
-def fuse(graph: Graph) -> list[Group]:
-    """The fused groups of a graph (nodes not in any group run as their own kernels)."""
-    return _Fuser(graph).run()
+def fuse(graph: Graph, min_size: int = 0) -> list[Group]:
+    """The fused groups of a graph (nodes not in any group run as their own kernels); only
+    nests of at least `min_size` elements fuse (tape mode keeps small ones as tape rows)."""
+    return _Fuser(graph, min_size).run()
