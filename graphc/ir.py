@@ -148,11 +148,13 @@ def toposort(outputs) -> list[Node]:
 class Graph:
     """Inputs and outputs of a traced function; the nodes between them in topological order."""
 
-    def __init__(self, inputs, outputs, name: str = "fn"):
+    def __init__(self, inputs, outputs, name: str = "fn", nodes: list[Node] | None = None):
+        """`nodes`, if given, must be exactly the ancestors of `outputs` in a topological
+        order (passes that already walked the graph pass it on instead of sorting again)."""
         self.inputs: tuple[Node, ...] = tuple(inputs)
         self.outputs: tuple[Node, ...] = tuple(outputs)
         self.name = name
-        self._nodes: list[Node] | None = None
+        self._nodes: list[Node] | None = nodes
 
     @property
     def nodes(self) -> list[Node]:

@@ -149,7 +149,7 @@ def test_memory_verification_catches_shared_live_bytes():
 def test_explain_shows_passes_groups_and_memory():
     f = graphc.compile(graphc.value_and_grad(w4))
     text = f.explain(X32[:1000])
-    for word in ("pass simplify", "mul_one", "fused 22 nodes", "reducing axes (0,)",
+    for word in ("pass fold+simplify", "mul_one", "fused 22 nodes", "reducing axes (0,)",
                  "peak_bytes: 0", "allocations per call: 2", "stores"):
         assert word in text, word
 

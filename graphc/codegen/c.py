@@ -59,6 +59,16 @@ def _load(v: View, dt: dtypes.DType, idx: str) -> str:
     return f"{_ptr(v.buf, const=True)}[{idx}]"
 
 
+def _simd(reds, accumulators: list[str]) -> str:
+    """The pragma for a fused nest's innermost loop (acted on under -fopenmp-simd): its
+    elementwise work has no dependence between iterations (restrict pointers, stores after
+    loads), and sums may be split into lanes. max/min (NaN-aware macros) keep the plain loop."""
+    if any(not r.op.c.update.startswith("{acc} +=") for r in reds):
+        return ""
+    clause = f" reduction(+:{', '.join(accumulators)})" if accumulators else ""
+    return "#pragma omp simd" + clause
+
+
 def _mem(b: Buffer) -> tuple:
     """What identifies a buffer's memory: arena buffers by offset (an in-place output shares
     its donor's), the others by kind and slot."""
@@ -90,12 +100,14 @@ class _Emitter:
         self.tape = tape
         self.w = CWriter()
 
-    def loops(self, shape, views: list[View], var: str = "i"):
+    def loops(self, shape, views: list[View], var: str = "i", pragma: str = ""):
         """Open loops over `shape` (merged where every view allows); returns each view's index
-        expression and the number of loops to close."""
+        expression and the number of loops to close. `pragma` goes before the innermost."""
         extents, strides = loop_dims(shape, views)
         ivars = [f"{var}{k}" for k in range(len(extents))]
-        for i, e in zip(ivars, extents):
+        for k, (i, e) in enumerate(zip(ivars, extents)):
+            if pragma and k == len(extents) - 1:
+                self.w.line(pragma)
             self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
         return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], len(extents)
 
@@ -179,7 +191,8 @@ class _Emitter:
         with w.block(""):
             for line in ptr.pop("decls"):
                 w.line(line)
-            oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer)
+            oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer,
+                                      pragma="" if axes else _simd([], []))
             accs = []
             for j, r in enumerate(reds):
                 acc_t = "double" if r.dtype.is_float else "int64_t"
@@ -190,7 +203,11 @@ class _Emitter:
             blocked = bool(extents) and max(extents) > BLOCK and any(
                 r.op.c.blocked and r.dtype.is_float for r in reds)
             ivars = [f"j{d}" for d in range(len(extents))]
-            for i, e in zip(ivars[:-1] if blocked else ivars, extents):
+            simd = _simd(reds, [a[1] if blocked else a[0] for a in accs])
+            for d, (i, e) in enumerate(zip(ivars[:-1] if blocked else ivars, extents)):
+                if d == len(extents) - 1:
+                    if simd:
+                        w.line(simd)
                 w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
             if blocked:
                 last, e = ivars[-1], extents[-1]
@@ -198,6 +215,8 @@ class _Emitter:
                 for _, part, acc_t, init in accs:
                     w.line(f"{acc_t} {part} = {init};")
                 w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+                if simd:
+                    w.line(simd)
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
             idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
 

@@ -17,12 +17,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node, adopt, intern_scope, make_node
+from ..ir import Graph, Node, adopt, intern_scope, make_node, toposort
 
 Rule = Callable[[Node], "Node | None"]
-MAX_SWEEPS = 8
 MAX_FIRES_PER_NODE = 16
-
 
 @dataclass
 class PassRecord:
@@ -47,68 +45,139 @@ def enabled(name: str) -> bool:
     return name not in disabled()
 
 
+class _Rewriter:
+    """One bottom-up sweep. Every node is rewritten to a local fixpoint once its sources
+    are final, and nodes that rules build are normalized as they are built (`build`), so
+    every node of the result is final: one sweep reaches the global fixpoint."""
+
+    def __init__(self, rules: dict[str, list[Rule]]):
+        self.rules = rules
+        self.fired: Counter = Counter()
+        self.order: list[Node] = []        # every final node, first occurrence, topological
+        self.seen: set[int] = set()
+
+    def normalize(self, m: Node) -> Node:
+        rules = self.rules
+        for _ in range(MAX_FIRES_PER_NODE):
+            for rule in rules.get(m.op.name, ()):
+                r = rule(m)
+                if r is not None and r is not m:
+                    self.fired[rule.__name__] += 1
+                    m = r
+                    break
+            else:
+                break
+        return m
+
+    def emit(self, m: Node) -> Node:
+        if id(m) not in self.seen:
+            self.seen.add(id(m))
+            self.order.append(m)
+        return m
+
+    def sweep(self, graph: Graph) -> Graph:
+        new: dict[int, Node] = {}
+        rules, normalize, emit = self.rules, self.normalize, self.emit
+        for n in graph.nodes:
+            src = n.src
+            if src:
+                src = tuple([new[id(s)] for s in src])
+            # unchanged nodes and leaves keep their identity (rules' constants reuse them)
+            m = adopt(n) if src == n.src else make_node(n.op, src, n.shape, n.dtype, n.arg)
+            if m.op.name in rules:
+                m = normalize(m)
+            new[id(n)] = emit(m)
+        outputs = tuple(new[id(o)] for o in graph.outputs)
+        return Graph(graph.inputs, outputs, graph.name, nodes=live_order(self.order, outputs))
+
+
+_active: list[_Rewriter] = []
+
+
+def build(op_name: str, *src: Node, arg=None) -> Node:
+    """A node built by a rule, already normalized by the running rewrite."""
+    from ..ops import OPS, bind
+    n = bind(OPS[op_name], src, arg)
+    if not _active:
+        return n
+    rw = _active[-1]
+    return rw.emit(rw.normalize(n))
+
+
+def live_order(order: list[Node], outputs) -> list[Node]:
+    """The nodes the outputs need, topologically. `order` is topological without duplicates
+    and holds every node the rewrite produced except, possibly, leaves that rules created
+    (they go first); anything else missing falls back to a depth-first sort."""
+    need = {id(o) for o in outputs}
+    rev: list[Node] = []
+    for n in reversed(order):
+        if id(n) in need:
+            rev.append(n)
+            need.update([id(s) for s in n.src])
+    rev.reverse()
+    if len(need) == len(rev):
+        return rev
+    have = {id(n) for n in rev}
+    missing = {id(s): s for n in [*rev, *outputs] for s in (n, *n.src) if id(s) not in have}
+    if any(n.src for n in missing.values()):
+        return toposort(outputs)
+    return list(missing.values()) + rev
+
+
 def rewrite(graph: Graph, rules: dict[str, list[Rule]], name: str) -> tuple[Graph, Counter]:
     """Apply `rules` (op name -> rules; a rule returns a replacement node or None) bottom-up
     to a fixpoint. Returns the new graph and how often each rule fired."""
-    fired: Counter = Counter()
-    outputs = graph.outputs
-    with intern_scope():
-        for _ in range(MAX_SWEEPS):
-            before = sum(fired.values())
-            outputs = _sweep(outputs, graph.inputs, rules, fired)
-            if sum(fired.values()) == before:
-                break
-    out = Graph(graph.inputs, outputs, graph.name)
-    return out, fired
+    rw = _Rewriter(rules)
+    _active.append(rw)
+    try:
+        with intern_scope():
+            out = rw.sweep(graph)
+    finally:
+        _active.pop()
+    return out, rw.fired
 
 
-def _sweep(outputs, inputs, rules, fired: Counter) -> tuple[Node, ...]:
-    from ..ir import toposort
-    new: dict[int, Node] = {}
-    for n in toposort(outputs):
-        if not n.src:
-            new[id(n)] = adopt(n)     # leaves keep their identity; rules' constants reuse them
-            continue
-        src = tuple(new[id(s)] for s in n.src)
-        m = adopt(n) if src == n.src else make_node(n.op, src, n.shape, n.dtype, n.arg)
-        for _ in range(MAX_FIRES_PER_NODE):
-            r = _first(rules.get(m.op.name, ()), m, fired)
-            if r is None:
-                break
-            m = r
-        new[id(n)] = m
-    for n in inputs:
-        new.setdefault(id(n), n)
-    return tuple(new[id(o)] for o in outputs)
+@dataclass(frozen=True)
+class Pass:
+    """A pipeline entry: a rule pass (`rules()` gives its rules by op name; adjacent rule
+    passes share one sweep, their rules tried in pipeline order) or a whole-graph pass."""
+    name: str
+    rules: Callable[[], dict[str, list[Rule]]] | None = None
+    run: Callable[[Graph], tuple[Graph, Counter]] | None = None
 
 
-def _first(rules, n: Node, fired: Counter) -> Node | None:
-    for rule in rules:
-        r = rule(n)
-        if r is not None and r is not n:
-            fired[rule.__name__] += 1
-            return r
-    return None
-
-
-def pipeline() -> list[tuple[str, Callable[[Graph], tuple[Graph, Counter]]]]:
+def pipeline() -> list[Pass]:
     """The Graph -> Graph passes in order (fusion follows, in schedule.py)."""
     from . import dce, fold, simplify
-    return [("fold", fold.run), ("simplify", simplify.run), ("dce", dce.run)]
+    return [Pass("fold", rules=fold.rules), Pass("simplify", rules=simplify.rules),
+            Pass("dce", run=dce.run)]
 
 
 def optimize(graph: Graph) -> Graph:
     """Run the enabled passes; the result carries `pass_log` (a list of PassRecord)."""
     off = disabled()
+    passes = [p for p in pipeline() if p.name not in off]
     log: list[PassRecord] = []
-    for name, run in pipeline():
-        if name in off:
-            continue
+    k = 0
+    while k < len(passes):
         before = len(graph.nodes)
-        new, fired = run(graph)
+        if passes[k].rules is None:
+            name = passes[k].name
+            graph, fired = passes[k].run(graph)
+            k += 1
+        else:
+            batch = [passes[k]]
+            while k + len(batch) < len(passes) and passes[k + len(batch)].rules is not None:
+                batch.append(passes[k + len(batch)])
+            k += len(batch)
+            name = "+".join(p.name for p in batch)
+            merged: dict[str, list[Rule]] = {}
+            for p in batch:
+                for op, rs in p.rules().items():
+                    merged[op] = merged.get(op, []) + list(rs)
+            graph, fired = rewrite(graph, merged, name)
         if os.environ.get("GRAPHC_VERIFY") == "1":
-            new.verify(full=True)
-        log.append(PassRecord(name, before, len(new.nodes), fired))
-        graph = new
+            graph.verify(full=True)
+        log.append(PassRecord(name, before, len(graph.nodes), fired))
     graph.pass_log = log
     return graph

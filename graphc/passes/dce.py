@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections import Counter
 
 from ..ir import Graph
+from . import live_order
 
 
 def run(graph: Graph) -> tuple[Graph, Counter]:
-    live = Graph(graph.inputs, graph.outputs, graph.name)
+    live = Graph(graph.inputs, graph.outputs, graph.name,
+                 nodes=live_order(graph.nodes, graph.outputs))
     dropped = len(graph.nodes) - len(live.nodes)
     return live, Counter({"dead_nodes": dropped} if dropped else {})

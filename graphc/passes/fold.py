@@ -28,7 +28,10 @@ def _value(n: Node) -> np.ndarray:
 
 def fold_constant(n: Node) -> Node | None:
     """op(constants) -> constant"""
-    if n.op.numpy is None or not all(s.op is CONST for s in n.src):
+    for s in n.src:
+        if s.op is not CONST:
+            return None
+    if n.op.numpy is None:
         return None
     if n.size > FOLD_MAX or sum(s.size for s in n.src) > READ_MAX:
         return None
@@ -42,7 +45,10 @@ def fold_constant(n: Node) -> Node | None:
     return constant(out, n.dtype)
 
 
-def run(graph: Graph) -> tuple[Graph, Counter]:
+def rules() -> dict[str, list]:
     from ..ops import OPS, SOURCE
-    rules = {name: [fold_constant] for name, op in OPS.items() if op.kind != SOURCE}
-    return rewrite(graph, rules, "fold")
+    return {name: [fold_constant] for name, op in OPS.items() if op.kind != SOURCE}
+
+
+def run(graph: Graph) -> tuple[Graph, Counter]:
+    return rewrite(graph, rules(), "fold")

@@ -28,9 +28,8 @@ import numpy as np
 
 from .. import dtypes
 from ..ir import Graph, Node
-from ..ops import OPS, bind
 from ..trace import constant, splat_value
-from . import Rule, rewrite
+from . import Rule, build, rewrite
 
 NONNEGATIVE = {"exp", "sigmoid", "softplus", "sqrt", "abs"}
 WIDENING = {("float32", "float64"), ("int32", "int64"), ("int32", "float64")}
@@ -42,10 +41,6 @@ def _is(n: Node, value: float, negative_zero: bool = False) -> bool:
     if v is None or v != value:
         return False
     return value != 0 or not n.dtype.is_float or bool(np.signbit(v)) == negative_zero
-
-
-def _op(name: str, *src: Node, arg=None) -> Node:
-    return bind(OPS[name], src, arg)
 
 
 # ---- rules: one per function, each with the rewrite it does in its docstring ----
@@ -60,7 +55,7 @@ def mul_minus_one(n: Node) -> Node | None:
     """x*-1 -> -x (exact: both flip the sign bit)"""
     a, b = n.src
     if n.dtype.is_float:
-        return _op("neg", a) if _is(b, -1) else _op("neg", b) if _is(a, -1) else None
+        return build("neg", a) if _is(b, -1) else build("neg", b) if _is(a, -1) else None
     return None
 
 
@@ -80,7 +75,7 @@ def sub_zero(n: Node) -> Node | None:
     a, b = n.src
     if _is(b, 0):
         return a
-    return _op("neg", b) if _is(a, 0, True) else None
+    return build("neg", b) if _is(a, 0, True) else None
 
 
 def neg_neg(n: Node) -> Node | None:
@@ -104,7 +99,7 @@ def broadcast_broadcast(n: Node) -> Node | None:
     """broadcast_to(broadcast_to(x, s1), s2) -> broadcast_to(x, s2)"""
     (a,) = n.src
     if a.op.name == "broadcast_to":
-        return _op("broadcast_to", a.src[0], arg=n.arg)
+        return build("broadcast_to", a.src[0], arg=n.arg)
     return a if a.shape == n.shape else None
 
 
@@ -114,7 +109,7 @@ def reshape_reshape(n: Node) -> Node | None:
     if a.op.name != "reshape":
         return a if a.shape == n.shape else None
     x = a.src[0]
-    return x if x.shape == n.shape else _op("reshape", x, arg=n.arg)
+    return x if x.shape == n.shape else build("reshape", x, arg=n.arg)
 
 
 def transpose_transpose(n: Node) -> Node | None:
@@ -124,7 +119,7 @@ def transpose_transpose(n: Node) -> Node | None:
         return None
     perm = tuple(a.arg[q] for q in n.arg)
     x = a.src[0]
-    return x if perm == tuple(range(len(perm))) else _op("transpose", x, arg=perm)
+    return x if perm == tuple(range(len(perm))) else build("transpose", x, arg=perm)
 
 
 def sum_broadcast(n: Node) -> Node | None:
@@ -139,13 +134,13 @@ def sum_broadcast(n: Node) -> Node | None:
     if not counted or count <= 0:
         return None
     real = tuple(i for i in n.arg if i not in stretched)
-    r = _op("sum", x, arg=real) if real else x
+    r = build("sum", x, arg=real) if real else x
     kept = tuple(d for i, d in enumerate(x.shape) if i not in n.arg)
-    r = _op("reshape", r, arg=kept) if r.shape != kept else r
-    r = _op("broadcast_to", r, arg=n.shape) if r.shape != n.shape else r
-    r = _op("mul", r, constant(count, n.dtype, n.shape))
+    r = build("reshape", r, arg=kept) if r.shape != kept else r
+    r = build("broadcast_to", r, arg=n.shape) if r.shape != n.shape else r
+    r = build("mul", r, constant(count, n.dtype, n.shape))
     # a sum starts from +0.0, so n copies of -0.0 sum to +0.0: adding +0.0 keeps that
-    return _op("add", r, constant(0, n.dtype, n.shape)) if n.dtype.is_float else r
+    return build("add", r, constant(0, n.dtype, n.shape)) if n.dtype.is_float else r
 
 
 def exp_log(n: Node) -> Node | None:
