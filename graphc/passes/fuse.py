@@ -77,19 +77,45 @@ class _Fuser:
             cands = {id(h): h for s in n.src if fusible(s, nest)
                      and (h := self.group_of.get(id(s))) is not None}
             for h in sorted(cands.values(), key=lambda h: -h.hi):
-                axes = _joined_axes(g.axes, h.axes)
-                if axes is None or len(g.nodes) + len(h.nodes) > MAX_GROUP:
-                    continue
-                if self._legal(g, h):
-                    g = self._merge(g, h, axes)
+                g = self._try(g, h)
             for m in g.nodes:
                 self.group_of[id(m)] = g
+        self._siblings()
         seen, groups = set(), []
         for g in self.group_of.values():
             if id(g) not in seen:
                 seen.add(id(g))
                 groups.append(g)
         return groups
+
+    def _try(self, g: Group, h: Group) -> Group:
+        """g and h merged if their nests combine and the result stays acyclic, else g."""
+        axes = _joined_axes(g.axes, h.axes)
+        if (axes is None or g.shape != h.shape or len(g.nodes) + len(h.nodes) > MAX_GROUP
+                or not self._legal(g, h)):
+            return g
+        return self._merge(g, h, axes)
+
+    def _siblings(self) -> None:
+        """Horizontal fusion: groups over the same nest that read the same computed value or
+        input (not a constant) merge, so it is loaded once (e.g. sum(x) and max(x))."""
+        readers: dict[int, list[Group]] = {}
+        for g in {id(g): g for g in self.group_of.values()}.values():
+            for e in g.ext.values():
+                if e.op.name != "const":
+                    readers.setdefault(id(e), []).append(g)
+        for gs in readers.values():
+            if len(gs) < 2:
+                continue
+            current = list({id(c): c for c in (self.group_of[id(h.nodes[0])] for h in gs)}
+                           .values())
+            g = current[0]
+            for h in current[1:]:
+                merged = self._try(g, h)
+                if merged is not g:
+                    g = merged
+                    for m in g.nodes:
+                        self.group_of[id(m)] = g
 
     def _merge(self, a: Group, b: Group, axes) -> Group:
         g = Group(a.shape, axes)
