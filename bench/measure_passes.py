@@ -25,31 +25,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a scrip
 from bench.workloads import w1_step, w2_step, w4, w7  # noqa: E402
 
 
-def per_call_ms(fn, args, reps: int = 20, repeat: int = 7) -> float:
-    fn(*args)
-    times = []
+def per_call_us(fns, args, reps: int, repeat: int = 15) -> list[float]:
+    """Median time per call of each function, the functions timed in alternation (the
+    machine is shared: alternating spreads its noise evenly)."""
+    for fn in fns:
+        fn(*args)
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn(*args)
-        times.append((time.perf_counter() - t0) / reps)
-    return statistics.median(times) * 1e3
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn(*args)
+            ts.append((time.perf_counter() - t0) / reps)
+    return [statistics.median(ts) * 1e6 for ts in times]
 
 
 def report(name: str, make, args, reps: int) -> None:
-    for optimize in (True, False):
-        f = graphc.compile(make(), optimize=optimize)
+    fns = [graphc.compile(make(), optimize=opt) for opt in (True, False)]
+    us = per_call_us(fns, args, reps)
+    for opt, f, t in zip((True, False), fns, us):
         st = f.stats(*args)
-        ms = per_call_ms(f, args, reps)
-        print(f"{name} optimize={optimize!s:5}: nodes {st['nodes']:5d}  kernels "
-              f"{st['kernels']:4d}  buffers {st['buffers']:4d}  peak_bytes "
-              f"{st['peak_bytes']:9d}  {ms * 1e3:9.1f} us/call")
+        print(f"{name} optimize={opt!s:5}: nodes {st['nodes']:5d}  kernels {st['kernels']:4d}  "
+              f"buffers {st['buffers']:4d}  peak_bytes {st['peak_bytes']:9d}  {t:9.1f} us/call")
 
 
 def main(which) -> None:
     if "w4" in which:
         x = np.random.default_rng(0).uniform(-2, 2, 1_000_000).astype(np.float32)
-        report("W4", lambda: graphc.value_and_grad(w4), (x,), reps=10)
+        report("W4", lambda: graphc.value_and_grad(w4), (x,), reps=3)
         print(f"W4 input bytes: {x.nbytes}")
     if "w1" in which:
         step, args = w1_step()

@@ -188,7 +188,7 @@ class CompiledFunction:
             lines.append(f"  kernels: {st['kernels']} ({mode}; {st['fused_kernels']} fused "
                          f"kernels computing {st['fused_nodes']} nodes; movement ops are "
                          "strided views)")
-            lines += [f"    {d}" for d in getattr(exe.runner, "describe", ())]
+            lines += [f"    {d}" for d in exe.runner.describe()]
             reused = st["ws_buffers"] - st["arena_slots"]
             lines.append(f"  buffers: {st['buffers']} ({st['ws_buffers']} in the arena sharing "
                          f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot, "

@@ -298,28 +298,29 @@ def _aligned(b: Buffer) -> int:
     return -(-max(b.size * b.dtype.itemsize, 1) // ALIGN) * ALIGN
 
 
-def inplace_donors(kern: Kernel, b: Buffer) -> list[Buffer]:
-    """Input buffers kernel `kern` may overwrite with its output `b`: b is written element by
-    element over the kernel's whole iteration space (an elementwise store), and every read of
-    the donor in this kernel is of the same element at the same position (identical view),
-    so each element is read before it is overwritten; same dtype and size."""
+def inplace_donors(kern: Kernel, b: Buffer, dying) -> list[Buffer]:
+    """Input buffers kernel `kern` may overwrite with its output `b`: each dies here
+    (`dying(buffer)`), b is written element by element over the kernel's whole iteration
+    space (an elementwise store), and every read of the donor in this kernel is of the same
+    element at the same position (identical view), so each element is read before it is
+    overwritten; same dtype and size."""
+    if kern.kind not in ("elementwise", "fused"):
+        return []
+    cands = [v.buf for v in kern.srcs if v.buf is not None and v.buf.kind == "ws"
+             and v.buf.dtype is b.dtype and v.buf.size == b.size and dying(v.buf)]
+    if not cands:
+        return []
     if kern.kind == "elementwise":
         out = kern.out if kern.out.buf is b else None
-    elif kern.kind == "fused":
+    else:
         out = next((v for n, v in kern.fused.stores if v.buf is b and n.shape == kern.shape
                     and n.op.kind == "elementwise"), None)
-    else:
-        out = None
     if out is None or out.offset or not out.is_contiguous(kern.shape):
         return []
     donors = []
-    for v in kern.srcs:
-        d = v.buf
-        if (d is None or d.kind != "ws" or d.dtype is not b.dtype or d.size != b.size
-                or d in donors):
-            continue
-        if all(w.offset == out.offset and w.strides == out.strides
-               for w in kern.srcs if w.buf is d):
+    for d in cands:
+        if d not in donors and all(w.offset == out.offset and w.strides == out.strides
+                                   for w in kern.srcs if w.buf is d):
             donors.append(d)
     return donors
 
@@ -345,8 +346,8 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
                 free.setdefault(size, []).append(off)
         size = _aligned(b)
         kern = kernels[first[b]]
-        donor = next((d for d in inplace_donors(kern, b) if last[d] == first[b]
-                      and d not in handed and d in seq_of), None)
+        donor = next(iter(inplace_donors(kern, b, lambda d, k=first[b]: (
+            last[d] == k and d not in handed and d in seq_of))), None)
         if donor is not None:
             b.offset = donor.offset
             handed[donor] = b

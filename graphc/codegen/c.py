@@ -466,7 +466,11 @@ class CRunner:
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
                       "peak_bytes": sched.ws_bytes,
                       "allocations_per_call": len(sched.outputs), **sched.stats}
-        self.describe = describe(sched)
+        self._sched = sched
+
+    def describe(self) -> list[str]:
+        """One line per kernel (explain())."""
+        return describe(self._sched)
         self.call = self._make_call()
 
     def _new_workspace(self):

@@ -21,6 +21,7 @@ change values: they are behind GRAPHC_VALUE_CHANGING_REWRITES=1, off by default.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from .. import dtypes
 from ..ir import Graph, Node
-from ..trace import constant, splat_value
+from ..trace import CONST, constant, splat_value
 from . import Rule, build, rewrite
 
 NONNEGATIVE = {"exp", "sigmoid", "softplus", "sqrt", "abs"}
@@ -37,10 +38,12 @@ WIDENING = {("float32", "float64"), ("int32", "int64"), ("int32", "float64")}
 
 def _is(n: Node, value: float, negative_zero: bool = False) -> bool:
     """n is a splat of `value` (for 0: with the given sign, if floating point)."""
-    v = splat_value(n)
-    if v is None or v != value:
+    if n.op is not CONST or n.arg.value.size != 1:
         return False
-    return value != 0 or not n.dtype.is_float or bool(np.signbit(v)) == negative_zero
+    v = n.arg.value.item()
+    if v != value:
+        return False
+    return value != 0 or not n.dtype.is_float or (math.copysign(1.0, v) < 0) == negative_zero
 
 
 # ---- rules: one per function, each with the rewrite it does in its docstring ----
