@@ -467,11 +467,11 @@ class CRunner:
                       "peak_bytes": sched.ws_bytes,
                       "allocations_per_call": len(sched.outputs), **sched.stats}
         self._sched = sched
+        self.call = self._make_call()
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         return describe(self._sched)
-        self.call = self._make_call()
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
