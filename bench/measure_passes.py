@@ -25,28 +25,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a scrip
 from bench.workloads import w1_step, w2_step, w4, w7  # noqa: E402
 
 
-def per_call_us(fns, args, reps: int, repeat: int = 15) -> list[float]:
-    """Median time per call of each function, the functions timed in alternation (the
-    machine is shared: alternating spreads its noise evenly)."""
+def per_call_us(fns, args, reps: int, repeat: int = 21) -> list[tuple[float, float]]:
+    """(median, min) CPU time per call of each function (process time: a shared machine's
+    other jobs preempt us, they do not count), the functions timed in alternation."""
     for fn in fns:
         fn(*args)
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for _ in range(reps):
                 fn(*args)
-            ts.append((time.perf_counter() - t0) / reps)
-    return [statistics.median(ts) * 1e6 for ts in times]
+            ts.append((time.process_time() - t0) / reps)
+    return [(statistics.median(ts) * 1e6, min(ts) * 1e6) for ts in times]
 
 
 def report(name: str, make, args, reps: int) -> None:
     fns = [graphc.compile(make(), optimize=opt) for opt in (True, False)]
     us = per_call_us(fns, args, reps)
-    for opt, f, t in zip((True, False), fns, us):
+    for opt, f, (med, low) in zip((True, False), fns, us):
         st = f.stats(*args)
         print(f"{name} optimize={opt!s:5}: nodes {st['nodes']:5d}  kernels {st['kernels']:4d}  "
-              f"buffers {st['buffers']:4d}  peak_bytes {st['peak_bytes']:9d}  {t:9.1f} us/call")
+              f"buffers {st['buffers']:4d}  peak_bytes {st['peak_bytes']:9d}  "
+              f"{med:9.1f} us/call (median; min {low:.1f})")
 
 
 def main(which) -> None:
