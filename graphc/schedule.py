@@ -132,7 +132,7 @@ class _Planner:
     def plan(self) -> Schedule:
         groups = ([g for g in fuse_groups(self.graph, self.min_size) if len(g.nodes) > 1]
                   if self.fuse else [])
-        self.outside = used_outside(self.graph, groups)
+        self.outside = used_outside(self.graph, groups) if groups else set()
         for unit in unit_order(self.graph, groups):
             if isinstance(unit, Group):
                 self.lower_group(unit)
@@ -298,13 +298,17 @@ def _aligned(b: Buffer) -> int:
     return -(-max(b.size * b.dtype.itemsize, 1) // ALIGN) * ALIGN
 
 
+INPLACE_KINDS = ("elementwise", "fused")
+INPLACE_MIN_BYTES = 1024     # smaller buffers gain nothing over reusing a freed slot
+
+
 def inplace_donors(kern: Kernel, b: Buffer, dying) -> list[Buffer]:
     """Input buffers kernel `kern` may overwrite with its output `b`: each dies here
     (`dying(buffer)`), b is written element by element over the kernel's whole iteration
     space (an elementwise store), and every read of the donor in this kernel is of the same
     element at the same position (identical view), so each element is read before it is
     overwritten; same dtype and size."""
-    if kern.kind not in ("elementwise", "fused"):
+    if kern.kind not in INPLACE_KINDS:
         return []
     cands = [v.buf for v in kern.srcs if v.buf is not None and v.buf.kind == "ws"
              and v.buf.dtype is b.dtype and v.buf.size == b.size and dying(v.buf)]
@@ -315,7 +319,7 @@ def inplace_donors(kern: Kernel, b: Buffer, dying) -> list[Buffer]:
     else:
         out = next((v for n, v in kern.fused.stores if v.buf is b and n.shape == kern.shape
                     and n.op.kind == "elementwise"), None)
-    if out is None or out.offset or not out.is_contiguous(kern.shape):
+    if out is None or out.offset or (kern.shape and not out.is_contiguous(kern.shape)):
         return []
     donors = []
     for d in cands:
@@ -326,8 +330,9 @@ def inplace_donors(kern: Kernel, b: Buffer, dying) -> list[Buffer]:
 
 
 def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
-    """Give each arena buffer an offset: an elementwise kernel's output takes over the slot of
-    an input that dies in that kernel (in place, see inplace_donors); otherwise the slot of a
+    """Give each arena buffer an offset: an elementwise kernel's output (of INPLACE_MIN_BYTES
+    or more) takes over the slot of an input that dies in that kernel (in place, see
+    inplace_donors); otherwise the slot of a
     buffer whose last use came strictly before this one's first write (same aligned size; the
     most recently freed slot first, as it is likeliest still in cache).
     Returns the arena size in bytes, the number of distinct slots, and the in-place pairs
@@ -345,9 +350,14 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
             if s not in void:
                 free.setdefault(size, []).append(off)
         size = _aligned(b)
-        kern = kernels[first[b]]
-        donor = next(iter(inplace_donors(kern, b, lambda d, k=first[b]: (
-            last[d] == k and d not in handed and d in seq_of))), None)
+        k = first[b]
+        kern = kernels[k]
+        donor = None
+        if size >= INPLACE_MIN_BYTES and kern.kind in INPLACE_KINDS and any(
+                v.buf is not None and v.buf.kind == "ws" and last[v.buf] == k
+                for v in kern.srcs):
+            donor = next(iter(inplace_donors(kern, b, lambda d, k=k: (
+                last[d] == k and d not in handed and d in seq_of))), None)
         if donor is not None:
             b.offset = donor.offset
             handed[donor] = b
