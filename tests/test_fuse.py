@@ -200,3 +200,14 @@ def test_random_programs_with_passes_disabled(monkeypatch, disable, tape):
 @pytest.mark.parametrize("disable", CONFIGS)
 def test_random_programs_with_passes_disabled_long(monkeypatch, disable, tape):
     _suite(60)(monkeypatch, disable, tape)
+
+
+def test_deep_chains_fuse_without_recursion():
+    def chain(x):
+        for k in range(6_000):      # 9,000 nodes: far past Python's recursion limit
+            x = graphc.tanh(x) * 1.0001 if k % 2 else x + 0.5
+        return graphc.sum(x)
+    graph = trace_to_graph(chain, (np.ones(4),))[0]
+    sched = schedule(graph, fuse=True)
+    assert len(sched.kernels) <= 9_001 // 256 * 2 + 2          # groups of at most 256 nodes
+    assert all(k.kind == "fused" for k in sched.kernels)

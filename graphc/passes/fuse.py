@@ -78,8 +78,7 @@ class _Fuser:
                      and (h := self.group_of.get(id(s))) is not None}
             for h in sorted(cands.values(), key=lambda h: -h.hi):
                 g = self._try(g, h)
-            for m in g.nodes:
-                self.group_of[id(m)] = g
+            self.group_of[id(n)] = g          # _merge has moved the other members
         self._siblings()
         seen, groups = set(), []
         for g in self.group_of.values():
@@ -111,19 +110,24 @@ class _Fuser:
                            .values())
             g = current[0]
             for h in current[1:]:
-                merged = self._try(g, h)
-                if merged is not g:
-                    g = merged
-                    for m in g.nodes:
-                        self.group_of[id(m)] = g
+                g = self._try(g, h)
 
     def _merge(self, a: Group, b: Group, axes) -> Group:
-        g = Group(a.shape, axes)
-        g.member = a.member | b.member
-        g.nodes = sorted(a.nodes + b.nodes, key=lambda n: self.pos[id(n)])
-        g.ext = {k: v for k, v in {**a.ext, **b.ext}.items() if k not in g.member}
-        g.lo, g.hi = min(a.lo, b.lo), max(a.hi, b.hi)
-        return g
+        """The smaller group joins the larger one (in place: linear time along chains)."""
+        big, small = (a, b) if len(a.nodes) >= len(b.nodes) else (b, a)
+        big.axes = axes
+        big.member |= small.member
+        if self.pos[id(small.nodes[0])] > self.pos[id(big.nodes[-1])]:
+            big.nodes.extend(small.nodes)
+        else:
+            big.nodes = sorted(big.nodes + small.nodes, key=lambda n: self.pos[id(n)])
+        big.ext.update(small.ext)
+        for k in [k for k in big.ext if k in big.member]:
+            del big.ext[k]
+        big.lo, big.hi = min(a.lo, b.lo), max(a.hi, b.hi)
+        for m in small.nodes:
+            self.group_of[id(m)] = big
+        return big
 
     def _legal(self, a: Group, b: Group) -> bool:
         """a and b may merge unless a source outside both depends on either (a cycle)."""
