@@ -13,6 +13,7 @@ scheduling, reads `enabled("fuse")`); `graphc.compile(..., optimize=False)` skip
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,16 +92,23 @@ class _Rewriter:
         return Graph(graph.inputs, outputs, graph.name, nodes=live_order(self.order, outputs))
 
 
-_active: list[_Rewriter] = []
+_state = threading.local()          # the rewrites running on this thread, innermost last
+
+
+def _active() -> list[_Rewriter]:
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    return _state.stack
 
 
 def build(op_name: str, *src: Node, arg=None) -> Node:
     """A node built by a rule, already normalized by the running rewrite."""
     from ..ops import OPS, bind
     n = bind(OPS[op_name], src, arg)
-    if not _active:
+    stack = _active()
+    if not stack:
         return n
-    rw = _active[-1]
+    rw = stack[-1]
     return rw.emit(rw.normalize(n))
 
 
@@ -128,12 +136,12 @@ def rewrite(graph: Graph, rules: dict[str, list[Rule]], name: str) -> tuple[Grap
     """Apply `rules` (op name -> rules; a rule returns a replacement node or None) bottom-up
     to a fixpoint. Returns the new graph and how often each rule fired."""
     rw = _Rewriter(rules)
-    _active.append(rw)
+    _active().append(rw)
     try:
         with intern_scope():
             out = rw.sweep(graph)
     finally:
-        _active.pop()
+        _active().pop()
     return out, rw.fired
 
 
