@@ -140,6 +140,14 @@ def user_location() -> tuple[str, int] | None:
     return None
 
 
+def build_location(where: tuple[str, int] | None) -> tuple[str, int] | None:
+    """Make `where` the source line of nodes built from now on (None: the caller's line);
+    returns the previous setting, to restore."""
+    previous = getattr(_scope, "where", None)
+    _scope.where = where
+    return previous
+
+
 class built_for:
     """Context manager: nodes built inside (e.g. by a derivative rule) are attributed to
     `node`'s source line."""
@@ -153,6 +161,15 @@ class built_for:
 
     def __exit__(self, *exc):
         _scope.where = self.saved
+
+
+def adopt(node: Node) -> Node:
+    """Register an existing node in the current trace's intern table (passes rebuilding a
+    graph keep its leaves and unchanged nodes); returns the table's node for that key."""
+    table = getattr(_scope, "table", None)
+    if table is None:
+        return node
+    return table.setdefault((node.op, node.src, node.shape, node.dtype, node.arg), node)
 
 
 def toposort(outputs) -> list[Node]:
@@ -183,12 +200,15 @@ class Graph:
     `aliases` holds pairs (k, j): output k is written into the memory of input j (an in-place
     update, e.g. of parameters and optimizer state), after every read of input j."""
 
-    def __init__(self, inputs, outputs, name: str = "fn", aliases=()):
+    def __init__(self, inputs, outputs, name: str = "fn", aliases=(),
+                 nodes: list[Node] | None = None):
+        """`nodes`, if given, must be exactly the ancestors of `outputs` in a topological
+        order (passes that already walked the graph pass it on instead of sorting again)."""
         self.inputs: tuple[Node, ...] = tuple(inputs)
         self.outputs: tuple[Node, ...] = tuple(outputs)
         self.name = name
         self.aliases: tuple[tuple[int, int], ...] = tuple(aliases)
-        self._nodes: list[Node] | None = None
+        self._nodes: list[Node] | None = nodes
         if self.aliases:
             self._check_aliases()
 

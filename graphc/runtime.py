@@ -194,20 +194,32 @@ class CompiledFunction:
         return base
 
     def explain(self, *args) -> str:
-        """What the compiler did for this signature: passes, kernels, buffers, the graph."""
+        """What the compiler did for this signature: passes and their rewrites, kernels and
+        the fused groups in them, buffers and their reuse, peak bytes, the graph."""
         exe = self.executable(*args)
         st = self.stats(*args)
         lines = [f"{self.__name__}: {st['nodes']} nodes after optimization"]
-        log = getattr(exe.graph, "pass_log", [])
-        lines += [f"  pass {name}: {before} -> {after} nodes" for name, before, after in log]
-        lines.append(f"  kernels: {st['kernels']} (fused groups: none yet, one kernel per op; "
-                     "movement ops are strided views)")
+        log = getattr(exe.graph, "pass_log", None)
+        if log is None:
+            lines.append("  passes: none (optimize=False)")
+        lines += [f"  {record}" for record in log or ()]
         if "ws_buffers" in st:
+            mode = (f"a tape of {st['tape_rows']} rows, large fused nests as native "
+                    "functions" if st.get("tape_rows") else "straight-line C")
+            lines.append(f"  kernels: {st['kernels']} ({mode}; {st['fused_kernels']} fused "
+                         f"kernels computing {st['fused_nodes']} nodes; movement ops are "
+                         "strided views)")
+            lines += [f"    {d}" for d in exe.runner.describe()]
             reused = st["ws_buffers"] - st["arena_slots"]
             lines.append(f"  buffers: {st['buffers']} ({st['ws_buffers']} in the arena sharing "
-                         f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot)")
-            lines.append(f"  peak_bytes: {st['peak_bytes']} (arena)")
+                         f"{st['arena_slots']} slots: {reused} reuse a dead buffer's slot, "
+                         f"{st['inplace']} written in place over a dying input)")
+            lines.append(f"  peak_bytes: {st['peak_bytes']} (arena, allocated once per "
+                         "signature)")
+            lines.append(f"  allocations per call: {st['allocations_per_call']} (the returned "
+                         "arrays; results are computed straight into them)")
         else:
+            lines.append(f"  kernels: {st['kernels']}")
             lines.append(f"  buffers: {st['buffers']} (numpy reference backend: one fresh array "
                          "per node, no reuse)")
             lines.append(f"  peak_bytes: {st['peak_bytes']} (all intermediates, upper bound)")
@@ -224,7 +236,8 @@ _RUNNERS: collections.OrderedDict = collections.OrderedDict()
 _RUNNERS_MAX = 128
 _runners_lock = threading.Lock()
 # settings read while optimizing and lowering: a runner built under others is not reused
-_LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY")
+_LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY",
+                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC")
 
 
 def _runner_for(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, object]:
@@ -244,7 +257,7 @@ def _runner_for(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, obje
         runner = Interpreter(graph)
     else:
         from .codegen.c import build_graph
-        runner = build_graph(graph)
+        runner = build_graph(graph, fuse=optimize)
     with _runners_lock:
         _RUNNERS[key] = (graph, runner)
         while len(_RUNNERS) > _RUNNERS_MAX:

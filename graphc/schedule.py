@@ -10,11 +10,14 @@ into the input's memory by kernels placed after every other kernel (see `_alias_
 from __future__ import annotations
 
 import heapq
+import os
 from dataclasses import dataclass, field
 
 from .dtypes import DType
 from .errors import GraphcError
 from .ir import Graph, Node
+from .passes.fuse import Group
+from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
@@ -52,13 +55,30 @@ def contiguous_strides(shape) -> tuple[int, ...]:
 
 
 @dataclass(eq=False)
+class Fused:
+    """What a fused kernel computes: its nodes in order, in one loop nest over the kernel's
+    shape reducing `axes`; `loads` maps each outside source to its index in Kernel.srcs;
+    `stores` are the members written to memory (the rest live in registers)."""
+    nodes: list[Node]
+    axes: tuple[int, ...]
+    loads: dict[int, int]
+    stores: list[tuple[Node, View]]
+
+
+@dataclass(eq=False)
 class Kernel:
-    kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero" | "guard"
+    kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero" | "fused"
+                         # | "guard"
     node: Node | None
     shape: tuple[int, ...]
     out: View
     srcs: list[View]
     note: str = ""
+    fused: Fused | None = None
+    inplace: bool = False      # writes over an input buffer that dies here (plan_memory)
+
+    def outs(self) -> list[View]:
+        return [v for _, v in self.fused.stores] if self.fused else [self.out]
 
 
 @dataclass
@@ -73,11 +93,14 @@ class Schedule:
     buffers: int = 0
     stats: dict = field(default_factory=dict)
     aliases: tuple[tuple[int, int], ...] = ()      # (output k, input j): see Graph.aliases
+    inplace: dict = field(default_factory=dict)    # donor buffer -> buffer written over it
 
 
 class _Planner:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse: bool = False, min_size: int = 0):
         self.graph = graph
+        self.fuse = fuse
+        self.min_size = min_size
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
         self.n_ws = 0
@@ -115,9 +138,14 @@ class _Planner:
         return View(buf, 0, contiguous_strides(node.shape))
 
     def plan(self) -> Schedule:
-        for n in self.graph.nodes:
-            if id(n) not in self.views:
-                self.views[id(n)] = self.lower(n)
+        groups = ([g for g in fuse_groups(self.graph, self.min_size) if len(g.nodes) > 1]
+                  if self.fuse else [])
+        self.outside = used_outside(self.graph, groups) if groups else set()
+        for unit in unit_order(self.graph, groups):
+            if isinstance(unit, Group):
+                self.lower_group(unit)
+            elif id(unit) not in self.views:
+                self.views[id(unit)] = self.lower(unit)
         aliased = {k for k, _ in self.graph.aliases}
         for k, (n, b) in enumerate(zip(self.graph.outputs, self.outputs)):
             v = self.views[id(n)]
@@ -125,11 +153,13 @@ class _Planner:
                 self.kernels.append(Kernel("copy", n, n.shape, View(b, 0, contiguous_strides(
                     n.shape)), [v], note="output"))
         self._alias_copies()
-        peak, slots = plan_memory(self.kernels)
+        peak, slots, handed = plan_memory(self.kernels)
         sched = Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
                          self.consts, peak, buffers=self.n_ws + len(self.outputs),
-                         stats={"ws_buffers": self.n_ws, "arena_slots": slots},
-                         aliases=self.graph.aliases)
+                         stats={"ws_buffers": self.n_ws, "arena_slots": slots,
+                                "inplace": len(handed), "fused_kernels": len(groups),
+                                "fused_nodes": sum(len(g.nodes) for g in groups)},
+                         aliases=self.graph.aliases, inplace=handed)
         check_aliases(sched)
         return sched
 
@@ -152,6 +182,22 @@ class _Planner:
             n = self.graph.outputs[k]
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
             self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
+
+    def lower_group(self, g: Group) -> None:
+        """One fused kernel: outside sources are loaded through their views, members used
+        outside the group (or returned) are stored, the rest stay in registers."""
+        srcs, loads = [], {}
+        for k, e in enumerate(g.ext.values()):
+            loads[id(e)] = k
+            srcs.append(self.views[id(e)])
+        stores = []
+        for n in g.nodes:
+            if id(n) in self.outside:
+                self.views[id(n)] = self.dest(n)
+                stores.append((n, self.views[id(n)]))
+        self.kernels.append(Kernel("fused", g.nodes[-1], g.shape, stores[0][1], srcs,
+                                   note=f"{len(g.nodes)} nodes",
+                                   fused=Fused(g.nodes, g.axes, loads, stores)))
 
     def lower(self, n: Node) -> View:
         name, kind = n.op.name, n.op.kind
@@ -220,32 +266,144 @@ class _Planner:
         return View(b, 0, contiguous_strides(n.shape))
 
 
-def plan_memory(kernels: list[Kernel]) -> tuple[int, int]:
-    """Give each arena buffer an offset, reusing the slot of a buffer whose last use came
-    strictly before this one's first write (same aligned size; the most recently freed slot
-    first, as it is likeliest still in cache).
-    Returns the arena size in bytes and the number of distinct slots."""
+def used_outside(graph: Graph, groups: list[Group]) -> set[int]:
+    """Nodes whose values leave their kernel: graph outputs and sources of another unit."""
+    unit = {id(n): id(g) for g in groups for n in g.nodes}
+    used = {id(n) for n in graph.outputs}
+    for n in graph.nodes:
+        for s in n.src:
+            if unit.get(id(s), id(s)) != unit.get(id(n), id(n)):
+                used.add(id(s))
+    return used
+
+
+def unit_order(graph: Graph, groups: list[Group]) -> list:
+    """Fused groups and the remaining nodes in an executable order (Kahn's algorithm on the
+    group graph, which fusion keeps acyclic; ties go to the earliest node in the graph's own
+    topological order, so unfused graphs keep it exactly)."""
+    order = graph.nodes
+    if not groups:
+        return order
+    pos = {id(n): i for i, n in enumerate(order)}
+    unit_of: dict[int, object] = {id(n): g for g in groups for n in g.nodes}
+    units = list(groups) + [n for n in order if id(n) not in unit_of]
+    for n in order:
+        unit_of.setdefault(id(n), n)
+    deps: dict[int, int] = {}
+    users: dict[int, list] = {}
+    for u in units:
+        srcs = u.ext.values() if isinstance(u, Group) else u.src
+        ids = {id(unit_of[id(s)]) for s in srcs} - {id(u)}
+        deps[id(u)] = len(ids)
+        for d in ids:
+            users.setdefault(d, []).append(u)
+    first = {id(u): (u.lo if isinstance(u, Group) else pos[id(u)]) for u in units}
+    ready = [(first[id(u)], k, u) for k, u in enumerate(units) if deps[id(u)] == 0]
+    heapq.heapify(ready)
+    out = []
+    tie = len(units)
+    while ready:
+        _, _, u = heapq.heappop(ready)
+        out.append(u)
+        for v in users.get(id(u), ()):
+            deps[id(v)] -= 1
+            if deps[id(v)] == 0:
+                tie += 1
+                heapq.heappush(ready, (first[id(v)], tie, v))
+    if len(out) != len(units):
+        raise AssertionError("internal: fused groups form a cycle")
+    return out
+
+
+def _lifetimes(kernels: list[Kernel]) -> tuple[dict[Buffer, int], dict[Buffer, int]]:
     first: dict[Buffer, int] = {}
     last: dict[Buffer, int] = {}
     for k, kern in enumerate(kernels):
-        for v in [kern.out, *kern.srcs]:
+        for v in [*kern.outs(), *kern.srcs]:
             if v.buf is not None and v.buf.kind == "ws":
                 first.setdefault(v.buf, k)
                 last[v.buf] = k
+    return first, last
+
+
+def _aligned(b: Buffer) -> int:
+    return -(-max(b.size * b.dtype.itemsize, 1) // ALIGN) * ALIGN
+
+
+INPLACE_KINDS = ("elementwise", "fused")
+INPLACE_MIN_BYTES = 1024     # smaller buffers gain nothing over reusing a freed slot
+
+
+def inplace_donors(kern: Kernel, b: Buffer, dying) -> list[Buffer]:
+    """Input buffers kernel `kern` may overwrite with its output `b`: each dies here
+    (`dying(buffer)`), b is written element by element over the kernel's whole iteration
+    space (an elementwise store), and every read of the donor in this kernel is of the same
+    element at the same position (identical view), so each element is read before it is
+    overwritten; same dtype and size."""
+    if kern.kind not in INPLACE_KINDS:
+        return []
+    cands = [v.buf for v in kern.srcs if v.buf is not None and v.buf.kind == "ws"
+             and v.buf.dtype is b.dtype and v.buf.size == b.size and dying(v.buf)]
+    if not cands:
+        return []
+    if kern.kind == "elementwise":
+        out = kern.out if kern.out.buf is b else None
+    else:
+        out = next((v for n, v in kern.fused.stores if v.buf is b and n.shape == kern.shape
+                    and n.op.kind == "elementwise"), None)
+    if out is None or out.offset or (kern.shape and not out.is_contiguous(kern.shape)):
+        return []
+    donors = []
+    for d in cands:
+        if d not in donors and all(w.offset == out.offset and w.strides == out.strides
+                                   for w in kern.srcs if w.buf is d):
+            donors.append(d)
+    return donors
+
+
+def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
+    """Give each arena buffer an offset: an elementwise kernel's output (of INPLACE_MIN_BYTES
+    or more) takes over the slot of an input that dies in that kernel (in place, see
+    inplace_donors); otherwise the slot of a
+    buffer whose last use came strictly before this one's first write (same aligned size; the
+    most recently freed slot first, as it is likeliest still in cache).
+    Returns the arena size in bytes, the number of distinct slots, and the in-place pairs
+    (donor -> the buffer written over it)."""
+    first, last = _lifetimes(kernels)
     free: dict[int, list[int]] = {}
     expiring: list[tuple[int, int, int, int]] = []     # (last use, seq, size, offset)
+    handed: dict[Buffer, Buffer] = {}                 # donor -> the buffer now in its slot
+    seq_of: dict[Buffer, int] = {}
+    void: set[int] = set()         # expiries cancelled: the slot lives on in place
     top = 0
     for seq, b in enumerate(sorted(first, key=first.__getitem__)):
         while expiring and expiring[0][0] < first[b]:
-            _, _, size, off = heapq.heappop(expiring)
-            free.setdefault(size, []).append(off)
-        size = -(-max(b.size * b.dtype.itemsize, 1) // ALIGN) * ALIGN
-        if free.get(size):
+            _, s, size, off = heapq.heappop(expiring)
+            if s not in void:
+                free.setdefault(size, []).append(off)
+        size = _aligned(b)
+        k = first[b]
+        kern = kernels[k]
+        donor = None
+        if size >= INPLACE_MIN_BYTES and kern.kind in INPLACE_KINDS and any(
+                v.buf is not None and v.buf.kind == "ws" and last[v.buf] == k
+                for v in kern.srcs):
+            donor = next(iter(inplace_donors(kern, b, lambda d, k=k: (
+                last[d] == k and d not in handed and d in seq_of))), None)
+        if donor is not None:
+            b.offset = donor.offset
+            handed[donor] = b
+            kern.inplace = True
+            void.add(seq_of[donor])
+        elif free.get(size):
             b.offset = free[size].pop()
         else:
             b.offset, top = top, top + size
+        seq_of[b] = seq
         heapq.heappush(expiring, (last[b], seq, size, b.offset))
-    return top, len({b.offset for b in first})
+    if os.environ.get("GRAPHC_VERIFY") == "1":
+        verify_memory(kernels, handed)
+    return top, len({b.offset for b in first}), handed
 
 
 def check_aliases(sched: Schedule) -> None:
@@ -254,7 +412,8 @@ def check_aliases(sched: Schedule) -> None:
     comes from the arena or a constant, never from caller memory."""
     for k, j in sched.aliases:
         out, inp = sched.outputs[k], sched.inputs[j]
-        writes = [i for i, kern in enumerate(sched.kernels) if kern.out.buf is out]
+        writes = [i for i, kern in enumerate(sched.kernels)
+                  if any(v.buf is out for v in kern.outs())]
         if len(writes) != 1:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
@@ -268,8 +427,25 @@ def check_aliases(sched: Schedule) -> None:
                                       "overwrote it in place")
 
 
-def schedule(graph: Graph) -> Schedule:
-    return _Planner(graph).plan()
+def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
+    """Plan-time check (GRAPHC_VERIFY=1): no two arena buffers whose lifetimes overlap share
+    a byte, except a donor and the buffer a kernel writes over it in place."""
+    first, last = _lifetimes(kernels)
+    live: list[Buffer] = []
+    for b in sorted(first, key=first.__getitem__):
+        live = [a for a in live if last[a] >= first[b]]
+        for a in live:
+            overlap = a.offset < b.offset + _aligned(b) and b.offset < a.offset + _aligned(a)
+            if overlap and not (handed.get(a) is b and last[a] == first[b]):
+                raise AssertionError(f"memory plan: arena buffers {a.index} and {b.index} "
+                                     f"share bytes while both are live (kernel {first[b]})")
+        live.append(b)
+
+
+def schedule(graph: Graph, fuse: bool = False, min_size: int = 0) -> Schedule:
+    """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
+    elements are fused (passes/fuse.py)."""
+    return _Planner(graph, fuse, min_size).plan()
 
 
 def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:
@@ -288,3 +464,36 @@ def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:
                 del st[k]
         k -= 1
     return extents, strides
+
+
+def _where(v: View) -> str:
+    if v.literal is not None:
+        return "literal"
+    b = v.buf
+    return f"arena@{b.offset}" if b.kind == "ws" else f"{b.kind}{b.index}"
+
+
+def describe(sched: Schedule) -> list[str]:
+    """One line per kernel for explain(): its nest, the nodes it computes (fused groups list
+    every member, in the order computed) and where its results go."""
+    names = sched.graph.numbering()
+
+    def name(n: Node) -> str:
+        return f"%{names.get(id(n), '?')}"
+
+    lines = []
+    for i, k in enumerate(sched.kernels):
+        shape = f"{k.node.dtype.short}{list(k.shape)}"
+        extra = " (in place)" if k.inplace else ""
+        if k.fused:
+            nest = f"loop over {shape}" + (f" reducing axes {k.fused.axes}" if k.fused.axes
+                                             else "")
+            members = " ".join(f"{name(n)}:{n.op.name}" for n in k.fused.nodes)
+            stores = ", ".join(f"{name(n)}->{_where(v)}" for n, v in k.fused.stores)
+            lines.append(f"kernel {i}: fused {len(k.fused.nodes)} nodes, {nest}{extra}: "
+                         f"{members}; stores {stores}")
+        else:
+            note = f" ({k.note})" if k.note else ""
+            lines.append(f"kernel {i}: {k.kind} {name(k.node)}:{k.node.op.name} {shape}{note}"
+                         f"{extra} -> {_where(k.out)}")
+    return lines

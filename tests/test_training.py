@@ -275,9 +275,11 @@ def test_batches_of_any_layout_and_the_tape_lowering(monkeypatch):
         assert len(step._calls) == 1
         assert ("gc_tape(" in generate(step.graph)[0]) == (tape == "0")
         results.append((losses, {k: v.copy() for k, v in model.params.items()}))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-13)
+    # fused straight-line loops may contract a*b+c into one FMA where the tape's rows round
+    # twice: last-bit differences, amplified a little by Adam's division
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-11)
     for k, v in results[0][1].items():
-        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-13)
+        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-11)
     assert results[0][0][2] < results[0][0][0]
 
 

@@ -19,13 +19,14 @@ from ..ir import Graph
 from ..ops.elementwise import index_error
 from ..ops.reduce import BLOCK
 from ..runtime import as_array, in_place_array
-from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
-from .elements import element_expr, src_dtypes
+from ..schedule import Buffer, Kernel, Schedule, View, describe, loop_dims, schedule
+from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
 ENTRY = "graphc_entry"
 LINES_PER_PART = 2000
+TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
 
 
 def c_literal(value, dt: dtypes.DType) -> str:
@@ -59,6 +60,31 @@ def _load(v: View, dt: dtypes.DType, idx: str) -> str:
     return f"{_ptr(v.buf, const=True)}[{idx}]"
 
 
+def _simd(reds, accumulators: list[str]) -> str:
+    """The pragma for a fused nest's innermost loop (acted on under -fopenmp-simd): its
+    elementwise work has no dependence between iterations (restrict pointers, stores after
+    loads), and sums may be split into lanes. max/min (NaN-aware macros) keep the plain loop."""
+    if any(not r.op.c.update.startswith("{acc} +=") for r in reds):
+        return ""
+    clause = f" reduction(+:{', '.join(accumulators)})" if accumulators else ""
+    return "#pragma omp simd" + clause
+
+
+def _mem(b: Buffer) -> tuple:
+    """What identifies a buffer's memory: arena buffers by offset (an in-place output shares
+    its donor's), the others by kind and slot."""
+    return ("ws", b.offset) if b.kind == "ws" else (b.kind, b.index)
+
+
+def _restrict(v: View, dims, offset: bool = True) -> View:
+    """A view's strides over a subset of the loop dims (the kept or the reduced ones)."""
+    return View(v.buf, v.offset if offset else 0, tuple(v.strides[d] for d in dims), v.literal)
+
+
+def _join(a: str, b: str) -> str:
+    return a if b == "0" else b if a == "0" else f"{a} + {b}"
+
+
 def _index(offset: int, strides, ivars) -> str:
     terms = [str(offset)] if offset else []
     for s, i in zip(strides, ivars):
@@ -83,12 +109,14 @@ class _Emitter:
         self.w = CWriter()
         self.sites = {id(k): i for i, k in enumerate(check_sites(sched))}
 
-    def loops(self, shape, views: list[View], var: str = "i"):
+    def loops(self, shape, views: list[View], var: str = "i", pragma: str = ""):
         """Open loops over `shape` (merged where every view allows); returns each view's index
-        expression and the number of loops to close."""
+        expression and the number of loops to close. `pragma` goes before the innermost."""
         extents, strides = loop_dims(shape, views)
         ivars = [f"{var}{k}" for k in range(len(extents))]
-        for i, e in zip(ivars, extents):
+        for k, (i, e) in enumerate(zip(ivars, extents)):
+            if pragma and k == len(extents) - 1:
+                self.w.line(pragma)
             self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
         return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], len(extents)
 
@@ -153,6 +181,112 @@ class _Emitter:
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 
+
+    def fused(self, k: Kernel) -> None:
+        """One loop nest for a fused group: outer loops over the kept dims, inner loops over
+        the reduced ones (blocked for float sums, as `reduce`); each element computes the
+        members in order into registers (`t<j>`), loads outside sources through restrict
+        pointers, stores the members needed later, and accumulates the reductions."""
+        f, w = k.fused, self.w
+        shape, axes = k.shape, f.axes
+        kept = [d for d in range(len(shape)) if d not in axes]
+        elem = [(n, v) for n, v in f.stores if n.op.kind != "reduce"]
+        reds = [n for n in f.nodes if n.op.kind == "reduce"]
+        red_out = [v for n, v in f.stores if n.op.kind == "reduce"]
+        full = list(k.srcs) + [v for _, v in elem]
+        outer = [_restrict(v, kept) for v in full] + red_out
+        inner = [_restrict(v, axes, offset=False) for v in full]
+        ptr = self._pointers(k)
+        temps: dict[int, str] = {}
+        with w.block(""):
+            for line in ptr.pop("decls"):
+                w.line(line)
+            oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer,
+                                      pragma="" if axes else _simd([], []))
+            accs = []
+            for j, r in enumerate(reds):
+                acc_t = "double" if r.dtype.is_float else "int64_t"
+                init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
+                accs.append((f"acc{j}", f"part{j}", acc_t, init))
+                w.line(f"{acc_t} acc{j} = {init};")
+            extents, strides = loop_dims(tuple(shape[d] for d in axes), inner)
+            blocked = bool(extents) and max(extents) > BLOCK and any(
+                r.op.c.blocked and r.dtype.is_float for r in reds)
+            ivars = [f"j{d}" for d in range(len(extents))]
+            simd = _simd(reds, [a[1] if blocked else a[0] for a in accs])
+            for d, (i, e) in enumerate(zip(ivars[:-1] if blocked else ivars, extents)):
+                if d == len(extents) - 1:
+                    if simd:
+                        w.line(simd)
+                w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+            if blocked:
+                last, e = ivars[-1], extents[-1]
+                w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+                for _, part, acc_t, init in accs:
+                    w.line(f"{acc_t} {part} = {init};")
+                w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+                if simd:
+                    w.line(simd)
+                w.open(f"for (long {last} = jb; {last} < je; {last}++)")
+            idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
+
+            def operand(s) -> str:
+                if id(s) in temps:
+                    return temps[id(s)]
+                j = f.loads[id(s)]
+                v = k.srcs[j]
+                if v.literal is not None:
+                    return c_literal(v.literal, s.dtype)
+                return f"{ptr[j]}[{idx[j]}]"
+
+            red_j = 0
+            for t, n in enumerate(f.nodes):
+                if n.op.kind == "reduce":
+                    acc, part, _, _ = accs[red_j]
+                    w.line(n.op.c.update.format(acc=part if blocked else acc,
+                                                x=operand(n.src[0])) + ";")
+                    red_j += 1
+                    continue
+                temps[id(n)] = f"t{t}"
+                w.line(f"{n.dtype.c} t{t} = {node_expr(n, [operand(s) for s in n.src])};")
+            for j, (n, _) in enumerate(elem, start=len(k.srcs)):
+                w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+            if blocked:
+                self.close(1)
+                for (acc, part, _, _), r in zip(accs, reds):
+                    w.line(r.op.c.update.format(acc=acc, x=part) + ";")
+                self.close(1)
+                self.close(len(extents) - 1)
+            else:
+                self.close(len(extents))
+            for j, ((acc, _, _, _), r) in enumerate(zip(accs, reds)):
+                w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
+            self.close(odepth)
+
+    def _pointers(self, k: Kernel) -> dict:
+        """A restrict pointer per distinct memory a fused kernel touches (views of one buffer,
+        or an input and the output written over it in place, share one), by view position:
+        sources first, then the elementwise stores, then the reductions' stores."""
+        f = k.fused
+        elem = [v for n, v in f.stores if n.op.kind != "reduce"]
+        reds = [v for n, v in f.stores if n.op.kind == "reduce"]
+        views = list(k.srcs) + elem + reds
+        written = {_mem(v.buf) for v in elem + reds}
+        names: dict = {}
+        decls = []
+        out: dict = {}
+        for j, v in enumerate(views):
+            if v.buf is None:
+                continue
+            key = _mem(v.buf)
+            if key not in names:
+                names[key] = f"p{len(names)}"
+                t = v.buf.dtype.c
+                q = "" if key in written else "const "
+                decls.append(f"{q}{t} *restrict {names[key]} = ({q}{t} *){_ptr(v.buf)};")
+            out[j] = names[key]
+        out["decls"] = decls
+        return out
 
     def matmul(self, k: Kernel) -> None:
         n = k.node
@@ -295,12 +429,34 @@ def tape_threshold() -> int:
         raise GraphcError(f"GRAPHC_TAPE_MIN_KERNELS={value!r}: expected an integer") from None
 
 
-def generate(graph: Graph) -> tuple[str, str, Schedule]:
-    """C source, cffi cdef and the schedule of a graph."""
-    sched = schedule(graph)
+def _unfused_bound(graph: Graph) -> int:
+    """At least the number of kernels of the unfused schedule (no planning needed)."""
+    return len(graph.outputs) + sum(len(n.src) if n.op.name == "concatenate" else 2
+                                    for n in graph.nodes)
+
+
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
+    """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
+    more kernels than the tape threshold run as a tape (unless they hold run-time checks):
+    small kernels as rows, fused nests of at least TAPE_FUSE_MIN elements as native
+    functions. The others are fused whole (unless `fuse` is off or GRAPHC_DISABLE_PASSES
+    names fuse)."""
+    from ..passes import enabled
+    fuse = fuse and enabled("fuse")
     # run-time checks need the element's position: straight-line code only (for now)
-    tape = (plan_tape(sched) if len(sched.kernels) > tape_threshold()
-            and not check_sites(sched) else None)
+    checks = any(n.op.may_fail for n in graph.nodes)
+    tape = None
+    if not fuse or _unfused_bound(graph) > tape_threshold():
+        sched = schedule(graph)
+        if len(sched.kernels) > tape_threshold() and not checks:
+            if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
+                sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
+            tape = plan_tape(sched)
+            sched.stats["tape_rows"] = len(tape.rows) - 1
+        elif fuse:
+            sched = schedule(graph, fuse=True)
+    else:
+        sched = schedule(graph, fuse=True)
     source = _Emitter(sched, tape).render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
@@ -311,9 +467,9 @@ class CRunner:
     """Calls the built entry point: fresh output arrays, a shared workspace, one C call
     (`runner.call(leaves)`, generated per signature)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse: bool = True):
         from ..build import load_module
-        self.source, cdef, sched = generate(graph)
+        self.source, cdef, sched = generate(graph, fuse)
         self.ffi, lib = load_module(self.source, cdef)
         if "graphc_gemm.h" in self.source:
             from ..rt import gemm_addresses
@@ -333,8 +489,14 @@ class CRunner:
         self.ws_offset = sched.ws_bytes
         self.aliases = dict(sched.aliases)      # output k -> input j (written in place)
         self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
-                      "peak_bytes": sched.ws_bytes, **sched.stats}
+                      "peak_bytes": sched.ws_bytes,
+                      "allocations_per_call": len(sched.outputs), **sched.stats}
+        self._sched = sched
         self.call = self._make_call()
+
+    def describe(self) -> list[str]:
+        """One line per kernel (explain())."""
+        return describe(self._sched)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
@@ -405,5 +567,5 @@ class CRunner:
         return ns["call"]
 
 
-def build_graph(graph: Graph) -> CRunner:
-    return CRunner(graph)
+def build_graph(graph: Graph, fuse: bool = True) -> CRunner:
+    return CRunner(graph, fuse)

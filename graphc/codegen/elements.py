@@ -1,14 +1,15 @@
-"""One element of a kernel as a C expression, from the op's own template (shared by the
-straight-line and tape lowerings)."""
+"""One element of a node as a C expression, from the op's own template (shared by the
+straight-line, fused and tape lowerings)."""
 
 from __future__ import annotations
 
 from .. import dtypes
+from ..ir import Node
 from ..schedule import Kernel
 
 
-def template(kernel: Kernel) -> str:
-    op, n = kernel.node.op, kernel.node
+def node_template(n: Node) -> str:
+    op = n.op
     src_dt = n.src[0].dtype if n.src else n.dtype
     if op.name == "where":
         src_dt = n.src[1].dtype
@@ -20,6 +21,14 @@ def template(kernel: Kernel) -> str:
     return c
 
 
+def node_expr(n: Node, operands: list[str], pos: str = "0", site: int = 0) -> str:
+    """One element of an elementwise node given its operands' C expressions ({arg} is the
+    node's static arg; ops that may fail also get the element's flat position {pos} and
+    their check {site} number)."""
+    f = "f" if n.src[0].dtype is dtypes.float32 else ""
+    return node_template(n).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
+
+
 def src_dtypes(k: Kernel) -> list[dtypes.DType]:
     """The dtype each source view of a kernel is read as."""
     if k.kind == "copy":
@@ -28,11 +37,7 @@ def src_dtypes(k: Kernel) -> list[dtypes.DType]:
 
 
 def element_expr(k: Kernel, operands: list[str], pos: str = "0", site: int = 0) -> str:
-    """One element of an elementwise or copy kernel, from the op's C template ({arg} is the
-    node's static arg; ops that may fail also get the element's flat position {pos} and
-    their check {site} number)."""
+    """One element of an elementwise or copy kernel, from the op's C template."""
     if k.kind == "copy":
         return operands[0]
-    n = k.node
-    f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return template(k).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
+    return node_expr(k.node, operands, pos, site)

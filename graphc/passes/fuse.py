@@ -1,0 +1,164 @@
+"""Fusion: group nodes into loop nests, so values pass between ops in registers.
+
+A group is one loop nest over an iteration shape, optionally reducing some of its axes: its
+elementwise members compute element i from element i of their sources, its reductions
+accumulate over the reduced axes. Members whose values are used outside the group (or are
+graph outputs) are stored; every other value lives only in a register. So `sum(x*y)` never
+materializes `x*y`, an elementwise chain is one loop, and a forward pass and the backward pass
+that reuses its values (W4: f and df/dx) run as one loop that reads x once and writes df/dx.
+
+What may fuse is decided in one place, `loop_nest` + `fusible`, from each op's kind. Groups
+are formed greedily in topological order and merged only if the group graph stays acyclic
+(checked by a bounded search over the quotient graph), so the kernels can still be ordered.
+Movement ops are not fused: they stay strided views (broadcasts and transposes of buffers are
+read with stride arithmetic inside the loop); a value read through a view of a value computed
+in the same nest is stored and read back in the next kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir import Graph, Node, prod
+from ..ops import ELEMENTWISE, REDUCE
+
+MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
+SEARCH_BUDGET = 4096     # quotient nodes visited per legality check before giving up (no fuse)
+
+
+def loop_nest(n: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The loop nest a node runs in, from its kind: (iteration shape, reduced axes).
+    Elementwise ops loop over their own shape, reductions over their source's; other kinds
+    (matmul, movement, sources) are not fused, nor are ops that may fail at run time (their
+    check reports the element's position, which only a kernel of their own knows)."""
+    if n.op.may_fail:
+        return None
+    if n.op.kind == ELEMENTWISE and n.op.name != "stop_gradient":
+        return n.shape, ()
+    if n.op.kind == REDUCE:
+        return n.src[0].shape, n.arg
+    return None
+
+
+def fusible(producer: Node, nest: tuple) -> bool:
+    """A producer computes inside a consumer's nest if it is elementwise over the same
+    iteration shape (element i feeds element i). Reductions end a chain: their result is
+    complete only after the nest."""
+    return producer.op.kind == ELEMENTWISE and loop_nest(producer) == (nest[0], ())
+
+
+def _joined_axes(a: tuple, b: tuple) -> tuple | None:
+    """Nests over one shape combine if at most one reduces, or both reduce the same axes."""
+    return a if not b or a == b else b if not a else None
+
+
+@dataclass(eq=False)
+class Group:
+    shape: tuple[int, ...]
+    axes: tuple[int, ...]
+    nodes: list[Node] = field(default_factory=list)
+    member: set[int] = field(default_factory=set)
+    ext: dict[int, Node] = field(default_factory=dict)   # sources outside the group
+    lo: int = 0                                          # topological positions spanned
+    hi: int = 0
+
+
+class _Fuser:
+    def __init__(self, graph: Graph, min_size: int = 0):
+        self.min_size = min_size
+        self.order = graph.nodes
+        self.pos = {id(n): i for i, n in enumerate(self.order)}
+        self.group_of: dict[int, Group] = {}
+
+    def run(self) -> list[Group]:
+        for n in self.order:
+            nest = loop_nest(n)
+            if nest is None or prod(nest[0]) < self.min_size:
+                continue
+            g = Group(nest[0], nest[1], [n], {id(n)}, {}, self.pos[id(n)], self.pos[id(n)])
+            g.ext = {id(s): s for s in n.src}
+            cands = {id(h): h for s in n.src if fusible(s, nest)
+                     and (h := self.group_of.get(id(s))) is not None}
+            for h in sorted(cands.values(), key=lambda h: -h.hi):
+                g = self._try(g, h)
+            self.group_of[id(n)] = g          # _merge has moved the other members
+        self._siblings()
+        seen, groups = set(), []
+        for g in self.group_of.values():
+            if id(g) not in seen:
+                seen.add(id(g))
+                groups.append(g)
+        return groups
+
+    def _try(self, g: Group, h: Group) -> Group:
+        """g and h merged if their nests combine and the result stays acyclic, else g."""
+        axes = _joined_axes(g.axes, h.axes)
+        if (axes is None or g.shape != h.shape or len(g.nodes) + len(h.nodes) > MAX_GROUP
+                or not self._legal(g, h)):
+            return g
+        return self._merge(g, h, axes)
+
+    def _siblings(self) -> None:
+        """Horizontal fusion: groups over the same nest that read the same computed value or
+        input (not a constant) merge, so it is loaded once (e.g. sum(x) and max(x))."""
+        readers: dict[int, list[Group]] = {}
+        for g in {id(g): g for g in self.group_of.values()}.values():
+            for e in g.ext.values():
+                if e.op.name != "const":
+                    readers.setdefault(id(e), []).append(g)
+        for gs in readers.values():
+            if len(gs) < 2:
+                continue
+            current = list({id(c): c for c in (self.group_of[id(h.nodes[0])] for h in gs)}
+                           .values())
+            g = current[0]
+            for h in current[1:]:
+                g = self._try(g, h)
+
+    def _merge(self, a: Group, b: Group, axes) -> Group:
+        """The smaller group joins the larger one (in place: linear time along chains)."""
+        big, small = (a, b) if len(a.nodes) >= len(b.nodes) else (b, a)
+        big.axes = axes
+        big.member |= small.member
+        if self.pos[id(small.nodes[0])] > self.pos[id(big.nodes[-1])]:
+            big.nodes.extend(small.nodes)
+        else:
+            big.nodes = sorted(big.nodes + small.nodes, key=lambda n: self.pos[id(n)])
+        big.ext.update(small.ext)
+        for k in [k for k in big.ext if k in big.member]:
+            del big.ext[k]
+        big.lo, big.hi = min(a.lo, b.lo), max(a.hi, b.hi)
+        for m in small.nodes:
+            self.group_of[id(m)] = big
+        return big
+
+    def _legal(self, a: Group, b: Group) -> bool:
+        """a and b may merge unless a source outside both depends on either (a cycle)."""
+        member = a.member | b.member
+        lo = min(a.lo, b.lo)
+        stack = [s for s in {**a.ext, **b.ext}.values() if id(s) not in member]
+        seen: set[int] = set()
+        while stack:
+            u = stack.pop()
+            if id(u) in member:
+                return False
+            if id(u) in seen:
+                continue
+            seen.add(id(u))
+            if len(seen) > SEARCH_BUDGET:
+                return False
+            h = self.group_of.get(id(u))
+            if h is not None:            # a group runs as a whole: it needs all its sources
+                if h.hi < lo:
+                    continue
+                stack.extend(h.ext.values())
+                seen.update(h.member)
+            elif self.pos.get(id(u), -1) >= lo:
+                stack.extend(u.src)
+        return True
+
+
+def fuse(graph: Graph, min_size: int = 0) -> list[Group]:
+    """The fused groups of a graph (nodes not in any group run as their own kernels); only
+    nests of at least `min_size` elements fuse (tape mode keeps small ones as tape rows)."""
+    return _Fuser(graph, min_size).run()

@@ -1,0 +1,213 @@
+"""Fusion and memory planning: what fuses, W4's kernel and memory budget, in-place writes,
+no allocation per call, and random programs with each pass disabled in turn (straight-line
+and tape), compared with optimize=False on the numpy reference backend.
+
+Tolerances: float64 results agree with the unoptimized reference to 1e-12 (fusion only
+reorders blocked partial sums and lets gcc contract a*b+c into fma); fused float32 results
+agree with a float64 reference to rtol 1e-5 (a few float32 ulps per op)."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from test_c_backend import GraphcLib, _weights, programs, run_program
+
+import graphc
+from bench.workloads import w4
+from graphc.passes.fuse import fuse
+from graphc.schedule import schedule, verify_memory
+from graphc.transforms import trace_to_graph
+
+X32 = np.random.default_rng(0).uniform(-2, 2, 1_000_000).astype(np.float32)
+
+
+def test_w4_is_at_most_two_kernels_with_small_peak_memory():
+    f = graphc.compile(graphc.value_and_grad(w4))
+    st = f.stats(X32)
+    assert st["kernels"] <= 2
+    assert st["peak_bytes"] <= 2 * X32.nbytes
+    value, grad = f(X32)
+    ref_v, ref_g = graphc.compile(graphc.value_and_grad(w4))(X32.astype(np.float64))
+    np.testing.assert_allclose(value, ref_v, rtol=1e-5)
+    np.testing.assert_allclose(grad, ref_g, rtol=1e-5, atol=1e-6)
+    unopt_v, unopt_g = graphc.compile(graphc.value_and_grad(w4), optimize=False)(X32)
+    np.testing.assert_allclose(value, unopt_v, rtol=1e-6)
+    np.testing.assert_allclose(grad, unopt_g, rtol=1e-5, atol=1e-6)
+
+
+def test_tape_mode_runs_large_fused_nests_as_natives(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    x = X32[:5000].astype(np.float64)
+    f = graphc.compile(graphc.value_and_grad(w4))
+    st = f.stats(x)
+    assert st["tape_rows"] == 1 and st["kernels"] == 1 and st["fused_kernels"] == 1
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
+    ref_v, ref_g = graphc.compile(graphc.value_and_grad(w4), optimize=False)(x)
+    value, grad = f(x)
+    np.testing.assert_allclose(value, ref_v, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_g, rtol=1e-12, atol=1e-15)
+
+
+def test_a_call_allocates_only_the_returned_arrays():
+    f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(graphc.exp(x) * x)))
+    x = X32[:200_000]
+    f(x)
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    out = f(x)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    returned = sum(np.asarray(o).nbytes for o in out)
+    assert peak < returned + 16_384          # outputs + Python's small objects, no temporaries
+
+
+def test_sum_of_a_product_never_materializes_the_product():
+    f = graphc.compile(lambda x, y: graphc.sum(x * y))
+    x, y = np.arange(6.0).reshape(2, 3), np.ones((2, 3))
+    st = f.stats(x, y)
+    assert st["kernels"] == 1 and st["peak_bytes"] == 0
+    assert f(x, y) == 15.0
+
+
+def test_elementwise_chain_with_broadcasts_and_casts_is_one_loop():
+    def f(x, b):
+        return graphc.tanh(x.astype(np.float64) * 2.0 + b) - b
+    x, b = np.ones((3, 4), np.float32), np.arange(4.0)
+    st = graphc.compile(f).stats(x, b)
+    assert st["kernels"] == 1 and st["fused_nodes"] == 5
+    np.testing.assert_allclose(graphc.compile(f)(x, b), np.tanh(2.0 + b) - b + 0 * x,
+                               rtol=1e-15)
+
+
+def test_row_reductions_fuse_their_producers_and_consumers_run_after():
+    def f(x):
+        return graphc.softmax(x * 2.0, axis=-1)
+    x = np.random.default_rng(1).standard_normal((5, 7))
+    c = graphc.compile(f)
+    e = np.exp(2 * x - (2 * x).max(-1, keepdims=True))
+    np.testing.assert_allclose(c(x), e / e.sum(-1, keepdims=True), rtol=1e-14)
+    assert c.stats(x)["kernels"] < graphc.compile(f, optimize=False).stats(x)["kernels"]
+
+
+def test_backward_fuses_like_forward():
+    def f(x, y):
+        return graphc.sum(graphc.tanh(x) * y)
+    x, y = np.ones((4, 5)), np.full((4, 5), 2.0)
+    st = graphc.compile(graphc.value_and_grad(f, (0, 1))).stats(x, y)
+    assert st["kernels"] == 1          # value, dx and dy in one loop over x and y
+    v, (dx, dy) = graphc.compile(graphc.value_and_grad(f, (0, 1)))(x, y)
+    np.testing.assert_allclose(dx, 2 * (1 - np.tanh(1.0) ** 2) * np.ones((4, 5)))
+    np.testing.assert_allclose(dy, np.tanh(1.0) * np.ones((4, 5)))
+
+
+def test_mlp_step_has_fewer_kernels_than_half_its_nodes():
+    from bench.workloads import w1_step, w2_step
+    for make in (w1_step, w2_step):
+        step, args = make()
+        st = graphc.compile(step).stats(*args)
+        assert st["kernels"] < st["nodes"] / 2
+
+
+def test_fusion_keeps_the_group_graph_acyclic():
+    def f(x):
+        a = graphc.exp(x)
+        m = graphc.sum(a)              # a reduction in between: b cannot join a's nest
+        b = a * m
+        return b + a
+    x = np.arange(4.0)
+    graph = trace_to_graph(f, (x,))[0]
+    groups = fuse(graph)
+    sched = schedule(graph, fuse=True)
+    assert len(sched.kernels) == 2 and len(groups) == 2
+    np.testing.assert_allclose(graphc.compile(f)(x), np.exp(x) * np.exp(x).sum() + np.exp(x))
+
+
+def test_elementwise_kernels_write_in_place_over_dying_inputs(monkeypatch):
+    monkeypatch.setenv("GRAPHC_DISABLE_PASSES", "fuse")
+    f = graphc.compile(lambda x: graphc.sum(graphc.exp(graphc.sin(x) * 2.0) + 1.0))
+    x = np.linspace(0, 1, 1000)
+    st = f.stats(x)
+    assert st["inplace"] >= 2 and st["arena_slots"] == 1
+    assert "in place" in f.explain(x)
+    np.testing.assert_allclose(f(x), np.sum(np.exp(np.sin(x) * 2.0) + 1.0), rtol=1e-13)
+
+
+def test_memory_verification_catches_shared_live_bytes():
+    graph = trace_to_graph(lambda x: graphc.exp(x) * graphc.sin(x) + graphc.cos(x),
+                           (np.ones(100),))[0]
+    sched = schedule(graph)
+    verify_memory(sched.kernels, sched.inplace)
+    bufs = {v.buf for k in sched.kernels for v in k.srcs if v.buf and v.buf.kind == "ws"}
+    assert len(bufs) >= 2
+    for b in bufs:
+        b.offset = 0
+    with pytest.raises(AssertionError, match="share bytes"):
+        verify_memory(sched.kernels, sched.inplace)
+
+
+def test_explain_shows_passes_groups_and_memory():
+    f = graphc.compile(graphc.value_and_grad(w4))
+    text = f.explain(X32[:1000])
+    for word in ("pass fold+simplify", "mul_one", "fused 22 nodes", "reducing axes (0,)",
+                 "peak_bytes: 0", "allocations per call: 2", "stores"):
+        assert word in text, word
+
+
+# ---- random programs with each pass disabled, in both lowerings -------------------------
+
+CONFIGS = ["", "fold", "simplify", "dce", "fuse", "fold,simplify,dce,fuse", "optimize=False"]
+
+
+def check_against_unoptimized(case, disable: str, monkeypatch):
+    shapes, program, seed = case
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(-1.5, 1.5, s) for s in shapes]
+    weights = _weights(rng, program, shapes)
+
+    def loss(*inputs):
+        return run_program(GraphcLib, program, inputs, weights)
+
+    vg = graphc.value_and_grad(loss, tuple(range(len(xs))))
+    ref_v, ref_g = graphc.compile(vg, backend="numpy", optimize=False)(*xs)
+    if disable != "optimize=False":
+        monkeypatch.setenv("GRAPHC_DISABLE_PASSES", disable)
+    value, grads = graphc.compile(vg, optimize=disable != "optimize=False")(*xs)
+    np.testing.assert_allclose(value, ref_v, rtol=1e-12, atol=1e-12)
+    for g, r in zip(grads, ref_g):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+def _suite(n: int):
+    @settings(max_examples=n, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow,
+                                     HealthCheck.function_scoped_fixture])
+    @given(case=programs())
+    def run(monkeypatch, disable, tape, case):
+        monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0" if tape else "1000000")
+        check_against_unoptimized(case, disable, monkeypatch)
+    return run
+
+
+@pytest.mark.parametrize("tape", [False, True], ids=["straight", "tape"])
+@pytest.mark.parametrize("disable", CONFIGS)
+def test_random_programs_with_passes_disabled(monkeypatch, disable, tape):
+    _suite(6)(monkeypatch, disable, tape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tape", [False, True], ids=["straight", "tape"])
+@pytest.mark.parametrize("disable", CONFIGS)
+def test_random_programs_with_passes_disabled_long(monkeypatch, disable, tape):
+    _suite(60)(monkeypatch, disable, tape)
+
+
+def test_deep_chains_fuse_without_recursion():
+    def chain(x):
+        for k in range(6_000):      # 9,000 nodes: far past Python's recursion limit
+            x = graphc.tanh(x) * 1.0001 if k % 2 else x + 0.5
+        return graphc.sum(x)
+    graph = trace_to_graph(chain, (np.ones(4),))[0]
+    sched = schedule(graph, fuse=True)
+    assert len(sched.kernels) <= 9_001 // 256 * 2 + 2          # groups of at most 256 nodes
+    assert all(k.kind == "fused" for k in sched.kernels)
