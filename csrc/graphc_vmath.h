@@ -1,0 +1,338 @@
+/*
+ * graphc_vmath.h -- branch-free math kernels that gcc auto-vectorizes inside elementwise loops.
+ *
+ * Every function is `static inline`, uses only + - * / fma, comparisons, selects (`c ? a : b`,
+ * which gcc if-converts into blends) and bit casts, and never calls libm. Inlined into a loop,
+ * gcc -O3 vectorizes the loop (AVX2: 8 floats / 4 doubles per instruction) without any pragma.
+ * There are no table lookups (AVX2 gathers are slow) and no 64-bit arithmetic right shifts or
+ * double<->int64 conversions (AVX2 has neither): integers are moved in and out of doubles with
+ * the 0x1.8p52 "magic number" trick.
+ *
+ * Semantics are numpy's, not -ffast-math's: NaN in -> NaN out, +-inf and overflow/underflow
+ * give the IEEE results, -0.0 keeps its sign where the function is odd, subnormal inputs and
+ * outputs are handled (no flush to zero). Nothing here depends on errno.
+ *
+ *   gc_exp   gc_expf    e^x                       x = k ln2 + r, |r| <= ln2/2, Taylor in r
+ *   gc_expm1 gc_expm1f  e^x - 1                   same reduction, 2^k p + (2^k - 1)
+ *   gc_log   gc_logf    ln x                      x = 2^e (1+f), 2 atanh(f/(2+f)) series
+ *   gc_log1p gc_log1pf  ln(1+x)                   log of u = 1+x plus the rounding (x-(u-1))/u
+ *   gc_tanh  gc_tanhf   tanh x                    -sign(x) em/(em+2), em = expm1(-2|x|)
+ *   gc_sigmoid(f)       1/(1+e^-x)                from e^-|x|, never overflows
+ *   gc_softplus(f)      ln(1+e^x)                 max(x,0) + log1p(e^-|x|)
+ *   gc_sin_rr gc_cos_rr (and ...f)  sin, cos for |x| <= 2^20 only (Cody-Waite reduction);
+ *                       graphc uses libm/libmvec sin and cos instead (full range), these are
+ *                       kept for bench/vmath only.
+ *
+ * Error bounds (max ulps against a float64 / long-double reference, tests/test_vmath.py):
+ * see the table in tests/test_vmath.py (ULP_BOUND) and bench/RESULTS.md "Vector math".
+ * Polynomials are truncated Taylor series (coefficients 1/n!, 2/(2n+1)), written here.
+ */
+#ifndef GRAPHC_VMATH_H
+#define GRAPHC_VMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GC_VM static inline __attribute__((always_inline))
+
+GC_VM uint64_t gc__u64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
+GC_VM double gc__f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+GC_VM uint32_t gc__u32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+GC_VM float gc__f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+
+/* 2^k for an integer-valued double k in [-1022, 1023]: (k + 1023) << 52, k read from the low
+ * mantissa bits of k + 1.5*2^52 (the shift drops the magic's own bits). */
+GC_VM double gc__pow2i(double k) {
+    return gc__f64((gc__u64(k + 0x1.8p52) + 1023) << 52);
+}
+GC_VM float gc__pow2if(float k) {
+    return gc__f32((gc__u32(k + 0x1.8p23f) + 127) << 23);
+}
+
+/* ------------------------------------------------------------------ exp, expm1 (double) */
+
+#define GC_LN2_HI 0x1.62e42feep-1           /* 32 significant bits: k * LN2_HI is exact */
+#define GC_LN2_LO 0x1.a39ef35793c76p-33
+#define GC_LOG2E 0x1.71547652b82fep0
+
+/* expm1(r) - r - r^2/2 = r^3 (1/3! + r/4! + ... + r^10/13!): |r| <= 0.347 -> < 2^-60 rel. */
+GC_VM double gc__exp_tail(double r) {
+    double q = 1.0 / 6227020800.0;                     /* 1/13! */
+    q = fma(q, r, 1.0 / 479001600.0);                  /* 1/12! */
+    q = fma(q, r, 1.0 / 39916800.0);
+    q = fma(q, r, 1.0 / 3628800.0);
+    q = fma(q, r, 1.0 / 362880.0);
+    q = fma(q, r, 1.0 / 40320.0);
+    q = fma(q, r, 1.0 / 5040.0);
+    q = fma(q, r, 1.0 / 720.0);
+    q = fma(q, r, 1.0 / 120.0);
+    q = fma(q, r, 1.0 / 24.0);
+    q = fma(q, r, 1.0 / 6.0);                          /* 1/3!  */
+    return q;
+}
+
+/* k = round(x / ln2) and r = x - k ln2 (r exact up to one rounding), for |x| <= 1100. */
+GC_VM double gc__exp_reduce(double x, double *r) {
+    double k = fma(x, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
+    double hi = x - k * GC_LN2_HI;                     /* exact */
+    *r = hi - k * GC_LN2_LO;
+    return k;
+}
+
+GC_VM double gc_exp(double x) {
+    double xc = x > 710.0 ? 710.0 : x;                  /* NaN passes through both */
+    xc = xc < -746.0 ? -746.0 : xc;
+    double r, k = gc__exp_reduce(xc, &r);
+    double r2 = r * r;
+    double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);   /* expm1(r) */
+    double k1 = floor(0.5 * k), k2 = k - k1;            /* 2^k as two factors: no overflow */
+    return (1.0 + p) * gc__pow2i(k1) * gc__pow2i(k2);
+}
+
+GC_VM double gc_expm1(double x) {
+    double xc = x > 710.0 ? 710.0 : x;
+    xc = xc < -60.0 ? -60.0 : xc;                       /* expm1 = -1 in double below -38 */
+    double r, k = gc__exp_reduce(xc, &r);
+    double r2 = r * r;
+    double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);
+    double k1 = floor(0.5 * k), k2 = k - k1;
+    double s1 = gc__pow2i(k1), s2 = gc__pow2i(k2);
+    double big = (1.0 + p) * s1 * s2;                   /* x > 40: e^x - 1 rounds to e^x */
+    double t = s1 * s2;                                 /* 2^k, k <= 58 here */
+    double small = fma(t, p, t - 1.0);                  /* t - 1 exact for k <= 53 */
+    double y = xc > 40.0 ? big : small;
+    return x == 0.0 ? x : y;                            /* keep -0 */
+}
+
+/* ------------------------------------------------------------------ exp, expm1 (float) */
+
+#define GC_LN2_HIF 0x1.62e4p-1f                 /* 16 significant bits */
+#define GC_LN2_LOF 0x1.7f7d1cp-20f
+#define GC_LOG2EF 0x1.715476p0f
+
+/* (expm1(r) - r - r^2/2) / r^3 to r^5/8!: |r| <= 0.347 -> < 2^-28 relative */
+GC_VM float gc__exp_tailf(float r) {
+    float q = 1.0f / 40320.0f;                          /* 1/8! */
+    q = fmaf(q, r, 1.0f / 5040.0f);
+    q = fmaf(q, r, 1.0f / 720.0f);
+    q = fmaf(q, r, 1.0f / 120.0f);
+    q = fmaf(q, r, 1.0f / 24.0f);
+    q = fmaf(q, r, 1.0f / 6.0f);                        /* 1/3! */
+    return q;
+}
+
+GC_VM float gc__exp_reducef(float x, float *r) {
+    float k = fmaf(x, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
+    float hi = x - k * GC_LN2_HIF;                      /* exact: |k| < 2^8 */
+    *r = hi - k * GC_LN2_LOF;
+    return k;
+}
+
+GC_VM float gc_expf(float x) {
+    float xc = x > 90.0f ? 90.0f : x;
+    xc = xc < -105.0f ? -105.0f : xc;
+    float r, k = gc__exp_reducef(xc, &r);
+    float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
+    float k1 = floorf(0.5f * k), k2 = k - k1;
+    return (1.0f + p) * gc__pow2if(k1) * gc__pow2if(k2);
+}
+
+GC_VM float gc_expm1f(float x) {
+    float xc = x > 90.0f ? 90.0f : x;
+    xc = xc < -30.0f ? -30.0f : xc;                     /* expm1f = -1 below -17.4 */
+    float r, k = gc__exp_reducef(xc, &r);
+    float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
+    float k1 = floorf(0.5f * k), k2 = k - k1;
+    float s1 = gc__pow2if(k1), s2 = gc__pow2if(k2);
+    float big = (1.0f + p) * s1 * s2;
+    float t = s1 * s2;
+    float small = fmaf(t, p, t - 1.0f);
+    float y = xc > 20.0f ? big : small;                 /* e^20 > 2^25 */
+    return x == 0.0f ? x : y;
+}
+
+/* ------------------------------------------------------------------ log, log1p (double) */
+
+/* 2 atanh(s) = 2s + s R(z), z = s^2, R = sum_{n>=1} 2 z^n / (2n+1); |s| <= 0.1716, z <= 0.0295:
+ * terms through z^11 leave < 2^-62 relative. */
+GC_VM double gc__log_R(double z) {
+    double q = 2.0 / 23;
+    q = fma(q, z, 2.0 / 21); q = fma(q, z, 2.0 / 19); q = fma(q, z, 2.0 / 17);
+    q = fma(q, z, 2.0 / 15); q = fma(q, z, 2.0 / 13); q = fma(q, z, 2.0 / 11);
+    q = fma(q, z, 2.0 / 9);  q = fma(q, z, 2.0 / 7);  q = fma(q, z, 2.0 / 5);
+    q = fma(q, z, 2.0 / 3);
+    return q * z;
+}
+
+/* ln(u) + c for finite u >= 2^-1022 (normal) and a small correction c. */
+GC_VM double gc__log_core(double u, double c, double eadj) {
+    uint64_t b = gc__u64(u);
+    /* exponent of u relative to the interval [sqrt(1/2), sqrt(2)): shift so it stays >= 0 */
+    uint64_t eb = (b + (0x3ff0000000000000ULL - 0x3fe6a09e667f3bcdULL)) >> 52;
+    double m = gc__f64(b - (eb << 52) + (1023ULL << 52));      /* in [sqrt(1/2), sqrt(2)) */
+    double e = (gc__f64(eb | 0x4330000000000000ULL) - 0x1p52) - (1023.0 - eadj);
+    double f = m - 1.0;                                         /* exact */
+    double s = f / (2.0 + f);
+    double hfsq = 0.5 * f * f;
+    double R = gc__log_R(s * s);
+    return e * GC_LN2_HI + (f - (hfsq - (s * (hfsq + R) + (e * GC_LN2_LO + c))));
+}
+
+/* log's value at u = 0, u < 0, +inf or NaN; x + x keeps inf and NaN */
+#define GC__LOG_SPECIAL(u, x, T) ((u) == 0 ? -(T)INFINITY : (u) < 0 ? (T)NAN : (x) + (x))
+
+GC_VM double gc_log(double x) {
+    int sub = x < 0x1p-1022;                            /* subnormal: scale into range */
+    int ok = (x > 0) & (x <= 0x1.fffffffffffffp1023);
+    double u = sub ? x * 0x1p54 : x;
+    double y = gc__log_core(ok ? u : 1.0, 0.0, sub ? -54.0 : 0.0);
+    return ok ? y : GC__LOG_SPECIAL(x, x, double);
+}
+
+GC_VM double gc_log1p(double x) {
+    double u = 1.0 + x;
+    double c = (x - (u - 1.0)) / u;                     /* ln(1+x) = ln(u) + c to 2nd order */
+    int ok = (u > 0) & (u <= 0x1.fffffffffffffp1023);   /* u >= 2^-53: never subnormal */
+    double y = gc__log_core(ok ? u : 1.0, ok ? c : 0.0, 0.0);
+    y = x == 0 ? x : y;                                 /* keep -0 */
+    return ok ? y : GC__LOG_SPECIAL(u, x, double);
+}
+
+/* ------------------------------------------------------------------ log, log1p (float) */
+
+/* z <= 0.0295: terms through z^5 leave < 2^-29 relative */
+GC_VM float gc__log_Rf(float z) {
+    float q = 2.0f / 11;
+    q = fmaf(q, z, 2.0f / 9); q = fmaf(q, z, 2.0f / 7); q = fmaf(q, z, 2.0f / 5);
+    q = fmaf(q, z, 2.0f / 3);
+    return q * z;
+}
+
+GC_VM float gc__log_coref(float u, float c, float eadj) {
+    uint32_t b = gc__u32(u);
+    uint32_t eb = (b + (0x3f800000u - 0x3f3504f3u)) >> 23;
+    float m = gc__f32(b - (eb << 23) + (127u << 23));
+    float e = (float)((int32_t)eb - 127) + eadj;
+    float f = m - 1.0f;
+    float s = f / (2.0f + f);
+    float hfsq = 0.5f * f * f;
+    float R = gc__log_Rf(s * s);
+    return e * GC_LN2_HIF + (f - (hfsq - (s * (hfsq + R) + (e * GC_LN2_LOF + c))));
+}
+
+GC_VM float gc_logf(float x) {
+    int sub = x < 0x1p-126f;
+    int ok = (x > 0) & (x <= 0x1.fffffep127f);
+    float u = sub ? x * 0x1p24f : x;
+    float y = gc__log_coref(ok ? u : 1.0f, 0.0f, sub ? -24.0f : 0.0f);
+    return ok ? y : GC__LOG_SPECIAL(x, x, float);
+}
+
+GC_VM float gc_log1pf(float x) {
+    float u = 1.0f + x;
+    float c = (x - (u - 1.0f)) / u;
+    int ok = (u > 0) & (u <= 0x1.fffffep127f);
+    float y = gc__log_coref(ok ? u : 1.0f, ok ? c : 0.0f, 0.0f);
+    y = x == 0 ? x : y;
+    return ok ? y : GC__LOG_SPECIAL(u, x, float);
+}
+
+/* ------------------------------------------------------------------ tanh, sigmoid, softplus */
+
+GC_VM double gc_tanh(double x) {
+    double em = gc_expm1(-2.0 * fabs(x));               /* in [-1, 0]: never overflows */
+    return copysign(-em / (em + 2.0), x);
+}
+GC_VM float gc_tanhf(float x) {
+    float em = gc_expm1f(-2.0f * fabsf(x));
+    return copysignf(-em / (em + 2.0f), x);
+}
+
+GC_VM double gc_sigmoid(double x) {
+    double e = gc_exp(-fabs(x));
+    return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
+}
+GC_VM float gc_sigmoidf(float x) {
+    float e = gc_expf(-fabsf(x));
+    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+}
+
+GC_VM double gc_softplus(double x) {
+    return (x > 0 ? x : 0.0) + gc_log1p(gc_exp(-fabs(x)));   /* NaN: the log1p term */
+}
+GC_VM float gc_softplusf(float x) {
+    return (x > 0 ? x : 0.0f) + gc_log1pf(gc_expf(-fabsf(x)));
+}
+
+/* ------------------------------------------------------------------ sin, cos (|x| <= 2^20) */
+
+#define GC_PIO2_1 0x1.921fb54442d18p0
+#define GC_PIO2_2 0x1.1a62633145c07p-54
+#define GC_PIO2_3 -0x1.f1976b7ed8fbcp-110
+
+GC_VM double gc__sin_poly(double r) {                  /* |r| <= pi/4, through r^17 */
+    double z = r * r;
+    double q = 1.0 / 355687428096000.0;                 /*  1/17! */
+    q = fma(q, z, -1.0 / 1307674368000.0);
+    q = fma(q, z, 1.0 / 6227020800.0);
+    q = fma(q, z, -1.0 / 39916800.0);
+    q = fma(q, z, 1.0 / 362880.0);
+    q = fma(q, z, -1.0 / 5040.0);
+    q = fma(q, z, 1.0 / 120.0);
+    q = fma(q, z, -1.0 / 6.0);                          /* -1/3!  */
+    return fma(r * z, q, r);
+}
+
+GC_VM double gc__cos_poly(double r) {                  /* |r| <= pi/4, through r^18 */
+    double z = r * r;
+    double q = 1.0 / 6402373705728000.0;                /*  1/18! */
+    q = fma(q, z, -1.0 / 20922789888000.0);
+    q = fma(q, z, 1.0 / 87178291200.0);
+    q = fma(q, z, -1.0 / 479001600.0);
+    q = fma(q, z, 1.0 / 3628800.0);
+    q = fma(q, z, -1.0 / 40320.0);
+    q = fma(q, z, 1.0 / 720.0);
+    q = fma(q, z, -1.0 / 24.0);                         /* -1/4!  */
+    return fma(z * z, q, fma(-0.5, z, 1.0));
+}
+
+/* quadrant q (low bits of k) and r = x - k pi/2 */
+GC_VM double gc__trig_reduce(double x, uint64_t *q) {
+    double kk = fma(x, 0x1.45f306dc9c883p-1, 0x1.8p52);
+    *q = gc__u64(kk);
+    double k = kk - 0x1.8p52;
+    double r = fma(-k, GC_PIO2_1, x);
+    r = fma(-k, GC_PIO2_2, r);
+    return fma(-k, GC_PIO2_3, r);
+}
+
+GC_VM double gc__trig(double x, uint64_t shift) {
+    uint64_t q;
+    double r = gc__trig_reduce(x, &q);
+    q += shift;
+    double y = (q & 1) ? gc__cos_poly(r) : gc__sin_poly(r);
+    return gc__f64(gc__u64(y) ^ ((q & 2) << 62));
+}
+GC_VM double gc_sin_rr(double x) { double y = gc__trig(x, 0); return x == 0 ? x : y; }
+GC_VM double gc_cos_rr(double x) { return gc__trig(x, 1); }
+
+/* float: reduce and evaluate in double (then |x| <= 2^20 is accurate to < 1 ulp) */
+GC_VM float gc__trigf(float xf, uint64_t shift) {
+    double x = xf;
+    double kk = fma(x, 0x1.45f306dc9c883p-1, 0x1.8p52);
+    uint64_t q = gc__u64(kk) + shift;
+    double k = kk - 0x1.8p52;
+    double r = fma(-k, GC_PIO2_2, fma(-k, GC_PIO2_1, x));
+    double z = r * r;
+    double sn = fma(r * z, fma(z, fma(z, fma(z, fma(z, -1.0 / 39916800, 1.0 / 362880),
+                                                  -1.0 / 5040), 1.0 / 120), -1.0 / 6), r);
+    double cs = fma(z * z, fma(z, fma(z, fma(z, 1.0 / 3628800, -1.0 / 40320), 1.0 / 720),
+                               -1.0 / 24), fma(-0.5, z, 1.0));
+    double y = (q & 1) ? cs : sn;
+    return (float)gc__f64(gc__u64(y) ^ ((q & 2) << 62));
+}
+GC_VM float gc_sin_rrf(float x) { float y = gc__trigf(x, 0); return x == 0 ? x : y; }
+GC_VM float gc_cos_rrf(float x) { return gc__trigf(x, 1); }
+
+#endif /* GRAPHC_VMATH_H */
