@@ -41,6 +41,23 @@ GC_VM double gc__f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
 GC_VM uint32_t gc__u32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 GC_VM float gc__f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
+/* c ? a : b computed as a bit blend, so both sides are evaluated and no branch is left for
+ * gcc's if-conversion to refuse (under the default -ftrapping-math it will not speculate a
+ * floating-point operation that it has sunk into one arm of a conditional) */
+GC_VM double gc__sel(int c, double a, double b) {
+    uint64_t m = -(uint64_t)(c != 0);
+    return gc__f64((gc__u64(a) & m) | (gc__u64(b) & ~m));
+}
+GC_VM float gc__self(int c, float a, float b) {
+    uint32_t m = -(uint32_t)(c != 0);
+    return gc__f32((gc__u32(a) & m) | (gc__u32(b) & ~m));
+}
+
+/* round to nearest integer for |x| < 2^51 (2^22): floor/rint do not vectorize under gcc's
+ * default -ftrapping-math */
+GC_VM double gc__rint(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
+GC_VM float gc__rintf(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
+
 /* 2^k for an integer-valued double k in [-1022, 1023]: (k + 1023) << 52, k read from the low
  * mantissa bits of k + 1.5*2^52 (the shift drops the magic's own bits). */
 GC_VM double gc__pow2i(double k) {
@@ -81,28 +98,28 @@ GC_VM double gc__exp_reduce(double x, double *r) {
 }
 
 GC_VM double gc_exp(double x) {
-    double xc = x > 710.0 ? 710.0 : x;                  /* NaN passes through both */
-    xc = xc < -746.0 ? -746.0 : xc;
+    double xc = gc__sel(x > 710.0, 710.0, x);                  /* NaN passes through both */
+    xc = gc__sel(xc < -746.0, -746.0, xc);
     double r, k = gc__exp_reduce(xc, &r);
     double r2 = r * r;
     double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);   /* expm1(r) */
-    double k1 = floor(0.5 * k), k2 = k - k1;            /* 2^k as two factors: no overflow */
+    double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
     return (1.0 + p) * gc__pow2i(k1) * gc__pow2i(k2);
 }
 
 GC_VM double gc_expm1(double x) {
-    double xc = x > 710.0 ? 710.0 : x;
-    xc = xc < -60.0 ? -60.0 : xc;                       /* expm1 = -1 in double below -38 */
+    double xc = gc__sel(x > 710.0, 710.0, x);
+    xc = gc__sel(xc < -60.0, -60.0, xc);                       /* expm1 = -1 in double below -38 */
     double r, k = gc__exp_reduce(xc, &r);
     double r2 = r * r;
     double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);
-    double k1 = floor(0.5 * k), k2 = k - k1;
+    double k1 = gc__rint(0.5 * k), k2 = k - k1;
     double s1 = gc__pow2i(k1), s2 = gc__pow2i(k2);
     double big = (1.0 + p) * s1 * s2;                   /* x > 40: e^x - 1 rounds to e^x */
     double t = s1 * s2;                                 /* 2^k, k <= 58 here */
     double small = fma(t, p, t - 1.0);                  /* t - 1 exact for k <= 53 */
-    double y = xc > 40.0 ? big : small;
-    return x == 0.0 ? x : y;                            /* keep -0 */
+    double y = gc__sel(xc > 40.0, big, small);
+    return gc__sel(x == 0.0, x, y);                            /* keep -0 */
 }
 
 /* ------------------------------------------------------------------ exp, expm1 (float) */
@@ -130,26 +147,26 @@ GC_VM float gc__exp_reducef(float x, float *r) {
 }
 
 GC_VM float gc_expf(float x) {
-    float xc = x > 90.0f ? 90.0f : x;
-    xc = xc < -105.0f ? -105.0f : xc;
+    float xc = gc__self(x > 90.0f, 90.0f, x);
+    xc = gc__self(xc < -105.0f, -105.0f, xc);
     float r, k = gc__exp_reducef(xc, &r);
     float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
-    float k1 = floorf(0.5f * k), k2 = k - k1;
+    float k1 = gc__rintf(0.5f * k), k2 = k - k1;
     return (1.0f + p) * gc__pow2if(k1) * gc__pow2if(k2);
 }
 
 GC_VM float gc_expm1f(float x) {
-    float xc = x > 90.0f ? 90.0f : x;
-    xc = xc < -30.0f ? -30.0f : xc;                     /* expm1f = -1 below -17.4 */
+    float xc = gc__self(x > 90.0f, 90.0f, x);
+    xc = gc__self(xc < -30.0f, -30.0f, xc);                     /* expm1f = -1 below -17.4 */
     float r, k = gc__exp_reducef(xc, &r);
     float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
-    float k1 = floorf(0.5f * k), k2 = k - k1;
+    float k1 = gc__rintf(0.5f * k), k2 = k - k1;
     float s1 = gc__pow2if(k1), s2 = gc__pow2if(k2);
     float big = (1.0f + p) * s1 * s2;
     float t = s1 * s2;
     float small = fmaf(t, p, t - 1.0f);
-    float y = xc > 20.0f ? big : small;                 /* e^20 > 2^25 */
-    return x == 0.0f ? x : y;
+    float y = gc__self(xc > 20.0f, big, small);         /* e^20 > 2^25 */
+    return gc__self(x == 0.0f, x, y);
 }
 
 /* ------------------------------------------------------------------ log, log1p (double) */
@@ -180,23 +197,23 @@ GC_VM double gc__log_core(double u, double c, double eadj) {
 }
 
 /* log's value at u = 0, u < 0, +inf or NaN; x + x keeps inf and NaN */
-#define GC__LOG_SPECIAL(u, x, T) ((u) == 0 ? -(T)INFINITY : (u) < 0 ? (T)NAN : (x) + (x))
+#define GC__LOG_SPECIAL(sel, u, x, T) sel((u) == 0, -(T)INFINITY, sel((u) < 0, (T)NAN, (x) + (x)))
 
 GC_VM double gc_log(double x) {
     int sub = x < 0x1p-1022;                            /* subnormal: scale into range */
     int ok = (x > 0) & (x <= 0x1.fffffffffffffp1023);
-    double u = sub ? x * 0x1p54 : x;
-    double y = gc__log_core(ok ? u : 1.0, 0.0, sub ? -54.0 : 0.0);
-    return ok ? y : GC__LOG_SPECIAL(x, x, double);
+    double u = gc__sel(sub, x * 0x1p54, x);
+    double y = gc__log_core(gc__sel(ok, u, 1.0), 0.0, sub ? -54.0 : 0.0);
+    return gc__sel(ok, y, GC__LOG_SPECIAL(gc__sel, x, x, double));
 }
 
 GC_VM double gc_log1p(double x) {
     double u = 1.0 + x;
     double c = (x - (u - 1.0)) / u;                     /* ln(1+x) = ln(u) + c to 2nd order */
     int ok = (u > 0) & (u <= 0x1.fffffffffffffp1023);   /* u >= 2^-53: never subnormal */
-    double y = gc__log_core(ok ? u : 1.0, ok ? c : 0.0, 0.0);
-    y = x == 0 ? x : y;                                 /* keep -0 */
-    return ok ? y : GC__LOG_SPECIAL(u, x, double);
+    double y = gc__log_core(gc__sel(ok, u, 1.0), gc__sel(ok, c, 0.0), 0.0);
+    y = gc__sel(x == 0, x, y);                          /* keep -0 */
+    return gc__sel(ok, y, GC__LOG_SPECIAL(gc__sel, u, x, double));
 }
 
 /* ------------------------------------------------------------------ log, log1p (float) */
@@ -224,18 +241,18 @@ GC_VM float gc__log_coref(float u, float c, float eadj) {
 GC_VM float gc_logf(float x) {
     int sub = x < 0x1p-126f;
     int ok = (x > 0) & (x <= 0x1.fffffep127f);
-    float u = sub ? x * 0x1p24f : x;
-    float y = gc__log_coref(ok ? u : 1.0f, 0.0f, sub ? -24.0f : 0.0f);
-    return ok ? y : GC__LOG_SPECIAL(x, x, float);
+    float u = gc__self(sub, x * 0x1p24f, x);
+    float y = gc__log_coref(gc__self(ok, u, 1.0f), 0.0f, sub ? -24.0f : 0.0f);
+    return gc__self(ok, y, GC__LOG_SPECIAL(gc__self, x, x, float));
 }
 
 GC_VM float gc_log1pf(float x) {
     float u = 1.0f + x;
     float c = (x - (u - 1.0f)) / u;
     int ok = (u > 0) & (u <= 0x1.fffffep127f);
-    float y = gc__log_coref(ok ? u : 1.0f, ok ? c : 0.0f, 0.0f);
-    y = x == 0 ? x : y;
-    return ok ? y : GC__LOG_SPECIAL(u, x, float);
+    float y = gc__log_coref(gc__self(ok, u, 1.0f), gc__self(ok, c, 0.0f), 0.0f);
+    y = gc__self(x == 0, x, y);
+    return gc__self(ok, y, GC__LOG_SPECIAL(gc__self, u, x, float));
 }
 
 /* ------------------------------------------------------------------ tanh, sigmoid, softplus */
@@ -311,10 +328,10 @@ GC_VM double gc__trig(double x, uint64_t shift) {
     uint64_t q;
     double r = gc__trig_reduce(x, &q);
     q += shift;
-    double y = (q & 1) ? gc__cos_poly(r) : gc__sin_poly(r);
+    double y = gc__sel((int)(q & 1), gc__cos_poly(r), gc__sin_poly(r));
     return gc__f64(gc__u64(y) ^ ((q & 2) << 62));
 }
-GC_VM double gc_sin_rr(double x) { double y = gc__trig(x, 0); return x == 0 ? x : y; }
+GC_VM double gc_sin_rr(double x) { return gc__sel(x == 0, x, gc__trig(x, 0)); }
 GC_VM double gc_cos_rr(double x) { return gc__trig(x, 1); }
 
 /* float: reduce and evaluate in double (then |x| <= 2^20 is accurate to < 1 ulp) */
@@ -329,10 +346,10 @@ GC_VM float gc__trigf(float xf, uint64_t shift) {
                                                   -1.0 / 5040), 1.0 / 120), -1.0 / 6), r);
     double cs = fma(z * z, fma(z, fma(z, fma(z, 1.0 / 3628800, -1.0 / 40320), 1.0 / 720),
                                -1.0 / 24), fma(-0.5, z, 1.0));
-    double y = (q & 1) ? cs : sn;
+    double y = gc__sel((int)(q & 1), cs, sn);
     return (float)gc__f64(gc__u64(y) ^ ((q & 2) << 62));
 }
-GC_VM float gc_sin_rrf(float x) { float y = gc__trigf(x, 0); return x == 0 ? x : y; }
+GC_VM float gc_sin_rrf(float x) { return gc__self(x == 0, x, gc__trigf(x, 0)); }
 GC_VM float gc_cos_rrf(float x) { return gc__trigf(x, 1); }
 
 #endif /* GRAPHC_VMATH_H */
