@@ -73,10 +73,12 @@ CSRC_DIR: Path = _find_csrc()
 # -march=native is applied only if the compiler accepts it (probed at the first build); the
 # outcome is a function of compiler and CPU, both in the key, so the key names the request.
 # -fno-math-errno: libm calls may skip setting errno (nothing in graphc reads it), which lets gcc
-# vectorize sqrt and calls to `simd`-declared libmvec functions. It changes no value: NaN, inf,
-# signed zeros and subnormals stay IEEE (unlike -ffast-math / -ffinite-math-only, never used).
+# vectorize sqrt and calls to `simd`-declared libmvec functions. -fopenmp-simd: honour
+# `#pragma omp simd` (codegen puts `reduction(+ : part)` on float-sum loops) and nothing else of
+# OpenMP (no runtime, no threads). Neither changes a value: NaN, inf, signed zeros and
+# subnormals stay IEEE (unlike -ffast-math / -ffinite-math-only, which graphc never uses).
 _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe",
-               "-fno-math-errno", "-Werror=implicit-function-declaration")
+               "-fno-math-errno", "-fopenmp-simd", "-Werror=implicit-function-declaration")
 # 256-bit vectors: gcc 12.2 miscompiles graphc-shaped loops with 512-bit AVX-512 vectors
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
