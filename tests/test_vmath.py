@@ -17,6 +17,9 @@ table of measured maxima.
 from __future__ import annotations
 
 import functools
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -203,6 +206,46 @@ def test_w4_expression_vectorized_matches_numpy():
     x64 = x.astype(np.float64)
     want = np.tanh(np.float32(0.7) * x64 + np.float32(0.1)) * _np_sigmoid(x64) + np.exp(-x64 * x64)
     np.testing.assert_allclose(f(x), want, rtol=2e-6, atol=2e-7)
+
+
+def test_without_libmvec_sin_cos_fall_back_to_scalar_libm():
+    """Where libmvec is missing (not glibc/x86-64, GRAPHC_NO_LIBMVEC=1), sin/cos are plain libm."""
+    src = ("#undef GC_LIBMVEC\n#include \"graphc_rt.h\"\n"
+           "void f(const double *x, double *y, long n) "
+           "{ for (long i = 0; i < n; i++) y[i] = sin(x[i]) + gc_exp(x[i]); }")
+    ffi, lib = load_module(src, "void f(const double *x, double *y, long n);")
+    x = np.array([0.0, 1.0, -3.0, 1e10, np.nan, np.inf])
+    y = np.empty_like(x)
+    lib.f(ffi.cast("double *", ffi.from_buffer(x)), ffi.cast("double *", ffi.from_buffer(y)), 6)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_allclose(y, np.sin(x) + np.exp(x), rtol=1e-15)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to read its -fopt-info")
+def test_every_kernel_loop_vectorizes(tmp_path):
+    """gcc -fopt-info-vec with graphc's own flags reports each kernel's loop vectorized (a branch
+    that gcc cannot if-convert, or a libm call, would silently make it scalar)."""
+    from graphc.build import CSRC_DIR, _build_flags, _libmvec_flags
+    cc = ("gcc",)
+    lines = ['#include "graphc_rt.h"']
+    for c_t, suffix in (("float", "f"), ("double", "")):
+        for name in FUNCS:
+            expr = OPS[name].c.format("x[i]", f=suffix, T=c_t)
+            lines.append(f"void v_{name}_{c_t}(const {c_t} *restrict x, {c_t} *restrict y, "
+                         f"long n) {{ for (long i = 0; i < n; i++) y[i] = {expr}; }}")
+    src = tmp_path / "k.c"
+    src.write_text("\n".join(lines) + "\n")
+    flags = [f for f in _build_flags(cc) if f not in ("-shared",)] + list(_libmvec_flags(cc)[:1])
+    if "-march=native" not in flags:
+        pytest.skip("graphc builds without -march=native here")
+    out = subprocess.run([*cc, *flags, f"-I{CSRC_DIR}", "-fopt-info-vec-optimized", "-c",
+                          str(src), "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    vectorized = {int(m) for m in re.findall(r"k\.c:(\d+):\d+: optimized: loop vectorized",
+                                             out.stderr)}
+    if not _libmvec_flags(cc):          # scalar libm sin/cos: those loops stay scalar
+        vectorized |= {i + 2 for i, ln in enumerate(lines[1:]) if "sin" in ln or "cos" in ln}
+    assert vectorized == set(range(2, len(lines) + 1)), out.stderr
 
 
 if __name__ == "__main__":
