@@ -97,14 +97,22 @@ GC_VM double gc__exp_reduce(double x, double *r) {
     return k;
 }
 
+/* e^x = 2^k (1 + hi + t) with hi = x - k LN2_HI exact and t = e^r - 1 - hi (r = hi - lo):
+ * 1 + hi is summed exactly (s + e1, Fast2Sum), so only the last addition rounds at full
+ * size and the result is within ~0.52 ulp (0.5 + the polynomial's and t's tiny errors). */
 GC_VM double gc_exp(double x) {
-    double xc = gc__sel(x > 710.0, 710.0, x);                  /* NaN passes through both */
+    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
     xc = gc__sel(xc < -746.0, -746.0, xc);
-    double r, k = gc__exp_reduce(xc, &r);
-    double r2 = r * r;
-    double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);   /* expm1(r) */
+    double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
+    double hi = xc - k * GC_LN2_HI;                     /* exact */
+    double lo = k * GC_LN2_LO;
+    double r = hi - lo;
+    double t = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);
+    double s = 1.0 + hi;
+    double e1 = (1.0 - s) + hi;                         /* s + e1 == 1 + hi exactly */
+    double y = s + (e1 + t);
     double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
-    return (1.0 + p) * gc__pow2i(k1) * gc__pow2i(k2);
+    return y * gc__pow2i(k1) * gc__pow2i(k2);
 }
 
 GC_VM double gc_expm1(double x) {
@@ -149,10 +157,16 @@ GC_VM float gc__exp_reducef(float x, float *r) {
 GC_VM float gc_expf(float x) {
     float xc = gc__self(x > 90.0f, 90.0f, x);
     xc = gc__self(xc < -105.0f, -105.0f, xc);
-    float r, k = gc__exp_reducef(xc, &r);
-    float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
+    float k = fmaf(xc, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
+    float hi = xc - k * GC_LN2_HIF;                     /* exact: |k| < 2^8 */
+    float lo = k * GC_LN2_LOF;
+    float r = hi - lo;
+    float t = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), -lo);
+    float s = 1.0f + hi;
+    float e1 = (1.0f - s) + hi;
+    float y = s + (e1 + t);
     float k1 = gc__rintf(0.5f * k), k2 = k - k1;
-    return (1.0f + p) * gc__pow2if(k1) * gc__pow2if(k2);
+    return y * gc__pow2if(k1) * gc__pow2if(k2);
 }
 
 GC_VM float gc_expm1f(float x) {

@@ -120,15 +120,16 @@ def module_key(source: str, cdef: str) -> str:
     - the C source and the cdef;
     - the compiler: `$CC` (default `gcc`), its resolved path and the first line of `--version`;
     - the compile flags (as requested: `-march=native` is dropped at build time only if the
-      compiler rejects it, which compiler and CPU flags below determine), and
-      `-DGC_LIBMVEC -lmvec` if this toolchain links glibc's libmvec (probed once per process);
+      compiler rejects it, which compiler and CPU flags below determine), and whether
+      glibc's libmvec is requested (`-DGC_LIBMVEC -lmvec` if it links: a function of compiler
+      and C library, both in the key, so like -march=native the key names the request);
     - the versions of graphc, cffi and numpy;
     - the Python ABI: `sys.implementation.cache_tag` and `EXT_SUFFIX`;
     - the machine: `platform.machine()` and a hash of the CPU feature flags (/proc/cpuinfo);
     - the name and content of every `csrc/*.h`.
     """
     cc = tuple(_compiler_argv())
-    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, *_libmvec_flags(cc),
+    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, _libmvec_request(),
              *_environment_id()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
 
@@ -189,6 +190,7 @@ def _environment_id() -> tuple[str, ...]:
         sys.implementation.cache_tag or "",
         sysconfig.get_config_var("EXT_SUFFIX") or "",
         platform.machine(),
+        " ".join(platform.libc_ver()),
         _cpu_flags_hash(),
         _headers_hash(),
     )
@@ -435,25 +437,35 @@ int main(void) {
 """
 
 
+def _libmvec_request() -> str:
+    """Whether builds try libmvec; GRAPHC_NO_LIBMVEC=1 turns it off (sin/cos stay scalar)."""
+    off = os.environ.get("GRAPHC_NO_LIBMVEC", "0") not in ("", "0") or sys.platform != "linux"
+    return "libmvec: off" if off else "libmvec: if it links"
+
+
 @functools.cache
-def _libmvec_flags(cc: tuple[str, ...]) -> tuple[str, ...]:
-    """("-DGC_LIBMVEC", "-lmvec") if glibc's libmvec works with this compiler, else ()."""
-    if os.environ.get("GRAPHC_NO_LIBMVEC", "0") not in ("", "0") or sys.platform != "linux":
-        return ()
-    flags = [*_BASE_FLAGS, *(_NATIVE_FLAGS if _accepts_native(cc) else ())]
-    flags = [f for f in flags if f not in ("-shared", "-fPIC")]
+def _probe_libmvec(cc: tuple[str, ...]) -> bool:
+    """Compile, link and run a loop calling sin/cos through libmvec (once per process and CC;
+    only when something is built, so a disk-cache load never runs the compiler)."""
+    flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
     with tempfile.TemporaryDirectory(prefix="graphc-libmvec-") as tmp:
         exe = os.path.join(tmp, "probe")
         cmd = [*cc, *flags, f"-I{CSRC_DIR}", "-x", "c", "-", "-o", exe, "-lmvec", "-lm"]
         try:
             built = subprocess.run(cmd, input=_LIBMVEC_PROBE.encode(), capture_output=True)
             if built.returncode != 0:
-                return ()
+                return False
             ran = subprocess.run([exe], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
-            return ()
-    ok = ran.returncode == 0 and ran.stdout.strip() == "1.381773 1.3818"
-    return ("-DGC_LIBMVEC", "-lmvec") if ok else ()
+            return False
+    return ran.returncode == 0 and ran.stdout.strip() == "1.381773 1.3818"
+
+
+def _libmvec_flags(cc: tuple[str, ...]) -> tuple[str, ...]:
+    """("-DGC_LIBMVEC", "-lmvec") if requested and glibc's libmvec works here, else ()."""
+    if _libmvec_request() == "libmvec: off" or not _probe_libmvec(cc):
+        return ()
+    return ("-DGC_LIBMVEC", "-lmvec")
 
 
 # A loop pattern graphc generates (arena buffers at offsets of one base pointer, reused in
