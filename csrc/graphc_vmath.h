@@ -13,10 +13,10 @@
  * outputs are handled (no flush to zero). Nothing here depends on errno.
  *
  *   gc_exp   gc_expf    e^x                       x = k ln2 + r, |r| <= ln2/2, Taylor in r
- *   gc_expm1 gc_expm1f  e^x - 1                   same reduction, 2^k p + (2^k - 1)
+ *   gc_expm1 gc_expm1f  e^x - 1                   same reduction, (2^k - 1) + 2^k expm1(r), summed exactly
  *   gc_log   gc_logf    ln x                      x = 2^e (1+f), 2 atanh(f/(2+f)) series
  *   gc_log1p gc_log1pf  ln(1+x)                   log of u = 1+x plus the rounding (x-(u-1))/u
- *   gc_tanh  gc_tanhf   tanh x                    -sign(x) em/(em+2), em = expm1(-2|x|)
+ *   gc_tanh  gc_tanhf   tanh x                    from em = expm1(-2|x|) (see gc_tanh)
  *   gc_sigmoid(f)       1/(1+e^-x)                from e^-|x|, never overflows
  *   gc_softplus(f)      ln(1+e^x)                 max(x,0) + log1p(e^-|x|)
  *   gc_sin_rr gc_cos_rr (and ...f)  sin, cos for |x| <= 2^20 only (Cody-Waite reduction);
@@ -117,17 +117,23 @@ GC_VM double gc_exp(double x) {
 
 GC_VM double gc_expm1(double x) {
     double xc = gc__sel(x > 710.0, 710.0, x);
-    xc = gc__sel(xc < -60.0, -60.0, xc);                       /* expm1 = -1 in double below -38 */
-    double r, k = gc__exp_reduce(xc, &r);
-    double r2 = r * r;
-    double p = fma(r2, fma(r, gc__exp_tail(r), 0.5), r);
+    xc = gc__sel(xc < -60.0, -60.0, xc);
+    double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
+    double hi = xc - k * GC_LN2_HI;                     /* exact */
+    double lo = k * GC_LN2_LO;
+    double r = hi - lo;
+    double tt = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);    /* e^r - 1 = hi + tt */
     double k1 = gc__rint(0.5 * k), k2 = k - k1;
     double s1 = gc__pow2i(k1), s2 = gc__pow2i(k2);
-    double big = (1.0 + p) * s1 * s2;                   /* x > 40: e^x - 1 rounds to e^x */
-    double t = s1 * s2;                                 /* 2^k, k <= 58 here */
-    double small = fma(t, p, t - 1.0);                  /* t - 1 exact for k <= 53 */
+    double one_hi = 1.0 + hi, e1 = (1.0 - one_hi) + hi;
+    double big = (one_hi + (e1 + tt)) * s1 * s2;           /* x > 40.0: e^x - 1 rounds to e^x */
+    double t = s1 * s2;                                    /* 2^k, small here */
+    double a = t - 1.0, b = t * hi;                      /* both exact */
+    double sm = a + b, bb = sm - a;
+    double err = (a - (sm - bb)) + (b - bb);               /* TwoSum: sm + err == a + b */
+    double small = sm + (err + t * tt);
     double y = gc__sel(xc > 40.0, big, small);
-    return gc__sel(x == 0.0, x, y);                            /* keep -0 */
+    return gc__sel(x == 0, x, y);                         /* keep -0 */
 }
 
 /* ------------------------------------------------------------------ exp, expm1 (float) */
@@ -171,16 +177,23 @@ GC_VM float gc_expf(float x) {
 
 GC_VM float gc_expm1f(float x) {
     float xc = gc__self(x > 90.0f, 90.0f, x);
-    xc = gc__self(xc < -30.0f, -30.0f, xc);                     /* expm1f = -1 below -17.4 */
-    float r, k = gc__exp_reducef(xc, &r);
-    float p = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), r);
+    xc = gc__self(xc < -30.0f, -30.0f, xc);
+    float k = fmaf(xc, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
+    float hi = xc - k * GC_LN2_HIF;                     /* exact */
+    float lo = k * GC_LN2_LOF;
+    float r = hi - lo;
+    float tt = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), -lo);    /* e^r - 1 = hi + tt */
     float k1 = gc__rintf(0.5f * k), k2 = k - k1;
     float s1 = gc__pow2if(k1), s2 = gc__pow2if(k2);
-    float big = (1.0f + p) * s1 * s2;
-    float t = s1 * s2;
-    float small = fmaf(t, p, t - 1.0f);
-    float y = gc__self(xc > 20.0f, big, small);         /* e^20 > 2^25 */
-    return gc__self(x == 0.0f, x, y);
+    float one_hi = 1.0f + hi, e1 = (1.0f - one_hi) + hi;
+    float big = (one_hi + (e1 + tt)) * s1 * s2;           /* x > 20.0f: e^x - 1 rounds to e^x */
+    float t = s1 * s2;                                    /* 2^k, small here */
+    float a = t - 1.0f, b = t * hi;                      /* both exact */
+    float sm = a + b, bb = sm - a;
+    float err = (a - (sm - bb)) + (b - bb);               /* TwoSum: sm + err == a + b */
+    float small = sm + (err + t * tt);
+    float y = gc__self(xc > 20.0f, big, small);
+    return gc__self(x == 0, x, y);                         /* keep -0 */
 }
 
 /* ------------------------------------------------------------------ log, log1p (double) */
@@ -271,13 +284,20 @@ GC_VM float gc_log1pf(float x) {
 
 /* ------------------------------------------------------------------ tanh, sigmoid, softplus */
 
+/* a = |x|, em = e^-2a - 1 (never overflows): tanh a = -em / (2 + em) for a <= 0.55; above,
+ * where the result is >= 1/2, 1 - 2e / (1 + e) with e = 1 + em, so that em's error is absolute
+ * against 1 instead of relative (one division either way). */
 GC_VM double gc_tanh(double x) {
-    double em = gc_expm1(-2.0 * fabs(x));               /* in [-1, 0]: never overflows */
-    return copysign(-em / (em + 2.0), x);
+    double a = fabs(x), em = gc_expm1(-2.0 * a), e = 1.0 + em;
+    int big = a > 0.55;
+    double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
+    return copysign(gc__sel(big, 1.0 - q, q), x);
 }
 GC_VM float gc_tanhf(float x) {
-    float em = gc_expm1f(-2.0f * fabsf(x));
-    return copysignf(-em / (em + 2.0f), x);
+    float a = fabsf(x), em = gc_expm1f(-2.0f * a), e = 1.0f + em;
+    int big = a > 0.55f;
+    float q = gc__self(big, 2.0f * e, -em) / gc__self(big, 1.0f + e, 2.0f + em);
+    return copysignf(gc__self(big, 1.0f - q, q), x);
 }
 
 GC_VM double gc_sigmoid(double x) {
