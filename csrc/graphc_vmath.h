@@ -284,17 +284,40 @@ GC_VM float gc_log1pf(float x) {
 
 /* ------------------------------------------------------------------ tanh, sigmoid, softplus */
 
-/* a = |x|, em = e^-2a - 1 (never overflows): tanh a = -em / (2 + em) for a <= 0.55; above,
- * where the result is >= 1/2, 1 - 2e / (1 + e) with e = 1 + em, so that em's error is absolute
- * against 1 instead of relative (one division either way). */
+/* e^x - 1 for x in [-40, 0] (tanh's argument range): one scale factor, no overflow path;
+ * (2^k - 1) + 2^k hi summed exactly as in gc_expm1. */
+GC_VM double gc__expm1_neg(double x) {
+    double k = fma(x, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
+    double hi = x - k * GC_LN2_HI, lo = k * GC_LN2_LO, r = hi - lo;
+    double tt = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);
+    double t = gc__pow2i(k), a = t - 1.0, b = t * hi;
+    double sm = a + b, bb = sm - a;
+    return sm + (((a - (sm - bb)) + (b - bb)) + t * tt);
+}
+GC_VM float gc__expm1_negf(float x) {
+    float k = fmaf(x, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
+    float hi = x - k * GC_LN2_HIF, lo = k * GC_LN2_LOF, r = hi - lo;
+    float tt = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), -lo);
+    float t = gc__pow2if(k), a = t - 1.0f, b = t * hi;
+    float sm = a + b, bb = sm - a;
+    return sm + (((a - (sm - bb)) + (b - bb)) + t * tt);
+}
+
+/* a = |x| (clamped where tanh is 1 to the last bit), em = e^-2a - 1 in [-1, 0]:
+ * tanh a = -em / (2 + em) for a <= 0.55; above, where the result is >= 1/2, 1 - 2e / (1 + e)
+ * with e = 1 + em, so em's error counts against 1 instead of against em (one division). */
 GC_VM double gc_tanh(double x) {
-    double a = fabs(x), em = gc_expm1(-2.0 * a), e = 1.0 + em;
+    double a = fabs(x);
+    a = gc__sel(a > 20.0, 20.0, a);                     /* NaN stays NaN */
+    double em = gc__expm1_neg(-2.0 * a), e = 1.0 + em;
     int big = a > 0.55;
     double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
     return copysign(gc__sel(big, 1.0 - q, q), x);
 }
 GC_VM float gc_tanhf(float x) {
-    float a = fabsf(x), em = gc_expm1f(-2.0f * a), e = 1.0f + em;
+    float a = fabsf(x);
+    a = gc__self(a > 10.0f, 10.0f, a);
+    float em = gc__expm1_negf(-2.0f * a), e = 1.0f + em;
     int big = a > 0.55f;
     float q = gc__self(big, 2.0f * e, -em) / gc__self(big, 1.0f + e, 2.0f + em);
     return copysignf(gc__self(big, 1.0f - q, q), x);
