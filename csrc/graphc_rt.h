@@ -8,10 +8,9 @@
  *   gc_max(a, b), gc_min(a, b)   numpy.maximum / numpy.minimum for floats (NaN wins)
  *   GC_IMIN(T), GC_IMAX(T)       identity of max / min over an integer type T
  *   graphc_vmath.h               gc_exp gc_log gc_tanh gc_sigmoid gc_softplus gc_log1p gc_expm1
- *                                (and ...f): branch-free kernels gcc vectorizes in plain loops
- *   sin cos sqrt (+f)            libm; with GC_LIBMVEC (set by graphc/build.py when glibc's
- *                                libmvec links) sin/cos are declared `simd`, so a loop calls
- *                                _ZGVdN4v_sin etc.; sqrt vectorizes natively (-fno-math-errno)
+ *                                (and ...f): kernels gcc vectorizes inside plain loops; sin/cos
+ *                                declared `simd` for glibc's libmvec (see that header)
+ *   sqrt, sqrtf                  the IEEE instruction, vectorized (-fno-math-errno)
  *   gc_sign(x), gc_signf         numpy.sign for floats (NaN stays NaN, sign(-0.0) = 0)
  *   gc_ipow(a, b)                integer power by squaring (b >= 0; numpy refuses b < 0)
  *   GC_BUF(T, base, off)         typed pointer into the workspace arena at byte offset off
@@ -25,16 +24,6 @@
 
 #include "graphc_vmath.h"
 
-/* glibc's <math.h> declares its vector variants only under __FAST_MATH__. We declare the two
- * graphc takes from libmvec ourselves; gcc then vectorizes loops calling them (it needs
- * -fno-math-errno, which graphc/build.py passes) and links the vector ABI's
- * _ZGV{b,c,d,e}N{2,4,8,16}v_sin{,f} from -lmvec. Same declarations as glibc's, so no clash. */
-#if defined(GC_LIBMVEC) && defined(__x86_64__) && defined(__GNUC__)
-__attribute__((simd("notinbranch"))) double sin(double);
-__attribute__((simd("notinbranch"))) double cos(double);
-__attribute__((simd("notinbranch"))) float sinf(float);
-__attribute__((simd("notinbranch"))) float cosf(float);
-#endif
 
 #define gc_max(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 #define gc_min(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))

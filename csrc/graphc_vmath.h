@@ -36,6 +36,29 @@
 
 #define GC_VM static inline __attribute__((always_inline))
 
+/* glibc's <math.h> declares its vector variants only under __FAST_MATH__, so we declare the
+ * ones graphc takes from libmvec (same prototypes as glibc's, plus the attribute). gcc then
+ * vectorizes a loop calling them into calls of _ZGVdN4v_sin etc. (it needs -fno-math-errno,
+ * which graphc/build.py passes, and -lmvec). GC_LIBMVEC: set by graphc/build.py when libmvec
+ * links here; sin and cos always come from it then. GC_VMATH_LIBMVEC (GRAPHC_VMATH=libmvec):
+ * exp log log1p expm1 and float tanh too, instead of the kernels below (faster, less accurate:
+ * see bench/RESULTS.md "Vector math"). */
+#if defined(GC_LIBMVEC) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GC__SIMD_DECL(fn) \
+    __attribute__((simd("notinbranch"))) double fn(double); \
+    __attribute__((simd("notinbranch"))) float fn##f(float);
+GC__SIMD_DECL(sin)
+GC__SIMD_DECL(cos)
+#if defined(GC_VMATH_LIBMVEC)
+#define GC__USE_LIBMVEC 1
+GC__SIMD_DECL(exp)
+GC__SIMD_DECL(log)
+GC__SIMD_DECL(log1p)
+GC__SIMD_DECL(expm1)
+GC__SIMD_DECL(tanh)
+#endif
+#endif
+
 GC_VM uint64_t gc__u64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
 GC_VM double gc__f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
 GC_VM uint32_t gc__u32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
@@ -100,7 +123,7 @@ GC_VM double gc__exp_reduce(double x, double *r) {
 /* e^x = 2^k (1 + hi + t) with hi = x - k LN2_HI exact and t = e^r - 1 - hi (r = hi - lo):
  * 1 + hi is summed exactly (s + e1, Fast2Sum), so only the last addition rounds at full
  * size and the result is within ~0.52 ulp (0.5 + the polynomial's and t's tiny errors). */
-GC_VM double gc_exp(double x) {
+GC_VM double gc__exp_k(double x) {
     double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
     xc = gc__sel(xc < -746.0, -746.0, xc);
     double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
@@ -115,7 +138,7 @@ GC_VM double gc_exp(double x) {
     return y * gc__pow2i(k1) * gc__pow2i(k2);
 }
 
-GC_VM double gc_expm1(double x) {
+GC_VM double gc__expm1_k(double x) {
     double xc = gc__sel(x > 710.0, 710.0, x);
     xc = gc__sel(xc < -60.0, -60.0, xc);
     double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
@@ -160,7 +183,7 @@ GC_VM float gc__exp_reducef(float x, float *r) {
     return k;
 }
 
-GC_VM float gc_expf(float x) {
+GC_VM float gc__expf_k(float x) {
     float xc = gc__self(x > 90.0f, 90.0f, x);
     xc = gc__self(xc < -105.0f, -105.0f, xc);
     float k = fmaf(xc, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
@@ -175,7 +198,7 @@ GC_VM float gc_expf(float x) {
     return y * gc__pow2if(k1) * gc__pow2if(k2);
 }
 
-GC_VM float gc_expm1f(float x) {
+GC_VM float gc__expm1f_k(float x) {
     float xc = gc__self(x > 90.0f, 90.0f, x);
     xc = gc__self(xc < -30.0f, -30.0f, xc);
     float k = fmaf(xc, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
@@ -226,7 +249,7 @@ GC_VM double gc__log_core(double u, double c, double eadj) {
 /* log's value at u = 0, u < 0, +inf or NaN; x + x keeps inf and NaN */
 #define GC__LOG_SPECIAL(sel, u, x, T) sel((u) == 0, -(T)INFINITY, sel((u) < 0, (T)NAN, (x) + (x)))
 
-GC_VM double gc_log(double x) {
+GC_VM double gc__log_k(double x) {
     int sub = x < 0x1p-1022;                            /* subnormal: scale into range */
     int ok = (x > 0) & (x <= 0x1.fffffffffffffp1023);
     double u = gc__sel(sub, x * 0x1p54, x);
@@ -234,7 +257,7 @@ GC_VM double gc_log(double x) {
     return gc__sel(ok, y, GC__LOG_SPECIAL(gc__sel, x, x, double));
 }
 
-GC_VM double gc_log1p(double x) {
+GC_VM double gc__log1p_k(double x) {
     double u = 1.0 + x;
     double c = (x - (u - 1.0)) / u;                     /* ln(1+x) = ln(u) + c to 2nd order */
     int ok = (u > 0) & (u <= 0x1.fffffffffffffp1023);   /* u >= 2^-53: never subnormal */
@@ -265,7 +288,7 @@ GC_VM float gc__log_coref(float u, float c, float eadj) {
     return e * GC_LN2_HIF + (f - (hfsq - (s * (hfsq + R) + (e * GC_LN2_LOF + c))));
 }
 
-GC_VM float gc_logf(float x) {
+GC_VM float gc__logf_k(float x) {
     int sub = x < 0x1p-126f;
     int ok = (x > 0) & (x <= 0x1.fffffep127f);
     float u = gc__self(sub, x * 0x1p24f, x);
@@ -273,7 +296,7 @@ GC_VM float gc_logf(float x) {
     return gc__self(ok, y, GC__LOG_SPECIAL(gc__self, x, x, float));
 }
 
-GC_VM float gc_log1pf(float x) {
+GC_VM float gc__log1pf_k(float x) {
     float u = 1.0f + x;
     float c = (x - (u - 1.0f)) / u;
     int ok = (u > 0) & (u <= 0x1.fffffep127f);
@@ -306,7 +329,7 @@ GC_VM float gc__expm1_negf(float x) {
 /* a = |x| (clamped where tanh is 1 to the last bit), em = e^-2a - 1 in [-1, 0]:
  * tanh a = -em / (2 + em) for a <= 0.55; above, where the result is >= 1/2, 1 - 2e / (1 + e)
  * with e = 1 + em, so em's error counts against 1 instead of against em (one division). */
-GC_VM double gc_tanh(double x) {
+GC_VM double gc__tanh_k(double x) {
     double a = fabs(x);
     a = gc__sel(a > 20.0, 20.0, a);                     /* NaN stays NaN */
     double em = gc__expm1_neg(-2.0 * a), e = 1.0 + em;
@@ -314,7 +337,7 @@ GC_VM double gc_tanh(double x) {
     double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
     return copysign(gc__sel(big, 1.0 - q, q), x);
 }
-GC_VM float gc_tanhf(float x) {
+GC_VM float gc__tanhf_k(float x) {
     float a = fabsf(x);
     a = gc__self(a > 10.0f, 10.0f, a);
     float em = gc__expm1_negf(-2.0f * a), e = 1.0f + em;
@@ -323,21 +346,61 @@ GC_VM float gc_tanhf(float x) {
     return copysignf(gc__self(big, 1.0f - q, q), x);
 }
 
-GC_VM double gc_sigmoid(double x) {
-    double e = gc_exp(-fabs(x));
+GC_VM double gc__sigmoid_k(double x) {
+    double e = gc__exp_k(-fabs(x));
     return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
 }
-GC_VM float gc_sigmoidf(float x) {
-    float e = gc_expf(-fabsf(x));
+GC_VM float gc__sigmoidf_k(float x) {
+    float e = gc__expf_k(-fabsf(x));
     return (x >= 0 ? 1.0f : e) / (1.0f + e);
 }
 
-GC_VM double gc_softplus(double x) {
-    return (x > 0 ? x : 0.0) + gc_log1p(gc_exp(-fabs(x)));   /* NaN: the log1p term */
+GC_VM double gc__softplus_k(double x) {
+    return (x > 0 ? x : 0.0) + gc__log1p_k(gc__exp_k(-fabs(x)));   /* NaN: the log1p term */
 }
-GC_VM float gc_softplusf(float x) {
-    return (x > 0 ? x : 0.0f) + gc_log1pf(gc_expf(-fabsf(x)));
+GC_VM float gc__softplusf_k(float x) {
+    return (x > 0 ? x : 0.0f) + gc__log1pf_k(gc__expf_k(-fabsf(x)));
 }
+
+/* ------------------------------------------------------------------ the public names */
+
+#if defined(GC__USE_LIBMVEC)
+GC_VM double gc_exp(double x) { return exp(x); }
+GC_VM float gc_expf(float x) { return expf(x); }
+GC_VM double gc_log(double x) { return log(x); }
+GC_VM float gc_logf(float x) { return logf(x); }
+GC_VM double gc_log1p(double x) { return log1p(x); }
+GC_VM float gc_log1pf(float x) { return log1pf(x); }
+GC_VM double gc_expm1(double x) { return expm1(x); }
+GC_VM float gc_expm1f(float x) { return expm1f(x); }
+GC_VM double gc_tanh(double x) { return gc__tanh_k(x); }     /* faster than libmvec's here */
+GC_VM float gc_tanhf(float x) { return tanhf(x); }
+GC_VM double gc_sigmoid(double x) {
+    double e = exp(-fabs(x));
+    return (x >= 0 ? 1.0 : e) / (1.0 + e);
+}
+GC_VM float gc_sigmoidf(float x) {
+    float e = expf(-fabsf(x));
+    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+}
+GC_VM double gc_softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
+GC_VM float gc_softplusf(float x) { return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x))); }
+#else
+GC_VM double gc_exp(double x) { return gc__exp_k(x); }
+GC_VM double gc_expm1(double x) { return gc__expm1_k(x); }
+GC_VM float gc_expf(float x) { return gc__expf_k(x); }
+GC_VM float gc_expm1f(float x) { return gc__expm1f_k(x); }
+GC_VM double gc_log(double x) { return gc__log_k(x); }
+GC_VM double gc_log1p(double x) { return gc__log1p_k(x); }
+GC_VM float gc_logf(float x) { return gc__logf_k(x); }
+GC_VM float gc_log1pf(float x) { return gc__log1pf_k(x); }
+GC_VM double gc_tanh(double x) { return gc__tanh_k(x); }
+GC_VM float gc_tanhf(float x) { return gc__tanhf_k(x); }
+GC_VM double gc_sigmoid(double x) { return gc__sigmoid_k(x); }
+GC_VM float gc_sigmoidf(float x) { return gc__sigmoidf_k(x); }
+GC_VM double gc_softplus(double x) { return gc__softplus_k(x); }
+GC_VM float gc_softplusf(float x) { return gc__softplusf_k(x); }
+#endif
 
 /* ------------------------------------------------------------------ sin, cos (|x| <= 2^20) */
 

@@ -405,8 +405,9 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     flags = _build_flags(tuple(cc))
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
     vec = _libmvec_flags(tuple(cc))
-    cmd = [*cc, *flags, *vec[:1], *includes, str(c_file), "-o", str(tmp / f"{name}.so"),
-           *vec[1:], *_LIBS]
+    defines = [f for f in vec if f.startswith("-D")]
+    cmd = [*cc, *flags, *defines, *includes, str(c_file), "-o", str(tmp / f"{name}.so"),
+           *[f for f in vec if f not in defines], *_LIBS]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:
@@ -438,9 +439,15 @@ int main(void) {
 
 
 def _libmvec_request() -> str:
-    """Whether builds try libmvec; GRAPHC_NO_LIBMVEC=1 turns it off (sin/cos stay scalar)."""
-    off = os.environ.get("GRAPHC_NO_LIBMVEC", "0") not in ("", "0") or sys.platform != "linux"
-    return "libmvec: off" if off else "libmvec: if it links"
+    """Whether builds try glibc's libmvec, and for what: "off" (GRAPHC_NO_LIBMVEC=1, or not
+    Linux: sin/cos stay scalar libm), "sin cos" (default), or "all" (GRAPHC_VMATH=libmvec:
+    exp, log, log1p, expm1 and float tanh from libmvec too instead of csrc/graphc_vmath.h)."""
+    if os.environ.get("GRAPHC_NO_LIBMVEC", "0") not in ("", "0") or sys.platform != "linux":
+        return "libmvec: off"
+    vmath = os.environ.get("GRAPHC_VMATH", "own")
+    if vmath not in ("own", "libmvec"):
+        raise GraphcError(f"GRAPHC_VMATH must be 'own' or 'libmvec', not {vmath!r}")
+    return "libmvec: all" if vmath == "libmvec" else "libmvec: sin cos"
 
 
 @functools.cache
@@ -462,10 +469,13 @@ def _probe_libmvec(cc: tuple[str, ...]) -> bool:
 
 
 def _libmvec_flags(cc: tuple[str, ...]) -> tuple[str, ...]:
-    """("-DGC_LIBMVEC", "-lmvec") if requested and glibc's libmvec works here, else ()."""
-    if _libmvec_request() == "libmvec: off" or not _probe_libmvec(cc):
+    """("-DGC_LIBMVEC", ["-DGC_VMATH_LIBMVEC",] "-lmvec") if requested and glibc's libmvec
+    works here, else ()."""
+    request = _libmvec_request()
+    if request == "libmvec: off" or not _probe_libmvec(cc):
         return ()
-    return ("-DGC_LIBMVEC", "-lmvec")
+    return ("-DGC_LIBMVEC", *(("-DGC_VMATH_LIBMVEC",) if request == "libmvec: all" else ()),
+            "-lmvec")
 
 
 # A loop pattern graphc generates (arena buffers at offsets of one base pointer, reused in
