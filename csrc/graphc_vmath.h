@@ -1,9 +1,11 @@
 /*
  * graphc_vmath.h -- branch-free math kernels that gcc auto-vectorizes inside elementwise loops.
  *
- * Every function is `static inline`, uses only + - * / fma, comparisons, selects (`c ? a : b`,
- * which gcc if-converts into blends) and bit casts, and never calls libm. Inlined into a loop,
- * gcc -O3 vectorizes the loop (AVX2: 8 floats / 4 doubles per instruction) without any pragma.
+ * Every kernel is `static inline` (always inlined), uses only + - * / fma, comparisons, bit
+ * blends (gc__sel: gcc's if-conversion is unreliable, see there) and bit casts, and never calls
+ * libm. Inlined into a loop, gcc -O3 vectorizes the loop (AVX2: 8 floats / 4 doubles per
+ * instruction) without any pragma. (With GC_VMATH_LIBMVEC, see below, some public names call
+ * glibc's vector library instead.)
  * There are no table lookups (AVX2 gathers are slow) and no 64-bit arithmetic right shifts or
  * double<->int64 conversions (AVX2 has neither): integers are moved in and out of doubles with
  * the 0x1.8p52 "magic number" trick.
@@ -13,7 +15,7 @@
  * outputs are handled (no flush to zero). Nothing here depends on errno.
  *
  *   gc_exp   gc_expf    e^x                       x = k ln2 + r, |r| <= ln2/2, Taylor in r
- *   gc_expm1 gc_expm1f  e^x - 1                   same reduction, (2^k - 1) + 2^k expm1(r), summed exactly
+ *   gc_expm1 gc_expm1f  e^x - 1                   same; (2^k - 1) + 2^k expm1(r) summed exactly
  *   gc_log   gc_logf    ln x                      x = 2^e (1+f), 2 atanh(f/(2+f)) series
  *   gc_log1p gc_log1pf  ln(1+x)                   log of u = 1+x plus the rounding (x-(u-1))/u
  *   gc_tanh  gc_tanhf   tanh x                    from em = expm1(-2|x|) (see gc_tanh)
@@ -22,6 +24,14 @@
  *   gc_sin_rr gc_cos_rr (and ...f)  sin, cos for |x| <= 2^20 only (Cody-Waite reduction);
  *                       graphc uses libm/libmvec sin and cos instead (full range), these are
  *                       kept for bench/vmath only.
+ *
+ * For loop emitters (codegen/c.py, a fusion pass): an elementwise loop needs nothing to become
+ * SIMD -- a plain `for (long i = 0; i < n; i++)` innermost loop over scalar temporaries; gcc -O3
+ * inlines these kernels and vectorizes (check with -fopt-info-vec). A loop that also sums
+ * floats needs `#pragma omp simd reduction(+ : part)` on it (graphc builds with -fopenmp-simd),
+ * else gcc may not reorder the sum and the whole loop stays scalar. gcc will not vectorize a
+ * select whose arm may trap (`c ? a / b : d`, also when a / b is a named temporary: it sinks it
+ * into the arm); emit such selects as bit blends (like gc__sel below) instead.
  *
  * Error bounds (max ulps against a float64 / long-double reference, tests/test_vmath.py):
  * see the table in tests/test_vmath.py (ULP_BOUND) and bench/RESULTS.md "Vector math".
