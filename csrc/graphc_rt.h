@@ -24,7 +24,6 @@
 
 #include "graphc_vmath.h"
 
-
 #define gc_max(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 #define gc_min(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 

@@ -117,8 +117,9 @@ class _Emitter:
             idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept])
             self.w.line(f"{acc_t} acc = {init};")
             # a float sum vectorizes only if gcc may reorder it (`omp simd reduction`, built
-            # with -fopenmp-simd): each block is then summed as 4 (double) lane partials
-            # added at the block's end; max/min keep their NaN-propagating scalar order
+            # with -fopenmp-simd): each block is then summed in per-lane partials (4 doubles
+            # per AVX2 vector) added at the block's end; max/min keep their NaN-propagating
+            # scalar order
             simd_sum = red.blocked and dt.is_float
             if blocked:
                 iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init, simd_sum)

@@ -25,7 +25,8 @@ from .movement import broadcast_to
 # ---- primitives: numpy semantics, C, derivatives side by side ----
 # C templates: {0},{1},.. are operands, {f} is "f" for float32 math functions, {T} the C type.
 # Transcendentals call gc_* kernels (csrc/graphc_vmath.h) that gcc vectorizes inside any plain
-# loop; sin/cos/sqrt call libm, vectorized through libmvec / native sqrt (csrc/graphc_rt.h).
+# loop; sin/cos call libm, vectorized through glibc's libmvec (declared there); sqrt is the
+# vectorized IEEE instruction (graphc builds with -fno-math-errno).
 
 neg = defop("neg", ELEMENTWISE, numpy=np.negative, c="(-{0})",
             vjp=lambda g, y, x: (-g,), jvp=LINEAR)
