@@ -7,8 +7,10 @@
  *
  *   gc_max(a, b), gc_min(a, b)   numpy.maximum / numpy.minimum for floats (NaN wins)
  *   GC_IMIN(T), GC_IMAX(T)       identity of max / min over an integer type T
- *   gc_sigmoid(x), gc_sigmoidf   1 / (1 + exp(-x)) computed from exp(-|x|)
- *   gc_softplus(x), gc_softplusf log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
+ *   graphc_vmath.h               gc_exp gc_log gc_tanh gc_sigmoid gc_softplus gc_log1p gc_expm1
+ *                                (and ...f): kernels gcc vectorizes inside plain loops; sin/cos
+ *                                declared `simd` for glibc's libmvec (see that header)
+ *   sqrt, sqrtf                  the IEEE instruction, vectorized (-fno-math-errno)
  *   gc_sign(x), gc_signf         numpy.sign for floats (NaN stays NaN, sign(-0.0) = 0)
  *   gc_ipow(a, b)                integer power by squaring (b >= 0; numpy refuses b < 0)
  *   GC_BUF(T, base, off)         typed pointer into the workspace arena at byte offset off
@@ -22,6 +24,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "graphc_vmath.h"
+
 #define gc_max(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 #define gc_min(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 
@@ -29,24 +33,6 @@
 #define GC_IMAX(T) ((T)(sizeof(T) == 8 ? INT64_MAX : sizeof(T) == 4 ? INT32_MAX : 1))
 
 #define GC_BUF(T, base, off) ((T *)((char *)(base) + (off)))
-
-static inline double gc_sigmoid(double x) {
-    double e = exp(-fabs(x));
-    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-}
-
-static inline float gc_sigmoidf(float x) {
-    float e = expf(-fabsf(x));
-    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-}
-
-static inline double gc_softplus(double x) {
-    return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x)));
-}
-
-static inline float gc_softplusf(float x) {
-    return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x)));
-}
 
 static inline double gc_sign(double x) {
     return x > 0 ? 1.0 : x < 0 ? -1.0 : x;

@@ -72,8 +72,13 @@ CSRC_DIR: Path = _find_csrc()
 
 # -march=native is applied only if the compiler accepts it (probed at the first build); the
 # outcome is a function of compiler and CPU, both in the key, so the key names the request.
+# -fno-math-errno: libm calls may skip setting errno (nothing in graphc reads it), which lets gcc
+# vectorize sqrt and calls to `simd`-declared libmvec functions. -fopenmp-simd: honour
+# `#pragma omp simd` (codegen puts `reduction(+ : part)` on float-sum loops) and nothing else of
+# OpenMP (no runtime, no threads). Neither changes a value: NaN, inf, signed zeros and
+# subnormals stay IEEE (unlike -ffast-math / -ffinite-math-only, which graphc never uses).
 _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe",
-               "-Werror=implicit-function-declaration")
+               "-fno-math-errno", "-fopenmp-simd", "-Werror=implicit-function-declaration")
 # 256-bit vectors: gcc 12.2 miscompiles graphc-shaped loops with 512-bit AVX-512 vectors
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
@@ -115,14 +120,17 @@ def module_key(source: str, cdef: str) -> str:
     - the C source and the cdef;
     - the compiler: `$CC` (default `gcc`), its resolved path and the first line of `--version`;
     - the compile flags (as requested: `-march=native` is dropped at build time only if the
-      compiler rejects it, which compiler and CPU flags below determine);
+      compiler rejects it, which compiler and CPU flags below determine), and whether
+      glibc's libmvec is requested (`-DGC_LIBMVEC -lmvec` if it links: a function of compiler
+      and C library, both in the key, so like -march=native the key names the request);
     - the versions of graphc, cffi and numpy;
     - the Python ABI: `sys.implementation.cache_tag` and `EXT_SUFFIX`;
     - the machine: `platform.machine()` and a hash of the CPU feature flags (/proc/cpuinfo);
     - the name and content of every `csrc/*.h`.
     """
     cc = tuple(_compiler_argv())
-    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, *_environment_id()]
+    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, _libmvec_request(),
+             *_environment_id()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
 
 
@@ -182,6 +190,7 @@ def _environment_id() -> tuple[str, ...]:
         sys.implementation.cache_tag or "",
         sysconfig.get_config_var("EXT_SUFFIX") or "",
         platform.machine(),
+        " ".join(platform.libc_ver()),
         _cpu_flags_hash(),
         _headers_hash(),
     )
@@ -395,7 +404,10 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     cc = _compiler_argv()
     flags = _build_flags(tuple(cc))
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
-    cmd = [*cc, *flags, *includes, str(c_file), "-o", str(tmp / f"{name}.so"), *_LIBS]
+    vec = _libmvec_flags(tuple(cc))
+    defines = [f for f in vec if f.startswith("-D")]
+    cmd = [*cc, *flags, *defines, *includes, str(c_file), "-o", str(tmp / f"{name}.so"),
+           *[f for f in vec if f not in defines], *_LIBS]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:
@@ -403,7 +415,67 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     if result.returncode != 0:
         output = result.stderr + result.stdout
         raise _compile_error(root, c_file, f"{cc[0]} exited with {result.returncode}", output)
-    return flags
+    return [*flags, *vec]
+
+
+# glibc's vector math library: sin/cos declared `simd` in graphc_rt.h under GC_LIBMVEC become
+# calls to _ZGVdN4v_sin etc. Used only if a program calling them compiles, links and runs here.
+_LIBMVEC_PROBE = r"""
+#define GC_LIBMVEC 1
+#include "graphc_rt.h"
+#include <stdio.h>
+__attribute__((noinline)) void f(double *y, const double *x, float *yf, const float *xf, int n) {
+    for (int i = 0; i < n; i++) y[i] = sin(x[i]) + cos(x[i]);
+    for (int i = 0; i < n; i++) yf[i] = sinf(xf[i]) + cosf(xf[i]);
+}
+int main(void) {
+    double x[64], y[64]; float xf[64], yf[64];
+    for (int i = 0; i < 64; i++) { x[i] = i * 0.1; xf[i] = (float)x[i]; }
+    f(y, x, yf, xf, 64);
+    printf("%.6f %.4f", y[10], (double)yf[10]);
+    return 0;
+}
+"""
+
+
+def _libmvec_request() -> str:
+    """Whether builds try glibc's libmvec, and for what: "off" (GRAPHC_NO_LIBMVEC=1, or not
+    Linux: sin/cos stay scalar libm), "sin cos" (default), or "all" (GRAPHC_VMATH=libmvec:
+    exp, log, log1p, expm1 and float tanh from libmvec too instead of csrc/graphc_vmath.h)."""
+    if os.environ.get("GRAPHC_NO_LIBMVEC", "0") not in ("", "0") or sys.platform != "linux":
+        return "libmvec: off"
+    vmath = os.environ.get("GRAPHC_VMATH", "own")
+    if vmath not in ("own", "libmvec"):
+        raise GraphcError(f"GRAPHC_VMATH must be 'own' or 'libmvec', not {vmath!r}")
+    return "libmvec: all" if vmath == "libmvec" else "libmvec: sin cos"
+
+
+@functools.cache
+def _probe_libmvec(cc: tuple[str, ...]) -> bool:
+    """Compile, link and run a loop calling sin/cos through libmvec (once per process and CC;
+    only when something is built, so a disk-cache load never runs the compiler)."""
+    flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
+    with tempfile.TemporaryDirectory(prefix="graphc-libmvec-") as tmp:
+        exe = os.path.join(tmp, "probe")
+        cmd = [*cc, *flags, f"-I{CSRC_DIR}", "-x", "c", "-", "-o", exe, "-lmvec", "-lm"]
+        try:
+            built = subprocess.run(cmd, input=_LIBMVEC_PROBE.encode(), capture_output=True)
+            if built.returncode != 0:
+                return False
+            ran = subprocess.run([exe], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return ran.returncode == 0 and ran.stdout.strip() == "1.381773 1.3818"
+
+
+def _libmvec_flags(cc: tuple[str, ...]) -> tuple[str, ...]:
+    """("-DGC_LIBMVEC", ["-DGC_VMATH_LIBMVEC",] "-lmvec") if requested and glibc's libmvec
+    works here, else ()."""
+    request = _libmvec_request()
+    if request == "libmvec: off" or not _probe_libmvec(cc):
+        return ()
+    return ("-DGC_LIBMVEC", *(("-DGC_VMATH_LIBMVEC",) if request == "libmvec: all" else ()),
+            "-lmvec")
 
 
 # A loop pattern graphc generates (arena buffers at offsets of one base pointer, reused in

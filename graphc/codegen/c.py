@@ -151,10 +151,16 @@ class _Emitter:
         with self.w.block(""):
             idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept])
             self.w.line(f"{acc_t} acc = {init};")
+            # a float sum vectorizes only if gcc may reorder it (`omp simd reduction`, built
+            # with -fopenmp-simd): each block is then summed in per-lane partials (4 doubles
+            # per AVX2 vector) added at the block's end; max/min keep their NaN-propagating
+            # scalar order
+            simd_sum = red.blocked and dt.is_float
             if blocked:
-                iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init)
+                iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init, simd_sum)
             else:
-                (iidx,), n_outer = self.loops(inner_shape, [inner], var="j")
+                sum_pragma = "#pragma omp simd reduction(+ : acc)" if simd_sum else ""
+                (iidx,), n_outer = self.loops(inner_shape, [inner], var="j", pragma=sum_pragma)
             x = _load(src, dt, f"{idx[1]} + {iidx}" if iidx != "0" else idx[1])
             self.w.line(red.update.format(acc="part" if blocked else "acc", x=x) + ";")
             if blocked:
@@ -165,7 +171,7 @@ class _Emitter:
             self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = ({dt.c})acc;")
             self.close(depth)
 
-    def _blocked_loops(self, shape, view: View, acc_t: str, init: str):
+    def _blocked_loops(self, shape, view: View, acc_t: str, init: str, simd: bool = False):
         """Reduction loops whose innermost loop runs in blocks, each summed into `part`
         before joining `acc`. Returns the index and the number of loops outside the blocked
         one; the caller closes the element loop, adds `part`, closes the block loop, then
@@ -178,6 +184,8 @@ class _Emitter:
         self.w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
         self.w.line(f"{acc_t} part = {init};")
         self.w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+        if simd:
+            self.w.line("#pragma omp simd reduction(+ : part)")
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 

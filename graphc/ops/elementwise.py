@@ -26,6 +26,9 @@ from .movement import broadcast_to
 
 # ---- primitives: numpy semantics, C, derivatives side by side ----
 # C templates: {0},{1},.. are operands, {f} is "f" for float32 math functions, {T} the C type.
+# Transcendentals call gc_* kernels (csrc/graphc_vmath.h) that gcc vectorizes inside any plain
+# loop; sin/cos call libm, vectorized through glibc's libmvec (declared there); sqrt is the
+# vectorized IEEE instruction (graphc builds with -fno-math-errno).
 
 neg = defop("neg", ELEMENTWISE, numpy=np.negative, c="(-{0})",
             vjp=lambda g, y, x: (-g,), jvp=LINEAR)
@@ -39,9 +42,9 @@ div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1}
             vjp=lambda g, y, a, b: (g / b, -g * y / b),
             jvp=(lambda t, y, a, b: t / b, lambda t, y, a, b: -t * y / b),
             test={"domain": [None, "nonzero"]})
-exp = defop("exp", ELEMENTWISE, infer=float_only, numpy=np.exp, c="exp{f}({0})",
+exp = defop("exp", ELEMENTWISE, infer=float_only, numpy=np.exp, c="gc_exp{f}({0})",
             vjp=lambda g, y, x: (g * y,), jvp=(lambda t, y, x: t * y,))
-log = defop("log", ELEMENTWISE, infer=float_only, numpy=np.log, c="log{f}({0})",
+log = defop("log", ELEMENTWISE, infer=float_only, numpy=np.log, c="gc_log{f}({0})",
             vjp=lambda g, y, x: (g / x,), jvp=(lambda t, y, x: t / x,),
             test={"domain": ["positive"]})
 sqrt = defop("sqrt", ELEMENTWISE, infer=float_only, numpy=np.sqrt, c="sqrt{f}({0})",
@@ -51,12 +54,12 @@ sin = defop("sin", ELEMENTWISE, infer=float_only, numpy=np.sin, c="sin{f}({0})",
             vjp=lambda g, y, x: (g * cos(x),), jvp=(lambda t, y, x: t * cos(x),))
 cos = defop("cos", ELEMENTWISE, infer=float_only, numpy=np.cos, c="cos{f}({0})",
             vjp=lambda g, y, x: (-g * sin(x),), jvp=(lambda t, y, x: -t * sin(x),))
-tanh = defop("tanh", ELEMENTWISE, infer=float_only, numpy=np.tanh, c="tanh{f}({0})",
+tanh = defop("tanh", ELEMENTWISE, infer=float_only, numpy=np.tanh, c="gc_tanh{f}({0})",
              vjp=lambda g, y, x: (g * (1 - y * y),), jvp=(lambda t, y, x: t * (1 - y * y),))
-log1p = defop("log1p", ELEMENTWISE, infer=float_only, numpy=np.log1p, c="log1p{f}({0})",
+log1p = defop("log1p", ELEMENTWISE, infer=float_only, numpy=np.log1p, c="gc_log1p{f}({0})",
               vjp=lambda g, y, x: (g / (1 + x),), jvp=(lambda t, y, x: t / (1 + x),),
               test={"domain": ["positive"]})
-expm1 = defop("expm1", ELEMENTWISE, infer=float_only, numpy=np.expm1, c="expm1{f}({0})",
+expm1 = defop("expm1", ELEMENTWISE, infer=float_only, numpy=np.expm1, c="gc_expm1{f}({0})",
               vjp=lambda g, y, x: (g * (y + 1),), jvp=(lambda t, y, x: t * (y + 1),))
 
 
@@ -83,7 +86,7 @@ def _np_softplus(x):
 
 
 # sigmoid and softplus are primitives so that σ' = σ(1-σ) reuses the forward value and
-# neither overflows for |x| = 1000 (gc_sigmoid/gc_softplus in csrc/graphc_rt.h).
+# neither overflows for |x| = 1000 (gc_sigmoid/gc_softplus in csrc/graphc_vmath.h).
 sigmoid = defop("sigmoid", ELEMENTWISE, infer=float_only, numpy=_np_sigmoid,
                 c="gc_sigmoid{f}({0})",
                 vjp=lambda g, y, x: (g * y * (1 - y),), jvp=(lambda t, y, x: t * y * (1 - y),))
