@@ -13,6 +13,7 @@ mpi4py is imported only when a communicator is used, never by `import graphc`.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import time
@@ -227,6 +228,7 @@ class Allreduce:
             deadline = time.monotonic() + timeout
             while not request.Test():
                 if time.monotonic() > deadline:
+                    abort_at_exit(self.comm)
                     raise GraphcError(
                         f"train_step (rank {self.comm.Get_rank()} of "
                         f"{self.comm.Get_size()}): the gradient allreduce of step {step} "
@@ -235,3 +237,16 @@ class Allreduce:
         except mpi.Exception as e:
             raise GraphcError(f"train_step (rank {self.comm.Get_rank()}): the gradient "
                               f"allreduce of step {step} failed: {e}") from e
+
+
+def abort_at_exit(comm) -> None:
+    """After a collective that timed out, MPI_Finalize at exit would wait for the missing
+    rank forever: end the job with MPI_Abort instead (atexit runs before mpi4py finalizes).
+    The GraphcError is raised first, so a script can still catch it and save its work."""
+    global _aborting
+    if not _aborting:
+        _aborting = True
+        atexit.register(comm.Abort, 1)
+
+
+_aborting = False
