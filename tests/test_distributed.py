@@ -66,14 +66,14 @@ def test_shard_splits_rows_evenly_and_the_same_way_everywhere(shuffle):
         distributed.shard(X, Y[:21], FakeComm(0, 2))
 
 
-def _mpiexec(n: int, scenario: str, timeout: float, **env) -> tuple[int, str, float]:
-    """(exit code, output, seconds) of the worker on n ranks; a run still going after
-    `timeout` is killed and fails the test (it hung)."""
+def _mpiexec(n: int, scenario: str | list, timeout: float, **env) -> tuple[int, str, float]:
+    """(exit code, output, seconds) of the worker's scenario (or `python *args`) on n ranks;
+    a run still going after `timeout` is killed and fails the test (it hung)."""
     cmd = [MPIEXEC, "-n", str(n)]
     version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
     if "Open MPI" in version or "OpenRTE" in version:
         cmd.append("--oversubscribe")   # 4 ranks on fewer cores (MPICH allows it as is)
-    cmd += [sys.executable, str(WORKER), scenario]
+    cmd += [sys.executable, *(scenario if isinstance(scenario, list) else [WORKER, scenario])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **env}, start_new_session=True)
@@ -82,7 +82,7 @@ def _mpiexec(n: int, scenario: str, timeout: float, **env) -> tuple[int, str, fl
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"mpiexec -n {n} {scenario} still running after {timeout} s:\n{out}")
+        pytest.fail(f"mpiexec -n {n} {cmd[-1]} still running after {timeout} s:\n{out}")
     return proc.returncode, out, time.monotonic() - start
 
 
@@ -141,3 +141,13 @@ def test_a_failed_rank_ends_the_job_instead_of_hanging(how):
         assert ("GraphcError: train_step (rank 0 of 2): the gradient allreduce of step 11 "
                 "waited 3 s for the other ranks; one of them has probably died or hangs") in out
     assert seconds < 60, out
+
+
+@needs_mpi
+def test_the_readme_example_trains_digits_to_the_parameters_of_one_process():
+    pytest.importorskip("sklearn")
+    rc, out, _ = _mpiexec(2, ["-m", "graphc.demo", "mpi", "--compare"], timeout=400)
+    assert rc == 0, out
+    accuracy = float(re.search(r"held-out accuracy ([\d.]+)%", out).group(1))
+    gap = float(re.search(r"max \|parameter - one process\| = (\S+)", out).group(1))
+    assert accuracy > 95 and gap < 1e-5, out     # float32: rounding apart only
