@@ -139,15 +139,17 @@ def project(t_reduce_ms: dict) -> None:
         print(f"\n{name}: 1 rank {base:.3f} ms per step (gradient + update), buffer "
               f"{nbytes / 1e6:.2f} MB")
         print("| ranks | rows/rank | gradient (measured) | update (measured) | allreduce "
-              "(model) | step | speed-up | efficiency | allreduce share |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "(model) | step | speed-up | efficiency | allreduce share | weak scaling "
+              f"efficiency ({batch} rows/rank) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for p, rows in zip((8, 16, 32, 64), rows_list[1:]):
             g, u = t_grad[rows]["grad"], t_grad[rows]["update"]
             ar = (2 * np.log2(p) * LATENCY_S + 2 * (p - 1) / p * nbytes / NET_BYTES_PER_S
                   ) * 1e3 + t_reduce_ms[name]
             total = g + u + ar
             print(f"| {p} | {rows} | {g:.3f} ms | {u:.3f} ms | {ar:.3f} ms | {total:.3f} ms | "
-                  f"{base / total:.2f}x | {base / total / p:.0%} | {ar / total:.0%} |")
+                  f"{base / total:.2f}x | {base / total / p:.0%} | {ar / total:.0%} | "
+                  f"{base / (base + ar):.0%} |")
 
 
 if __name__ == "__main__":
