@@ -26,6 +26,7 @@ from . import pytree
 from .errors import GraphcError
 from .ops import api as ops
 from .optim import Optimizer
+from .runtime import paused_gc
 from .train import TrainStep, aliased_graph, normalized_batch
 
 # how long a rank waits in the gradient allreduce for the others (seconds; 0: forever)
@@ -179,13 +180,14 @@ class DataParallelStep(TrainStep):
             flat = [ops.reshape(ops.astype(x, dtype), (-1,)) for x in (*g, loss)]
             return [*aux, ops.concatenate(flat) * float(n)]
 
-        graph = aliased_graph(weighted, (memory, written, *batch), [len(memory)])
-        if self.backend == "numpy":
-            from .interpret import Interpreter
-            run = Interpreter(graph)
-        else:
-            from .codegen.c import build_graph
-            run = build_graph(graph).call
+        with paused_gc():
+            graph = aliased_graph(weighted, (memory, written, *batch), [len(memory)])
+            if self.backend == "numpy":
+                from .interpret import Interpreter
+                run = Interpreter(graph)
+            else:
+                from .codegen.c import build_graph
+                run = build_graph(graph).call
         unflatten_aux, n_aux = self._unflatten_aux, len(graph.outputs) - 1
 
         def call(*batch):

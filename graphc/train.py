@@ -27,7 +27,8 @@ def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None
                has_aux: bool = False, comm=None) -> TrainStep:
     """A compiled training step: `step(*batch, lr=None)` computes loss_fn(opt.params, *batch)
     and its gradient, clips it to global norm clip_norm, applies opt's update in place and
-    returns the loss as a float (and aux, a fresh pytree, with has_aux)."""
+    returns the loss as a float (and aux, a fresh pytree, with has_aux). With comm (an mpi4py
+    communicator) it trains data-parallel over MPI: see graphc.distributed."""
     if not isinstance(opt, Optimizer):
         raise GraphcError(f"train_step: opt must be a graphc.optim optimizer, got "
                           f"{type(opt).__name__}")
@@ -94,8 +95,6 @@ class TrainStep:
         return self._call_slow(batch, lr)
 
     def _call_slow(self, batch: tuple, lr):
-        """Python scalars stay weakly typed (as in graphc.compile); anything else becomes a
-        C-contiguous array."""
         batch, key = normalized_batch(batch)
         call = self._calls.get(key)
         if call is None:

@@ -94,12 +94,12 @@ def _ok_lines(out: str, n: int, what: str) -> list[str]:
 
 
 @needs_mpi
-@pytest.mark.parametrize("n", [2, 4])
-def test_same_parameters_as_one_process_and_bit_identical_on_every_rank(n):
+@pytest.mark.parametrize("n,backend", [(2, "c"), (4, "c"), (2, "numpy")])
+def test_same_parameters_as_one_process_and_bit_identical_on_every_rank(n, backend):
     """30 steps (uneven shards; on 4 ranks one shard is empty) match one process over the
     whole batches to 1e-10 in float64, SGD+Nesterov+clipping and AdamW with aux; the worker
     checks that every rank's parameters and optimizer state are the same bytes."""
-    rc, out, _ = _mpiexec(n, "equal", timeout=400)
+    rc, out, _ = _mpiexec(n, "equal", timeout=400, GRAPHC_BACKEND=backend)
     assert rc == 0, out
     _ok_lines(out, n, "sgd")
     _ok_lines(out, n, "adamw")
