@@ -237,13 +237,14 @@ class Allreduce:
                         f"waited {timeout:g} s for the other ranks; one of them has "
                         f"probably died or hangs (GRAPHC_MPI_TIMEOUT sets the wait)")
         except mpi.Exception as e:
+            abort_at_exit(self.comm)
             raise GraphcError(f"train_step (rank {self.comm.Get_rank()}): the gradient "
                               f"allreduce of step {step} failed: {e}") from e
 
 
 def abort_at_exit(comm) -> None:
-    """After a collective that timed out, MPI_Finalize at exit would wait for the missing
-    rank forever: end the job with MPI_Abort instead (atexit runs before mpi4py finalizes).
+    """After a collective that timed out or failed, MPI_Finalize at exit could wait for the
+    missing rank forever: end the job with MPI_Abort instead (atexit runs before mpi4py finalizes).
     The GraphcError is raised first, so a script can still catch it and save its work."""
     global _aborting
     if not _aborting:
