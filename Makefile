@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-numpy lint bench clean system-deps
+.PHONY: demo test test-mpi test-numpy lint bench clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(PY) system-deps
 	$(PY) -m pytest -q
 	GRAPHC_BACKEND=numpy $(PY) -m pytest -q tests/test_seeds.py tests/test_api_transforms.py \
 		tests/test_api_pytrees.py tests/test_api_errors.py
+
+# The MPI tests alone, with the mpi extra (mpi4py, MPICH's mpiexec) installed; `make test`
+# runs them too wherever mpi4py and mpiexec are installed, and skips them (saying why) otherwise.
+test-mpi: $(PY)
+	$(PY) -m pip install -q -e '.[test,mpi]'
+	$(PY) -m pytest -q tests/test_distributed.py
 
 lint: $(PY)
 	$(PY) -m ruff check graphc tests bench

@@ -3,7 +3,7 @@ them as generated C."""
 
 from __future__ import annotations
 
-from . import nn, optim
+from . import distributed, nn, optim
 from ._version import __version__
 from .check import check_grads
 from .custom import custom_jvp, custom_vjp
@@ -29,7 +29,7 @@ del _name
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
     "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
-    "custom_vjp", "grad", "grad_report", "hessian", "jacobian", "jit", "jvp",
+    "custom_vjp", "distributed", "grad", "grad_report", "hessian", "jacobian", "jit", "jvp",
     "nn", "optim", "register_dataclass", "show", "trace", "tree_flatten", "tree_leaves", "tree_map",
     "train_step", "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
 ]

@@ -27,16 +27,38 @@ def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None
                has_aux: bool = False, comm=None) -> TrainStep:
     """A compiled training step: `step(*batch, lr=None)` computes loss_fn(opt.params, *batch)
     and its gradient, clips it to global norm clip_norm, applies opt's update in place and
-    returns the loss as a float (and aux, a fresh pytree, with has_aux)."""
-    if comm is not None:
-        raise GraphcError("train_step: comm (data-parallel training over MPI) is not "
-                          "supported yet; call train_step without comm")
+    returns the loss as a float (and aux, a fresh pytree, with has_aux). With comm (an mpi4py
+    communicator) it trains data-parallel over MPI: see graphc.distributed."""
     if not isinstance(opt, Optimizer):
         raise GraphcError(f"train_step: opt must be a graphc.optim optimizer, got "
                           f"{type(opt).__name__}")
     if clip_norm is not None and not clip_norm > 0:
         raise GraphcError(f"train_step: clip_norm must be positive, got {clip_norm}")
+    if comm is not None:        # mpi4py is imported only here
+        from .distributed import DataParallelStep
+        return DataParallelStep(loss_fn, opt, clip_norm, has_aux, comm)
     return TrainStep(loss_fn, opt, clip_norm, has_aux)
+
+
+def normalized_batch(batch: tuple) -> tuple[tuple, tuple]:
+    """(batch, its signature key): Python scalars stay weakly typed (as in graphc.compile),
+    anything else becomes a C-contiguous array."""
+    batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
+    return batch, tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype)
+                         for b in batch])
+
+
+def aliased_graph(fn: Callable, args: tuple, written) -> Graph:
+    """fn traced at args and optimized; its last outputs are written in place into the
+    inputs numbered `written`, in order."""
+    graph, _ = trace_to_graph(fn, args)
+    from .passes import optimize
+    graph = optimize(graph)
+    first = len(graph.outputs) - len(written)
+    aliased = Graph(graph.inputs, graph.outputs, graph.name,
+                    aliases=[(first + i, j) for i, j in enumerate(written)])
+    aliased.pass_log = getattr(graph, "pass_log", [])
+    return aliased
 
 
 class TrainStep:
@@ -73,10 +95,7 @@ class TrainStep:
         return self._call_slow(batch, lr)
 
     def _call_slow(self, batch: tuple, lr):
-        """Python scalars stay weakly typed (as in graphc.compile); anything else becomes a
-        C-contiguous array."""
-        batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
-        key = tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype) for b in batch])
+        batch, key = normalized_batch(batch)
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = self._build(batch)
@@ -86,29 +105,36 @@ class TrainStep:
 
     def _traced_step(self, memory: list, lr, *batch) -> list:
         """The whole step on traced values: [loss, *aux, *new memory]."""
+        params, state = self._trees(memory)
+        loss, aux_leaves, g = self._loss_and_grads(params, batch, self.has_aux)
+        return [loss, *aux_leaves, *self._updated(params, state, g, lr)]
+
+    def _trees(self, memory: list) -> tuple:
+        """(params, state) pytrees of the traced memory, 0-d arrays as scalars again."""
         views = [ops.reshape(m, ()) if s else m for m, s in zip(memory, self._scalar)]
-        params = pytree.unflatten(self._p_td, views[:self._n_p])
-        state = pytree.unflatten(self._s_td, views[self._n_p:])
-        out, grads = value_and_grad(self.loss_fn, has_aux=self.has_aux)(params, *batch)
-        loss, aux = out if self.has_aux else (out, None)
-        g = pytree.flatten(grads)[0]
+        return (pytree.unflatten(self._p_td, views[:self._n_p]),
+                pytree.unflatten(self._s_td, views[self._n_p:]))
+
+    def _loss_and_grads(self, params, batch: tuple, has_aux: bool) -> tuple:
+        """(loss, aux leaves, gradient leaves) of loss_fn at params on traced values."""
+        out, grads = value_and_grad(self.loss_fn, has_aux=has_aux)(params, *batch)
+        loss, aux = out if has_aux else (out, None)
+        aux_leaves, self._aux_td = pytree.flatten(aux)
+        return loss, aux_leaves, pytree.flatten(grads)[0]
+
+    def _updated(self, params, state, g: list, lr) -> list:
+        """The new memory (traced) after clipping the gradient leaves g and one update."""
         if self.clip_norm is not None:
             g = clip_by_global_norm(g, self.clip_norm)
         new_p, new_s = self.opt.update(params, pytree.unflatten(self._p_td, g), state, lr)
-        aux_leaves, self._aux_td = pytree.flatten(aux)
         new = pytree.flatten(new_p)[0] + pytree.flatten(new_s)[0]
-        new = [ops.reshape(n, (1,)) if s else n for n, s in zip(new, self._scalar)]
-        return [loss, *aux_leaves, *new]
+        return [ops.reshape(n, (1,)) if s else n for n, s in zip(new, self._scalar)]
 
     def _build(self, batch: tuple) -> Callable:
         with paused_gc():
-            graph, _ = trace_to_graph(self._traced_step, (self.memory, 1.0, *batch))
-            from .passes import optimize
-            graph = optimize(graph)
-            first = len(graph.outputs) - len(self.memory)
-            aliased = Graph(graph.inputs, graph.outputs, graph.name,
-                            aliases=[(first + i, i) for i in range(len(self.memory))])
-            aliased.pass_log = getattr(graph, "pass_log", [])
+            aliased = aliased_graph(self._traced_step, (self.memory, 1.0, *batch),
+                                    range(len(self.memory)))
+            first = len(aliased.outputs) - len(self.memory)
             self.graph = aliased
             if self.backend == "numpy":
                 from .interpret import Interpreter
