@@ -211,3 +211,20 @@ def test_deep_chains_fuse_without_recursion():
     sched = schedule(graph, fuse=True)
     assert len(sched.kernels) <= 9_001 // 256 * 2 + 2          # groups of at most 256 nodes
     assert all(k.kind == "fused" for k in sched.kernels)
+
+
+def test_fusion_never_builds_a_cycle_through_a_group_that_spans_the_merge():
+    """Found through the MPI gradient graph: a group starting before two siblings and ending
+    after them (it waits for one of them) must stop their horizontal merge."""
+    from graphc import nn
+    model = nn.MLP((6, 8, 4), activation="tanh", seed=7, dtype=np.float64)
+
+    def f(p, x, y):
+        loss, g = graphc.value_and_grad(lambda p: nn.cross_entropy(model.apply(p, x), y))(p)
+        return graphc.concatenate([graphc.reshape(v, (-1,)) for v in (*g.values(), loss)])
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(16, 6)), rng.integers(0, 4, 16)
+    want = graphc.compile(f, backend="numpy", optimize=False)(model.params, x, y)
+    np.testing.assert_allclose(graphc.compile(f)(model.params, x, y), want, rtol=1e-12,
+                               atol=1e-15)

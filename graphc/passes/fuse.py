@@ -133,9 +133,12 @@ class _Fuser:
         return big
 
     def _legal(self, a: Group, b: Group) -> bool:
-        """a and b may merge unless a source outside both depends on either (a cycle)."""
+        """a and b may merge unless a source outside both depends on either (a cycle). The
+        search walks whole groups (a group runs as one kernel, so it waits for all its
+        sources); node positions cannot prune it, because a group that starts before a and b
+        may end after them and wait for them (a plain node reading its early members then
+        depends on a and b too). Past SEARCH_BUDGET nodes the answer is no."""
         member = a.member | b.member
-        lo = min(a.lo, b.lo)
         stack = [s for s in {**a.ext, **b.ext}.values() if id(s) not in member]
         seen: set[int] = set()
         while stack:
@@ -149,11 +152,9 @@ class _Fuser:
                 return False
             h = self.group_of.get(id(u))
             if h is not None:            # a group runs as a whole: it needs all its sources
-                if h.hi < lo:
-                    continue
                 stack.extend(h.ext.values())
                 seen.update(h.member)
-            elif self.pos.get(id(u), -1) >= lo:
+            else:
                 stack.extend(u.src)
         return True
 
