@@ -33,4 +33,7 @@ def element_expr(k: Kernel, operands: list[str]) -> str:
         return operands[0]
     n = k.node
     f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return template(k).format(*operands, f=f, T=n.dtype.c)
+    expr = template(k).format(*operands, f=f, T=n.dtype.c)
+    if n.dtype is dtypes.bool_ and n.src[0].dtype is dtypes.bool_ and n.op.name != "where":
+        return f"({expr} != 0)"    # bools are unsigned char: True + True must stay 1, as numpy
+    return expr
