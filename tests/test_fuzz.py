@@ -35,6 +35,7 @@ from fuzzgen import (
     weights,
 )
 from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 
 import graphc
 import graphc.passes
@@ -263,12 +264,20 @@ def test_fuzz_programs_cover_every_op():
     assert seen == set(PRIMITIVES), sorted(set(PRIMITIVES) - seen)
 
 
+# Each gcc build costs ~0.2 s: CI's examples check the C backend, optimize=False, the verifier
+# and torch on every program, and tape mode or float32 (one more build) on alternate ones;
+# `make fuzz` (FUZZ_ALL_ORACLES=1) runs every oracle on every program.
+ALL_ORACLES = os.environ.get("FUZZ_ALL_ORACLES") == "1"
+
+
 @settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-@given(programs())
-def test_fuzz(program):
+@given(programs(), st.sampled_from(["tape", "f32"]))
+def test_fuzz(program, extra):
+    oracles = ("c", "noopt", "torch", "tape", "f32") if ALL_ORACLES else ("c", "noopt", "torch",
+                                                                          extra)
     with np.errstate(all="ignore"):
-        check_program(program)
+        check_program(program, oracles)
 
 
 # Shrunk failures found by the fuzzer, each fixed.
