@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
-from .errors import GraphcError
+from .errors import GraphcError, TracerError
 from .ir import Graph
-from .trace import in_trace
+from .trace import in_trace, tracing_now
 from .transforms import leaf_spec, trace_to_graph
 
 BACKENDS = ("c", "numpy")
@@ -144,6 +144,10 @@ class CompiledFunction:
             if exe is not None:
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
+            if not tracing_now():
+                raise TracerError(f"{self.__name__} was called with a traced value that leaked "
+                                  "out of the function that traced it (stored in a list, a "
+                                  "global or an attribute): return it as an output instead")
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)
         exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
