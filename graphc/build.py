@@ -81,7 +81,10 @@ _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
 
-_loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}  # (source, cdef) -> (ffi, lib)
+# (source, cdef) -> (ffi, lib); bounded (oldest out). Python never unloads an extension
+# module, so an evicted one stays mapped: the bound caps the memory the key strings hold.
+_loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
+_LOADED_MAX = 512
 _key_locks: dict[str, threading.Lock] = {}
 _exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
 _debug_handler: logging.Handler | None = None
@@ -113,6 +116,8 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
                 _exec_roots[root] = _noexec_fallback(root)
                 hit = _load_from_disk_or_build(_exec_roots[root], key, source, cdef)
             _loaded[(source, cdef)] = hit
+            while len(_loaded) > _LOADED_MAX:
+                _loaded.pop(next(iter(_loaded)), None)
     return hit
 
 

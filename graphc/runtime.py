@@ -83,6 +83,9 @@ class CompiledFunction:
         self.optimize = optimize
         self.static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
                                else tuple(static_argnums))
+        # Both bounded (SIGNATURES_MAX, oldest first out): a function called with ever new
+        # shapes keeps its recent signatures, not all of them (an evicted one retraces, and
+        # its built code usually comes back from _RUNNERS or the disk cache).
         self._cache: dict = {}
         self._fast: dict = {}       # per-call shortcut: key from top-level args only
         self._lock = threading.Lock()
@@ -121,7 +124,7 @@ class CompiledFunction:
                 exe = self._cache.get(key)
                 if exe is None:
                     exe = self._build(args, specs)
-                    self._cache[key] = exe
+                    _bounded_put(self._cache, key, exe)
         return exe
 
     def _build(self, args, specs) -> Executable:
@@ -152,7 +155,7 @@ class CompiledFunction:
         key, leaves, specs = self._signature(args)
         exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
         if fast is not None and not self.static_argnums:
-            self._fast[fast] = exe
+            _bounded_put(self._fast, fast, exe)
         return exe(leaves)
 
     def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:
@@ -167,7 +170,7 @@ class CompiledFunction:
             call.__name__ = self.__name__
             variant = CompiledFunction(call, self.backend, self.optimize,
                                        self._static_positions(n_pos), self.retrace)
-            self._cache[key] = variant
+            _bounded_put(self._cache, key, variant)
         return variant
 
     # ---- introspection ----
@@ -210,6 +213,19 @@ class CompiledFunction:
 
     def trace(self, *args) -> Graph:
         return self.executable(*args).graph
+
+
+SIGNATURES_MAX = 256     # per compiled function
+
+
+def _bounded_put(cache: dict, key, value, limit: int | None = None) -> None:
+    """Insert, dropping the oldest entries past the limit (dicts keep insertion order)."""
+    cache[key] = value
+    while len(cache) > (limit or SIGNATURES_MAX):
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):     # another thread got there first
+            break
 
 
 # Built runners by what their graph computes, so a retraced function, or another function
