@@ -104,7 +104,12 @@ class CompiledFunction:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         dyn = tuple(a for i, a in enumerate(args) if i not in static) if static else args
         leaves, treedef = pytree.flatten(dyn)
-        specs = [leaf_spec(x) for x in leaves]
+        try:
+            specs = [leaf_spec(x) for x in leaves]
+        except GraphcError:             # again, naming the input at fault (no cost otherwise)
+            for k, x in enumerate(leaves):
+                leaf_spec(x, f"{self.__name__}: input {k}")
+            raise
         statics = tuple(_static_key(args[i]) for i in static)
         try:
             hash(statics)
