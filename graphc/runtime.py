@@ -108,7 +108,7 @@ class CompiledFunction:
             specs = [leaf_spec(x) for x in leaves]
         except GraphcError:             # again, naming the input at fault (no cost otherwise)
             for k, x in enumerate(leaves):
-                leaf_spec(x, f"{self.__name__}: input {k}")
+                leaf_spec(x, f"{_name(self.fn)}: input {k}")
             raise
         statics = tuple(_static_key(args[i]) for i in static)
         try:
@@ -153,7 +153,7 @@ class CompiledFunction:
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
             if not tracing_now():
-                raise TracerError(f"{self.__name__} was called with a traced value that leaked "
+                raise TracerError(f"{_name(self.fn)} was called with a traced value that leaked "
                                   "out of the function that traced it (stored in a list, a "
                                   "global or an attribute): return it as an output instead")
             return self.fn(*args)           # inside another trace: inline
@@ -221,6 +221,10 @@ class CompiledFunction:
 
 
 SIGNATURES_MAX = 256     # per compiled function
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 def _bounded_put(cache: dict, key, value, limit: int | None = None) -> None:

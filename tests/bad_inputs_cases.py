@@ -86,10 +86,13 @@ def _zero_size_grad():
 
 
 def _huge():
+    """2**31 + 8 bools (2 GiB): a slice past element 2**31 needs 64-bit index arithmetic."""
     n = 2**31 + 8
-    x = np.ones(n, dtype=np.int8).view(np.bool_)
-    got = graphc.compile(lambda m: graphc.sum(graphc.where(m, 1.0, 0.0).astype(np.float32)))(x)
-    assert float(got) == float(n), got
+    x = np.zeros(n, dtype=np.bool_)
+    x[-3:] = True
+    x[2**31 - 1] = True             # just below the slice: must not be read
+    got = graphc.compile(lambda m: graphc.sum(graphc.where(m[2**31:], 1.0, 0.0)))(x)
+    assert float(got) == 3.0, got
 
 
 CASES = [
