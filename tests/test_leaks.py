@@ -97,8 +97,9 @@ def test_2000_shapes_each_built_keep_memory_bounded():
     assert len(f._cache) <= runtime.SIGNATURES_MAX
     assert len(build._loaded) <= build._LOADED_MAX
     assert len(runtime._RUNNERS) <= runtime._RUNNERS_MAX
-    # each new module stays mapped (Python never unloads one): a few hundred KB apiece
-    assert samples[-1] - samples[len(samples) // 2] < 0.5 * 1000
+    # each new module stays mapped (Python never unloads one): ~35 KB apiece measured, so
+    # memory grows with the number of distinct kernels ever built, and by nothing else
+    assert (samples[-1] - samples[len(samples) // 2]) / 1000 < 0.1
 
 
 def test_no_file_descriptor_leaks():
