@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-mpi test-numpy lint bench clean system-deps
+.PHONY: demo test test-mpi test-numpy lint bench clean system-deps fuzz soak
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ test: $(PY) system-deps
 test-mpi: $(PY)
 	$(PY) -m pip install -q -e '.[test,mpi]'
 	$(PY) -m pytest -q tests/test_distributed.py
+
+# Long campaigns (issue 14): `make fuzz N=20000` runs the differential fuzzer with every
+# oracle on every program; `make soak` the slow cache races, leak and 2^31-element runs.
+N ?= 20000
+fuzz: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	FUZZ_EXAMPLES=$(N) FUZZ_ALL_ORACLES=1 $(PY) -m pytest -q tests/test_fuzz.py
+
+soak: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	GRAPHC_SLOW=1 $(PY) -m pytest -q -s tests/test_leaks.py tests/test_build_cache.py \
+		tests/test_bad_inputs.py
 
 lint: $(PY)
 	$(PY) -m ruff check graphc tests bench

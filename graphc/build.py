@@ -86,8 +86,12 @@ _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
 
-_loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}  # (source, cdef) -> (ffi, lib)
+# (source, cdef) -> (ffi, lib); bounded (oldest out). Python never unloads an extension
+# module, so an evicted one stays mapped: the bound caps the memory the key strings hold.
+_loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
+_LOADED_MAX = 512
 _key_locks: dict[str, threading.Lock] = {}
+_exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
 _debug_handler: logging.Handler | None = None
 
 
@@ -109,8 +113,16 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
     with _key_locks.setdefault(key, threading.Lock()):
         hit = _loaded.get((source, cdef))
         if hit is None:
-            hit = _load_from_disk_or_build(key, source, cdef)
+            root = cache_dir()
+            root = _exec_roots.get(root, root)
+            try:
+                hit = _load_from_disk_or_build(root, key, source, cdef)
+            except _NoExec:
+                _exec_roots[root] = _noexec_fallback(root)
+                hit = _load_from_disk_or_build(_exec_roots[root], key, source, cdef)
             _loaded[(source, cdef)] = hit
+            while len(_loaded) > _LOADED_MAX:
+                _loaded.pop(next(iter(_loaded)), None)
     return hit
 
 
@@ -287,8 +299,36 @@ def _remove_stale_temps(root: Path, age: float = 3600.0) -> None:
 # ---------------------------------------------------------------- disk cache
 
 
-def _load_from_disk_or_build(key: str, source: str, cdef: str) -> tuple[cffi.FFI, object]:
-    root = cache_dir()
+class _NoExec(Exception):
+    """The cache root refuses to map code (a noexec mount): built modules cannot load there."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+
+def _refused_mapping(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "failed to map segment" in text or "operation not permitted" in text
+
+
+def _noexec_fallback(root: Path) -> Path:
+    fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}-exec"
+    if fallback == root or not _writable(fallback):
+        raise GraphcError(f"graphc cannot load compiled kernels from {root} (is it mounted "
+                          "noexec?) and has no fallback; set GRAPHC_CACHE_DIR to a directory "
+                          "where shared libraries may be executed")
+    warnings.warn(
+        f"graphc cannot load compiled kernels from its cache at {root} (is it mounted noexec?); "
+        f"using {fallback} instead. Set GRAPHC_CACHE_DIR to a directory where shared "
+        "libraries may be executed.",
+        GraphcWarning,
+        stacklevel=4,
+    )
+    return fallback
+
+
+def _load_from_disk_or_build(root: Path, key: str, source: str,
+                             cdef: str) -> tuple[cffi.FFI, object]:
     name = f"_graphc_{key[:20]}"
     entry = _entry_dir(root, key)
     start = time.perf_counter()
@@ -367,13 +407,21 @@ def _build_and_install(
         flags = _build(root, tmp, name, source, cdef)
         try:
             loaded = _import(name, tmp / f"{name}.so")
-        except ImportError as exc:
+        except (ImportError, OSError) as exc:
+            if _refused_mapping(exc):
+                raise _NoExec(root) from exc
             message = f"the built module does not load: {exc}"
             raise _compile_error(root, tmp / f"{name}.c", message, "") from exc
-        _write_meta(tmp / f"{name}.so", flags, time.perf_counter() - start)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        _remove_entry(root, entry)
-        os.replace(tmp, entry)
+        try:
+            _write_meta(tmp / f"{name}.so", flags, time.perf_counter() - start)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            _remove_entry(root, entry)
+            os.replace(tmp, entry)
+        except OSError as exc:      # ENOSPC, a read-only remount: the module is loaded anyway
+            warnings.warn(f"graphc could not install a built kernel into its cache at {root} "
+                          f"({exc}); it is used in this process only. Free space there or set "
+                          "GRAPHC_CACHE_DIR.", GraphcWarning, stacklevel=5)
+            return loaded
         _debug("built %s in %.1f ms", entry, 1e3 * (time.perf_counter() - start))
         return loaded
     finally:

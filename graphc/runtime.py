@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
-from .errors import GraphcError
+from .errors import GraphcError, TracerError
 from .ir import Graph
-from .trace import in_trace
+from .trace import in_trace, tracing_now
 from .transforms import leaf_spec, trace_to_graph
 
 BACKENDS = ("c", "numpy")
@@ -93,6 +93,9 @@ class CompiledFunction:
         self.optimize = optimize
         self.static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
                                else tuple(static_argnums))
+        # Both bounded (SIGNATURES_MAX, oldest first out): a function called with ever new
+        # shapes keeps its recent signatures, not all of them (an evicted one retraces, and
+        # its built code usually comes back from _RUNNERS or the disk cache).
         self._cache: dict = {}
         self._fast: dict = {}       # per-call shortcut: key from top-level args only
         self._lock = threading.Lock()
@@ -111,7 +114,12 @@ class CompiledFunction:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         dyn = tuple(a for i, a in enumerate(args) if i not in static) if static else args
         leaves, treedef = pytree.flatten(dyn)
-        specs = [leaf_spec(x) for x in leaves]
+        try:
+            specs = [leaf_spec(x) for x in leaves]
+        except GraphcError:             # again, naming the input at fault (no cost otherwise)
+            for k, x in enumerate(leaves):
+                leaf_spec(x, f"{_name(self.fn)}: input {k}")
+            raise
         statics = tuple(_static_key(args[i]) for i in static)
         try:
             hash(statics)
@@ -131,7 +139,7 @@ class CompiledFunction:
                 exe = self._cache.get(key)
                 if exe is None:
                     exe = self._build(args, specs)
-                    self._cache[key] = exe
+                    _bounded_put(self._cache, key, exe)
         return exe
 
     def _build(self, args, specs) -> Executable:
@@ -154,11 +162,15 @@ class CompiledFunction:
             if exe is not None:
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
+            if not tracing_now():
+                raise TracerError(f"{_name(self.fn)} was called with a traced value that leaked "
+                                  "out of the function that traced it (stored in a list, a "
+                                  "global or an attribute): return it as an output instead")
             return self.fn(*args)           # inside another trace: inline
         key, leaves, specs = self._signature(args)
         exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
         if fast is not None and not self.static_argnums:
-            self._fast[fast] = exe
+            _bounded_put(self._fast, fast, exe)
         return exe(leaves)
 
     def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:
@@ -173,7 +185,7 @@ class CompiledFunction:
             call.__name__ = self.__name__
             variant = CompiledFunction(call, self.backend, self.optimize,
                                        self._static_positions(n_pos), self.retrace)
-            self._cache[key] = variant
+            _bounded_put(self._cache, key, variant)
         return variant
 
     # ---- introspection ----
@@ -228,6 +240,23 @@ class CompiledFunction:
 
     def trace(self, *args) -> Graph:
         return self.executable(*args).graph
+
+
+SIGNATURES_MAX = 256     # per compiled function
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _bounded_put(cache: dict, key, value, limit: int | None = None) -> None:
+    """Insert, dropping the oldest entries past the limit (dicts keep insertion order)."""
+    cache[key] = value
+    while len(cache) > (limit or SIGNATURES_MAX):
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):     # another thread got there first
+            break
 
 
 # Built runners by what their graph computes, so a retraced function, or another function

@@ -242,6 +242,11 @@ def in_trace(tree) -> bool:
     return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
 
 
+def tracing_now() -> bool:
+    """Whether a trace is running on this thread."""
+    return bool(_stack())
+
+
 # ---- which user function is being traced (for messages) ----
 
 def _stack() -> list:

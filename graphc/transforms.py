@@ -19,25 +19,26 @@ from .trace import Tracer, constant, in_trace, new_input, to_tracer, tracing
 
 # ---- tracing a Python function into a Graph ----
 
-def leaf_spec(leaf) -> tuple:
-    """The part of a signature one leaf contributes: shape+dtype, or a Python scalar kind."""
+def leaf_spec(leaf, what: str = "argument") -> tuple:
+    """The part of a signature one leaf contributes: shape+dtype, or a Python scalar kind
+    (`what` names the leaf in errors, e.g. "f: input 2")."""
     if isinstance(leaf, np.ndarray):
-        return (leaf.shape, dtypes.from_numpy(leaf.dtype, "argument"))
+        return (leaf.shape, dtypes.from_numpy(leaf.dtype, f"{what} of shape {leaf.shape}"))
     if isinstance(leaf, np.generic):          # numpy scalars are strongly typed
-        return ((), dtypes.from_numpy(leaf.dtype, "argument"))
+        return ((), dtypes.from_numpy(leaf.dtype, f"{what} of shape {leaf.shape}"))
     if isinstance(leaf, bool):
         return ("static", leaf)
     if isinstance(leaf, float):
         return ((), dtypes.float64, "weak")
     if isinstance(leaf, int):
         if not -(1 << 63) <= leaf < (1 << 63):
-            raise DTypeError(f"argument {leaf}: Python integer out of bounds for int64")
+            raise DTypeError(f"{what} {leaf}: Python integer out of bounds for int64")
         return ((), dtypes.int64, "weak")
     if isinstance(leaf, Tracer):
         return (leaf.shape, leaf.node.dtype) + (("weak",) if leaf.weak else ())
     if isinstance(leaf, complex):
-        raise DTypeError(f"argument {leaf!r}: complex numbers are not supported")
-    raise GraphcError(f"argument of type {type(leaf).__name__} is not supported: pass numpy "
+        raise DTypeError(f"{what} {leaf!r}: complex numbers are not supported")
+    raise GraphcError(f"{what} of type {type(leaf).__name__} is not supported: pass numpy "
                       "arrays, Python scalars, or pytrees of them (tuples, lists, dicts, "
                       "namedtuples, frozen or registered dataclasses), or make it static "
                       "with static_argnums")
@@ -154,8 +155,10 @@ def _bind_back(nodes: list, phs: list[Tracer], actual: list[Tracer]) -> list:
 
 def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if isinstance(argnums, str) or not all(isinstance(a, int) for a in nums):
+        raise GraphcError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
     for a in nums:
-        if not isinstance(a, int) or not -nargs <= a < nargs:
+        if not -nargs <= a < nargs:
             raise GraphcError(f"{name}: argnums {argnums!r} is out of range for a function "
                               f"called with {nargs} positional argument(s)")
     positions = tuple(a % nargs for a in nums)

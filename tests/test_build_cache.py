@@ -107,16 +107,23 @@ def test_second_load_comes_from_memory(root: Path) -> None:
 
 
 def test_threads_share_one_build(root: Path) -> None:
-    source = unique_source()
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(load_module(source, CDEF)))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 4 and all(r is results[0] for r in results)
-    assert len(entries(root)) == 1
+    for _ in range(3):          # rounds: a new module each time, 8 threads racing for it
+        source = unique_source()
+        results = []
+        barrier = threading.Barrier(8)
+
+        def load(source=source, results=results, barrier=barrier):
+            barrier.wait()
+            results.append(load_module(source, CDEF))
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 8 and all(r is results[0] for r in results)
+        assert total(results[0], [1.0, 2.0]) == 3.0
+    assert len(entries(root)) == 3
+    assert list((root / "tmp").iterdir()) == []
 
 
 def test_new_process_loads_from_disk_without_compiling(root: Path, tmp_path: Path) -> None:
@@ -163,6 +170,7 @@ def test_four_processes_build_one_entry(root: Path) -> None:
 
 CORRUPTIONS = {
     "truncated": lambda data: b"",
+    "cut_in_half": lambda data: data[: len(data) // 2],
     "flipped": lambda data: data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF])
     + data[len(data) // 2 + 1 :],
     "text": lambda data: b"this is not a shared object\n",
@@ -250,3 +258,220 @@ def test_cli_cache_info_and_clear(root: Path) -> None:
     assert "removed 1 entries" in cli("clear")
     assert re.search(r"entries:\s+0\b", cli("info"))
     assert cache_info()["entries"] == 0 and cache_clear() == 0
+
+
+# ---------------------------------------------------------------- at scale and under faults
+
+
+def race(root: Path, procs: int, rounds: int) -> None:
+    """`procs` processes start at once on a new module, `rounds` times."""
+    for _ in range(rounds):
+        source = unique_source()
+        cmd = [sys.executable, "-c", CHILD, source]
+        running = [subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(procs)]
+        outputs = [p.communicate(timeout=300) for p in running]
+        for proc, (out, err) in zip(running, outputs, strict=True):
+            assert proc.returncode == 0, err
+            assert out == outputs[0][0] == "45.0\n"          # bit-equal: the same printed repr
+    assert len(entries(root)) == rounds
+    assert all(len(list(e.glob("*.so"))) == 1 for e in entries(root))
+    assert list((root / "tmp").iterdir()) == []
+
+
+def test_eight_processes_race_two_rounds(root: Path) -> None:
+    race(root, 8, 2)
+
+
+@pytest.mark.slow
+def test_sixteen_processes_race_five_rounds(root: Path) -> None:
+    race(root, 16, 5)
+
+
+HASHSEED_CHILD = """
+import hashlib, sys
+import numpy as np
+import graphc
+def f(p, x):
+    h = graphc.tanh(x @ p["w"] + p["b"])
+    return graphc.sum(graphc.softmax(h, axis=-1) * p["s"]) + graphc.logsumexp(h)
+g = graphc.compile(graphc.value_and_grad(f))
+p = {"w": np.ones((3, 4)), "b": np.zeros(4), "s": np.arange(4.0)}
+args = (p, np.linspace(-1, 1, 6).reshape(2, 3))
+print(hashlib.sha256(g.source(*args).encode()).hexdigest(), repr(float(g(*args)[0])))
+"""
+
+
+def test_same_graph_under_five_hash_seeds_gives_one_c_source_and_one_build(root: Path) -> None:
+    outs, builds = set(), 0
+    for seed in range(5):
+        done = subprocess.run([sys.executable, "-c", HASHSEED_CHILD], capture_output=True,
+                              text=True, timeout=120,
+                              env=child_env(PYTHONHASHSEED=str(seed), GRAPHC_DEBUG="1"))
+        assert done.returncode == 0, done.stderr
+        outs.add(done.stdout)
+        builds += len(re.findall(r"graphc: built ", done.stderr))
+    assert len(outs) == 1, outs
+    assert builds == 1
+
+
+def one_warning_at_most(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    ours = [w for w in caught if issubclass(w.category, GraphcWarning)]
+    assert len(ours) <= 1, [str(w.message) for w in ours]
+    return result, ours
+
+
+def test_so_without_meta_and_meta_without_so_are_rebuilt(root: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for remove in ("meta.json", "so"):
+        source = unique_source()
+        load_module(source, CDEF)
+        monkeypatch.setattr(build, "_loaded", {})
+        (entry,) = [e for e in entries(root) if source in next(e.glob("*.c")).read_text()]
+        victim = next(entry.glob("*.so")) if remove == "so" else entry / "meta.json"
+        victim.unlink()
+        module, ours = one_warning_at_most(lambda source=source: load_module(source, CDEF))
+        assert total(module, [2.0, 5.0]) == 7.0 and len(ours) == 1
+        assert build._artifact_problem(entry, next(entry.glob("*.so"))) is None
+
+
+SLOW_CC = """#!/bin/sh
+case "$*" in *_graphc_*) if [ -n "$GRAPHC_TEST_STARTED" ]; then
+    touch "$GRAPHC_TEST_STARTED"; sleep 30; fi;; esac
+exec gcc "$@"
+"""
+
+
+def test_build_killed_with_sigkill_leaves_nothing_that_blocks(root: Path, tmp_path: Path) -> None:
+    """A build killed mid-compile leaves its lock file and temp dir; the next build goes on."""
+    import signal
+    import time
+    wrapper = tmp_path / "slow-cc"
+    wrapper.write_text(SLOW_CC)
+    wrapper.chmod(0o755)
+    started = tmp_path / "started"
+    source = unique_source()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, source],
+                             env=child_env(CC=str(wrapper), GRAPHC_TEST_STARTED=str(started)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)      # the child and its sleeping compiler
+    child.wait()
+    assert list((root / "locks").glob("*.lock")) and list((root / "tmp").iterdir())
+    # the same key (same CC) after the kill: the lock is free, the stale temp dir ignored
+    done = run_child(source, CC=str(wrapper))
+    assert done.returncode == 0 and done.stdout.strip() == "45.0", done.stderr
+    assert "Warning" not in done.stderr
+    # and a fresh process with the default compiler
+    module, _ = one_warning_at_most(lambda: load_module(source, CDEF))
+    assert total(module, [1.0]) == 1.0
+
+
+@pytest.fixture
+def mounted(tmp_path: Path):
+    """A tmpfs mount point (root in a container may mount; otherwise the test simulates)."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    mounted = []
+
+    def mount(*options: str) -> bool:
+        opts = ",".join(("size=64m", *options))
+        cmd = ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)]
+        if mounted:
+            cmd = ["mount", "-o", f"remount,{opts}", str(point)]
+        ok = subprocess.run(cmd, capture_output=True).returncode == 0
+        if ok:
+            mounted.append(point)
+        return ok
+    yield point, mount
+    if mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)   # .so still mapped
+
+
+def test_read_only_cache_dir_still_serves_and_builds(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path, mounted) -> None:
+    point, mount = mounted
+    if not mount():
+        pytest.skip("cannot mount a tmpfs here (the unwritable-dir test covers the fallback)")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(point / "cache"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "systmp"))
+    (tmp_path / "systmp").mkdir()
+    built = unique_source()
+    load_module(built, CDEF)
+    assert mount("ro")
+    build._resolve_root.cache_clear()
+    monkeypatch.setattr(build, "_loaded", {})
+    # the read-only root is left for a writable fallback, with one warning naming the variable
+    module, ours = one_warning_at_most(lambda: load_module(built, CDEF))
+    assert total(module, [3.0]) == 3.0 and len(ours) == 1
+    assert "GRAPHC_CACHE_DIR" in str(ours[0].message)
+    module, ours = one_warning_at_most(lambda: load_module(unique_source(), CDEF))
+    assert total(module, [3.0, 1.0]) == 4.0 and not ours
+    build._resolve_root.cache_clear()
+
+
+def test_noexec_cache_dir_falls_back_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path, mounted) -> None:
+    point, mount = mounted
+    if mount("noexec"):
+        monkeypatch.setenv("GRAPHC_CACHE_DIR", str(point / "cache"))
+    else:    # simulated: the loader refuses to map code under the cache root, as noexec does
+        real = build._import
+
+        def refuse(name, so):
+            if str(so).startswith(str(build.cache_dir())):
+                raise ImportError(f"{so}: failed to map segment from shared object")
+            return real(name, so)
+        monkeypatch.setattr(build, "_import", refuse)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "systmp"))
+    (tmp_path / "systmp").mkdir()
+    monkeypatch.setattr(build, "_exec_roots", {})
+    module, ours = one_warning_at_most(lambda: load_module(unique_source(), CDEF))
+    assert total(module, [1.5, 1.5]) == 3.0
+    assert len(ours) == 1 and "GRAPHC_CACHE_DIR" in str(ours[0].message)
+    assert "noexec" in str(ours[0].message)
+    module, ours = one_warning_at_most(lambda: load_module(unique_source(), CDEF))
+    assert total(module, [2.0]) == 2.0 and not ours         # warned once per root
+
+
+def test_enospc_while_installing_gives_a_working_module(root: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(build, "_write_meta", full)
+    module, ours = one_warning_at_most(lambda: load_module(unique_source(), CDEF))
+    assert total(module, [1.0, 2.0, 3.0]) == 6.0
+    assert len(ours) == 1 and "No space left" in str(ours[0].message)
+    assert entries(root) == [] and list((root / "tmp").iterdir()) == []
+
+
+FAILING_CC = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "failing-cc 1.0"; exit 0; fi
+echo "cc1: error: simulated internal compiler failure" >&2
+exit 4
+"""
+
+
+def test_missing_or_failing_compiler_raises_compile_error(root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = tmp_path / "failing-cc"
+    failing.write_text(FAILING_CC)
+    failing.chmod(0o755)
+    for cc, first in ((str(tmp_path / "no-such-cc"), "cannot run"),
+                      (str(failing), "cc1: error: simulated internal compiler failure")):
+        monkeypatch.setenv("CC", cc)
+        with pytest.raises(CompileError) as info:
+            load_module(unique_source(), CDEF)
+        message = str(info.value)
+        assert first in message.splitlines()[0], message
+        kept = Path(re.search(r"source kept at (\S+)", message).group(1))
+        assert kept.is_file() and "total" in kept.read_text()
+    assert entries(root) == [] and list((root / "tmp").iterdir()) == []

@@ -185,3 +185,38 @@ def test_vjp_of_a_primal_the_output_ignores_is_zero(compile_):
     np.testing.assert_array_equal(ca, 2.0)
     assert cb.dtype == np.float32 and cb.shape == (3,) and not cb.any()
     assert cn.dtype == np.array([1, 2]).dtype and not cn.any()
+
+
+# ---- found by the differential fuzzer (tests/test_fuzz.py) ----
+
+def test_primitives_reject_mixed_dtypes_and_bool_arithmetic():
+    """Primitive infer rules hold what the wrappers guarantee (equal dtypes; no numpy-refused
+    arithmetic on bools), so the IR verifier and the fuzzer see the same contract numpy has."""
+    from graphc.ops import OPS
+
+    def apply(op, *dts):
+        def f(x):
+            return OPS[op](*[OPS["cast"](x, arg=np.dtype(d)) for d in dts])
+        return graphc.trace(f, np.ones(3))
+
+    for op in ("neg", "sign"):
+        with pytest.raises(graphc.DTypeError, match="numeric"):
+            apply(op, bool)
+    for op in ("sub", "pow"):
+        with pytest.raises(graphc.DTypeError, match="numeric"):
+            apply(op, bool, bool)
+    with pytest.raises(graphc.DTypeError, match="float32 and float64"):
+        apply("add", np.float32, np.float64)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_bool_sum_of_masks_stays_a_bool(backend):
+    from graphc.ops import OPS
+
+    def f(x):
+        m = OPS["gt"](x, -x)
+        both = OPS["add"](m, m)           # numpy: logical or, True + True is True
+        return OPS["cast"](both, arg=np.dtype(np.float64)) * 3.0
+
+    x = np.array([-1.0, 0.5, 2.0])
+    np.testing.assert_array_equal(graphc.compile(f, backend=backend)(x), [0.0, 3.0, 3.0])

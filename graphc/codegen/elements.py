@@ -26,7 +26,10 @@ def node_expr(n: Node, operands: list[str], pos: str = "0", site: int = 0) -> st
     node's static arg; ops that may fail also get the element's flat position {pos} and
     their check {site} number)."""
     f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    return node_template(n).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
+    expr = node_template(n).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
+    if n.dtype is dtypes.bool_ and n.src[0].dtype is dtypes.bool_ and n.op.name != "where":
+        return f"({expr} != 0)"    # bools are unsigned char: True + True must stay 1, as numpy
+    return expr
 
 
 def src_dtypes(k: Kernel) -> list[dtypes.DType]:

@@ -91,6 +91,8 @@ def same_as_inputs(src, arg):
     for s in src[1:]:
         if s.shape != first.shape:
             raise ShapeError(f"elementwise op got shapes {first.shape} and {s.shape}")
+        if s.dtype is not first.dtype:
+            raise DTypeError(f"elementwise op got dtypes {first.dtype} and {s.dtype}")
     return first.shape, first.dtype
 
 
@@ -98,6 +100,15 @@ def float_only(src, arg):
     shape, dtype = same_as_inputs(src, arg)
     if not dtype.is_float:
         raise DTypeError(f"op needs a float input, got {dtype}")
+    return shape, dtype
+
+
+def numeric(src, arg):
+    """Arithmetic numpy refuses on bools (negative, subtract, sign, power): the wrappers turn
+    bools into logical ops or casts before these primitives."""
+    shape, dtype = same_as_inputs(src, arg)
+    if dtype is dtypes.bool_:
+        raise DTypeError(f"op needs a numeric input, got {dtype}")
     return shape, dtype
 
 

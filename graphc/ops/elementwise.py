@@ -21,7 +21,17 @@ from ..trace import (
     splat_value,
     to_tracer,
 )
-from . import BILINEAR, ELEMENTWISE, LINEAR, bind, defop, float_only, same_as_inputs, to_bool
+from . import (
+    BILINEAR,
+    ELEMENTWISE,
+    LINEAR,
+    bind,
+    defop,
+    float_only,
+    numeric,
+    same_as_inputs,
+    to_bool,
+)
 from .movement import broadcast_to
 
 # ---- primitives: numpy semantics, C, derivatives side by side ----
@@ -30,11 +40,11 @@ from .movement import broadcast_to
 # loop; sin/cos call libm, vectorized through glibc's libmvec (declared there); sqrt is the
 # vectorized IEEE instruction (graphc builds with -fno-math-errno).
 
-neg = defop("neg", ELEMENTWISE, numpy=np.negative, c="(-{0})",
+neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})",
             vjp=lambda g, y, x: (-g,), jvp=LINEAR)
 add = defop("add", ELEMENTWISE, numpy=np.add, c="({0} + {1})",
             vjp=lambda g, y, a, b: (g, g), jvp=LINEAR)
-sub = defop("sub", ELEMENTWISE, numpy=np.subtract, c="({0} - {1})",
+sub = defop("sub", ELEMENTWISE, infer=numeric, numpy=np.subtract, c="({0} - {1})",
             vjp=lambda g, y, a, b: (g, -g), jvp=LINEAR)
 mul = defop("mul", ELEMENTWISE, numpy=np.multiply, c="({0} * {1})",
             vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR)
@@ -93,7 +103,7 @@ sigmoid = defop("sigmoid", ELEMENTWISE, infer=float_only, numpy=_np_sigmoid,
 softplus = defop("softplus", ELEMENTWISE, infer=float_only, numpy=_np_softplus,
                  c="gc_softplus{f}({0})",
                  vjp=lambda g, y, x: (g * sigmoid(x),), jvp=(lambda t, y, x: t * sigmoid(x),))
-sign = defop("sign", ELEMENTWISE, numpy=np.sign, c={"f": "gc_sign{f}({0})",
+sign = defop("sign", ELEMENTWISE, infer=numeric, numpy=np.sign, c={"f": "gc_sign{f}({0})",
                                                       "i": "(({0} > 0) - ({0} < 0))"},
              nondiff=True)
 abs_ = defop("abs", ELEMENTWISE, numpy=np.abs, c={"f": "fabs{f}({0})",
@@ -122,7 +132,7 @@ def _py_number(k) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-pow_ = defop("pow", ELEMENTWISE, numpy=np.power,
+pow_ = defop("pow", ELEMENTWISE, infer=numeric, numpy=np.power,
              c={"f": "pow{f}({0}, {1})", "i": "(({T})gc_ipow({0}, {1}))"},
              vjp=lambda g, y, a, b: (_pow_da(g, a, b), _pow_db(g, y, a)),
              jvp=(lambda t, y, a, b: _pow_da(t, a, b), lambda t, y, a, b: _pow_db(t, y, a)),
