@@ -129,16 +129,16 @@ def to_dot(graph: Graph, leaves: list, grads: bool = True) -> str:
 def kernel_groups(graph: Graph) -> list[tuple[str, list[Node]]]:
     """The C kernels the graph lowers to, as (title, nodes) for clusters (only groups of two
     or more nodes are drawn as a cluster)."""
-    try:
-        from .schedule import schedule
-        kernels = schedule(graph).kernels
-    except Exception:           # a graph the C backend cannot lower is still drawn
+    from .passes import enabled
+    from .schedule import schedule
+    if not enabled("fuse"):
         return []
+    kernels = schedule(graph, fuse=True).kernels
     groups = []
     for k, kern in enumerate(kernels):
-        members = list(getattr(kern, "nodes", None) or ([kern.node] if kern.node else []))
-        if len(members) > 1:
-            groups.append((f"kernel {k}: {kern.kind}", members))
+        if kern.fused is not None and len(kern.fused.nodes) > 1:
+            groups.append((f"C kernel {k}: one fused loop over {list(kern.shape)}",
+                           list(kern.fused.nodes)))
     return groups
 
 

@@ -228,3 +228,17 @@ def test_fusion_never_builds_a_cycle_through_a_group_that_spans_the_merge():
     want = graphc.compile(f, backend="numpy", optimize=False)(model.params, x, y)
     np.testing.assert_allclose(graphc.compile(f)(model.params, x, y), want, rtol=1e-12,
                                atol=1e-15)
+
+
+def test_a_reduction_over_no_axes_never_feeds_its_own_group():
+    """Shrunk by the fuzzer: max over axes () of a 0-d value has the nest of an elementwise
+    op, so horizontal fusion joined it with its own users; its value only exists after the
+    loop."""
+    from graphc.ops import OPS
+    from graphc.trace import to_tracer
+
+    def loss(x):
+        return graphc.sum(OPS["max"](to_tracer(x), arg=()) * 0.7)
+
+    value, grad = graphc.compile(graphc.value_and_grad(loss))(np.float64(-0.5))
+    assert value == -0.35 and grad == 0.7

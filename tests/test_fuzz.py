@@ -47,11 +47,10 @@ STRAIGHT = "1000000"                    # GRAPHC_TAPE_MIN_KERNELS for straight-l
 
 
 def pass_names() -> list[str]:
-    """Names GRAPHC_DISABLE_PASSES accepts. The hook for the passes work: today the pipeline
-    has no list, so there is nothing to disable; once `graphc.passes.PIPELINE` (a list of
-    passes or of (name, pass) pairs) exists, every name is disabled in turn below."""
-    pipeline = getattr(graphc.passes, "PIPELINE", ())
-    return [p if isinstance(p, str) else getattr(p, "__name__", None) or p[0] for p in pipeline]
+    """Names GRAPHC_DISABLE_PASSES accepts: the pipeline's passes, then fusion (done while
+    scheduling); each is disabled in turn below."""
+    from graphc.passes import pipeline
+    return [p.name for p in pipeline()] + ["fuse"]
 
 
 @contextlib.contextmanager

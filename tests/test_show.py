@@ -85,6 +85,7 @@ def test_an_mlp_step_renders_traced_and_optimized(tmp_path):
                            optimized=True)).read()
     assert html.escape("params['w1']") in dot and "<b>where</b>" in dot and "<b>matmul</b>" in dot
     assert " mean " in dot                             # large nodes summarized
+    assert "subgraph cluster_" in dot and "C kernel" in dot     # fused kernels as clusters
     if not HAS_DOT:
         return
     page = open(graphc.show(loss, params, x, y, path=str(tmp_path / "m.html"))).read()

@@ -23,7 +23,7 @@ from ..ir import Graph, Node, prod
 from ..ops import ELEMENTWISE, REDUCE
 
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
-SEARCH_BUDGET = 4096     # quotient nodes visited per legality check before giving up (no fuse)
+SEARCH_BUDGET = 4096     # units visited per legality check before giving up (no fusion)
 
 
 def loop_nest(n: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -52,6 +52,15 @@ def _joined_axes(a: tuple, b: tuple) -> tuple | None:
     return a if not b or a == b else b if not a else None
 
 
+def _reads_own_reduction(a: Group, b: Group) -> bool:
+    """Whether a member of a or b reads a reduction of a or b: a reduction's value exists
+    only after the nest, so its users cannot run inside it (reductions over no axes, whose
+    nest looks elementwise, reach here through horizontal fusion)."""
+    member = a.member | b.member
+    return any(id(s) in member and s.op.kind == REDUCE
+               for g in (a, b) for n in g.nodes for s in n.src)
+
+
 @dataclass(eq=False)
 class Group:
     shape: tuple[int, ...]
@@ -69,6 +78,7 @@ class _Fuser:
         self.order = graph.nodes
         self.pos = {id(n): i for i, n in enumerate(self.order)}
         self.group_of: dict[int, Group] = {}
+        self.groups: set[Group] = set()     # the groups alive (merged ones leave)
 
     def run(self) -> list[Group]:
         for n in self.order:
@@ -77,6 +87,7 @@ class _Fuser:
                 continue
             g = Group(nest[0], nest[1], [n], {id(n)}, {}, self.pos[id(n)], self.pos[id(n)])
             g.ext = {id(s): s for s in n.src}
+            self.groups.add(g)
             cands = {id(h): h for s in n.src if fusible(s, nest)
                      and (h := self.group_of.get(id(s))) is not None}
             for h in sorted(cands.values(), key=lambda h: -h.hi):
@@ -94,7 +105,7 @@ class _Fuser:
         """g and h merged if their nests combine and the result stays acyclic, else g."""
         axes = _joined_axes(g.axes, h.axes)
         if (axes is None or g.shape != h.shape or len(g.nodes) + len(h.nodes) > MAX_GROUP
-                or not self._legal(g, h)):
+                or _reads_own_reduction(g, h) or not self._legal(g, h)):
             return g
         return self._merge(g, h, axes)
 
@@ -130,17 +141,25 @@ class _Fuser:
         big.lo, big.hi = min(a.lo, b.lo), max(a.hi, b.hi)
         for m in small.nodes:
             self.group_of[id(m)] = big
+        self.groups.discard(small)
         return big
 
     def _legal(self, a: Group, b: Group) -> bool:
-        """a and b may merge unless a source outside both depends on either (a cycle). The
-        search walks whole groups (a group runs as one kernel, so it waits for all its
-        sources); node positions cannot prune it, because a group that starts before a and b
-        may end after them and wait for them (a plain node reading its early members then
-        depends on a and b too). Past SEARCH_BUDGET nodes the answer is no."""
+        """a and b may merge unless a source outside both depends on either (a cycle).
+
+        The search walks whole groups (a group runs as one kernel, so it waits for all its
+        sources). Nodes and groups entirely before a and b (positions below lo) cannot depend
+        on them, unless some other group spans lo: it may start before a and b and wait for
+        them, and a node reading its early members then depends on a and b too. So the
+        search is cut at lo only when no group spans it. Past SEARCH_BUDGET units the answer
+        is no."""
         member = a.member | b.member
+        lo = min(a.lo, b.lo)
+        spanned = any(h.lo < lo <= h.hi for h in self.groups if h is not a and h is not b)
+        cut = -1 if spanned else lo
         stack = [s for s in {**a.ext, **b.ext}.values() if id(s) not in member]
         seen: set[int] = set()
+        visited = 0
         while stack:
             u = stack.pop()
             if id(u) in member:
@@ -148,13 +167,16 @@ class _Fuser:
             if id(u) in seen:
                 continue
             seen.add(id(u))
-            if len(seen) > SEARCH_BUDGET:
+            visited += 1
+            if visited > SEARCH_BUDGET:
                 return False
             h = self.group_of.get(id(u))
             if h is not None:            # a group runs as a whole: it needs all its sources
+                if h.hi < cut:
+                    continue
                 stack.extend(h.ext.values())
                 seen.update(h.member)
-            else:
+            elif self.pos.get(id(u), -1) >= cut:
                 stack.extend(u.src)
         return True
 
