@@ -67,6 +67,16 @@ def w7_x() -> np.ndarray:
     return np.random.default_rng(7).uniform(-1, 1, 100)
 
 
+def mlp(params: list, x, relu):
+    """The workloads' MLP for any array library: [W0, b0, W1, b1, ...], `relu` between."""
+    n = len(params) // 2
+    for i in range(n):
+        x = x @ params[2 * i] + params[2 * i + 1]
+        if i < n - 1:
+            x = relu(x)
+    return x
+
+
 # ---- the numpy reference (hand-written forward and backward) ----
 
 def w0_numpy(w, b, x, y):

@@ -18,12 +18,7 @@ def _w0():
 
 
 def _mlp(params, x):
-    n = len(params) // 2
-    for i in range(n):
-        x = anp.dot(x, params[2 * i]) + params[2 * i + 1]
-        if i < n - 1:
-            x = anp.maximum(x, 0)
-    return x
+    return P.mlp(params, x, lambda v: anp.maximum(v, 0))
 
 
 def _hinge(params, x, y):

@@ -21,12 +21,7 @@ def _w0():
 
 
 def _mlp(params, x):
-    n = len(params) // 2
-    for i in range(n):
-        x = x @ params[f"W{i}"] + params[f"b{i}"]
-        if i < n - 1:
-            x = graphc.relu(x)
-    return x
+    return P.mlp(list(params.values()), x, graphc.relu)     # W0, b0, W1, ... in order
 
 
 def _hinge(params, x, y):

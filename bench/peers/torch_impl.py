@@ -28,12 +28,7 @@ def _w0():
 
 
 def _mlp(params, x):
-    n = len(params) // 2
-    for i in range(n):
-        x = x @ params[2 * i] + params[2 * i + 1]
-        if i < n - 1:
-            x = torch.relu(x)
-    return x
+    return P.mlp(params, x, torch.relu)
 
 
 def _hinge(params, x, y):
