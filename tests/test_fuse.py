@@ -230,6 +230,21 @@ def test_fusion_never_builds_a_cycle_through_a_group_that_spans_the_merge():
                                atol=1e-15)
 
 
+def test_a_reduction_over_no_axes_never_joins_a_fused_loop():
+    """Shrunk by the fuzzer: min over axes () joined min over axis 0 of the same input
+    horizontally, and was then reduced over axis 0 too."""
+    from graphc.ops import OPS
+    from graphc.trace import to_tracer
+
+    def f(x):
+        return OPS["min"](to_tracer(x), arg=(0,)), OPS["min"](to_tracer(x), arg=())
+
+    x = np.array([0.25, -1.5])[::-1]
+    low, same = graphc.compile(f)(x)
+    assert low == -1.5
+    np.testing.assert_array_equal(same, x)
+
+
 def test_a_reduction_over_no_axes_never_feeds_its_own_group():
     """Shrunk by the fuzzer: max over axes () of a 0-d value has the nest of an elementwise
     op, so horizontal fusion joined it with its own users; its value only exists after the

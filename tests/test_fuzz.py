@@ -12,7 +12,8 @@ Oracles, per program (loss = sum(out * u) over its sink values, gradients w.r.t.
 - float32: rmse(graphc, f64) <= 2 * rmse(numpy backend in float32, f64) + 1e-6 * scale;
 - torch float64 autograd, where torch is installed, for programs of ops it has.
 
-CI runs `FUZZ_EXAMPLES` (300) derandomized examples; `make fuzz N=20000` a long campaign.
+CI runs `FUZZ_EXAMPLES` (150: the suite's 15-minute budget) derandomized examples;
+`make fuzz N=20000` a long campaign.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import graphc
 import graphc.passes
 from graphc.ops import ALIAS, ELEMENTWISE, MOVEMENT, OPS
 
-N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 TIGHT = dict(rtol=1e-9, atol=1e-12)     # float64, the same math through another lowering
 STRAIGHT = "1000000"                    # GRAPHC_TAPE_MIN_KERNELS for straight-line C
 

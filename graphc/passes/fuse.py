@@ -35,8 +35,8 @@ def loop_nest(n: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
         return None
     if n.op.kind == ELEMENTWISE and n.op.name != "stop_gradient":
         return n.shape, ()
-    if n.op.kind == REDUCE:
-        return n.src[0].shape, n.arg
+    if n.op.kind == REDUCE:        # over no axes it reduces nothing: a nest of its own
+        return (n.src[0].shape, n.arg) if n.arg else None
     return None
 
 
