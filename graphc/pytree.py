@@ -135,13 +135,49 @@ def unflatten(treedef: TreeDef, leaves) -> Any:
 
 
 def unflattener(treedef: TreeDef) -> Callable[[list], Any]:
-    """list -> tree for `treedef`, with direct shortcuts for the common flat shapes."""
+    """list -> tree for `treedef`, fast on the per-call path: flat shapes map to tuple/list,
+    small trees to nested closures built once (no source code generated), and large or deep
+    ones to the iterative `unflatten`."""
     toks = treedef.tokens
     if toks == (LEAF,):
         return _first
     if len(toks) == treedef.num_leaves + 1 and toks[0][0] in ("tuple", "list"):
         return tuple if toks[0][0] == "tuple" else list
+    if len(toks) <= SMALL_TREE:
+        return _builder(toks)
     return functools.partial(unflatten, treedef)
+
+
+SMALL_TREE = 64       # tokens: closures nest at most this deep
+
+
+def _builder(tokens: tuple) -> Callable[[list], Any]:
+    """Nested closures for a small treedef (each leaf reads its index of the list)."""
+    built: list = []
+    n_leaves = tokens.count(LEAF)
+    leaf = n_leaves
+    for tok in reversed(tokens):
+        if tok == LEAF:
+            leaf -= 1
+            built.append(functools.partial(_leaf_at, leaf))
+        elif tok == NONE:
+            built.append(_none)
+        else:
+            children = [built.pop() for _ in range(tok[1])]
+            built.append(functools.partial(_node, tok, children))
+    return built[0]
+
+
+def _leaf_at(k: int, leaves: list) -> Any:
+    return leaves[k]
+
+
+def _none(leaves: list) -> None:
+    return None
+
+
+def _node(tok: tuple, children: list, leaves: list) -> Any:
+    return _build(tok, [c(leaves) for c in children])
 
 
 def _first(leaves: list) -> Any:
