@@ -77,6 +77,14 @@ def mlp(params: list, x, relu):
     return x
 
 
+def value_and_grad_call(f, x):
+    """A step calling f(x) -> (value, gradient), the value as a float (stateless workloads)."""
+    def run():
+        value, grad = f(x)
+        return float(value), grad
+    return run
+
+
 # ---- the numpy reference (hand-written forward and backward) ----
 
 def w0_numpy(w, b, x, y):

@@ -50,12 +50,7 @@ def _training(loss_fn, sizes, dtype, batch_fn, optimizer, lr):
 def _w4():
     f = autograd.value_and_grad(lambda x: anp.sum(
         anp.tanh(P.W4_A * x + P.W4_B) / (1 + anp.exp(-x)) + anp.exp(-x * x)))
-    x = P.w4_x()
-
-    def run():
-        value, grad = f(x)
-        return float(value), grad
-    return run
+    return P.value_and_grad_call(f, P.w4_x())
 
 
 CASES = {

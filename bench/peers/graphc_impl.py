@@ -80,23 +80,13 @@ def _training(name, loss, sizes, dtype, batch_fn, optimizer, lr):
 def _w4():
     f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(
         graphc.tanh(P.W4_A * x + P.W4_B) * graphc.sigmoid(x) + graphc.exp(-x * x))))
-    x = P.w4_x()
-
-    def run():
-        value, grad = f(x)
-        return float(value), grad
-    return run
+    return P.value_and_grad_call(f, P.w4_x())
 
 
 def _w7(n):
     def make():
         f = graphc.compile(graphc.value_and_grad(w7(n)))
-        x = P.w7_x()
-
-        def run():
-            value, grad = f(x)
-            return float(value), grad
-        return run
+        return P.value_and_grad_call(f, P.w7_x())
     return make
 
 

@@ -102,12 +102,7 @@ def _w7(n):
 
     def make():
         f = jax.jit(jax.value_and_grad(loss))
-        x = jnp.asarray(P.w7_x())
-
-        def run():
-            value, grad = f(x)
-            return float(value), grad
-        return run
+        return P.value_and_grad_call(f, jnp.asarray(P.w7_x()))
     return make
 
 
