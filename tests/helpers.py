@@ -467,3 +467,17 @@ def first_line_matching(fn, pattern):
         if re.search(pattern, line):
             return start + i
     raise AssertionError(f"pattern {pattern!r} not in source of {fn.__name__}")
+
+
+def memory_growth(call: Callable[[], object], n: int) -> tuple[int, int]:
+    """(bytes still held, peak bytes above the start) over n calls, by tracemalloc."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in range(n):
+            call()
+        now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return now - base, peak - base

@@ -6,9 +6,9 @@ import os
 import signal
 import sys
 import time
-import tracemalloc
 
 import numpy as np
+from helpers import memory_growth
 from mpi4py import MPI
 
 import graphc
@@ -127,16 +127,9 @@ def contract() -> None:
     x, y = rng.normal(size=(32, 64)).astype(np.float32), rng.integers(0, 10, 32)
     step(x, y)
     step(x, y)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        for _ in range(200):
-            step(x, y)
-        now, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert now - base < 512 and peak - base < 8192, (now - base, peak - base)   # no array
-    say(f"OK no allocation: {now - base} bytes kept, peak {peak - base} over 200 steps")
+    kept, peak = memory_growth(lambda: step(x, y), 200)
+    assert kept < 512 and peak < 8192, (kept, peak)   # no array
+    say(f"OK no allocation: {kept} bytes kept, peak {peak} over 200 steps")
 
 
 def peer_fails(how: str) -> None:

@@ -5,10 +5,9 @@ Tolerances: float64 1e-9 relative (per-step losses and final parameters); float3
 torch 2e-4 relative / 2e-5 absolute (float32 rounding accumulated over 50 steps).
 """
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from helpers import memory_growth
 
 import graphc
 from graphc import nn, optim
@@ -308,16 +307,9 @@ def test_no_allocation_per_step():
     step = graphc.train_step(lambda p, x, y: nn.cross_entropy(model.apply(p, x), y), opt)
     step(x, y)
     step(x, y)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        for _ in range(200):
-            step(x, y)
-        now, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert now - base < 512, now - base         # nothing kept
-    assert peak - base < 2048, peak - base      # no array allocated (one W0 is 32 KB)
+    kept, peak = memory_growth(lambda: step(x, y), 200)
+    assert kept < 512, kept         # nothing kept
+    assert peak < 2048, peak      # no array allocated (one W0 is 32 KB)
 
 
 def test_bad_label_raises_and_leaves_params_untouched():
