@@ -35,7 +35,13 @@ class CRunner:
         # tape, literal pools, big constants: kept alive as exactly the arrays C reads
         self._hidden_keep = [np.ascontiguousarray(v) for _, v in sched.hidden]
         self._hidden = [self.ffi.from_buffer(v) for v in self._hidden_keep]
-        self._ws_bytes = sched.ws_bytes + 64          # the arena, then the error record
+        # the arena, the error record (32 bytes, then 32 spare), then one 8-byte slot per 0-d
+        # output whose value is read back (see emit)
+        self._scalar_out = {j: (sched.ws_bytes + 64 + 8 * k, n.dtype.c)
+                            for k, (j, n) in enumerate(
+                                (j, n) for j, n in enumerate(graph.outputs)
+                                if n.shape == () and j not in dict(sched.aliases))}
+        self._ws_bytes = sched.ws_bytes + 64 + 8 * len(self._scalar_out)
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
         self._sites = [(k.node.arg, k.node.shape) for k in check_sites(sched)]
@@ -66,55 +72,94 @@ class CRunner:
         raise GraphcError(f"generated code returned error code {rc}")
 
     def _make_call(self):
-        """The per-call path as straight-line Python specialised to this signature (no loops
-        over arguments): convert inputs, allocate outputs, one C call under the workspace
-        lock (a contending thread gets a fresh workspace), return the outputs. An output
-        aliased to an input is that input array, written in place."""
-        ns = {"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
-              "ndarray": np.ndarray, "as_array": as_array, "lock": self._lock,
-              "ws": self._ws_ptr, "wsa": self._ws, "new_ws": self._new_workspace,
-              "fail": self.fail, "inplace": in_place_array}
+        """The general per-call path: `call(leaves)` converts each input as needed and
+        returns the list of outputs (arrays)."""
+        ns: dict = {}
+        names = [f"a{k}" for k in range(len(self._in))]
+        body, outs = self.emit(ns, names)
+        lines = ["def call(leaves):"]
+        if names:
+            lines.append(f"    {', '.join(names)}, = leaves")
+        lines += body + [f"    return [{', '.join(outs)}]"]
+        exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
+        return ns["call"]
+
+    def emit(self, ns: dict, names: list[str], exact=(), python=()) -> tuple[list[str], list]:
+        """Straight-line Python that runs this signature on the inputs held in the variables
+        `names`: (body lines indented one level, to run in a function whose globals are
+        `ns`, which this fills; each output's expression after them).
+
+        Inputs are converted unless their position is in `exact` (known already to be the
+        C-contiguous array of the dtype, or the Python float/int a scalar is passed as). 0-d
+        outputs are written into the workspace's tail and read back under its lock (no
+        array to allocate and wrap for C): a fresh 0-d array, or, at the positions in
+        `python`, the Python scalar itself. Other outputs are fresh arrays; one aliased to
+        an input is that input, written in place. One C call under the workspace lock; a
+        contending thread gets a fresh workspace."""
+        ns.update({"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
+                   "array": np.array, "ndarray": np.ndarray, "as_array": as_array,
+                   "lock": self._lock, "ws": self._ws_ptr, "wsa": self._ws,
+                   "new_ws": self._new_workspace, "fail": self.fail,
+                   "inplace": in_place_array, "cast": self.ffi.cast})
         aliased = {j: k for k, j in self.aliases.items()}
-        params, args, pre = [], [], []
-        for k, (scalar, dt, py) in enumerate(self._in):
-            params.append(f"a{k}")
+        pre, args = [], []
+        for k, (a, (scalar, dt, py)) in enumerate(zip(names, self._in)):
             ns[f"D{k}"], ns[f"P{k}"] = dt, py
             if scalar:
-                args.append(f"a{k} if type(a{k}) is P{k} else P{k}(a{k})")
+                args.append(a if k in exact else f"{a} if type({a}) is P{k} else P{k}({a})")
             elif k in aliased:
-                pre.append(f"    a{k} = inplace(a{k}, D{k}, {k})")
-                args.append(f"fb(a{k})")
+                pre.append(f"    {a} = inplace({a}, D{k}, {k})")
+                args.append(f"fb({a})")
+            elif k in exact:
+                args.append(f"fb({a})")
             else:
-                args.append(f"fb(a{k} if type(a{k}) is ndarray and a{k}.dtype is D{k} and "
-                            f"a{k}.flags.c_contiguous else as_array(a{k}, D{k}))")
+                args.append(f"fb({a} if type({a}) is ndarray and {a}.dtype is D{k} and "
+                            f"{a}.flags.c_contiguous else as_array({a}, D{k}))")
         for j, h in enumerate(self._hidden):
             ns[f"H{j}"] = h
             args.append(f"H{j}")
-        outs = []
+        outs, alloc, reads, reads2, in_ws2 = [], [], [], [], {}
         for j, (shape, dt) in enumerate(self._outs):
             ns[f"S{j}"], ns[f"T{j}"] = shape, dt
-            outs.append(f"a{self.aliases[j]}" if j in self.aliases else f"o{j}")
-            args.append(f"fb({outs[-1]})")
-        call_args = ", ".join(args)
-        lines = ["def call(leaves):"]
-        if params:
-            lines.append(f"    {', '.join(params)}, = leaves")
-        lines += pre
-        lines += [f"    o{j} = empty(S{j}, T{j})" for j in range(len(outs))
-                  if j not in self.aliases]
-        lines += [f"    args = ({call_args}{',' if args else ''})",
-                  "    if lock.acquire(False):",
-                  "        try:",
-                  "            rc = entry(*args, ws)",
-                  "            if rc:",
-                  "                fail(rc, wsa)",
-                  "        finally:",
-                  "            lock.release()",
-                  "    else:",
-                  "        wsa2, ws2 = new_ws()",
-                  "        rc = entry(*args, ws2)",
-                  "        if rc:",
-                  "            fail(rc, wsa2)",
-                  f"    return [{', '.join(outs)}]"]
-        exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
-        return ns["call"]
+            if j in self.aliases:
+                outs.append(f"{names[self.aliases[j]]}")
+                args.append(f"fb({outs[-1]})")
+            elif j in self._scalar_out:
+                offset, ctype = self._scalar_out[j]
+                ns[f"Q{j}"] = self.ffi.cast(ctype + " *", self._ws_ptr + offset)
+                ns[f"C{j}"], ns[f"F{j}"] = ctype + " *", offset
+                args.append(f"Q{j}")
+                in_ws2[f"Q{j}"] = f"cast(C{j}, ws2 + F{j})"
+                reads.append(f"            v{j} = Q{j}[0]")
+                reads2.append(f"        v{j} = cast(C{j}, ws2 + F{j})[0]")
+                outs.append(_scalar_expr(j, dt, j in python))
+            else:
+                alloc.append(f"    o{j} = empty(S{j}, T{j})")
+                outs.append(f"o{j}")
+                args.append(f"fb(o{j})")
+        # the contending thread's call: the same arguments, 0-d outputs in its own workspace
+        args2 = [in_ws2.get(a, a) for a in args]
+        lines = pre + alloc + [
+            "    if lock.acquire(False):",
+            "        try:",
+            f"            rc = entry({', '.join(args + ['ws'])})",
+            "            if rc:",
+            "                fail(rc, wsa)",
+            *reads,
+            "        finally:",
+            "            lock.release()",
+            "    else:",
+            "        wsa2, ws2 = new_ws()",
+            f"        rc = entry({', '.join(args2 + ['ws2'])})",
+            "        if rc:",
+            "            fail(rc, wsa2)",
+            *reads2]
+        return lines, outs
+
+
+def _scalar_expr(j: int, dt: np.dtype, python: bool) -> str:
+    """A 0-d output read from the workspace as `v<j>`: the Python scalar (bools as bool), or a
+    fresh 0-d array of its dtype."""
+    if python:
+        return f"bool(v{j})" if dt == np.bool_ else f"v{j}"
+    return f"array(v{j}, T{j})"

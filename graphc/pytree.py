@@ -101,7 +101,8 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
     return leaves, TreeDef(tuple(tokens))
 
 
-def _build(tok: tuple, children: list) -> Any:
+def build_node(tok: tuple, children: list) -> Any:
+    """One container of token `tok` (not a leaf or None) holding `children`."""
     kind, _, spec = tok
     if kind == "tuple":
         return tuple(children)
@@ -130,7 +131,7 @@ def unflatten(treedef: TreeDef, leaves) -> Any:
         elif tok == NONE:
             built.append(None)
         else:
-            built.append(_build(tok, [built.pop() for _ in range(tok[1])]))
+            built.append(build_node(tok, [built.pop() for _ in range(tok[1])]))
     return built[0]
 
 
@@ -177,7 +178,7 @@ def _none(leaves: list) -> None:
 
 
 def _node(tok: tuple, children: list, leaves: list) -> Any:
-    return _build(tok, [c(leaves) for c in children])
+    return build_node(tok, [c(leaves) for c in children])
 
 
 def _first(leaves: list) -> Any:

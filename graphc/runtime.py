@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
+from .callplan import MISS, make_plan
 from .capture import leaf_spec, trace_to_graph
 from .compiler import BACKENDS, default_backend, lower
 from .errors import GraphcError, TracerError
@@ -24,7 +25,8 @@ class Executable:
     The runner receives the dynamic leaves as they came (it converts them itself: the C
     runner passes scalars by value and arrays zero-copy)."""
 
-    def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=()):
+    def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=(),
+                 in_treedef=None):
         self.graph = graph
         self.out_treedef = out_treedef
         self.runner = runner
@@ -35,6 +37,10 @@ class Executable:
         self.unflatten = pytree.unflattener(out_treedef)
         if weak_outputs:
             self.unflatten = functools.partial(_weak_to_python, self.unflatten, weak_outputs)
+        # the per-call fast path for arguments of exactly this signature (in_treedef: the
+        # structure of all positional arguments, when none is static)
+        self.plan = None if in_treedef is None else make_plan(
+            in_treedef, specs, out_treedef, runner, weak_outputs)
 
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
@@ -72,6 +78,7 @@ class CompiledFunction:
         # its built code usually comes back from _RUNNERS or the disk cache).
         self._cache: dict = {}
         self._fast: dict = {}       # per-call shortcut: key from top-level args only
+        self._plan = None           # the call plan of the signature used last (callplan.py)
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
@@ -112,21 +119,28 @@ class CompiledFunction:
             with self._lock:
                 exe = self._cache.get(key)
                 if exe is None:
-                    exe = self._build(args, specs)
+                    exe = self._build(args, specs, key[0])
                     _bounded_put(self._cache, key, exe)
         return exe
 
-    def _build(self, args, specs) -> Executable:
+    def _build(self, args, specs, treedef=None) -> Executable:
         with paused_gc():
-            return self._build_unpaused(args, specs)
+            return self._build_unpaused(args, specs, treedef)
 
-    def _build_unpaused(self, args, specs) -> Executable:
+    def _build_unpaused(self, args, specs, treedef) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
         graph, runner = lower(traced, self.backend or default_backend(), self.optimize)
-        return Executable(graph, out_td, runner, specs, traced.weak_outputs)
+        plannable = not (self.retrace or self.static_argnums)
+        return Executable(graph, out_td, runner, specs, traced.weak_outputs,
+                          treedef if plannable else None)
 
     def __call__(self, *args, **kwargs):
+        plan = self._plan
+        if plan is not None and not kwargs:
+            out = plan(args)
+            if out is not MISS:
+                return out
         if kwargs:
             return self._with_keywords(len(args), tuple(sorted(kwargs)))(
                 *args, *(kwargs[k] for k in sorted(kwargs)))
@@ -134,6 +148,7 @@ class CompiledFunction:
         if fast is not None:
             exe = self._fast.get(fast)
             if exe is not None:
+                self._plan = exe.plan or plan
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
             if not tracing_now():
@@ -145,6 +160,7 @@ class CompiledFunction:
         exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
         if fast is not None and not self.static_argnums:
             _bounded_put(self._fast, fast, exe)
+        self._plan = exe.plan or plan
         return exe(leaves)
 
     def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:

@@ -1,0 +1,139 @@
+"""The call plan of one built signature: a straight-line Python function, written once per
+signature, that checks a call's arguments against that signature and, when they match exactly,
+runs it and returns the output tree; otherwise it returns MISS and the caller takes the
+general path (flatten, signature key, conversions, retrace of a new signature).
+
+A match is decided without building a key: per argument leaf a type test and, for arrays,
+shape, dtype and C-contiguity; per container its type, length (and a dict's keys in order).
+Only arguments that need no conversion match, so the plan passes them to C as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import pytree
+
+MISS = object()     # returned by a plan whose signature the arguments do not have
+
+MAX_TOKENS = 256    # larger argument or output trees keep the general path
+MAX_DEPTH = 32      # and so do output trees nested deeper
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeDef, runner,
+              weak_outputs=()) -> Callable | None:
+    """`plan(args) -> outputs or MISS` for the signature (in_treedef, specs) of a function
+    whose positional arguments are all dynamic; None where the arguments or outputs are of a
+    form the plan does not write (dataclasses, very large trees)."""
+    if len(in_treedef.tokens) > MAX_TOKENS or len(out_treedef.tokens) > MAX_TOKENS:
+        return None
+    ns: dict = {"MISS": MISS, "ndarray": np.ndarray, "LO": INT64_MIN, "HI": INT64_MAX}
+    guard = _guard(in_treedef, specs, ns)
+    if guard is None:
+        return None
+    lines, leaves = guard
+    dynamic = [(name, kind) for name, kind, spec in leaves if spec[0] != "static"]
+    names = [name for name, _ in dynamic]
+    emit = getattr(runner, "emit", None)
+    if emit is not None:
+        exact = {k for k, (_, kind) in enumerate(dynamic) if kind is not None}
+        body, outs = emit(ns, names, exact=exact, python=set(weak_outputs))
+    else:                          # the numpy interpreter: its own call, then the scalars
+        ns["RUN"] = runner
+        body = [f"    outs = RUN([{', '.join(names)}])"]
+        outs = [f"outs[{j}].item()" if j in weak_outputs else f"outs[{j}]"
+                for j in range(out_treedef.num_leaves)]
+    result = _tree_expr(out_treedef, outs, ns)
+    if result is None:
+        return None
+    src = ["def plan(args):", *lines, *body, f"    return {result}"]
+    exec("\n".join(src), ns)  # noqa: S102  (source built from this signature only)
+    return ns["plan"]
+
+
+def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
+    """(lines that return MISS unless `args` has this structure and these leaf specs,
+    [(leaf variable, its kind, its spec)]), or None for a structure not written here. A
+    leaf's kind is the exact type it was checked to be."""
+    lines: list[str] = []
+    leaves: list[tuple[str, type | None, tuple]] = []
+    stack = ["args"]
+    count = 0
+    for pos, tok in enumerate(treedef.tokens):
+        var = stack.pop()
+        if tok == pytree.LEAF:
+            spec = specs[len(leaves)]
+            test, kind = _leaf_test(var, spec, len(leaves), ns)
+            lines.append(f"    if {test}: return MISS")
+            leaves.append((var, kind, spec))
+            continue
+        if tok == pytree.NONE:
+            lines.append(f"    if {var} is not None: return MISS")
+            continue
+        kind, n, spec = tok
+        if kind == "dataclass":
+            return None
+        if pos == 0:          # the argument tuple itself
+            test = f"len({var}) != {n}"
+        elif kind == "dict":
+            ns[f"K{pos}"] = spec
+            test = f"type({var}) is not dict or tuple({var}) != K{pos}"
+        else:
+            ns[f"N{pos}"] = {"tuple": tuple, "list": list}.get(kind, spec)
+            test = f"type({var}) is not N{pos} or len({var}) != {n}"
+        lines.append(f"    if {test}: return MISS")
+        children = [f"x{count + i}" for i in range(n)]
+        count += n
+        if children:
+            values = f"{var}.values()" if kind == "dict" else var
+            lines.append(f"    {', '.join(children)}, = {values}")
+        stack.extend(reversed(children))
+    return lines, leaves
+
+
+def _leaf_test(var: str, spec: tuple, k: int, ns: dict) -> tuple[str, type | None]:
+    """The test that fails unless leaf `var` has `spec` in the form C takes as it is, and
+    the type it then has."""
+    if spec[0] == "static":                 # a bool: its value is part of the signature
+        return f"{var} is not {spec[1]!r}", None
+    if len(spec) > 2:                       # weak: a Python float or int
+        if spec[1].is_float:
+            return f"type({var}) is not float", float
+        return f"type({var}) is not int or not LO <= {var} <= HI", int
+    ns[f"S{k}_"], ns[f"D{k}_"] = spec[0], spec[1].np
+    return (f"type({var}) is not ndarray or {var}.shape != S{k}_ or {var}.dtype is not D{k}_ "
+            f"or not {var}.flags.c_contiguous"), np.ndarray
+
+
+def _tree_expr(treedef: pytree.TreeDef, outs: list[str], ns: dict) -> str | None:
+    """A Python expression building the output tree from the outputs' expressions (None for
+    a tree nested deeper than MAX_DEPTH: the parser's limit is near 200)."""
+    built: list[str] = []
+    depths: list[int] = []
+    leaf = len(outs)
+    for pos, tok in reversed(list(enumerate(treedef.tokens))):
+        if tok == pytree.LEAF:
+            leaf -= 1
+            built.append(outs[leaf])
+            depths.append(0)
+            continue
+        if tok == pytree.NONE:
+            built.append("None")
+            depths.append(0)
+            continue
+        kind, n, spec = tok
+        children = [built.pop() for _ in range(n)]
+        depths.append(1 + max([depths.pop() for _ in range(n)], default=0))
+        if depths[-1] > MAX_DEPTH:
+            return None
+        if kind == "tuple":
+            built.append(f"({', '.join(children)}{',' if n == 1 else ''})")
+        elif kind == "list":
+            built.append(f"[{', '.join(children)}]")
+        else:                               # dicts, namedtuples, dataclasses: as unflatten
+            ns[f"B{pos}"], ns["build"] = tok, pytree.build_node
+            built.append(f"build(B{pos}, [{', '.join(children)}])")
+    return built[0]
