@@ -57,40 +57,53 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
 def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
     """(lines that return MISS unless `args` has this structure and these leaf specs,
     [(leaf variable, its kind, its spec)]), or None for a structure not written here. A
-    leaf's kind is the exact type it was checked to be."""
+    leaf's kind is the exact type it was checked to be. Tests that follow each other share
+    one `if`."""
     lines: list[str] = []
+    tests: list[str] = []
     leaves: list[tuple[str, type | None, tuple]] = []
     stack = ["args"]
     count = 0
+
+    def unpack(children: list[str], value: str) -> None:
+        if tests:
+            lines.append(f"    if {' or '.join(tests)}: return MISS")
+            tests.clear()
+        if children:
+            lines.append(f"    {', '.join(children)}, = {value}")
+
     for pos, tok in enumerate(treedef.tokens):
         var = stack.pop()
         if tok == pytree.LEAF:
             spec = specs[len(leaves)]
             test, kind = _leaf_test(var, spec, len(leaves), ns)
-            lines.append(f"    if {test}: return MISS")
+            tests.append(test)
             leaves.append((var, kind, spec))
             continue
         if tok == pytree.NONE:
-            lines.append(f"    if {var} is not None: return MISS")
+            tests.append(f"{var} is not None")
             continue
         kind, n, spec = tok
         if kind == "dataclass":
             return None
-        if pos == 0:          # the argument tuple itself
-            test = f"len({var}) != {n}"
-        elif kind == "dict":
-            ns[f"K{pos}"] = spec
-            test = f"type({var}) is not dict or tuple({var}) != K{pos}"
-        else:
-            ns[f"N{pos}"] = {"tuple": tuple, "list": list}.get(kind, spec)
-            test = f"type({var}) is not N{pos} or len({var}) != {n}"
-        lines.append(f"    if {test}: return MISS")
         children = [f"x{count + i}" for i in range(n)]
         count += n
-        if children:
-            values = f"{var}.values()" if kind == "dict" else var
-            lines.append(f"    {', '.join(children)}, = {values}")
+        if pos == 0:            # the argument tuple itself: unpacking checks its length
+            if children:
+                lines += ["    try:", f"        {', '.join(children)}, = args",
+                          "    except ValueError:", "        return MISS"]
+            else:
+                tests.append("args")
+        elif kind == "dict":
+            ns[f"K{pos}"] = spec
+            tests.append(f"type({var}) is not dict or tuple({var}) != K{pos}")
+            unpack(children, f"{var}.values()")
+        else:
+            ns[f"N{pos}"] = {"tuple": tuple, "list": list}.get(kind, spec)
+            tests.append(f"type({var}) is not N{pos} or len({var}) != {n}")
+            unpack(children, var)
         stack.extend(reversed(children))
+    unpack([], "")
     return lines, leaves
 
 

@@ -98,7 +98,8 @@ class CRunner:
         contending thread gets a fresh workspace."""
         ns.update({"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
                    "array": np.array, "ndarray": np.ndarray, "as_array": as_array,
-                   "lock": self._lock, "ws": self._ws_ptr, "wsa": self._ws,
+                   "acquire": self._lock.acquire, "release": self._lock.release,
+                   "ws": self._ws_ptr, "wsa": self._ws,
                    "new_ws": self._new_workspace, "fail": self.fail,
                    "inplace": in_place_array, "cast": self.ffi.cast})
         aliased = {j: k for k, j in self.aliases.items()}
@@ -140,14 +141,14 @@ class CRunner:
         # the contending thread's call: the same arguments, 0-d outputs in its own workspace
         args2 = [in_ws2.get(a, a) for a in args]
         lines = pre + alloc + [
-            "    if lock.acquire(False):",
+            "    if acquire(False):",
             "        try:",
             f"            rc = entry({', '.join(args + ['ws'])})",
             "            if rc:",
             "                fail(rc, wsa)",
             *reads,
             "        finally:",
-            "            lock.release()",
+            "            release()",
             "    else:",
             "        wsa2, ws2 = new_ws()",
             f"        rc = entry({', '.join(args2 + ['ws2'])})",
@@ -162,4 +163,4 @@ def _scalar_expr(j: int, dt: np.dtype, python: bool) -> str:
     fresh 0-d array of its dtype."""
     if python:
         return f"bool(v{j})" if dt == np.bool_ else f"v{j}"
-    return f"array(v{j}, T{j})"
+    return f"array(v{j})" if dt == np.float64 else f"array(v{j}, T{j})"

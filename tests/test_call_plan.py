@@ -1,0 +1,174 @@
+"""The per-signature call plan (graphc/callplan.py): a call whose arguments have the signature
+used last runs one generated straight line; anything else takes the general path. Both must
+give the same results, a seen signature never retraces, and bad input still gets its error."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.callplan import MISS
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+def counted(fn):
+    """fn and the list its traces append to."""
+    traces = []
+
+    def f(*args):
+        traces.append(1)
+        return fn(*args)
+    return f, traces
+
+
+def same(got, want):
+    """Equal trees: same container types, leaf types, dtypes, shapes and values."""
+    assert type(got) is type(want), (got, want)
+    if isinstance(want, dict):
+        assert list(got) == list(want)
+        for k in want:
+            same(got[k], want[k])
+    elif isinstance(want, tuple | list):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            same(g, w)
+    elif isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert got == want
+
+
+def general(f, *args):
+    """f's result through the general path (flatten, signature, executable)."""
+    key, leaves, specs = f._signature(args)
+    return f._get(key, args, specs)(leaves)
+
+
+CASES = {
+    "w0 scalars": (graphc.value_and_grad(lambda w, b, x, y: (w * x + b - y) ** 2,
+                                         argnums=(0, 1)), (1.5, 0.5, 2.0, 1.0)),
+    "ints and bools": (lambda n, x, flag: (n * 2, graphc.sum(x) > 1.0, x * n if flag else x),
+                       (3, np.arange(3.0), True)),
+    "dict, tuple, None": (lambda d, t, z: {"s": d["a"] * t[0], "r": (graphc.sum(d["b"]), None)},
+                          ({"a": np.ones(3), "b": np.arange(4, dtype=np.float32)},
+                           (2.0, np.int64(5)), None)),
+    "namedtuple": (lambda p: Pair(p.a + p.b, graphc.mean(p.a)),
+                   (Pair(np.arange(4.0).reshape(2, 2), np.float32(1.5)),)),
+    "no arguments": (lambda: graphc.ones((2,)) * 3.0, ()),
+}
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_the_plan_gives_what_the_general_path_gives(case, backend):
+    fn, args = CASES[case]
+    fn, traces = counted(fn)
+    f = graphc.compile(fn, backend=backend)
+    first = f(*args)
+    assert f._plan is not None
+    for _ in range(3):
+        same(f(*args), first)
+        same(general(f, *args), first)
+    assert len(traces) == 1
+
+
+def test_the_plan_runs_the_call_and_misses_other_signatures():
+    f = graphc.compile(lambda x, s: graphc.sum(x * s))
+    x = np.arange(6.0)
+    f(x, 2.0)
+    plan = f._plan
+    assert plan((x, 3.0)) == 45.0
+    for other in [(x, 3), (x.astype(np.float32), 3.0), (x[::2], 3.0), (list(x), 3.0),
+                  (x.reshape(2, 3), 3.0), (x, np.float64(3.0)), (x,), (x, 3.0, 1.0)]:
+        assert plan(other) is MISS, other
+
+
+def test_seen_signatures_never_retrace_in_any_order():
+    fn, traces = counted(lambda x, s: graphc.sum(graphc.exp(x)) * s)
+    f = graphc.compile(fn)
+    signatures = [(np.arange(3.0), 2.0), (np.arange(4.0), 2.0), (np.arange(3.0), 2),
+                  (np.arange(3.0, dtype=np.float32), 2.0), (np.arange(3.0)[::-1], 2.0)]
+    for _ in range(3):
+        for x, s in signatures:
+            np.testing.assert_allclose(f(x, s), np.exp(x.astype(np.float64)).sum() * s,
+                                       rtol=1e-6)
+    assert len(traces) == 4     # the reversed view has the first one's signature
+
+
+def test_dict_key_order_is_part_of_the_signature():
+    fn, traces = counted(lambda d: [v * (k + 1.0) for k, v in enumerate(d.values())])
+    f = graphc.compile(fn)
+    a, b = np.ones(2), np.full(2, 3.0)
+    same(f({"a": a, "b": b}), [a * 1.0, b * 2.0])
+    same(f({"b": b, "a": a}), [b * 1.0, a * 2.0])
+    same(f({"a": a, "b": b}), [a * 1.0, b * 2.0])
+    assert len(traces) == 2
+
+
+def test_bad_input_after_the_plan_still_gets_its_error():
+    f = graphc.compile(lambda x, n: x * n)
+    f(np.ones(2), 3)
+    with pytest.raises(graphc.DTypeError, match="out of bounds for int64"):
+        f(np.ones(2), 1 << 63)
+    with pytest.raises(graphc.DTypeError, match="float16"):
+        f(np.ones(2, np.float16), 3)
+    with pytest.raises(graphc.GraphcError, match="not supported"):
+        f(np.ones(2), "3")
+    np.testing.assert_array_equal(f(np.ones(2), 3), [3.0, 3.0])
+
+
+def test_inputs_are_not_modified_and_outputs_are_fresh():
+    f = graphc.compile(lambda x, s: (x * s, graphc.sum(x), x))
+    x = np.arange(4.0)
+    f(x, 2.0)
+    a1, s1, x1 = f(x, 2.0)
+    a2, s2, x2 = f(x, 2.0)
+    a1[...] = -1.0
+    s1[...] = -1.0
+    x1[...] = -1.0
+    np.testing.assert_array_equal(x, np.arange(4.0))
+    np.testing.assert_array_equal(a2, np.arange(4.0) * 2.0)
+    assert s2 == 6.0 and not np.shares_memory(s1, s2)
+    np.testing.assert_array_equal(x2, np.arange(4.0))
+
+
+def test_a_contended_workspace_gives_the_same_scalars():
+    """A thread that finds the workspace busy runs on a fresh one (0-d outputs included)."""
+    f = graphc.compile(graphc.value_and_grad(lambda w, x: graphc.sum(w * x) ** 2))
+    x = np.arange(3.0)
+    want = f(1.5, x)
+    runner = f.executable(1.5, x).runner
+    with runner._lock:
+        same(f(1.5, x), want)
+        same(general(f, 1.5, x), want)
+
+
+def test_threads_share_a_plan():
+    f = graphc.compile(graphc.value_and_grad(lambda w, b: (w * 2.0 + b) ** 2, argnums=(0, 1)))
+    f(0.0, 0.0)
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            for j in range(300):
+                w = float(k * 1000 + j)
+                results[(k, j)] = (w, f(w, 1.0))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(results) == 1200
+    for w, (value, (dw, db)) in results.values():
+        r = w * 2.0 + 1.0
+        assert (value, float(dw), float(db)) == (r * r, 4.0 * r, 2.0 * r)
