@@ -30,8 +30,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("build", ("build", "rt", "_build_rt")),                  # gcc via cffi, the disk cache
     ("execute", ("arrays", "interpret", "native")),           # the two backends' runners
     ("compiler", ("compiler",)),
-    ("api", ("callplan", "runtime", "transforms", "eager", "check", "diagnose", "nn", "optim", "train",
-             "distributed", "show", "__init__", "__main__", "demo")),
+    ("api", ("callplan", "runtime", "transforms", "eager", "check", "diagnose", "nn", "optim",
+             "train", "distributed", "show", "__init__", "__main__", "demo")),
 )
 
 BACKENDS = ("c", "numpy")
