@@ -67,7 +67,8 @@ def test_workload(benchmark, workload, impl):
 
 
 W6_CASES = [(what, impl) for what in ("cold", "warm", "import") for impl in L.IMPLS
-            if impl == "graphc" or impl in REGISTRY["W2"]]
+            if (impl.startswith("graphc") or impl in REGISTRY["W2"])
+            and not (what != "cold" and impl == "graphc tiered")]  # the same as graphc there
 
 
 @pytest.mark.parametrize("what,impl", W6_CASES, ids=[f"W6-{w}-{i}" for w, i in W6_CASES])

@@ -52,6 +52,7 @@ __all__ = [
     "cache_dir",
     "cache_info",
     "load_module",
+    "load_module_tiered",
     "module_key",
 ]
 
@@ -124,6 +125,41 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
             while len(_loaded) > _LOADED_MAX:
                 _loaded.pop(next(iter(_loaded)), None)
     return hit
+
+
+def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object], object]:
+    """`((ffi, lib), pending)`: the optimized module and None when it is cached (in memory or
+    on disk); otherwise a module built quickly at -O1 (not cached) and `pending`, a Future
+    of `load_module`'s optimized module, built in a background thread (which the process
+    waits for at exit, so the cache is filled). The quick module computes the same values
+    up to rounding (it does not vectorize, so float sums may add in another order)."""
+    hit = _loaded.get((source, cdef))
+    if hit is not None:
+        return hit, None
+    key = module_key(source, cdef)
+    root = cache_dir()
+    root = _exec_roots.get(root, root)
+    if _entry_dir(root, key).exists():
+        return load_module(source, cdef), None
+    _make_dirs(root)
+    tmp = Path(tempfile.mkdtemp(prefix="quick-", dir=root / "tmp"))
+    name = f"_graphc_{key[:20]}_quick"
+    try:
+        _build(root, tmp, name, source, cdef, quick=True)
+        quick = _import(name, tmp / f"{name}.so")
+    except (ImportError, OSError, CompileError):
+        return load_module(source, cdef), None      # the optimized build reports the error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)      # a loaded module stays mapped
+    _debug("loaded a quick -O1 build of %s; the -O3 build runs in the background", key[:20])
+    return quick, _background().submit(load_module, source, cdef)
+
+
+@functools.cache
+def _background():
+    """One worker for optimized builds behind quick ones (its thread is joined at exit)."""
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphc-build")
 
 
 def module_key(source: str, cdef: str) -> str:
@@ -441,8 +477,10 @@ def _write_meta(so: Path, flags: list[str], seconds: float) -> None:
     (so.parent / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str]:
-    """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools)."""
+def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
+           quick: bool = False) -> list[str]:
+    """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
+    `quick`: at -O1 (about half of -O3's compile time on generated kernels)."""
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
@@ -451,6 +489,8 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     ffi.emit_c_code(str(c_file))
     cc = _compiler_argv()
     flags = _build_flags(tuple(cc))
+    if quick:
+        flags = ["-O1" if f in ("-O2", "-O3") else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
     vec = _libmvec_flags(tuple(cc))
     defines = [f for f in vec if f.startswith("-D")]

@@ -12,11 +12,14 @@ import collections
 import os
 import threading
 
+from typing import TYPE_CHECKING
+
 from .errors import GraphcError
-from .interpret import Interpreter
 from .ir import Graph
-from .native import CRunner
-from .passes import optimize as run_passes
+
+if TYPE_CHECKING:       # the stages below load at the first build: `import graphc` stays light
+    from .interpret import Interpreter
+    from .native import CRunner
 
 # Modules by stage, in pipeline order (a package name covers its submodules unless they
 # are listed themselves).
@@ -46,7 +49,11 @@ def default_backend() -> str:
 
 def build_runner(graph: Graph, backend: str, fuse: bool = True) -> Interpreter | CRunner:
     """The graph as it stands (no passes), made runnable on a backend."""
-    return Interpreter(graph) if backend == "numpy" else CRunner(graph, fuse)
+    if backend == "numpy":
+        from .interpret import Interpreter
+        return Interpreter(graph)
+    from .native import CRunner
+    return CRunner(graph, fuse)
 
 
 # Built runners by what their graph computes, so a retraced function, or another function
@@ -69,6 +76,7 @@ def lower(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, Interprete
             _RUNNERS.move_to_end(key)
             return hit
     if optimize:
+        from .passes import optimize as run_passes
         graph = run_passes(graph)
     runner = build_runner(graph, backend, fuse=optimize)
     with _runners_lock:

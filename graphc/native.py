@@ -4,12 +4,13 @@ output arrays, one C call on a workspace)."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 
 from .arrays import as_array, in_place_array
-from .build import load_module
+from .build import load_module, load_module_tiered
 from .codegen.c import ENTRY, by_value, check_sites, generate
 from .errors import GraphcError
 from .ir import Graph
@@ -24,11 +25,14 @@ class CRunner:
 
     def __init__(self, graph: Graph, fuse: bool = True):
         self.source, cdef, sched = generate(graph, fuse)
-        self.ffi, lib = load_module(self.source, cdef)
-        if "graphc_gemm.h" in self.source:
-            addr = gemm_addresses()
-            lib.graphc_set_gemm(addr["f32"], addr["f64"])
-        self._entry = getattr(lib, ENTRY)
+        pending = None
+        if os.environ.get("GRAPHC_TIERED", "0") not in ("", "0"):
+            (self.ffi, lib), pending = load_module_tiered(self.source, cdef)
+        else:
+            self.ffi, lib = load_module(self.source, cdef)
+        self._namespaces: list[dict] = []       # generated calls' globals (see bind)
+        self._swap_lock = threading.Lock()
+        self._use(lib)
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
         self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
                     for b in sched.inputs]
@@ -52,6 +56,32 @@ class CRunner:
                       "allocations_per_call": len(sched.outputs), **sched.stats}
         self._sched = sched
         self.call = self._make_call()
+        if pending is not None:
+            pending.add_done_callback(self._swap)
+
+    def _use(self, lib) -> None:
+        if "graphc_gemm.h" in self.source:
+            addr = gemm_addresses()
+            lib.graphc_set_gemm(addr["f32"], addr["f64"])
+        self._entry = getattr(lib, ENTRY)
+
+    def bind(self, ns: dict) -> None:
+        """Put the entry point into the globals of a generated call, and keep it there when
+        the optimized module of a tiered build replaces the quick one."""
+        with self._swap_lock:
+            ns["entry"] = self._entry
+            self._namespaces.append(ns)
+
+    def _swap(self, pending) -> None:
+        """The optimized build is ready: later calls use it (the same C, so the same
+        arguments and workspace; a call under way finishes in the quick module)."""
+        if pending.exception() is not None:
+            return                  # the quick module stays (it computes the same values)
+        _, lib = pending.result()
+        with self._swap_lock:
+            self._use(lib)
+            for ns in self._namespaces:
+                ns["entry"] = self._entry
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
@@ -96,7 +126,8 @@ class CRunner:
         `python`, the Python scalar itself. Other outputs are fresh arrays; one aliased to
         an input is that input, written in place. One C call under the workspace lock; a
         contending thread gets a fresh workspace."""
-        ns.update({"fb": self.ffi.from_buffer, "entry": self._entry, "empty": np.empty,
+        self.bind(ns)
+        ns.update({"fb": self.ffi.from_buffer, "empty": np.empty,
                    "array": np.array, "ndarray": np.ndarray, "as_array": as_array,
                    "acquire": self._lock.acquire, "release": self._lock.release,
                    "ws": self._ws_ptr, "wsa": self._ws,

@@ -165,7 +165,7 @@ class TrainStep:
         loss = np.zeros((), runner._outs[0][1])
         loss_ptr = ffi.cast("double *" if loss.dtype == np.float64 else "float *",
                             ffi.from_buffer(loss))
-        ns = {"entry": runner._entry, "fb": ffi.from_buffer, "ws": runner._ws_ptr,
+        ns = {"fb": ffi.from_buffer, "ws": runner._ws_ptr,
               "wsa": runner._ws, "fail": runner.fail, "L": ffi.from_buffer(loss),
               "LP": loss_ptr, "empty": np.empty,
               "keep": (loss, self.memory), "aux": self._unflatten_aux}
@@ -203,6 +203,7 @@ class TrainStep:
         lines += [f"def args_of(lr, {', '.join(batch)}):"]
         lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
         lines += [f"    return ({', '.join(args)},)"]
+        runner.bind(ns)
         exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
         self.entry, self.entry_args = runner._entry, ns["args_of"]
         return ns["call"]

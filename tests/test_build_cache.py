@@ -475,3 +475,54 @@ def test_missing_or_failing_compiler_raises_compile_error(root: Path, tmp_path: 
         kept = Path(re.search(r"source kept at (\S+)", message).group(1))
         assert kept.is_file() and "total" in kept.read_text()
     assert entries(root) == [] and list((root / "tmp").iterdir()) == []
+
+
+# ---- tiered builds (GRAPHC_TIERED=1): a quick -O1 module first, -O3 in the background ----
+
+
+def wait_for_background_builds() -> None:
+    build._background().submit(lambda: None).result(timeout=300)   # one worker, in order
+
+
+def test_tiered_build_answers_at_once_and_fills_the_cache(root: Path) -> None:
+    source = unique_source()
+    (quick, pending) = build.load_module_tiered(source, CDEF)
+    assert pending is not None and total(quick, [1.0, 2.0, 3.5]) == 6.5
+    optimized = pending.result(timeout=300)
+    assert total(optimized, [1.0, 2.0, 3.5]) == 6.5
+    (entry,) = entries(root)                        # only the -O3 module is installed
+    assert "-O3" in json.loads((entry / "meta.json").read_text())["flags"]
+    assert list((root / "tmp").iterdir()) == []
+    again, none = build.load_module_tiered(source, CDEF)
+    assert none is None and again is optimized
+
+
+def test_tiered_runner_swaps_to_the_optimized_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls before and after the swap (the call plan, the general path and a train step,
+    whose generated calls were written before it) give the same values."""
+    import numpy as np
+
+    import graphc
+    monkeypatch.setenv("GRAPHC_TIERED", "1")
+    scale = 1.0 + uuid.uuid4().int % 1000 / 1e4      # a graph no earlier test built
+    f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(graphc.tanh(x) * scale)))
+    x = np.linspace(0.1, 2.0, 64)
+    before = f(x)
+    runner = f.executable(x).runner
+    quick_entry = runner._entry
+    params = {"w": np.ones(3)}
+    step = graphc.train_step(lambda p, b: graphc.sum((p["w"] * scale - b) ** 2),
+                             graphc.optim.SGD(params, lr=0.1))
+    first = step(np.arange(3.0))
+    wait_for_background_builds()
+    assert runner._entry is not quick_entry
+    after = f(x)
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-13)
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-13)
+    want = (1.0 - np.tanh(x) ** 2) * scale
+    np.testing.assert_allclose(after[1], want, rtol=1e-12)
+    np.testing.assert_allclose(f.executable(x)([x])[1], want, rtol=1e-12)   # general path
+    w = params["w"].copy()
+    second = step(np.arange(3.0))
+    np.testing.assert_allclose(second, np.sum((w * scale - np.arange(3.0)) ** 2), rtol=1e-12)
+    assert second < first
