@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import os
 import threading
-
 from typing import TYPE_CHECKING
 
 from .errors import GraphcError
