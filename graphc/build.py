@@ -9,6 +9,7 @@ lookup; otherwise the module comes from the on-disk cache, else gcc builds it. D
     <root>/locks/<key>.lock                per-key file lock around check-then-build
     <root>/tmp/                            builds in progress; installed by renaming the directory
     <root>/failed/<modname>.c              the source of the last failed build of that module
+    <root>/toolchain/<hash>.json           the compiler's verdicts (version, flags, libmvec)
 
 `<root>` is `$GRAPHC_CACHE_DIR`, else `platformdirs.user_cache_dir("graphc")`; if that is not
 writable, `<tmpdir>/graphc-cache-<uid>`. `GRAPHC_DEBUG=1` logs builds and disk loads to stderr.
@@ -36,7 +37,9 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cffi
 import numpy
@@ -203,7 +206,7 @@ def cache_clear() -> int:
         _remove_entry(root, entry)
         with contextlib.suppress(OSError):  # the <key[:2]> dir, if now empty
             entry.parent.rmdir()
-    for sub in ("failed", "locks"):
+    for sub in ("failed", "locks", "toolchain"):
         shutil.rmtree(root / sub, ignore_errors=True)
     _remove_stale_temps(root)
     return len(entries)
@@ -218,14 +221,47 @@ def _compiler_argv() -> list[str]:
 
 @functools.cache
 def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
-    """(CC as given, resolved path, first --version line), once per process per CC."""
+    """(CC as given, resolved path, first --version line), once per process per CC (and
+    per compiler binary on disk: a warm start runs no compiler)."""
     path = shutil.which(cc[0]) or cc[0]
-    try:
-        out = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60)
-        first = out.stdout.splitlines()[0] if out.stdout else f"exit {out.returncode}"
-    except (OSError, subprocess.SubprocessError) as exc:
-        first = f"unavailable: {exc}"
-    return " ".join(cc), path, first
+
+    def version() -> str:
+        try:
+            out = subprocess.run([*cc, "--version"], capture_output=True, text=True,
+                                 timeout=60)
+            return out.stdout.splitlines()[0] if out.stdout else f"exit {out.returncode}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"unavailable: {exc}"
+    return " ".join(cc), path, _toolchain_memo("version", cc, version)
+
+
+def _toolchain_memo(what: str, cc: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    """compute() (a JSON value) once per compiler binary: kept under <root>/toolchain/, keyed
+    by `what`, CC, the size, mtime and inode of each program CC names (the compiler, and a
+    compiler behind a wrapper such as ccache), the CPU's flags, graphc's version and the
+    probe programs, so a new process asks the compiler only what no process asked it yet.
+    Unreadable or missing: computed (and written atomically: concurrent writers agree)."""
+    stats = []
+    for arg in cc:
+        found = shutil.which(arg)
+        if found:
+            st = os.stat(os.path.realpath(found))
+            stats.append([os.path.realpath(found), st.st_size, st.st_mtime_ns, st.st_ino])
+    if not stats:
+        return compute()
+    ident = [what, list(cc), stats, _cpu_flags_hash(), graphc_version, _SELF_TEST,
+             _LIBMVEC_PROBE, _KEY_FLAGS, os.environ.get("PATH", "")]
+    name = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:32] + ".json"
+    folder = cache_dir() / "toolchain"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((folder / name).read_text())["value"]
+    value = compute()
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{name}.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps({"what": what, "cc": list(cc), "value": value}))
+        os.replace(tmp, folder / name)
+    return value
 
 
 @functools.cache
@@ -540,8 +576,12 @@ def _libmvec_request() -> str:
 
 @functools.cache
 def _probe_libmvec(cc: tuple[str, ...]) -> bool:
-    """Compile, link and run a loop calling sin/cos through libmvec (once per process and CC;
-    only when something is built, so a disk-cache load never runs the compiler)."""
+    """Compile, link and run a loop calling sin/cos through libmvec (once per compiler: see
+    _toolchain_memo; only when something is built, so a disk-cache load never runs it)."""
+    return _toolchain_memo("libmvec", cc, lambda: _run_libmvec_probe(cc))
+
+
+def _run_libmvec_probe(cc: tuple[str, ...]) -> bool:
     flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
     with tempfile.TemporaryDirectory(prefix="graphc-libmvec-") as tmp:
         exe = os.path.join(tmp, "probe")
@@ -594,7 +634,12 @@ _SELF_TEST_EXPECTED = "-0.105000 0.210000 0.075000 -0.105000 0.210000 0.075000"
 
 @functools.cache
 def _build_flags(cc: tuple[str, ...]) -> list[str]:
-    """The flags for this compiler: native if accepted and self-tested correct, else safer."""
+    """The flags for this compiler: native if accepted and self-tested correct, else safer
+    (the verdict is kept per compiler and CPU: see _toolchain_memo)."""
+    return _toolchain_memo("flags", cc, lambda: _tested_flags(cc))
+
+
+def _tested_flags(cc: tuple[str, ...]) -> list[str]:
     candidates = []
     if _accepts_native(cc):
         candidates.append([*_BASE_FLAGS, *_NATIVE_FLAGS])

@@ -526,3 +526,51 @@ def test_tiered_runner_swaps_to_the_optimized_module(monkeypatch: pytest.MonkeyP
     second = step(np.arange(3.0))
     np.testing.assert_allclose(second, np.sum((w * scale - np.arange(3.0)) ** 2), rtol=1e-12)
     assert second < first
+
+
+# ---- the compiler's verdicts on disk (<root>/toolchain/) ----
+
+PROBES = ("_compiler_id", "_build_flags", "_probe_libmvec")
+
+
+def forget_probes() -> None:
+    """What a new process starts with: no verdict in memory."""
+    for name in PROBES:
+        getattr(build, name).cache_clear()
+
+
+def test_a_new_process_runs_no_compiler_probe_twice(root: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    forget_probes()
+    source = unique_source()
+    total(load_module(source, CDEF), [1.0])
+    cc = tuple(build._compiler_argv())
+    before = [getattr(build, name)(cc) for name in PROBES]
+    assert len(list((root / "toolchain").glob("*.json"))) == 3
+    forget_probes()
+
+    def no_compiler(argv, *args, **kwargs):
+        raise AssertionError(f"ran {argv}")
+    monkeypatch.setattr(build.subprocess, "run", no_compiler)
+    assert [getattr(build, name)(cc) for name in PROBES] == before
+    assert build.module_key(source, CDEF) == build.module_key(source, CDEF)
+    monkeypatch.undo()
+    forget_probes()
+
+
+def test_a_changed_compiler_is_asked_again(root: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "runs"
+    cc = tmp_path / "cc"
+    cc.write_text(f'#!/bin/sh\necho run >> {log}\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    forget_probes()
+    first = build._compiler_id((str(cc),))
+    build._compiler_id.cache_clear()
+    assert build._compiler_id((str(cc),)) == first and log.read_text().count("run") == 1
+    cc.write_text(cc.read_text() + "# upgraded\n")
+    os.utime(cc, ns=(0, 10**18))
+    build._compiler_id.cache_clear()
+    assert build._compiler_id((str(cc),)) == first and log.read_text().count("run") == 2
+    forget_probes()
