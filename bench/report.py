@@ -116,10 +116,12 @@ def machine() -> str:
             + ", ".join(versions))
 
 
-W6_NOTE = ("W6 (compile latency of the W2 step) is CPU seconds of a new process (user + "
-           "system, gcc included), from `import` of the library to the first step's loss, "
-           "numpy and the batch already loaded; cold: empty compilation cache, warm: filled; "
-           "`import`: the library alone. Bytecode is precompiled for every library.")
+TIMING_NOTE = ("W0 is CPU time per call (batches of 1,000 calls; 100 for the slow peers). "
+               "W6 (compile latency of the W2 step) is CPU seconds of a new process (user + "
+               "system, gcc included), from `import` of the library to the first step's loss, "
+               "numpy and the batch already loaded; cold: empty compilation cache, warm: "
+               "filled; `import`: the library alone. Bytecode is precompiled for every "
+               "library. The others are wall time per call or step.")
 
 
 def write_results(results, command: str) -> None:
@@ -127,7 +129,7 @@ def write_results(results, command: str) -> None:
     section = "\n".join([
         BEGIN, "## Side by side with the peers", "",
         f"{date}, {machine()}.", f"Command: `{command}` (one pinned core, medians).", "",
-        W6_NOTE, "",
+        TIMING_NOTE, "",
         fastest_peers(results), "", "![medians per workload](peers.png)", "",
         "<details><summary>every implementation</summary>", "", table(results), "",
         "</details>", END])
