@@ -68,7 +68,7 @@ class Fused:
 @dataclass(eq=False)
 class Kernel:
     kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero" | "fused"
-                         # | "guard"
+                         # | "scan" | "gather" | "scatter" | "guard"
     node: Node | None
     shape: tuple[int, ...]
     out: View
@@ -231,6 +231,8 @@ class _Planner:
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
         elif kind == "reduce":
             self.kernels.append(Kernel("reduce", n, n.src[0].shape, out, srcs))
+        elif kind in ("scan", "gather", "scatter"):     # kernels of their own (codegen/c.py)
+            self.kernels.append(Kernel(kind, n, n.shape, out, srcs))
         elif kind == "contract":     # gemm reads memory: scalar constants get a buffer
             srcs = [self.materialize(s, v) if v.literal is not None else v
                     for s, v in zip(n.src, srcs)]

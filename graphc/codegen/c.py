@@ -81,6 +81,12 @@ def _restrict(v: View, dims, offset: bool = True) -> View:
     return View(v.buf, v.offset if offset else 0, tuple(v.strides[d] for d in dims), v.literal)
 
 
+def _along(v: View, axis: int) -> View:
+    """v with `axis` left out of the loop indexing (its coordinate comes from an index)."""
+    return View(v.buf, v.offset, tuple(0 if d == axis else s for d, s in enumerate(v.strides)),
+                v.literal)
+
+
 def _join(a: str, b: str) -> str:
     return a if b == "0" else b if a == "0" else f"{a} + {b}"
 
@@ -189,6 +195,54 @@ class _Emitter:
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 
+
+    def scan(self, k: Kernel) -> None:
+        """Loops over the other axes around one accumulating loop along the scanned axis."""
+        n, (src,) = k.node, k.srcs
+        axis, length = n.arg, n.shape[n.arg]
+        kept = [d for d in range(len(n.shape)) if d != axis]
+        out = k.out
+        with self.w.block(""):
+            idx, depth = self.loops(tuple(n.shape[d] for d in kept),
+                                    [_restrict(out, kept), _restrict(src, kept)])
+            self.w.line(f"{n.dtype.c} acc = {n.op.c.init};")
+            with self.w.block(f"for (long j = 0; j < {length}; j++)"):
+                x = _load(src, n.dtype, _join(idx[1], _index(0, (src.strides[axis],), ("j",))))
+                self.w.line(n.op.c.update.format(acc="acc", x=x) + ";")
+                at = _join(idx[0], _index(0, (out.strides[axis],), ("j",)))
+                self.w.line(f"{_ptr(out.buf)}[{at}] = acc;")
+            self.close(depth)
+
+    def gather(self, k: Kernel) -> None:
+        """out[i] = x[i with the axis coordinate replaced by idx[i]]: one index load (clamped
+        into the axis) and one data load per element."""
+        n, (x, idx) = k.node, k.srcs
+        axis, length = n.arg, n.src[0].shape[n.arg]
+        if length == 0:                # every index failed its check: nothing to read
+            self.zero(k)
+            return
+        with self.w.block(""):
+            at, depth = self.loops(k.shape, [k.out, idx, _along(x, axis)])
+            self.w.line(f"long j = gc_clamp_index({_load(idx, dtypes.int64, at[1])}, {length});")
+            value = _load(x, n.dtype, _join(at[2], _index(0, (x.strides[axis],), ("j",))))
+            self.w.line(f"{_ptr(k.out.buf)}[{at[0]}] = {value};")
+            self.close(depth)
+
+    def scatter(self, k: Kernel) -> None:
+        """out = 0, then out[idx[i] along the axis] += g[i] for every i in row-major order
+        (deterministic sums, the order of numpy's np.add.at)."""
+        n, (g, idx) = k.node, k.srcs
+        (axis, length), shape = n.arg, n.src[0].shape
+        self.zero(k)
+        if length == 0:
+            return
+        out = k.out
+        with self.w.block(""):
+            at, depth = self.loops(shape, [_along(out, axis), g, idx])
+            self.w.line(f"long j = gc_clamp_index({_load(idx, dtypes.int64, at[2])}, {length});")
+            target = _join(at[0], _index(0, (out.strides[axis],), ("j",)))
+            self.w.line(f"{_ptr(out.buf)}[{target}] += {_load(g, n.dtype, at[1])};")
+            self.close(depth)
 
     def fused(self, k: Kernel) -> None:
         """One loop nest for a fused group: outer loops over the kept dims, inner loops over
