@@ -19,7 +19,16 @@ from ..ir import Graph
 from ..ops.elementwise import index_error
 from ..ops.reduce import BLOCK
 from ..runtime import as_array, in_place_array
-from ..schedule import Buffer, Kernel, Schedule, View, describe, loop_dims, schedule
+from ..schedule import (
+    Buffer,
+    Kernel,
+    Schedule,
+    View,
+    describe,
+    kernel_origin,
+    loop_dims,
+    schedule,
+)
 from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
@@ -114,6 +123,7 @@ class _Emitter:
         self.tape = tape
         self.w = CWriter()
         self.sites = {id(k): i for i, k in enumerate(check_sites(sched))}
+        self.marks: list[tuple[int, Kernel]] = []     # (line of its C, kernel): annotate()
 
     def loops(self, shape, views: list[View], var: str = "i", pragma: str = ""):
         """Open loops over `shape` (merged where every view allows); returns each view's index
@@ -378,6 +388,7 @@ class _Emitter:
             self.w.line("if (GC_ERR[0]) return;")
             return
         n = k.node
+        self.marks.append((len(self.w), k))
         words = [k.kind, n.op.name, f"{n.dtype.short}{list(k.shape)}", k.note]
         self.w.line(f"/* {' '.join(w for w in words if w)} */")
         if k.kind in ("elementwise", "copy"):
@@ -497,7 +508,19 @@ def _unfused_bound(graph: Graph) -> int:
                                     for n in graph.nodes)
 
 
-def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
+def annotate(source: str, marks: list[tuple[int, Kernel]], graph: Graph) -> str:
+    """The C with a comment above each kernel naming its nodes and their source lines. Only
+    f.source() shows it: the built C (and so the cache key) stays free of line numbers, so
+    one function moved or copied elsewhere reuses its build."""
+    lines = source.split("\n")
+    labels = graph.labels()
+    for at, k in reversed(marks):
+        indent = lines[at][:len(lines[at]) - len(lines[at].lstrip())]
+        lines[at:at] = [indent + c for c in kernel_origin(k, labels)]
+    return "\n".join(lines)
+
+
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]:
     """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
     more kernels than the tape threshold run as a tape (unless they hold run-time checks):
     small kernels as rows, fused nests of at least TAPE_FUSE_MIN elements as native
@@ -519,10 +542,11 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
             sched = schedule(graph, fuse=True)
     else:
         sched = schedule(graph, fuse=True)
-    source = _Emitter(sched, tape).render()
+    emitter = _Emitter(sched, tape)
+    source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
-    return source, cdef, sched
+    return source, cdef, sched, emitter.marks
 
 
 class CRunner:
@@ -531,7 +555,7 @@ class CRunner:
 
     def __init__(self, graph: Graph, fuse: bool = True):
         from ..build import load_module
-        self.source, cdef, sched = generate(graph, fuse)
+        self.source, cdef, sched, self._marks = generate(graph, fuse)
         self.ffi, lib = load_module(self.source, cdef)
         if "graphc_gemm.h" in self.source:
             from ..rt import gemm_addresses
@@ -559,6 +583,10 @@ class CRunner:
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         return describe(self._sched)
+
+    def annotated_source(self) -> str:
+        """The built C with each kernel's nodes and source lines as comments (f.source())."""
+        return annotate(self.source, self._marks, self._sched.graph)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
