@@ -458,7 +458,7 @@ class _Emitter:
         names = [f"gc_native_{j}" for j in range(len(self.tape.natives))] or ["0"]
         w.line("static void (*const gc_natives[])(void **, char *) = {" + ", ".join(names)
                + "};")
-        render_cases(w, self.tape.cases)
+        render_cases(w, self.tape.cases, checks=bool(self.sites))
 
     def _parts(self) -> int:
         """Emit kernels into static functions of at most LINES_PER_PART lines each."""
@@ -522,18 +522,16 @@ def annotate(source: str, marks: list[tuple[int, Kernel]], graph: Graph) -> str:
 
 def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]:
     """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
-    more kernels than the tape threshold run as a tape (unless they hold run-time checks):
-    small kernels as rows, fused nests of at least TAPE_FUSE_MIN elements as native
+    more kernels than the tape threshold run as a tape: small kernels as rows; fused nests of
+    at least TAPE_FUSE_MIN elements, run-time checks, scans, gathers and scatters as native
     functions. The others are fused whole (unless `fuse` is off or GRAPHC_DISABLE_PASSES
     names fuse)."""
     from ..passes import enabled
     fuse = fuse and enabled("fuse")
-    # run-time checks need the element's position: straight-line code only (for now)
-    checks = any(n.op.may_fail for n in graph.nodes)
     tape = None
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
-        if len(sched.kernels) > tape_threshold() and not checks:
+        if len(sched.kernels) > tape_threshold():
             if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
                 sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
             tape = plan_tape(sched)

@@ -48,13 +48,15 @@ cumsum_p = defop("cumsum", SCAN, infer=_scan_infer,
                  vjp=_cumsum_vjp, jvp=LINEAR)
 
 
-def cumsum(x: ArrayLike, axis: int | None = None) -> Tracer:
-    """numpy.cumsum: running sums along `axis` (of the flattened x if None); bools and int32
-    accumulate as int64, as numpy."""
+def cumsum(x: ArrayLike, axis: int | None = None, dtype=None) -> Tracer:
+    """numpy.cumsum: running sums along `axis` (of the flattened x if None), accumulated in
+    `dtype` if given; otherwise bools and int32 accumulate as int64, as numpy."""
     x = to_tracer(x, "cumsum")
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     axis = normalize_axis(axis, x.ndim, "cumsum")
-    if not x.node.dtype.is_float:
+    if dtype is not None:
+        x = astype(x, dtype)
+    elif not x.node.dtype.is_float:
         x = astype(x, dtypes.int64)
     return Tracer(bind(cumsum_p, (x.node,), axis), weak=x.weak)
