@@ -96,6 +96,16 @@ def _along(v: View, axis: int) -> View:
                 v.literal)
 
 
+def _at_j(at: str, v: View, axis: int) -> str:
+    """Index `at` (computed without `axis`) moved to coordinate `j` along axis."""
+    return _join(at, _index(0, (v.strides[axis],), ("j",)))
+
+
+def _index_load(idx: View, at: str, length: int) -> str:
+    """`j`, the index at `at` clamped into an axis of `length` (> 0) elements."""
+    return f"long j = gc_clamp_index({_load(idx, dtypes.int64, at)}, {length});"
+
+
 def _join(a: str, b: str) -> str:
     return a if b == "0" else b if a == "0" else f"{a} + {b}"
 
@@ -217,10 +227,9 @@ class _Emitter:
                                     [_restrict(out, kept), _restrict(src, kept)])
             self.w.line(f"{n.dtype.c} acc = {n.op.c.init};")
             with self.w.block(f"for (long j = 0; j < {length}; j++)"):
-                x = _load(src, n.dtype, _join(idx[1], _index(0, (src.strides[axis],), ("j",))))
+                x = _load(src, n.dtype, _at_j(idx[1], src, axis))
                 self.w.line(n.op.c.update.format(acc="acc", x=x) + ";")
-                at = _join(idx[0], _index(0, (out.strides[axis],), ("j",)))
-                self.w.line(f"{_ptr(out.buf)}[{at}] = acc;")
+                self.w.line(f"{_ptr(out.buf)}[{_at_j(idx[0], out, axis)}] = acc;")
             self.close(depth)
 
     def gather(self, k: Kernel) -> None:
@@ -233,9 +242,8 @@ class _Emitter:
             return
         with self.w.block(""):
             at, depth = self.loops(k.shape, [k.out, idx, _along(x, axis)])
-            self.w.line(f"long j = gc_clamp_index({_load(idx, dtypes.int64, at[1])}, {length});")
-            value = _load(x, n.dtype, _join(at[2], _index(0, (x.strides[axis],), ("j",))))
-            self.w.line(f"{_ptr(k.out.buf)}[{at[0]}] = {value};")
+            self.w.line(_index_load(idx, at[1], length))
+            self.w.line(f"{_ptr(k.out.buf)}[{at[0]}] = {_load(x, n.dtype, _at_j(at[2], x, axis))};")
             self.close(depth)
 
     def scatter(self, k: Kernel) -> None:
@@ -249,9 +257,9 @@ class _Emitter:
         out = k.out
         with self.w.block(""):
             at, depth = self.loops(shape, [_along(out, axis), g, idx])
-            self.w.line(f"long j = gc_clamp_index({_load(idx, dtypes.int64, at[2])}, {length});")
-            target = _join(at[0], _index(0, (out.strides[axis],), ("j",)))
-            self.w.line(f"{_ptr(out.buf)}[{target}] += {_load(g, n.dtype, at[1])};")
+            self.w.line(_index_load(idx, at[2], length))
+            value = _load(g, n.dtype, at[1])
+            self.w.line(f"{_ptr(out.buf)}[{_at_j(at[0], out, axis)}] += {value};")
             self.close(depth)
 
     def fused(self, k: Kernel) -> None:
