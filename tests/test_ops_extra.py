@@ -253,3 +253,16 @@ def test_gather_and_scatter_run_in_tape_mode(monkeypatch):
     with pytest.raises(graphc.GraphcError, match=r"index for axis 0 7 at position 2"):
         f(table, np.array([0, 1, 7, 2, 3]), w)
     graphc.check_grads(loss, (table, idx, w), argnums=(0, 2))
+
+
+def test_scatter_add_sums_duplicates_in_numpys_order():
+    r = np.random.default_rng(5)
+    table = r.standard_normal((7, 3)).astype(np.float32)
+    idx, w = r.integers(0, 7, 500), r.standard_normal((500, 3)).astype(np.float32)
+    want = np.zeros_like(table)
+    np.add.at(want, idx, w)                 # sequential float32 sums in row-major order
+    f = graphc.grad(lambda t, w, i: (t[i] * w).sum())
+    for backend in ("c", "numpy"):
+        got = graphc.compile(f, backend=backend)(table, w, idx)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
