@@ -506,11 +506,11 @@ def kernel_origin(k: Kernel, labels: dict[int, str], width: int = 92) -> list[st
     """A C comment naming the nodes a kernel computes, grouped by the user's source line that
     built them (derivative nodes carry their forward node's line), for f.source()."""
     by_line: dict[str, list[str]] = {}
-    for n in (k.fused.nodes if k.fused else [k.node] if k.node is not None else []):
+    for n in k.fused.nodes if k.fused else [k.node]:
         line = where_text(n.where) if n.where is not None else "no source line"
         by_line.setdefault(line, []).append(f"{labels.get(id(n), '%?')} {n.op.name}")
     body = "; ".join(f"{line}: {', '.join(names)}" for line, names in by_line.items())
-    text = textwrap.wrap(f"from {body}".replace("*/", "* /"), width) or ["from nothing"]
+    text = textwrap.wrap(f"from {body}".replace("*/", "* /"), width)
     if len(text) == 1:
         return [f"/* {text[0]} */"]
     return [f"/* {text[0]}"] + [f" * {t}" for t in text[1:]] + [" */"]

@@ -23,9 +23,9 @@ from .elementwise import astype, broadcast_shapes, check_index
 from .movement import broadcast_to, normalize_axis, reshape, transpose
 
 
-def _index_operand(x, idx, axis: int, n: int, opname: str) -> None:
+def _index_operand(x, idx, axis: int, opname: str) -> None:
     """The shape contract shared by gather and scatter_add: int64 indices with x's rank,
-    matching x on every axis but `axis`, whose length n they index."""
+    matching x on every axis but `axis` (the one they index)."""
     if idx.dtype is not dtypes.int64:
         raise DTypeError(f"{opname}: indices must be int64, got {idx.dtype}")
     if len(x.shape) != len(idx.shape) or not 0 <= axis < len(x.shape) or any(
@@ -36,14 +36,14 @@ def _index_operand(x, idx, axis: int, n: int, opname: str) -> None:
 
 def _gather_infer(src, axis):
     x, idx = src
-    _index_operand(x, idx, axis, x.shape[axis] if axis < len(x.shape) else 0, "gather")
+    _index_operand(x, idx, axis, "gather")
     return idx.shape, x.dtype
 
 
 def _scatter_infer(src, arg):
     g, idx = src
     axis, n = arg
-    _index_operand(g, idx, axis, n, "scatter_add")
+    _index_operand(g, idx, axis, "scatter_add")
     if g.shape[axis] != idx.shape[axis] or g.dtype is dtypes.bool_:
         raise ShapeError(f"scatter_add: values {g.dtype}{g.shape} do not match indices "
                          f"{idx.shape}")
