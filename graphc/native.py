@@ -11,7 +11,7 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module, load_module_tiered
-from .codegen.c import ENTRY, by_value, check_sites, generate
+from .codegen.c import ENTRY, annotate, by_value, check_sites, generate
 from .errors import GraphcError
 from .ir import Graph
 from .ops.elementwise import index_error
@@ -24,7 +24,7 @@ class CRunner:
     (`runner.call(leaves)`, generated per signature)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
-        self.source, cdef, sched = generate(graph, fuse)
+        self.source, cdef, sched, self._marks = generate(graph, fuse)
         pending = None
         if os.environ.get("GRAPHC_TIERED", "0") not in ("", "0"):
             (self.ffi, lib), pending = load_module_tiered(self.source, cdef)
@@ -86,6 +86,10 @@ class CRunner:
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         return describe(self._sched)
+
+    def annotated_source(self) -> str:
+        """The built C with each kernel's nodes and source lines as comments (f.source())."""
+        return annotate(self.source, self._marks, self._sched.graph)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
