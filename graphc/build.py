@@ -235,11 +235,18 @@ def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
     return " ".join(cc), path, _toolchain_memo("version", cc, version)
 
 
+@functools.cache
+def _probing_code_hash() -> str:
+    """This module's source: the probe programs, flags and how verdicts are reached."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
 def _toolchain_memo(what: str, cc: tuple[str, ...], compute: Callable[[], Any]) -> Any:
     """compute() (a JSON value) once per compiler binary: kept under <root>/toolchain/, keyed
     by `what`, CC, the size, mtime and inode of each program CC names (the compiler, and a
-    compiler behind a wrapper such as ccache), the CPU's flags, graphc's version and the
-    probe programs, so a new process asks the compiler only what no process asked it yet.
+    compiler behind a wrapper such as ccache), the CPU's flags, graphc's version and this
+    module's source (the probe programs, the flags and how they are chosen), so a new process
+    asks the compiler only what no process asked it yet.
     Unreadable or missing: computed (and written atomically: concurrent writers agree)."""
     stats = []
     for arg in cc:
@@ -249,8 +256,8 @@ def _toolchain_memo(what: str, cc: tuple[str, ...], compute: Callable[[], Any]) 
             stats.append([os.path.realpath(found), st.st_size, st.st_mtime_ns, st.st_ino])
     if not stats:
         return compute()
-    ident = [what, list(cc), stats, _cpu_flags_hash(), graphc_version, _SELF_TEST,
-             _LIBMVEC_PROBE, _KEY_FLAGS, os.environ.get("PATH", "")]
+    ident = [what, list(cc), stats, _cpu_flags_hash(), graphc_version, _probing_code_hash(),
+             os.environ.get("PATH", "")]
     name = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:32] + ".json"
     folder = cache_dir() / "toolchain"
     with contextlib.suppress(OSError, ValueError, KeyError):
