@@ -7,7 +7,7 @@
  *   for jc in 0..N step NC                      B column block
  *     for pc in 0..K step KC                    rank-KC update
  *       pack B[pc:+KC, jc:+NC] -> Bp            KC x NC, as NR-wide column panels     (L2/L3)
- *       for ic in 0..M step MC                  independent iterations: where threads go
+ *       for ic in 0..M step MC                  independent iterations
  *         pack A[ic:+MC, pc:+KC] -> Ap          MC x KC, as MR-tall row panels        (L2)
  *         for jr in 0..NC step NR               one Bp panel, KC x NR                 (L1)
  *           for ir in 0..MC step MR
@@ -38,6 +38,14 @@
  * Packing buffers live in a fixed per-thread scratch area: no call mallocs, and concurrent
  * calls from several threads never share a buffer. NC shrinks when a block would not fit.
  *
+ * Threads (graphc_threads.h): a product of at least PAR_MIN_FLOPS runs as one OpenMP parallel
+ * region. For each (jc, pc) the team packs Bp together (each thread a share of its panels,
+ * into the calling thread's scratch), then splits the micro-tiles: by Bp panels (each
+ * thread multiplies the panels it packed, after packing every A block into its own scratch)
+ * when there are at least as many panels as A blocks, else by A blocks (after a barrier).
+ * A barrier ends each (jc, pc) step: the next Bp has other panel offsets. Block sizes never depend on the thread count and each tile is
+ * computed by the same code whichever thread runs it, so C is bit-identical for any count.
+ *
  * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
  * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
  * blocked gemm) once per instruction set.
@@ -45,9 +53,13 @@
 #if !defined(GEMM_T) /* ===================== part 1: shared code ======================= */
 
 #include "graphc_gemm.h"
+#include "graphc_threads.h"
 
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define GEMM_X86 1
@@ -71,6 +83,35 @@ static void *scratch(void)
 
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long x, long m) { return (x + m - 1) / m * m; }
+
+/*
+ * Products smaller than this (2*M*N*K) run on the calling thread: below it, starting and
+ * joining the team costs more than the second thread saves (measured on a 2-core Zen 3:
+ * bench/bench_gemm.py --threads).
+ */
+#define PAR_MIN_FLOPS 4000000L
+
+/* Threads for a product of `flops` flops with `units` independent pieces. */
+static int team_size(double flops, long units)
+{
+#ifdef _OPENMP
+    int n = graphc_num_threads();
+    if (flops < PAR_MIN_FLOPS || n < 2 || omp_in_parallel())
+        return 1;
+    return (int)min_l(n, units);
+#else
+    (void)flops;
+    (void)units;
+    return 1;
+#endif
+}
+
+/* This thread's share [*lo, *hi) of n pieces split as evenly as possible among nt. */
+static void share(long n, int tid, int nt, long *lo, long *hi)
+{
+    *lo = n * tid / nt;
+    *hi = n * (tid + 1) / nt;
+}
 
 /* ---- instruction-set dispatch ---- */
 
@@ -386,32 +427,95 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
     }
 }
 
-/* The five blocking loops (see the top of the file); M, N, K > 0. */
-ISA_FN void FI(gemm)(const struct F(problem) *p)
+/* The A block ic.. (mc rows) against panels [p0, p1) of the packed B block; ap is this
+ * thread's packing space. */
+ISA_FN void FI(block_row)(const struct F(problem) *p, long ic, long mc, long jc, long nc,
+                          long pc, long kc, long p0, long p1, T *ap, const T *bp)
 {
-    /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
-    long kc_max = min_l(p->K, GEMM_KC);
-    long mc_max = min_l(round_up(p->M, MR), GEMM_MC);
-    long a_elems = round_up(mc_max * kc_max, ALIGN / sizeof(T));
-    long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - a_elems) / kc_max / NR * NR;
-    long nc_max = min_l(round_up(p->N, NR), nc_fit);
-    T *ap = scratch();
-    T *bp = ap + a_elems;
+    long j0 = p0 * NR, cols = min_l(p1 * NR, nc) - j0;
+    if (cols <= 0)
+        return;
+    FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
+    FI(macro_kernel)(mc, cols, kc, ap, bp + j0 * kc, p->C + ic * p->ldc + jc + j0, p->ldc,
+                     pc == 0 && !p->accumulate);
+}
 
-    for (long jc = 0; jc < p->N; jc += nc_max) {
-        long nc = min_l(nc_max, p->N - jc);
-        for (long pc = 0; pc < p->K; pc += kc_max) {
-            long kc = min_l(kc_max, p->K - pc);
-            int overwrite = pc == 0 && !p->accumulate;
-            FI(pack_b)(kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, bp);
-            for (long ic = 0; ic < p->M; ic += mc_max) {
-                long mc = min_l(mc_max, p->M - ic);
-                FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
-                FI(macro_kernel)(mc, nc, kc, ap, bp, p->C + ic * p->ldc + jc, p->ldc,
-                                 overwrite);
+/* Panels [p0, p1) of the B block at (pc, jc) into bp (panel q at bp + q*NR*kc). */
+ISA_FN void FI(pack_panels)(const struct F(problem) *p, long jc, long nc, long pc, long kc,
+                            long p0, long p1, T *bp)
+{
+    long j0 = p0 * NR, cols = min_l(p1 * NR, nc) - j0;
+    if (cols > 0)
+        FI(pack_b)(kc, cols, p->B + pc * p->rsb + (jc + j0) * p->csb, p->rsb, p->csb,
+                   bp + j0 * kc);
+}
+
+/* Block sizes for a problem (never for a thread count): the A block first, the B block in
+ * the rest of the scratch area. */
+struct FI(blocking) {
+    long kc, mc, nc, a_elems, blocks; /* blocks: A blocks of mc rows */
+};
+
+ISA_FN struct FI(blocking) FI(blocking_of)(const struct F(problem) *p)
+{
+    struct FI(blocking) b;
+    b.kc = min_l(p->K, GEMM_KC);
+    b.mc = min_l(round_up(p->M, MR), GEMM_MC);
+    b.a_elems = round_up(b.mc * b.kc, ALIGN / sizeof(T));
+    long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - b.a_elems) / b.kc / NR * NR;
+    b.nc = min_l(round_up(p->N, NR), nc_fit);
+    b.blocks = (p->M + b.mc - 1) / b.mc;
+    return b;
+}
+
+/* The five blocking loops (see the top of the file) as thread tid of a team of `team`: B
+ * panels packed in shares into bp, then this thread's share of the tiles. */
+ISA_FN void FI(gemm_share)(const struct F(problem) *p, struct FI(blocking) bl, int by_panels,
+                           T *bp, int tid, int team)
+{
+    T *ap = scratch(); /* this thread's */
+    for (long jc = 0; jc < p->N; jc += bl.nc) {
+        long nc = min_l(bl.nc, p->N - jc), np = (nc + NR - 1) / NR, lo, hi;
+        for (long pc = 0; pc < p->K; pc += bl.kc) {
+            long kc = min_l(bl.kc, p->K - pc);
+            share(np, tid, team, &lo, &hi);
+            FI(pack_panels)(p, jc, nc, pc, kc, lo, hi, bp);
+            if (team > 1 && !by_panels) { /* by panels, a thread reads only its own */
+#pragma omp barrier
+            }
+            if (by_panels) {
+                for (long ic = 0; ic < p->M; ic += bl.mc)
+                    FI(block_row)(p, ic, min_l(bl.mc, p->M - ic), jc, nc, pc, kc, lo, hi, ap,
+                                  bp);
+            } else {
+                share(bl.blocks, tid, team, &lo, &hi);
+                for (long b = lo; b < hi; b++)
+                    FI(block_row)(p, b * bl.mc, min_l(bl.mc, p->M - b * bl.mc), jc, nc, pc, kc,
+                                  0, np, ap, bp);
+            }
+            if (team > 1) { /* the next B block is laid out differently: all must be done */
+#pragma omp barrier
             }
         }
     }
+}
+
+/* M, N, K > 0. */
+ISA_FN void FI(gemm)(const struct F(problem) *p)
+{
+    struct FI(blocking) bl = FI(blocking_of)(p);
+    T *bp = (T *)scratch() + bl.a_elems; /* the calling thread's: the whole team reads it */
+    long panels = (bl.nc + NR - 1) / NR;
+    int by_panels = panels >= bl.blocks;
+    int nt = team_size(2.0 * p->M * p->N * p->K, by_panels ? panels : bl.blocks);
+    if (nt < 2) {
+        FI(gemm_share)(p, bl, by_panels, bp, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    FI(gemm_share)(p, bl, by_panels, bp, omp_get_thread_num(), omp_get_num_threads());
+#endif
 }
 
 #undef ISA_FN
