@@ -38,13 +38,8 @@
  * Packing buffers live in a fixed per-thread scratch area: no call mallocs, and concurrent
  * calls from several threads never share a buffer. NC shrinks when a block would not fit.
  *
- * Threads (graphc_threads.h): a product of at least PAR_MIN_FLOPS runs as one OpenMP parallel
- * region. For each (jc, pc) the team packs Bp together (each thread a share of its panels,
- * into the calling thread's scratch), then splits the micro-tiles: by Bp panels (each
- * thread multiplies the panels it packed, after packing every A block into its own scratch)
- * when there are at least as many panels as A blocks, else by A blocks (after a barrier).
- * A barrier ends each (jc, pc) step: the next Bp has other panel offsets. Block sizes never depend on the thread count and each tile is
- * computed by the same code whichever thread runs it, so C is bit-identical for any count.
+ * Threads (graphc_threads.h): a large product is cut into independent slabs of C, each
+ * computed by the loops above in the scratch of the thread that takes it (PAR_MIN_FLOPS).
  *
  * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
  * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
@@ -85,32 +80,52 @@ static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 
 /*
- * Products smaller than this (2*M*N*K) run on the calling thread: below it, starting and
- * joining the team costs more than the second thread saves (measured on a 2-core Zen 3:
- * bench/bench_gemm.py --threads).
+ * Threads (graphc_threads.h). A product of at least PAR_MIN_FLOPS (2*M*N*K) is cut into
+ * slabs of C, which the team takes one at a time (a thread the OS leaves waiting holds up
+ * one slab, not a fixed share): column slabs of whole COL_UNITs, else (N too narrow) row
+ * slabs of whole ROW_UNITs, up to SLABS_PER_THREAD per thread. Each slab runs the whole
+ * blocked algorithm in the scratch area of the thread that takes it, so threads never wait
+ * for one another. An element of C is computed the same way in any slab (the K blocking
+ * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
+ * bit-identical for any thread count. The units are multiples of every MR and NR below, so
+ * only the last slab has edge tiles. Smaller products stay on the calling thread: there the
+ * team costs more than it saves (bench/measure_threads.py).
  */
-#define PAR_MIN_FLOPS 4000000L
+#define PAR_MIN_FLOPS 4000000.0
+#define COL_UNIT 96
+#define ROW_UNIT 48
+#define SLABS_PER_THREAD 4
 
-/* Threads for a product of `flops` flops with `units` independent pieces. */
-static int team_size(double flops, long units)
+/* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
+struct slabs {
+    int threads, by_cols;
+    long count, unit, units; /* count slabs of whole units (units of them in all) */
+};
+
+static struct slabs slabs_of(long M, long N, long K)
 {
+    struct slabs s = {1, 1, 1, 0, 0};
 #ifdef _OPENMP
     int n = graphc_num_threads();
-    if (flops < PAR_MIN_FLOPS || n < 2 || omp_in_parallel())
-        return 1;
-    return (int)min_l(n, units);
+    long cols = (N + COL_UNIT - 1) / COL_UNIT, rows = (M + ROW_UNIT - 1) / ROW_UNIT;
+    if (n < 2 || 2.0 * M * N * K < PAR_MIN_FLOPS || omp_in_parallel())
+        return s;
+    s.by_cols = cols >= n || cols >= rows;
+    s.unit = s.by_cols ? COL_UNIT : ROW_UNIT;
+    s.units = s.by_cols ? cols : rows;
+    s.count = min_l(s.units, (long)n * SLABS_PER_THREAD);
+    s.threads = (int)min_l(n, s.count);
 #else
-    (void)flops;
-    (void)units;
-    return 1;
+    (void)M, (void)N, (void)K;
 #endif
+    return s;
 }
 
-/* This thread's share [*lo, *hi) of n pieces split as evenly as possible among nt. */
-static void share(long n, int tid, int nt, long *lo, long *hi)
+/* [*lo, *hi): slab k of s, out of n rows or columns. */
+static void slab(const struct slabs *s, long k, long n, long *lo, long *hi)
 {
-    *lo = n * tid / nt;
-    *hi = n * (tid + 1) / nt;
+    *lo = min_l(n, s->units * k / s->count * s->unit);
+    *hi = min_l(n, s->units * (k + 1) / s->count * s->unit);
 }
 
 /* ---- instruction-set dispatch ---- */
@@ -211,6 +226,23 @@ struct F(problem) {
 #define GEMM_MC 128
 #include "gemm.c"
 
+/* The blocked gemm on the calling thread, by the instruction set in force. */
+static void F(dispatch)(const struct F(problem) *p)
+{
+    switch (current_isa()) {
+#if GEMM_X86
+    case GRAPHC_GEMM_AVX512:
+        GEMM_CAT3(gemm, GEMM_SFX, avx512)(p);
+        return;
+    case GRAPHC_GEMM_AVX2:
+        GEMM_CAT3(gemm, GEMM_SFX, avx2)(p);
+        return;
+#endif
+    default:
+        GEMM_CAT3(gemm, GEMM_SFX, generic)(p);
+    }
+}
+
 void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rsa, long csa,
                                      const T *B, long rsb, long csb, T *C, long ldc,
                                      int accumulate)
@@ -225,18 +257,27 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
         return;
     }
     struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate};
-    switch (current_isa()) {
-#if GEMM_X86
-    case GRAPHC_GEMM_AVX512:
-        GEMM_CAT3(gemm, GEMM_SFX, avx512)(&p);
+    struct slabs s = slabs_of(M, N, K);
+    if (s.threads < 2) {
+        F(dispatch)(&p);
         return;
-    case GRAPHC_GEMM_AVX2:
-        GEMM_CAT3(gemm, GEMM_SFX, avx2)(&p);
-        return;
-#endif
-    default:
-        GEMM_CAT3(gemm, GEMM_SFX, generic)(&p);
     }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
+    for (long k = 0; k < s.count; k++) {
+        struct F(problem) q = p;
+        long lo, hi;
+        if (s.by_cols) {
+            slab(&s, k, N, &lo, &hi);
+            q.N = hi - lo, q.B += lo * csb, q.C += lo;
+        } else {
+            slab(&s, k, M, &lo, &hi);
+            q.M = hi - lo, q.A += lo * rsa, q.C += lo * ldc;
+        }
+        if (q.M > 0 && q.N > 0)
+            F(dispatch)(&q);
+    }
+#endif
 }
 
 #undef T
@@ -274,11 +315,15 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
     V acc[MR][NV];
 
 #pragma GCC unroll 16
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; i < rows; i++) {
+        __builtin_prefetch(c + i * ldc, 1); /* the tile's rows, while the loop runs */
+        __builtin_prefetch(c + i * ldc + nv * VW - 1, 1);
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             acc[i][v] = (V){0};
+    }
 
+#pragma GCC unroll 4
     for (long k = 0; k < kc; k++, a += MR, b += NR) {
         V bk[NV];
 #pragma GCC unroll 4
@@ -361,6 +406,11 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
             for (long k = 0; k < kc; k++, bp += NR)
                 for (int j = 0; j < NR; j++)
                     bp[j] = B[k * rsb + j];
+        } else if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
+            for (int j = 0; j < NR; j++)
+                for (long k = 0; k < kc; k++)
+                    bp[k * NR + j] = B[k + j * csb];
+            bp += kc * NR;
         } else {
             for (long k = 0; k < kc; k++, bp += NR)
                 for (int j = 0; j < NR; j++)
@@ -427,95 +477,32 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
     }
 }
 
-/* The A block ic.. (mc rows) against panels [p0, p1) of the packed B block; ap is this
- * thread's packing space. */
-ISA_FN void FI(block_row)(const struct F(problem) *p, long ic, long mc, long jc, long nc,
-                          long pc, long kc, long p0, long p1, T *ap, const T *bp)
+/* The five blocking loops (see the top of the file); M, N, K > 0. */
+ISA_FN void FI(gemm)(const struct F(problem) *p)
 {
-    long j0 = p0 * NR, cols = min_l(p1 * NR, nc) - j0;
-    if (cols <= 0)
-        return;
-    FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
-    FI(macro_kernel)(mc, cols, kc, ap, bp + j0 * kc, p->C + ic * p->ldc + jc + j0, p->ldc,
-                     pc == 0 && !p->accumulate);
-}
+    /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
+    long kc_max = min_l(p->K, GEMM_KC);
+    long mc_max = min_l(round_up(p->M, MR), GEMM_MC);
+    long a_elems = round_up(mc_max * kc_max, ALIGN / sizeof(T));
+    long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - a_elems) / kc_max / NR * NR;
+    long nc_max = min_l(round_up(p->N, NR), nc_fit);
+    T *ap = scratch();
+    T *bp = ap + a_elems;
 
-/* Panels [p0, p1) of the B block at (pc, jc) into bp (panel q at bp + q*NR*kc). */
-ISA_FN void FI(pack_panels)(const struct F(problem) *p, long jc, long nc, long pc, long kc,
-                            long p0, long p1, T *bp)
-{
-    long j0 = p0 * NR, cols = min_l(p1 * NR, nc) - j0;
-    if (cols > 0)
-        FI(pack_b)(kc, cols, p->B + pc * p->rsb + (jc + j0) * p->csb, p->rsb, p->csb,
-                   bp + j0 * kc);
-}
-
-/* Block sizes for a problem (never for a thread count): the A block first, the B block in
- * the rest of the scratch area. */
-struct FI(blocking) {
-    long kc, mc, nc, a_elems, blocks; /* blocks: A blocks of mc rows */
-};
-
-ISA_FN struct FI(blocking) FI(blocking_of)(const struct F(problem) *p)
-{
-    struct FI(blocking) b;
-    b.kc = min_l(p->K, GEMM_KC);
-    b.mc = min_l(round_up(p->M, MR), GEMM_MC);
-    b.a_elems = round_up(b.mc * b.kc, ALIGN / sizeof(T));
-    long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - b.a_elems) / b.kc / NR * NR;
-    b.nc = min_l(round_up(p->N, NR), nc_fit);
-    b.blocks = (p->M + b.mc - 1) / b.mc;
-    return b;
-}
-
-/* The five blocking loops (see the top of the file) as thread tid of a team of `team`: B
- * panels packed in shares into bp, then this thread's share of the tiles. */
-ISA_FN void FI(gemm_share)(const struct F(problem) *p, struct FI(blocking) bl, int by_panels,
-                           T *bp, int tid, int team)
-{
-    T *ap = scratch(); /* this thread's */
-    for (long jc = 0; jc < p->N; jc += bl.nc) {
-        long nc = min_l(bl.nc, p->N - jc), np = (nc + NR - 1) / NR, lo, hi;
-        for (long pc = 0; pc < p->K; pc += bl.kc) {
-            long kc = min_l(bl.kc, p->K - pc);
-            share(np, tid, team, &lo, &hi);
-            FI(pack_panels)(p, jc, nc, pc, kc, lo, hi, bp);
-            if (team > 1 && !by_panels) { /* by panels, a thread reads only its own */
-#pragma omp barrier
-            }
-            if (by_panels) {
-                for (long ic = 0; ic < p->M; ic += bl.mc)
-                    FI(block_row)(p, ic, min_l(bl.mc, p->M - ic), jc, nc, pc, kc, lo, hi, ap,
-                                  bp);
-            } else {
-                share(bl.blocks, tid, team, &lo, &hi);
-                for (long b = lo; b < hi; b++)
-                    FI(block_row)(p, b * bl.mc, min_l(bl.mc, p->M - b * bl.mc), jc, nc, pc, kc,
-                                  0, np, ap, bp);
-            }
-            if (team > 1) { /* the next B block is laid out differently: all must be done */
-#pragma omp barrier
+    for (long jc = 0; jc < p->N; jc += nc_max) {
+        long nc = min_l(nc_max, p->N - jc);
+        for (long pc = 0; pc < p->K; pc += kc_max) {
+            long kc = min_l(kc_max, p->K - pc);
+            int overwrite = pc == 0 && !p->accumulate;
+            FI(pack_b)(kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, bp);
+            for (long ic = 0; ic < p->M; ic += mc_max) {
+                long mc = min_l(mc_max, p->M - ic);
+                FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
+                FI(macro_kernel)(mc, nc, kc, ap, bp, p->C + ic * p->ldc + jc, p->ldc,
+                                 overwrite);
             }
         }
     }
-}
-
-/* M, N, K > 0. */
-ISA_FN void FI(gemm)(const struct F(problem) *p)
-{
-    struct FI(blocking) bl = FI(blocking_of)(p);
-    T *bp = (T *)scratch() + bl.a_elems; /* the calling thread's: the whole team reads it */
-    long panels = (bl.nc + NR - 1) / NR;
-    int by_panels = panels >= bl.blocks;
-    int nt = team_size(2.0 * p->M * p->N * p->K, by_panels ? panels : bl.blocks);
-    if (nt < 2) {
-        FI(gemm_share)(p, bl, by_panels, bp, 0, 1);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-    FI(gemm_share)(p, bl, by_panels, bp, omp_get_thread_num(), omp_get_num_threads());
-#endif
 }
 
 #undef ISA_FN

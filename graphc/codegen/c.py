@@ -29,13 +29,14 @@ LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (grap
 LINES_PER_PART = 2000
 TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
-# (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements. Both are fixed by
-# the shapes alone, never by the thread count, and each chunk runs the same code on whichever
-# thread, so results are bit-identical for any count. Measured on a 2-core Zen 3 (bench/
+# (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
+# one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
+# are fixed by the shapes alone, never by the thread count, and each chunk runs the same code
+# on whichever thread, so results are bit-identical for any count. Measured on a 2-core Zen 3 (bench/
 # measure_threads.py): below ~64K elements a parallel region costs more than it saves.
 PAR_MIN_ELEMS = 1 << 16
 PAR_CHUNK_ELEMS = 1 << 13
-PARALLEL_FOR = ("#pragma omp parallel for schedule(static) num_threads(GC_THREADS) "
+PARALLEL_FOR = ("#pragma omp parallel for schedule(dynamic) num_threads(GC_THREADS) "
                 "if (GC_THREADS > 1)")
 
 
