@@ -25,15 +25,11 @@ W3_GFLOP = 8.62          # 2 * 256 * (1024*2048 + 2048*2048 + 2048*10) * 3, minu
 
 
 def set_threads(n: int) -> None:
-    """Give every implementation n threads; must run before numpy, torch or jax load."""
-    os.environ["GRAPHC_NUM_THREADS"] = os.environ["GRAPHC_BENCH_THREADS"] = str(n)
-    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(n)
-    os.environ["XLA_FLAGS"] = xla_flags(n)
-
-
-def xla_flags(n: int) -> str:
-    return ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if n == 1
-            else f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}")
+    """Give every implementation n threads (as the Makefile's bench target does); must run
+    before numpy, torch or jax load (bench/peers reads GRAPHC_BENCH_THREADS for those two)."""
+    for name in ("GRAPHC_BENCH_THREADS", "GRAPHC_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "OMP_NUM_THREADS"):
+        os.environ[name] = str(n)
 
 
 def alternate(steps: dict, rounds: int, clock) -> dict[str, list[float]]:
@@ -62,7 +58,7 @@ def w3(threads: int, rounds: int) -> None:
     impls = registry()["W3"]
     wanted = ("graphc", "numpy", "jax.jit", "torch.compile step", "torch")
     steps = {name: impls[name]() for name in wanted if name in impls}
-    for name, step in steps.items():
+    for step in steps.values():
         check("W3", step)                 # also warms up (and compiles) each of them
     gemm, gemm_gflop = numpy_gemm()
     steps["numpy GEMM 2048³"] = gemm
@@ -131,7 +127,8 @@ def threshold(rounds: int) -> None:
         per = {}
         for threads in (1, 2):
             rt.set_num_threads(threads)
-            per[threads] = alternate({"f": lambda: f(x)}, rounds, time.perf_counter)["f"]
+            per[threads] = alternate({"f": lambda f=f, x=x: f(x)}, rounds,
+                                     time.perf_counter)["f"]
         one, two = (float(np.median(per[t])) for t in (1, 2))
         print(f"| {n} | {1e6 * one:.1f} | {1e6 * two:.1f} | {one / two:.2f} |")
 
