@@ -16,6 +16,9 @@
  * KC = 256 and MC = 144 rows (128 generic): Ap is 144 KiB (f32) or 288 KiB (f64), a Bp panel
  * 32 KiB with the AVX-512 tile. Bp takes the rest of the 1 MiB scratch area, which gives
  * NC = 864 (f32) or 368 (f64) columns; wider blocks measured no faster (Zen 4, 1 MiB L2).
+ * The AVX2 path (Zen 3: 32 KiB L1, 512 KiB L2) takes KC = 384 for f32: each rank-KC update
+ * reads and writes C once, and with K = 1024-2048 (W3) fewer passes over C measured 5-8%
+ * faster (bench/measure_threads.py gemm); the B panel (24 KiB) still fits L1.
  *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
@@ -211,7 +214,7 @@ struct F(problem) {
 #define GEMM_MR 6
 #define GEMM_EDGE_ROWS 3
 #define GEMM_NV 2
-#define GEMM_KC 256
+#define GEMM_KC (sizeof(T) == 4 ? 384 : 256) /* f32: a 24 KiB B panel */
 #define GEMM_MC 144
 #include "gemm.c"
 #endif
@@ -407,10 +410,16 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
                 for (int j = 0; j < NR; j++)
                     bp[j] = B[k * rsb + j];
         } else if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
-            for (int j = 0; j < NR; j++)
-                for (long k = 0; k < kc; k++)
-                    bp[k * NR + j] = B[k + j * csb];
-            bp += kc * NR;
+            long k0 = 0;
+            for (; k0 + 8 <= kc; k0 += 8, bp += 8 * NR) /* 8 x NR blocks, in L1 both ways */
+#pragma GCC unroll 8
+                for (int j = 0; j < NR; j++)
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++)
+                        bp[k * NR + j] = B[k0 + k + j * csb];
+            for (; k0 < kc; k0++, bp += NR)
+                for (int j = 0; j < NR; j++)
+                    bp[j] = B[k0 + j * csb];
         } else {
             for (long k = 0; k < kc; k++, bp += NR)
                 for (int j = 0; j < NR; j++)
