@@ -386,6 +386,17 @@ ISA_FN void FI(pack_a)(long mc, long kc, const T *restrict A, long rsa, long csa
             for (long k = 0; k < kc; k++, ap += MR)
                 for (int i = 0; i < MR; i++)
                     ap[i] = A[i + k * csa];
+        } else if (m == MR && csa == 1) { /* A is row-major: MR x 8 blocks, in L1 both ways */
+            long k0 = 0;
+            for (; k0 + 8 <= kc; k0 += 8, ap += 8 * MR)
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++)
+                        ap[k * MR + i] = A[i * rsa + k0 + k];
+            for (; k0 < kc; k0++, ap += MR)
+                for (int i = 0; i < MR; i++)
+                    ap[i] = A[i * rsa + k0];
         } else if (m == MR) {
             for (long k = 0; k < kc; k++, ap += MR)
 #pragma GCC unroll 16
@@ -403,13 +414,17 @@ ISA_FN void FI(pack_a)(long mc, long kc, const T *restrict A, long rsa, long csa
 ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb,
                        T *restrict bp)
 {
-    for (long j0 = 0; j0 < nc; j0 += NR, B += NR * csb) {
-        long n = min_l(NR, nc - j0);
-        if (n == NR && csb == 1) { /* B is row-major: copy rows */
-            for (long k = 0; k < kc; k++, bp += NR)
+    long full = csb == 1 ? nc / NR : 0;
+    if (full) { /* B is row-major: stream each row (from memory) into all the full panels */
+        for (long k = 0; k < kc; k++)
+            for (long p = 0; p < full; p++)
                 for (int j = 0; j < NR; j++)
-                    bp[j] = B[k * rsb + j];
-        } else if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
+                    bp[(p * kc + k) * NR + j] = B[k * rsb + p * NR + j];
+        B += full * NR, bp += full * NR * kc;
+    }
+    for (long j0 = full * NR; j0 < nc; j0 += NR, B += NR * csb) {
+        long n = min_l(NR, nc - j0);
+        if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
             long k0 = 0;
             for (; k0 + 8 <= kc; k0 += 8, bp += 8 * NR) /* 8 x NR blocks, in L1 both ways */
 #pragma GCC unroll 8
