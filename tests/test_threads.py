@@ -80,8 +80,9 @@ def fused_numpy(x, y):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernels_bit_identical_for_any_thread_count(dtype, restore_threads):
-    """A large full sum, a sum over an axis, a fused elementwise kernel over one long loop and
-    over rows, a matmul with a transposed operand and its gradient: one compiled call."""
+    """Large full sums (fused, and a plain reduce kernel), a sum over an axis, a fused
+    elementwise kernel over one long loop and over rows, matmuls with transposed operands
+    (the gradient): each chunked or split across threads."""
     rng = np.random.default_rng(1)
     big = rng.standard_normal(1_000_003).astype(dtype)
     x = rng.standard_normal((700, 300)).astype(dtype)
@@ -89,8 +90,8 @@ def test_kernels_bit_identical_for_any_thread_count(dtype, restore_threads):
     w = rng.standard_normal((300, 200)).astype(dtype)
 
     def f(big, x, y, w):
-        return (graphc.sum(big * big), graphc.sum(x, axis=0), fused(big, big), fused(x, y),
-                graphc.sum(graphc.relu(x @ w) ** 2))
+        return (graphc.sum(big * big), graphc.sum(big), graphc.sum(x, axis=0), fused(big, big),
+                fused(x, y), graphc.sum(graphc.relu(x @ w) ** 2))
 
     g = graphc.compile(f)
     vg = graphc.compile(graphc.value_and_grad(lambda x, w: f(big, x, y, w)[-1], argnums=(0, 1)))
@@ -99,10 +100,11 @@ def test_kernels_bit_identical_for_any_thread_count(dtype, restore_threads):
     results = per_count(lambda: [*g(big, x, y, w), *vg(x, w)[1]])
     assert_bit_identical(results)
 
-    total, colsum, fbig, fxy, mm, gx, gw = results[0]
+    total, plain, colsum, fbig, fxy, mm, gx, gw = results[0]
     tol = 1e-4 if dtype == np.float32 else 1e-10
     big64, x64, y64, w64 = (a.astype(np.float64) for a in (big, x, y, w))
     np.testing.assert_allclose(total, np.sum(big64 * big64), rtol=tol)
+    np.testing.assert_allclose(plain, np.sum(big64), rtol=tol, atol=tol * np.sqrt(big.size))
     np.testing.assert_allclose(colsum, x64.sum(axis=0), rtol=tol, atol=tol)
     np.testing.assert_allclose(fbig, fused_numpy(big64, big64), rtol=tol, atol=tol)
     np.testing.assert_allclose(fxy, fused_numpy(x64, y64), rtol=tol, atol=tol)
