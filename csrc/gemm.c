@@ -91,8 +91,9 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * for one another. An element of C is computed the same way in any slab (the K blocking
  * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
  * bit-identical for any thread count. The units are multiples of every MR and NR below, so
- * only the last slab has edge tiles. Smaller products stay on the calling thread: there the
- * team costs more than it saves (bench/measure_threads.py).
+ * only the last slab has edge tiles. Smaller products (under ~60 µs on one core) stay on the
+ * calling thread, where starting and joining a team would cost a good part of the gain: a
+ * setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 #define COL_UNIT 96

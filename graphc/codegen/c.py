@@ -30,8 +30,9 @@ TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native f
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
 # are fixed by the shapes alone, never by the thread count, and each chunk runs the same code
-# on whichever thread, so results are bit-identical for any count. Measured on a 2-core Zen 3
-# (bench/measure_threads.py threshold): below ~64K elements a team costs more than it saves.
+# on whichever thread, so results are bit-identical for any count. PAR_MIN_ELEMS (~30-60 µs
+# of work) is a setting, not yet a measurement: `python -m bench.measure_threads threshold`
+# on a quiet machine (bench/RESULTS.md, "Threads").
 PAR_MIN_ELEMS = 1 << 16
 PAR_CHUNK_ELEMS = 1 << 13
 PARALLEL_FOR = ("#pragma omp parallel for schedule(dynamic) num_threads(GC_THREADS) "
