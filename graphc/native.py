@@ -11,11 +11,11 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module, load_module_tiered
-from .codegen.c import ENTRY, annotate, by_value, check_sites, generate
+from .codegen.c import ENTRY, LINK, annotate, by_value, check_sites, generate, uses_runtime
 from .errors import GraphcError
 from .ir import Graph
 from .ops.elementwise import index_error
-from .rt import gemm_addresses
+from .rt import runtime_addresses
 from .schedule import describe
 
 
@@ -60,9 +60,9 @@ class CRunner:
             pending.add_done_callback(self._swap)
 
     def _use(self, lib) -> None:
-        if "graphc_gemm.h" in self.source:
-            addr = gemm_addresses()
-            lib.graphc_set_gemm(addr["f32"], addr["f64"])
+        if uses_runtime(self.source):       # its gemm, or the thread count of parallel loops
+            addr = runtime_addresses()
+            getattr(lib, LINK)(addr["f32"], addr["f64"], addr["threads"])
         self._entry = getattr(lib, ENTRY)
 
     def bind(self, ns: dict) -> None:
