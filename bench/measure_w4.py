@@ -1,7 +1,7 @@
 """W4 side by side in one run: graphc, jax.jit and the hand-written AVX C loop (bench/peers),
 timed in alternation in CPU time (the machine is shared), each checked against numpy first.
 
-    taskset -c 0 python bench/measure_w4.py [--repeat 41]
+    taskset -c 0 python bench/measure_w4.py [--repeat 41] [--all]
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=41)
     ap.add_argument("--reps", type=int, default=5, help="calls per timing")
+    ap.add_argument("--all", action="store_true", help="every installed peer, not only "
+                    "graphc, jax.jit and the C limit")
     args = ap.parse_args()
-    impls = registry()["W4"]
-    impls.pop("numpy", None)
+    impls = {k: v for k, v in registry()["W4"].items()
+             if args.all or k in ("graphc", "jax.jit") or "limit" in k}
     steps = {name: make() for name, make in impls.items()}
     for step in steps.values():
         check("W4", step)

@@ -198,25 +198,27 @@ GC_VM float gc__minf(float x, float hi) { return gc__self(x > hi, hi, x); }
 GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
 
 /* e^x = 2^k e^r with the Taylor polynomial of e^r through r^7 (|r| <= ln2/2: < 2^-27
- * relative), 1 + r (1 + r q) rounded twice (within 1 ulp, see tests/test_vmath.py); 2^k as two
- * factors so that subnormal results and k = 128 need no branch. A third of the
- * instructions of the exactly-summed double-style version it replaced (W4, issue 11). */
-GC_VM float gc__expf_k(float x) {
-    float xc = gc__maxf(gc__minf(x, 89.0f), -104.0f);     /* NaN passes through both */
-    float kk = fmaf(xc, GC_LOG2EF, 0x1.8p23f);
+ * relative; Estrin's scheme, for a shorter dependency chain than Horner's), 1 + r (1 + r q)
+ * rounded twice (within 1 ulp, see tests/test_vmath.py); 2^k as two factors so that
+ * subnormal results and k = 128 need no branch. For x <= -104 (result 0) or NaN; callers
+ * clamp. A third of the instructions of the exactly-summed version it replaced (issue 11). */
+GC_VM float gc__expf_core(float x) {
+    float kk = fmaf(x, GC_LOG2EF, 0x1.8p23f);
     float k = kk - 0x1.8p23f;
-    float r = fmaf(-k, GC_LN2_HIF, xc);
+    float r = fmaf(-k, GC_LN2_HIF, x);
     r = fmaf(-k, GC_LN2_LOF, r);
-    float q = 1.0f / 5040.0f;                                /* 1/7! */
-    q = fmaf(q, r, 1.0f / 720.0f);
-    q = fmaf(q, r, 1.0f / 120.0f);
-    q = fmaf(q, r, 1.0f / 24.0f);
-    q = fmaf(q, r, 1.0f / 6.0f);
-    q = fmaf(q, r, 0.5f);                                    /* (e^r - 1 - r) / r^2 */
+    float r2 = r * r;
+    float q = fmaf(fmaf(1.0f / 5040.0f, r, 1.0f / 720.0f), r2,       /* (e^r - 1 - r) / r^2 */
+                   fmaf(1.0f / 120.0f, r, 1.0f / 24.0f));
+    q = fmaf(q, r2, fmaf(1.0f / 6.0f, r, 0.5f));
     float y = fmaf(r, fmaf(r, q, 1.0f), 1.0f);               /* 1 + r (1 + r q) */
     int32_t ki = (int32_t)(gc__u32(kk) - gc__u32(0x1.8p23f));
     int32_t k1 = ki >> 1, k2 = ki - k1;
     return y * gc__f32((uint32_t)(k1 + 127) << 23) * gc__f32((uint32_t)(k2 + 127) << 23);
+}
+
+GC_VM float gc__expf_k(float x) {
+    return gc__expf_core(gc__maxf(gc__minf(x, 89.0f), -104.0f));   /* NaN passes through */
 }
 
 GC_VM float gc__expm1f_k(float x) {
@@ -378,7 +380,7 @@ GC_VM double gc__sigmoid_k(double x) {
     return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
 }
 GC_VM float gc__sigmoidf_k(float x) {
-    float e = gc__expf_k(-fabsf(x));
+    float e = gc__expf_core(gc__maxf(-fabsf(x), -104.0f));
     return (x >= 0 ? 1.0f : e) / (1.0f + e);
 }
 
