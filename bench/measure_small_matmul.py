@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
 import graphc  # noqa: E402
 from bench.measure_passes import per_call_us  # noqa: E402
-from graphc import runtime  # noqa: E402
+from graphc import compiler  # noqa: E402
 from graphc.codegen import c as codegen  # noqa: E402
 
 SHAPES = [(100, 2, 16), (100, 16, 16), (100, 16, 1), (16, 100, 16), (2, 100, 16),
@@ -28,7 +28,7 @@ SHAPES = [(100, 2, 16), (100, 16, 16), (100, 16, 1), (16, 100, 16), (2, 100, 16)
 def compiled(macs_limit: int, a: np.ndarray, b: np.ndarray):
     old = codegen.SMALL_MATMUL_MACS
     codegen.SMALL_MATMUL_MACS = macs_limit
-    runtime._RUNNERS.clear()                      # built runners are shared per graph
+    compiler._RUNNERS.clear()                      # built runners are shared per graph
     try:
         f = graphc.compile(lambda a, b: a @ b)
         calls_gemm = re.search(r"gc_gemm_f(32|64)\(", f.source(a, b)) is not None
