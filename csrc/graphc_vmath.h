@@ -197,20 +197,22 @@ GC_VM float gc__exp_reducef(float x, float *r) {
 GC_VM float gc__minf(float x, float hi) { return gc__self(x > hi, hi, x); }
 GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
 
-/* e^x = 2^k e^r with the Taylor polynomial of e^r through r^7 (|r| <= ln2/2: < 2^-27
- * relative; Estrin's scheme, for a shorter dependency chain than Horner's), 1 + r (1 + r q)
- * rounded twice (within 1 ulp, see tests/test_vmath.py); 2^k as two factors so that
- * subnormal results and k = 128 need no branch. For x <= -104 (result 0) or NaN; callers
- * clamp. A third of the instructions of the exactly-summed version it replaced (issue 11). */
+/* e^x = 2^k e^r, e^r = 1 + r (1 + r q(r)) with q a degree-4 polynomial fitted here (numpy,
+ * Lawson-weighted least squares) for (e^r - 1 - r) / r^2 on |r| <= ln2/2: 3e-9 relative in e^r
+ * (Estrin's scheme: a shorter dependency chain than Horner's). Two roundings at the end keep
+ * it within 1 ulp (tests/test_vmath.py). 2^k as two factors (multiplied, not added to y's
+ * exponent bits: that would turn a NaN with some payloads into a number), so subnormal
+ * results and k = 128 need no branch. Callers clamp x to [-104, 89] (NaN passes).
+ * A third of the instructions of the exactly-summed version it replaced (issue 11, W4). */
 GC_VM float gc__expf_core(float x) {
     float kk = fmaf(x, GC_LOG2EF, 0x1.8p23f);
     float k = kk - 0x1.8p23f;
     float r = fmaf(-k, GC_LN2_HIF, x);
     r = fmaf(-k, GC_LN2_LOF, r);
     float r2 = r * r;
-    float q = fmaf(fmaf(1.0f / 5040.0f, r, 1.0f / 720.0f), r2,       /* (e^r - 1 - r) / r^2 */
-                   fmaf(1.0f / 120.0f, r, 1.0f / 24.0f));
-    q = fmaf(q, r2, fmaf(1.0f / 6.0f, r, 0.5f));
+    float q = fmaf(fmaf(0.0013814613004687459f, r2, fmaf(0.008368709866854746f, r,
+                                                          0.041668387368428275f)),
+                   r2, fmaf(0.16666520689434905f, r, 0.49999993451668817f));
     float y = fmaf(r, fmaf(r, q, 1.0f), 1.0f);               /* 1 + r (1 + r q) */
     int32_t ki = (int32_t)(gc__u32(kk) - gc__u32(0x1.8p23f));
     int32_t k1 = ki >> 1, k2 = ki - k1;
