@@ -18,7 +18,8 @@
  *   gc_expm1 gc_expm1f  e^x - 1                   same; (2^k - 1) + 2^k expm1(r) summed exactly
  *   gc_log   gc_logf    ln x                      x = 2^e (1+f), 2 atanh(f/(2+f)) series
  *   gc_log1p gc_log1pf  ln(1+x)                   log of u = 1+x plus the rounding (x-(u-1))/u
- *   gc_tanh  gc_tanhf   tanh x                    from em = expm1(-2|x|) (see gc_tanh)
+ *   gc_tanh             tanh x                    from em = expm1(-2|x|) (see gc_tanh)
+ *   gc_tanhf            tanh x                    x P(x^2) / Q(x^2), degree 4 / 4, fitted here
  *   gc_sigmoid(f)       1/(1+e^-x)                from e^-|x|, never overflows
  *   gc_softplus(f)      ln(1+e^x)                 max(x,0) + log1p(e^-|x|)
  *   gc_sin_rr gc_cos_rr (and ...f)  sin, cos for |x| <= 2^20 only (Cody-Waite reduction);
@@ -356,24 +357,20 @@ GC_VM double gc__tanh_k(double x) {
 }
 /* float: tanh x = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1), P and Q of
  * degree 4, fitted for minimal relative error on [0, 9.1] (Loeb/Lawson least squares in
- * numpy: 2.3e-8, 0.4 ulp below 1). The float roundings of Horner's 8 steps add up to ~5 ulps
- * just below 1 (|x| in [5, 9]); in double the same rational is 0.9 ulp but W4 ~13% slower,
- * so float it is (the bound is stated in tests/test_vmath.py). A third of the instructions of
- * the expm1 route it replaced, one division. Odd, so a small x keeps full relative accuracy
- * (tanh of a subnormal x is x, -0 stays -0). */
+ * numpy: 2.3e-8, 0.4 ulp below 1). The float roundings of evaluating P and Q add up to ~5
+ * ulps where the result is just below 1 (|x| in [4, 9]); in double the same rational is 0.9
+ * ulp but W4 was ~13% slower, so float it is (bound stated in tests/test_vmath.py). A third of
+ * the instructions of the expm1 route it replaced, one division. Odd, so a small x keeps full
+ * relative accuracy (tanh of a subnormal x is x, -0 stays -0). */
 GC_VM float gc__tanhf_k(float x) {
     float xc = gc__maxf(gc__minf(x, 9.1f), -9.1f);         /* NaN passes through both */
-    float z = xc * xc;
-    float p = 1.3177252742308059e-08f;
-    p = fmaf(p, z, 2.048098457294148e-05f);
-    p = fmaf(p, z, 0.003487798614892063f);
-    p = fmaf(p, z, 0.13374464732957222f);
-    p = fmaf(p, z, 1.0f);
-    float q = 7.703933265015504e-07f;
-    q = fmaf(q, z, 0.0003272899919529753f);
-    q = fmaf(q, z, 0.02584734128442289f);
-    q = fmaf(q, z, 0.46707778518166937f);
-    q = fmaf(q, z, 1.0f);
+    float z = xc * xc, z2 = z * z;                          /* Estrin: a shorter chain */
+    float p = fmaf(z2, fmaf(z2, 1.3177252742308059e-08f, fmaf(2.048098457294148e-05f, z,
+                                                               0.003487798614892063f)),
+                   fmaf(0.13374464732957222f, z, 1.0f));
+    float q = fmaf(z2, fmaf(z2, 7.703933265015504e-07f, fmaf(0.0003272899919529753f, z,
+                                                              0.02584734128442289f)),
+                   fmaf(0.46707778518166937f, z, 1.0f));
     return xc * p / q;
 }
 

@@ -37,7 +37,7 @@ FUNCS = ["exp", "log", "tanh", "sigmoid", "softplus", "sin", "cos", "log1p", "ex
 # Stated bounds (max ulps over the samples below); measured maxima are in bench/RESULTS.md.
 # exp..softplus, log1p, expm1: csrc/graphc_vmath.h; sin/cos: glibc libmvec (documented <= 4
 # ulps; scalar libm where libmvec is missing); sqrt: the IEEE instruction (correctly rounded).
-# float32 tanh is a float rational (issue 11, W4): Horner's roundings cost ~5 ulps near 1.
+# float32 tanh is a float rational (issue 11, W4): its roundings cost ~5 ulps just below 1.
 OWN_BOUND = {
     "float32": {"exp": 1.0, "log": 1.0, "tanh": 5.5, "sigmoid": 2.5, "softplus": 2.0,
                 "sin": 2.0, "cos": 2.0, "log1p": 1.0, "expm1": 1.5, "sqrt": 0.5},
