@@ -50,13 +50,20 @@ lint: $(PY)
 	$(PY) -m ruff check graphc tests bench
 
 # Every workload against every installed peer in one run on one pinned core; QUICK=1 for a
-# short run (fewer rounds, no torch.compile, W7 at 1,000 ops). Writes bench/RESULTS.md's
-# side-by-side section and bench/peers.png.
+# short run (fewer rounds, no torch.compile, W7 at 1,000 ops). Then W3 again on two pinned
+# cores with every implementation given two threads. Writes bench/RESULTS.md's side-by-side
+# section and bench/peers.png.
+threads = GRAPHC_BENCH_THREADS=$(1) GRAPHC_NUM_THREADS=$(1) OPENBLAS_NUM_THREADS=$(1) \
+	OMP_NUM_THREADS=$(1)
+BENCH_RUN = $(PY) -m pytest -q -p no:cacheprovider bench/bench_peers.py --benchmark-only
 bench: $(PY)
 	$(PY) -m pip install -q -e '.[test,bench]'
-	GRAPHC_BENCH_QUICK=$(QUICK) taskset -c 0 $(PY) -m pytest -q -p no:cacheprovider \
-		bench/bench_peers.py --benchmark-only --benchmark-json=bench/.peers.json
-	$(PY) -m bench.report bench/.peers.json --command "make bench$(if $(QUICK), QUICK=1)"
+	GRAPHC_BENCH_QUICK=$(QUICK) $(call threads,1) taskset -c 0 $(BENCH_RUN) \
+		--benchmark-json=bench/.peers.json
+	GRAPHC_BENCH_QUICK=$(QUICK) GRAPHC_BENCH_WORKLOADS=W3 $(call threads,2) taskset -c 0,1 \
+		$(BENCH_RUN) --benchmark-json=bench/.peers-2threads.json
+	$(PY) -m bench.report bench/.peers.json bench/.peers-2threads.json \
+		--command "make bench$(if $(QUICK), QUICK=1)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info graphc/*.so

@@ -4,6 +4,12 @@ losses (or values and gradients) as the hand-written numpy reference.
 
     make bench                  # taskset -c 0, then bench/report.py writes RESULTS.md + chart
     GRAPHC_BENCH_QUICK=1 ...    # fewer rounds, no torch.compile, W7 at 1,000 ops only
+    GRAPHC_BENCH_THREADS=2 GRAPHC_BENCH_WORKLOADS=W3 ...   # the 2-thread rows (see Makefile)
+
+GRAPHC_BENCH_THREADS (default 1) is the thread count every implementation gets: the Makefile
+sets it with GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS and OMP_NUM_THREADS before anything
+loads; torch and jax read it in bench/peers. Rows of a run on n > 1 threads are grouped as
+"<workload>, <n> threads".
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import numpy as np
 import pytest
 
 from bench import problems as P
-from bench.peers import WORKLOADS, registry
+from bench.peers import THREADS, WORKLOADS, registry
 
 QUICK = bool(os.environ.get("GRAPHC_BENCH_QUICK"))
+SELECTED = os.environ.get("GRAPHC_BENCH_WORKLOADS", "").split(",") if os.environ.get(
+    "GRAPHC_BENCH_WORKLOADS") else WORKLOADS
 REGISTRY = registry()
 SLOW = {"micrograd", "autograd"}
-CASES = [(w, name) for w in WORKLOADS for name in REGISTRY[w]
+CASES = [(w, name) for w in WORKLOADS if w in SELECTED for name in REGISTRY[w]
          if not (QUICK and ("compile" in name and "graphc" not in name or w == "W7-10000"))]
 
 
@@ -57,7 +65,7 @@ def check(workload: str, step, n: int = 3) -> None:
 def test_workload(benchmark, workload, impl):
     step = REGISTRY[workload][impl]()
     check(workload, step)
-    benchmark.group = workload
+    benchmark.group = workload if THREADS == 1 else f"{workload}, {THREADS} threads"
     benchmark.extra_info["impl"] = impl
     slow = impl in SLOW and workload in ("W1", "W2") or workload.startswith("W7") \
         and impl != "graphc" or workload == "W3"

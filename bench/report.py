@@ -2,7 +2,10 @@
 each peer's time over graphc's), a log-scale bar chart, and the section of bench/RESULTS.md
 between the markers below.
 
-    python -m bench.report bench/.peers.json [--command "make bench"]
+    python -m bench.report bench/.peers.json [bench/.peers-2threads.json ...] [--command ...]
+
+Several JSON files (runs with different thread counts) make one table; their groups differ
+("W3" and "W3, 2 threads").
 """
 
 from __future__ import annotations
@@ -23,13 +26,24 @@ BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 PACKAGES = ("numpy", "torch", "jax", "autograd", "micrograd", "pytensor", "cffi")
 
 
-def load(path: str) -> dict[str, dict[str, float]]:
-    """{workload: {implementation: median seconds}}."""
-    data = json.load(open(path))
+def load(*paths: str) -> dict[str, dict[str, float]]:
+    """{workload: {implementation: median seconds}} of one or more runs."""
     out: dict[str, dict[str, float]] = {}
-    for b in data["benchmarks"]:
-        out.setdefault(b["group"], {})[b["extra_info"]["impl"]] = b["stats"]["median"]
+    for path in paths:
+        for b in json.load(open(path))["benchmarks"]:
+            out.setdefault(b["group"], {})[b["extra_info"]["impl"]] = b["stats"]["median"]
     return out
+
+
+def thread_scaling(results) -> str:
+    """graphc's speed-up on n threads over its own 1-thread time, per workload run on both."""
+    lines = []
+    for group in sorted(results):
+        workload, _, threads = group.partition(", ")
+        one, many = _graphc(results.get(workload, {})), _graphc(results[group])
+        if threads and one and many:
+            lines.append(f"graphc {workload} on {threads}: {one / many:.2f}× its 1-thread speed")
+    return "\n".join(lines)
 
 
 def _fmt(seconds: float) -> str:
@@ -89,7 +103,8 @@ def chart(results, path: str = CHART) -> str:
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)
         ax.set_xlabel("seconds (log)")
-    fig.suptitle("median time per call or step, one pinned core (lower is better)")
+    fig.suptitle("median time per call or step, one pinned core unless the title says "
+                 "threads (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
@@ -116,8 +131,11 @@ def write_results(results, command: str) -> None:
     date = datetime.date.today().isoformat()
     section = "\n".join([
         BEGIN, "## Side by side with the peers", "",
-        f"{date}, {machine()}.", f"Command: `{command}` (one pinned core, medians).", "",
-        fastest_peers(results), "", "![medians per workload](peers.png)", "",
+        f"{date}, {machine()}.",
+        f"Command: `{command}` (medians; one pinned core, except the rows named \"2 threads\": "
+        "two pinned cores, every implementation given two threads).", "",
+        fastest_peers(results), "", thread_scaling(results), "",
+        "![medians per workload](peers.png)", "",
         "<details><summary>every implementation</summary>", "", table(results), "",
         "</details>", END])
     text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n"
@@ -131,11 +149,13 @@ def write_results(results, command: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("json")
+    parser.add_argument("json", nargs="+")
     parser.add_argument("--command", default="make bench")
     args = parser.parse_args()
-    results = load(args.json)
+    results = load(*args.json)
     print(fastest_peers(results))
+    print()
+    print(thread_scaling(results))
     print()
     print(table(results))
     chart(results)

@@ -7,7 +7,7 @@
  *   for jc in 0..N step NC                      B column block
  *     for pc in 0..K step KC                    rank-KC update
  *       pack B[pc:+KC, jc:+NC] -> Bp            KC x NC, as NR-wide column panels     (L2/L3)
- *       for ic in 0..M step MC                  independent iterations: where threads go
+ *       for ic in 0..M step MC                  independent iterations
  *         pack A[ic:+MC, pc:+KC] -> Ap          MC x KC, as MR-tall row panels        (L2)
  *         for jr in 0..NC step NR               one Bp panel, KC x NR                 (L1)
  *           for ir in 0..MC step MR
@@ -16,6 +16,9 @@
  * KC = 256 and MC = 144 rows (128 generic): Ap is 144 KiB (f32) or 288 KiB (f64), a Bp panel
  * 32 KiB with the AVX-512 tile. Bp takes the rest of the 1 MiB scratch area, which gives
  * NC = 864 (f32) or 368 (f64) columns; wider blocks measured no faster (Zen 4, 1 MiB L2).
+ * The AVX2 path (Zen 3: 32 KiB L1, 512 KiB L2) takes KC = 384 for f32: each rank-KC update
+ * reads and writes C once, and with K = 1024-2048 (W3) fewer passes over C measured 5-8%
+ * faster (bench/measure_threads.py gemm); the B panel (24 KiB) still fits L1.
  *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
@@ -38,6 +41,9 @@
  * Packing buffers live in a fixed per-thread scratch area: no call mallocs, and concurrent
  * calls from several threads never share a buffer. NC shrinks when a block would not fit.
  *
+ * Threads (graphc_threads.h): a large product is cut into independent slabs of C, each
+ * computed by the loops above in the scratch of the thread that takes it (PAR_MIN_FLOPS).
+ *
  * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
  * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
  * blocked gemm) once per instruction set.
@@ -45,9 +51,13 @@
 #if !defined(GEMM_T) /* ===================== part 1: shared code ======================= */
 
 #include "graphc_gemm.h"
+#include "graphc_threads.h"
 
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define GEMM_X86 1
@@ -71,6 +81,56 @@ static void *scratch(void)
 
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long x, long m) { return (x + m - 1) / m * m; }
+
+/*
+ * Threads (graphc_threads.h). A product of at least PAR_MIN_FLOPS (2*M*N*K) is cut into
+ * slabs of C, which the team takes one at a time (a thread the OS leaves waiting holds up
+ * one slab, not a fixed share): column slabs of whole COL_UNITs, else (N too narrow) row
+ * slabs of whole ROW_UNITs, up to SLABS_PER_THREAD per thread. Each slab runs the whole
+ * blocked algorithm in the scratch area of the thread that takes it, so threads never wait
+ * for one another. An element of C is computed the same way in any slab (the K blocking
+ * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
+ * bit-identical for any thread count. The units are multiples of every MR and NR below, so
+ * only the last slab has edge tiles. Smaller products (under ~60 µs on one core) stay on the
+ * calling thread, where starting and joining a team would cost a good part of the gain: a
+ * setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
+ */
+#define PAR_MIN_FLOPS 4000000.0
+#define COL_UNIT 96
+#define ROW_UNIT 48
+#define SLABS_PER_THREAD 4
+
+/* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
+struct slabs {
+    int threads, by_cols;
+    long count, unit, units; /* count slabs of whole units (units of them in all) */
+};
+
+static struct slabs slabs_of(long M, long N, long K)
+{
+    struct slabs s = {1, 1, 1, 0, 0};
+#ifdef _OPENMP
+    int n = graphc_num_threads();
+    long cols = (N + COL_UNIT - 1) / COL_UNIT, rows = (M + ROW_UNIT - 1) / ROW_UNIT;
+    if (n < 2 || 2.0 * M * N * K < PAR_MIN_FLOPS || omp_in_parallel())
+        return s;
+    s.by_cols = cols >= n || cols >= rows;
+    s.unit = s.by_cols ? COL_UNIT : ROW_UNIT;
+    s.units = s.by_cols ? cols : rows;
+    s.count = min_l(s.units, (long)n * SLABS_PER_THREAD);
+    s.threads = (int)min_l(n, s.count);
+#else
+    (void)M, (void)N, (void)K;
+#endif
+    return s;
+}
+
+/* [*lo, *hi): slab k of s, out of n rows or columns. */
+static void slab(const struct slabs *s, long k, long n, long *lo, long *hi)
+{
+    *lo = min_l(n, s->units * k / s->count * s->unit);
+    *hi = min_l(n, s->units * (k + 1) / s->count * s->unit);
+}
 
 /* ---- instruction-set dispatch ---- */
 
@@ -155,7 +215,7 @@ struct F(problem) {
 #define GEMM_MR 6
 #define GEMM_EDGE_ROWS 3
 #define GEMM_NV 2
-#define GEMM_KC 256
+#define GEMM_KC (sizeof(T) == 4 ? 384 : 256) /* f32: a 24 KiB B panel */
 #define GEMM_MC 144
 #include "gemm.c"
 #endif
@@ -169,6 +229,23 @@ struct F(problem) {
 #define GEMM_KC 256
 #define GEMM_MC 128
 #include "gemm.c"
+
+/* The blocked gemm on the calling thread, by the instruction set in force. */
+static void F(dispatch)(const struct F(problem) *p)
+{
+    switch (current_isa()) {
+#if GEMM_X86
+    case GRAPHC_GEMM_AVX512:
+        GEMM_CAT3(gemm, GEMM_SFX, avx512)(p);
+        return;
+    case GRAPHC_GEMM_AVX2:
+        GEMM_CAT3(gemm, GEMM_SFX, avx2)(p);
+        return;
+#endif
+    default:
+        GEMM_CAT3(gemm, GEMM_SFX, generic)(p);
+    }
+}
 
 void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rsa, long csa,
                                      const T *B, long rsb, long csb, T *C, long ldc,
@@ -184,18 +261,27 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
         return;
     }
     struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate};
-    switch (current_isa()) {
-#if GEMM_X86
-    case GRAPHC_GEMM_AVX512:
-        GEMM_CAT3(gemm, GEMM_SFX, avx512)(&p);
+    struct slabs s = slabs_of(M, N, K);
+    if (s.threads < 2) {
+        F(dispatch)(&p);
         return;
-    case GRAPHC_GEMM_AVX2:
-        GEMM_CAT3(gemm, GEMM_SFX, avx2)(&p);
-        return;
-#endif
-    default:
-        GEMM_CAT3(gemm, GEMM_SFX, generic)(&p);
     }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
+    for (long k = 0; k < s.count; k++) {
+        struct F(problem) q = p;
+        long lo, hi;
+        if (s.by_cols) {
+            slab(&s, k, N, &lo, &hi);
+            q.N = hi - lo, q.B += lo * csb, q.C += lo;
+        } else {
+            slab(&s, k, M, &lo, &hi);
+            q.M = hi - lo, q.A += lo * rsa, q.C += lo * ldc;
+        }
+        if (q.M > 0 && q.N > 0)
+            F(dispatch)(&q);
+    }
+#endif
 }
 
 #undef T
@@ -233,11 +319,15 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
     V acc[MR][NV];
 
 #pragma GCC unroll 16
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; i < rows; i++) {
+        __builtin_prefetch(c + i * ldc, 1); /* the tile's rows, while the loop runs */
+        __builtin_prefetch(c + i * ldc + nv * VW - 1, 1);
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             acc[i][v] = (V){0};
+    }
 
+#pragma GCC unroll 4
     for (long k = 0; k < kc; k++, a += MR, b += NR) {
         V bk[NV];
 #pragma GCC unroll 4
@@ -297,6 +387,17 @@ ISA_FN void FI(pack_a)(long mc, long kc, const T *restrict A, long rsa, long csa
             for (long k = 0; k < kc; k++, ap += MR)
                 for (int i = 0; i < MR; i++)
                     ap[i] = A[i + k * csa];
+        } else if (m == MR && csa == 1) { /* A is row-major: MR x 8 blocks, in L1 both ways */
+            long k0 = 0;
+            for (; k0 + 8 <= kc; k0 += 8, ap += 8 * MR)
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++)
+                        ap[k * MR + i] = A[i * rsa + k0 + k];
+            for (; k0 < kc; k0++, ap += MR)
+                for (int i = 0; i < MR; i++)
+                    ap[i] = A[i * rsa + k0];
         } else if (m == MR) {
             for (long k = 0; k < kc; k++, ap += MR)
 #pragma GCC unroll 16
@@ -314,12 +415,27 @@ ISA_FN void FI(pack_a)(long mc, long kc, const T *restrict A, long rsa, long csa
 ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb,
                        T *restrict bp)
 {
-    for (long j0 = 0; j0 < nc; j0 += NR, B += NR * csb) {
-        long n = min_l(NR, nc - j0);
-        if (n == NR && csb == 1) { /* B is row-major: copy rows */
-            for (long k = 0; k < kc; k++, bp += NR)
+    long full = csb == 1 ? nc / NR : 0;
+    if (full) { /* B is row-major: stream each row (from memory) into all the full panels */
+        for (long k = 0; k < kc; k++)
+            for (long p = 0; p < full; p++)
                 for (int j = 0; j < NR; j++)
-                    bp[j] = B[k * rsb + j];
+                    bp[(p * kc + k) * NR + j] = B[k * rsb + p * NR + j];
+        B += full * NR, bp += full * NR * kc;
+    }
+    for (long j0 = full * NR; j0 < nc; j0 += NR, B += NR * csb) {
+        long n = min_l(NR, nc - j0);
+        if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
+            long k0 = 0;
+            for (; k0 + 8 <= kc; k0 += 8, bp += 8 * NR) /* 8 x NR blocks, in L1 both ways */
+#pragma GCC unroll 8
+                for (int j = 0; j < NR; j++)
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++)
+                        bp[k * NR + j] = B[k0 + k + j * csb];
+            for (; k0 < kc; k0++, bp += NR)
+                for (int j = 0; j < NR; j++)
+                    bp[j] = B[k0 + j * csb];
         } else {
             for (long k = 0; k < kc; k++, bp += NR)
                 for (int j = 0; j < NR; j++)

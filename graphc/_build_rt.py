@@ -17,16 +17,21 @@ void graphc_gemm_f32(long M, long N, long K, const float *A, long rsa, long csa,
 void graphc_gemm_f64(long M, long N, long K, const double *A, long rsa, long csa,
                      const double *B, long rsb, long csb, double *C, long ldc, int accumulate);
 int graphc_gemm_set_isa(int isa);
+int graphc_num_threads(void);
+int graphc_set_num_threads(int n);
+extern int graphc_threads;
 const char *graphc_rt_source_hash(void);
 """
 
-SOURCES = ("gemm.c",)
-HEADERS = ("graphc_gemm.h",)
+SOURCES = ("gemm.c", "threads.c")
+HEADERS = ("graphc_gemm.h", "graphc_threads.h")
 
 # Portable: no -march. gemm.c compiles its AVX2/AVX-512 paths with target attributes and picks
 # one at run time. -ffp-contract=fast lets a*b+c become one FMA (the default in GNU C, made
-# explicit for -std=c* builds); it is not -ffast-math.
-EXTRA_COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=fast"]
+# explicit for -std=c* builds); it is not -ffast-math. -fopenmp: the gemm's parallel region
+# (graphc_threads.h); it links libgomp, which generated kernels with parallel loops share.
+EXTRA_COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fopenmp"]
+EXTRA_LINK_ARGS = ["-fopenmp"]
 
 
 def source_hash(csrc: str) -> str:
@@ -35,7 +40,7 @@ def source_hash(csrc: str) -> str:
     for name in SOURCES + HEADERS:
         with open(os.path.join(csrc, name), "rb") as f:
             h.update(name.encode() + b"\0" + f.read() + b"\0")
-    h.update(CDEF.encode() + " ".join(EXTRA_COMPILE_ARGS).encode())
+    h.update(CDEF.encode() + " ".join(EXTRA_COMPILE_ARGS + EXTRA_LINK_ARGS).encode())
     return h.hexdigest()[:20]
 
 
@@ -46,6 +51,7 @@ def make_ffibuilder(csrc: str = "csrc") -> cffi.FFI:
     # The module records its sources' hash, so rt.py can tell a stale in-place build.
     preamble = (
         '#include "graphc_gemm.h"\n'
+        '#include "graphc_threads.h"\n'
         f'const char *graphc_rt_source_hash(void) {{ return "{source_hash(csrc)}"; }}\n'
     )
     ffi.set_source(
@@ -55,6 +61,7 @@ def make_ffibuilder(csrc: str = "csrc") -> cffi.FFI:
         include_dirs=[csrc],
         depends=[os.path.join(csrc, name) for name in HEADERS],
         extra_compile_args=EXTRA_COMPILE_ARGS,
+        extra_link_args=EXTRA_LINK_ARGS,
     )
     return ffi
 

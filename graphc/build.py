@@ -75,14 +75,17 @@ CSRC_DIR: Path = _find_csrc()
 # -fno-math-errno: libm calls may skip setting errno (nothing in graphc reads it), which lets gcc
 # vectorize sqrt and calls to `simd`-declared libmvec functions. -fopenmp-simd: honour
 # `#pragma omp simd` (codegen puts `reduction(+ : part)` on float-sum loops) and nothing else of
-# OpenMP (no runtime, no threads). Neither changes a value: NaN, inf, signed zeros and
-# subnormals stay IEEE (unlike -ffast-math / -ffinite-math-only, which graphc never uses).
+# OpenMP (no runtime, no threads); a source with parallel loops (`#pragma omp parallel`, see
+# codegen/c.py) is built with -fopenmp instead, so the source decides and the key stays
+# whole. Neither changes a value: NaN, inf, signed zeros and subnormals stay IEEE (unlike
+# -ffast-math / -ffinite-math-only, which graphc never uses).
 _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe",
                "-fno-math-errno", "-fopenmp-simd", "-Werror=implicit-function-declaration")
 # 256-bit vectors: gcc 12.2 miscompiles graphc-shaped loops with 512-bit AVX-512 vectors
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
 _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
+_OPENMP_PRAGMA = "#pragma omp parallel"
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
 
@@ -451,6 +454,8 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     ffi.emit_c_code(str(c_file))
     cc = _compiler_argv()
     flags = _build_flags(tuple(cc))
+    if _OPENMP_PRAGMA in source:
+        flags = ["-fopenmp" if f == "-fopenmp-simd" else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
     vec = _libmvec_flags(tuple(cc))
     defines = [f for f in vec if f.startswith("-D")]

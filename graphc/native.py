@@ -10,11 +10,11 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module
-from .codegen.c import ENTRY, by_value, check_sites, generate
+from .codegen.c import ENTRY, LINK, annotate, by_value, check_sites, generate, uses_runtime
 from .errors import GraphcError
 from .ir import Graph
 from .ops.elementwise import index_error
-from .rt import gemm_addresses
+from .rt import runtime_addresses
 from .schedule import describe
 
 
@@ -23,11 +23,11 @@ class CRunner:
     (`runner.call(leaves)`, generated per signature)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
-        self.source, cdef, sched = generate(graph, fuse)
+        self.source, cdef, sched, self._marks = generate(graph, fuse)
         self.ffi, lib = load_module(self.source, cdef)
-        if "graphc_gemm.h" in self.source:
-            addr = gemm_addresses()
-            lib.graphc_set_gemm(addr["f32"], addr["f64"])
+        if uses_runtime(self.source):       # its gemm, or the thread count of parallel loops
+            addr = runtime_addresses()
+            getattr(lib, LINK)(addr["f32"], addr["f64"], addr["threads"])
         self._entry = getattr(lib, ENTRY)
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
         self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
@@ -50,6 +50,10 @@ class CRunner:
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         return describe(self._sched)
+
+    def annotated_source(self) -> str:
+        """The built C with each kernel's nodes and source lines as comments (f.source())."""
+        return annotate(self.source, self._marks, self._sched.graph)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)

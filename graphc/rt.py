@@ -1,8 +1,14 @@
-"""graphc's compiled C runtime (``csrc/``, the extension ``graphc._rt``): today, the gemm.
+"""graphc's compiled C runtime (``csrc/``, the extension ``graphc._rt``): the gemm and the
+thread count of parallel regions.
 
 Generated kernels are separate cffi modules; they call the runtime's gemm through function
-pointers whose addresses ``gemm_addresses()`` hands them at load time. ``gemm()`` is a thin
-numpy wrapper for tests and benchmarks.
+pointers and read its thread count through a pointer, addresses that ``runtime_addresses()``
+hands them at load time. ``gemm()`` is a thin numpy wrapper for tests and benchmarks.
+
+The thread count (csrc/graphc_threads.h) comes from ``GRAPHC_NUM_THREADS`` when the runtime
+loads, else from the cores this process may run on; ``set_num_threads()`` changes it. Results
+are bit-identical for any count. A forked child runs on one thread: GNU OpenMP's thread pool
+does not survive ``fork()``, and a parallel region in the child would wait for it forever.
 
 The extension is normally built by ``pip install``. In a source checkout where it was never
 built, or whose in-place build is older than ``csrc/``, the first call builds it once into a
@@ -22,7 +28,7 @@ import threading
 
 import numpy as np
 
-from .errors import CompileError, DTypeError, ShapeError
+from .errors import CompileError, DTypeError, GraphcError, ShapeError
 
 ISAS = ("generic", "avx2", "avx512")  # the gemm's instruction-set paths, in csrc/graphc_gemm.h
 
@@ -101,17 +107,53 @@ def _runtime():
                 module = _load_from(_build_in_cache(csrc, key))
         elif module is None:
             raise ImportError("graphc._rt is not built and graphc's csrc/ directory is missing")
+        module.lib.graphc_set_num_threads(threads_from_env())
+        os.register_at_fork(after_in_child=lambda: module.lib.graphc_set_num_threads(1))
         _module = module
         return module
 
 
+def threads_from_env() -> int:
+    """``GRAPHC_NUM_THREADS`` if set, else the number of cores this process may run on."""
+    value = os.environ.get("GRAPHC_NUM_THREADS", "")
+    if not value.strip():
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise GraphcError(f"GRAPHC_NUM_THREADS={value!r}: expected a positive integer")
+    return n
+
+
+def num_threads() -> int:
+    """How many threads the gemm and the parallel loops of generated kernels may use."""
+    return _runtime().lib.graphc_num_threads()
+
+
+def set_num_threads(n: int | None = None) -> int:
+    """Use ``n`` threads from now on (None: back to ``GRAPHC_NUM_THREADS`` or the cores this
+    process may use); returns the count in force. Results do not depend on it."""
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
+    return _runtime().lib.graphc_set_num_threads(threads_from_env() if n is None else n)
+
+
+def runtime_addresses() -> dict[str, int]:
+    """What generated kernels link to: ``graphc_gemm_f32`` and ``graphc_gemm_f64``
+    (``graphc_gemm_f{32,64}_fn``) and ``threads``, the ``int`` thread count."""
+    rt = _runtime()
+    names = {"f32": "graphc_gemm_f32", "f64": "graphc_gemm_f64", "threads": "graphc_threads"}
+    return {key: int(rt.ffi.cast("intptr_t", rt.ffi.addressof(rt.lib, name)))
+            for key, name in names.items()}
+
+
 def gemm_addresses() -> dict[str, int]:
     """Addresses of ``graphc_gemm_f32`` and ``graphc_gemm_f64`` (``graphc_gemm_f{32,64}_fn``)."""
-    rt = _runtime()
-    return {
-        sfx: int(rt.ffi.cast("intptr_t", rt.ffi.addressof(rt.lib, f"graphc_gemm_{sfx}")))
-        for sfx in ("f32", "f64")
-    }
+    addresses = runtime_addresses()
+    return {"f32": addresses["f32"], "f64": addresses["f64"]}
 
 
 def set_gemm_isa(isa: str | None = None) -> str:

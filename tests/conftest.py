@@ -8,6 +8,10 @@ import pytest
 os.environ.setdefault("GRAPHC_VERIFY", "1")     # full IR verification of every traced graph
 os.environ.setdefault(
     "GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"graphc-test-cache-{os.getuid()}"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core already fills the machine: more threads per worker would only wait
+    # for one another (tests/test_threads.py sets its own counts)
+    os.environ.setdefault("GRAPHC_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items):

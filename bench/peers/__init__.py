@@ -6,7 +6,10 @@ installed contributes nothing; none is needed to import graphc or to run its tes
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
+
+THREADS = int(os.environ.get("GRAPHC_BENCH_THREADS", "1"))   # for every implementation
 
 MODULES = ("graphc_impl", "numpy_impl", "torch_impl", "jax_impl", "autograd_impl",
            "pytensor_impl", "micrograd_impl", "c_limit")

@@ -1,11 +1,15 @@
-"""JAX: jax.jit of a whole step (value_and_grad and the update), on one CPU thread."""
+"""JAX: jax.jit of a whole step (value_and_grad and the update), on GRAPHC_BENCH_THREADS CPU
+threads (default 1)."""
 
 from __future__ import annotations
 
 import os
 
+from bench.peers import THREADS
+
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                      "intra_op_parallelism_threads=1")
+                      "intra_op_parallelism_threads=1" if THREADS == 1 else
+                      f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={THREADS}")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import jax  # noqa: E402

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from bench import problems as P
+from bench.peers import THREADS
 
-torch.set_num_threads(int(__import__("os").environ.get("GRAPHC_BENCH_THREADS", "1")))
+torch.set_num_threads(THREADS)
 
 
 def _t(a):

@@ -17,12 +17,13 @@ from ..errors import GraphcError
 from ..ir import Graph
 from ..ops.reduce import BLOCK
 from ..passes import enabled
-from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, schedule
+from ..schedule import Buffer, Kernel, Schedule, View, kernel_origin, loop_dims, schedule
 from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
 ENTRY = "graphc_entry"
+LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (graphc/rt.py)
 LINES_PER_PART = 2000
 TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
 # A matmul of at most this many multiply-adds (M*N*K) is emitted as plain loops with its
@@ -32,6 +33,17 @@ TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native f
 # gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
 # and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
 SMALL_MATMUL_MACS = 2048
+# Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
+# (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
+# one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
+# are fixed by the shapes alone, never by the thread count, and each chunk runs the same code
+# on whichever thread, so results are bit-identical for any count. PAR_MIN_ELEMS (~30-60 µs
+# of work) is a setting, not yet a measurement: `python -m bench.measure_threads threshold`
+# on a quiet machine (bench/RESULTS.md, "Threads").
+PAR_MIN_ELEMS = 1 << 16
+PAR_CHUNK_ELEMS = 1 << 13
+PARALLEL_FOR = ("#pragma omp parallel for schedule(dynamic) num_threads(GC_THREADS) "
+                "if (GC_THREADS > 1)")
 
 
 def c_literal(value, dt: dtypes.DType) -> str:
@@ -86,6 +98,22 @@ def _restrict(v: View, dims, offset: bool = True) -> View:
     return View(v.buf, v.offset if offset else 0, tuple(v.strides[d] for d in dims), v.literal)
 
 
+def _along(v: View, axis: int) -> View:
+    """v with `axis` left out of the loop indexing (its coordinate comes from an index)."""
+    return View(v.buf, v.offset, tuple(0 if d == axis else s for d, s in enumerate(v.strides)),
+                v.literal)
+
+
+def _at_j(at: str, v: View, axis: int) -> str:
+    """Index `at` (computed without `axis`) moved to coordinate `j` along axis."""
+    return _join(at, _index(0, (v.strides[axis],), ("j",)))
+
+
+def _index_load(idx: View, at: str, length: int) -> str:
+    """`j`, the index at `at` clamped into an axis of `length` (> 0) elements."""
+    return f"long j = gc_clamp_index({_load(idx, dtypes.int64, at)}, {length});"
+
+
 def _join(a: str, b: str) -> str:
     return a if b == "0" else b if a == "0" else f"{a} + {b}"
 
@@ -113,23 +141,40 @@ class _Emitter:
         self.tape = tape
         self.w = CWriter()
         self.sites = {id(k): i for i, k in enumerate(check_sites(sched))}
+        self.parallel_ok = False
+        self.chunk = 0              # elements per chunk of the open chunked_sum
+        self.marks: list[tuple[int, Kernel]] = []     # (line of its C, kernel): annotate()
 
-    def loops(self, shape, views: list[View], var: str = "i", pragma: str = ""):
+    def loops(self, shape, views: list[View], var: str = "i", pragma: str = "",
+              work: int = 0):
         """Open loops over `shape` (merged where every view allows); returns each view's index
-        expression and the number of loops to close. `pragma` goes before the innermost."""
+        expression and the number of loops to close. `pragma` goes before the innermost. A
+        nest doing `work` >= PAR_MIN_ELEMS element steps runs its outermost loop in parallel
+        chunks (see `parallel_chunk`)."""
         extents, strides = loop_dims(shape, views)
         ivars = [f"{var}{k}" for k in range(len(extents))]
+        chunk = parallel_chunk(extents, work) if self.parallel_ok else 0
         for k, (i, e) in enumerate(zip(ivars, extents)):
+            if k == 0 and chunk:
+                self.w.line(PARALLEL_FOR)
+                if chunk > 1:
+                    self.w.open(f"for (long c = 0; c < {-(-e // chunk)}; c++)")
+            start = f"c * {chunk}" if k == 0 and chunk > 1 else "0"
+            end = e
+            if start != "0":
+                end = f"{i}_end"
+                self.w.line(f"long {end} = {start} + {chunk} < {e} ? {start} + {chunk} : {e};")
             if pragma and k == len(extents) - 1:
                 self.w.line(pragma)
-            self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
-        return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], len(extents)
+            self.w.open(f"for (long {i} = {start}; {i} < {end}; {i}++)")
+        depth = len(extents) + (chunk > 1)
+        return [_index(v.offset, st, ivars) for v, st in zip(views, strides)], depth
 
     def close(self, depth: int) -> None:
         self.w.close(depth)
 
     def elementwise(self, k: Kernel) -> None:
-        idx, depth = self.loops(k.shape, [k.out] + k.srcs)
+        idx, depth = self.loops(k.shape, [k.out] + k.srcs, work=math.prod(k.shape))
         operands = [_load(v, dt, i) for v, dt, i in zip(k.srcs, src_dtypes(k), idx[1:])]
         expr = element_expr(k, operands, pos=idx[0], site=self.sites.get(id(k), 0))
         self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = {expr};")
@@ -154,15 +199,21 @@ class _Emitter:
         blocked = red.blocked and dt.is_float and max(loop_dims(inner_shape, [inner])[0],
                                                       default=0) > BLOCK
         with self.w.block(""):
-            idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept])
+            idx, depth = self.loops(tuple(full[d] for d in kept), [k.out, src_kept],
+                                    work=math.prod(full))
             self.w.line(f"{acc_t} acc = {init};")
             # a float sum vectorizes only if gcc may reorder it (`omp simd reduction`, built
             # with -fopenmp-simd): each block is then summed in per-lane partials (4 doubles
             # per AVX2 vector) added at the block's end; max/min keep their NaN-propagating
             # scalar order
             simd_sum = red.blocked and dt.is_float
+            chunks = None
             if blocked:
-                iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init, simd_sum)
+                extents = loop_dims(inner_shape, [inner])[0]
+                if not depth and len(extents) == 1:
+                    chunks = self.chunked_sum(extents[0], math.prod(full), [("acc", acc_t, init)])
+                iidx, n_outer = self._blocked_loops(inner_shape, inner, acc_t, init, simd_sum,
+                                                    chunks is not None)
             else:
                 sum_pragma = "#pragma omp simd reduction(+ : acc)" if simd_sum else ""
                 (iidx,), n_outer = self.loops(inner_shape, [inner], var="j", pragma=sum_pragma)
@@ -170,23 +221,26 @@ class _Emitter:
             self.w.line(red.update.format(acc="part" if blocked else "acc", x=x) + ";")
             if blocked:
                 self.close(1)                                   # the block's elements
-                self.w.line(red.update.format(acc="acc", x="part") + ";")
+                self.w.line(red.update.format(acc="acc_c" if chunks else "acc", x="part") + ";")
                 self.close(1)                                   # the blocks
+                if chunks:
+                    self.close_chunks(chunks, [("acc", red.update)])
             self.close(n_outer)
             self.w.line(f"{_ptr(k.out.buf)}[{idx[0]}] = ({dt.c})acc;")
             self.close(depth)
 
-    def _blocked_loops(self, shape, view: View, acc_t: str, init: str, simd: bool = False):
+    def _blocked_loops(self, shape, view: View, acc_t: str, init: str, simd: bool = False,
+                       chunked: bool = False):
         """Reduction loops whose innermost loop runs in blocks, each summed into `part`
-        before joining `acc`. Returns the index and the number of loops outside the blocked
-        one; the caller closes the element loop, adds `part`, closes the block loop, then
-        those."""
+        before joining `acc` (`acc_c`, the chunk's sum, inside `chunked_sum`). Returns the
+        index and the number of loops outside the blocked one; the caller closes the element
+        loop, adds `part`, closes the block loop, then those."""
         extents, strides = loop_dims(shape, [view])
         ivars = [f"j{k}" for k in range(len(extents))]
         for i, e in zip(ivars[:-1], extents[:-1]):
             self.w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
         last, e = ivars[-1], extents[-1]
-        self.w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+        self._block_loop(e, chunked)
         self.w.line(f"{acc_t} part = {init};")
         self.w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
         if simd:
@@ -194,6 +248,90 @@ class _Emitter:
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 
+
+    def _block_loop(self, extent: int, chunked: bool) -> None:
+        """Open the loop over the BLOCK-element blocks of a sum (of one chunk, if chunked)."""
+        if chunked:
+            start = f"c * {self.chunk}"
+            self.w.line(f"long jb_end = {start} + {self.chunk} < {extent} ? {start} + "
+                        f"{self.chunk} : {extent};")
+            self.w.open(f"for (long jb = {start}; jb < jb_end; jb += {BLOCK})")
+        else:
+            self.w.open(f"for (long jb = 0; jb < {extent}; jb += {BLOCK})")
+
+    def chunked_sum(self, extent: int, work: int, accs: list[tuple[str, str, str]]):
+        """A reduction of everything in one blocked loop, in parallel: open a loop over
+        fixed chunks of whole blocks whose sums (`<acc>_c`, per accumulator (name, C type,
+        init)) go to an array, combined in chunk order by `close_chunks`, so the result does
+        not depend on the thread count. None (nothing opened) if too small to split."""
+        if not self.parallel_ok or work < PAR_MIN_ELEMS or extent < 2 * PAR_CHUNK_ELEMS:
+            return None
+        n_max = 4096                                    # bounds the arrays on the stack
+        self.chunk = -(-max(PAR_CHUNK_ELEMS, -(-extent // n_max)) // BLOCK) * BLOCK
+        n = -(-extent // self.chunk)
+        for name, t, _ in accs:
+            self.w.line(f"{t} {name}_chunks[{n}];")
+        self.w.line(PARALLEL_FOR)
+        self.w.open(f"for (long c = 0; c < {n}; c++)")
+        for name, t, init in accs:
+            self.w.line(f"{t} {name}_c = {init};")
+        return n
+
+    def close_chunks(self, n: int, accs: list[tuple[str, str]]) -> None:
+        """Store each chunk's sums, close the chunk loop, add the chunks up in order (accs:
+        (name, update template))."""
+        for name, _ in accs:
+            self.w.line(f"{name}_chunks[c] = {name}_c;")
+        self.close(1)
+        with self.w.block(f"for (long c = 0; c < {n}; c++)"):
+            for name, update in accs:
+                self.w.line(update.format(acc=name, x=f"{name}_chunks[c]") + ";")
+
+    def scan(self, k: Kernel) -> None:
+        """Loops over the other axes around one accumulating loop along the scanned axis."""
+        n, (src,) = k.node, k.srcs
+        axis, length = n.arg, n.shape[n.arg]
+        kept = [d for d in range(len(n.shape)) if d != axis]
+        out = k.out
+        with self.w.block(""):
+            idx, depth = self.loops(tuple(n.shape[d] for d in kept),
+                                    [_restrict(out, kept), _restrict(src, kept)])
+            self.w.line(f"{n.dtype.c} acc = {n.op.c.init};")
+            with self.w.block(f"for (long j = 0; j < {length}; j++)"):
+                x = _load(src, n.dtype, _at_j(idx[1], src, axis))
+                self.w.line(n.op.c.update.format(acc="acc", x=x) + ";")
+                self.w.line(f"{_ptr(out.buf)}[{_at_j(idx[0], out, axis)}] = acc;")
+            self.close(depth)
+
+    def gather(self, k: Kernel) -> None:
+        """out[i] = x[i with the axis coordinate replaced by idx[i]]: one index load (clamped
+        into the axis) and one data load per element."""
+        n, (x, idx) = k.node, k.srcs
+        axis, length = n.arg, n.src[0].shape[n.arg]
+        if length == 0:                # every index failed its check: nothing to read
+            self.zero(k)
+            return
+        with self.w.block(""):
+            at, depth = self.loops(k.shape, [k.out, idx, _along(x, axis)])
+            self.w.line(_index_load(idx, at[1], length))
+            self.w.line(f"{_ptr(k.out.buf)}[{at[0]}] = {_load(x, n.dtype, _at_j(at[2], x, axis))};")
+            self.close(depth)
+
+    def scatter(self, k: Kernel) -> None:
+        """out = 0, then out[idx[i] along the axis] += g[i] for every i in row-major order
+        (deterministic sums, the order of numpy's np.add.at)."""
+        n, (g, idx) = k.node, k.srcs
+        (axis, length), shape = n.arg, n.src[0].shape
+        self.zero(k)
+        if length == 0:
+            return
+        out = k.out
+        with self.w.block(""):
+            at, depth = self.loops(shape, [_along(out, axis), g, idx])
+            self.w.line(_index_load(idx, at[2], length))
+            value = _load(g, n.dtype, at[1])
+            self.w.line(f"{_ptr(out.buf)}[{_at_j(at[0], out, axis)}] += {value};")
+            self.close(depth)
 
     def fused(self, k: Kernel) -> None:
         """One loop nest for a fused group: outer loops over the kept dims, inner loops over
@@ -215,7 +353,8 @@ class _Emitter:
             for line in ptr.pop("decls"):
                 w.line(line)
             oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer,
-                                      pragma="" if axes else _simd([], []))
+                                      pragma="" if axes else _simd([], []),
+                                      work=math.prod(shape))
             accs = []
             for j, r in enumerate(reds):
                 acc_t = "double" if r.dtype.is_float else "int64_t"
@@ -232,9 +371,13 @@ class _Emitter:
                     if simd:
                         w.line(simd)
                 w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+            chunks = None
+            if blocked and not odepth and len(extents) == 1:
+                chunks = self.chunked_sum(extents[0], math.prod(shape),
+                                          [(a[0], a[2], a[3]) for a in accs])
             if blocked:
                 last, e = ivars[-1], extents[-1]
-                w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+                self._block_loop(e, chunks is not None)
                 for _, part, acc_t, init in accs:
                     w.line(f"{acc_t} {part} = {init};")
                 w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
@@ -267,8 +410,11 @@ class _Emitter:
             if blocked:
                 self.close(1)
                 for (acc, part, _, _), r in zip(accs, reds):
-                    w.line(r.op.c.update.format(acc=acc, x=part) + ";")
+                    w.line(r.op.c.update.format(acc=f"{acc}_c" if chunks else acc, x=part)
+                           + ";")
                 self.close(1)
+                if chunks:
+                    self.close_chunks(chunks, [(a[0], r.op.c.update) for a, r in zip(accs, reds)])
                 self.close(len(extents) - 1)
             else:
                 self.close(len(extents))
@@ -346,7 +492,10 @@ class _Emitter:
         if k.kind == "guard":       # a failed check: stop before in-place outputs are written
             self.w.line("if (GC_ERR[0]) return;")
             return
+        # a failing element records the first failure: kept in order on one thread
+        self.parallel_ok = id(k) not in self.sites
         n = k.node
+        self.marks.append((len(self.w), k))
         words = [k.kind, n.op.name, f"{n.dtype.short}{list(k.shape)}", k.note]
         self.w.line(f"/* {' '.join(w for w in words if w)} */")
         if k.kind in ("elementwise", "copy"):
@@ -367,12 +516,17 @@ class _Emitter:
             w.line('#include "graphc_gemm.h"')
             w.line("static graphc_gemm_f32_fn gc_gemm_f32;")
             w.line("static graphc_gemm_f64_fn gc_gemm_f64;")
-        with w.block("void graphc_set_gemm(intptr_t f32, intptr_t f64)"):
+        # the runtime's thread count (graphc_threads.h), read at each parallel loop
+        w.line("static const int gc_one_thread = 1;")
+        w.line("static const int *gc_threads = &gc_one_thread;")
+        w.line("#define GC_THREADS __atomic_load_n(gc_threads, __ATOMIC_RELAXED)")
+        with w.block(f"void {LINK}(intptr_t f32, intptr_t f64, intptr_t threads)"):
             if uses_gemm:
                 w.line("gc_gemm_f32 = (graphc_gemm_f32_fn)f32;")
                 w.line("gc_gemm_f64 = (graphc_gemm_f64_fn)f64;")
             else:
                 w.line("(void)f32; (void)f64;")
+            w.line("gc_threads = (const int *)threads;")
         for b, value in s.consts:
             flat = value.reshape(-1)
             items = ", ".join(c_literal(x, b.dtype) for x in flat.tolist())
@@ -416,7 +570,7 @@ class _Emitter:
         names = [f"gc_native_{j}" for j in range(len(self.tape.natives))] or ["0"]
         w.line("static void (*const gc_natives[])(void **, char *) = {" + ", ".join(names)
                + "};")
-        render_cases(w, self.tape.cases)
+        render_cases(w, self.tape.cases, checks=bool(self.sites))
 
     def _parts(self) -> int:
         """Emit kernels into static functions of at most LINES_PER_PART lines each."""
@@ -432,6 +586,22 @@ class _Emitter:
                     i += 1
             part += 1
         return part
+
+
+def parallel_chunk(extents: list[int], work: int) -> int:
+    """Outer iterations per parallel chunk of a nest doing `work` element steps (0: serial).
+    A single loop is cut into chunks of PAR_CHUNK_ELEMS (so the vectorized body and its scalar
+    tail split the same way whatever thread runs a chunk); an outer loop into chunks of about
+    that many elements."""
+    if work < PAR_MIN_ELEMS or not extents or extents[0] < 2:
+        return 0
+    chunk = max(1, -(-PAR_CHUNK_ELEMS * extents[0] // work))
+    return chunk if -(-extents[0] // chunk) >= 2 else 0
+
+
+def uses_runtime(source: str) -> bool:
+    """Whether a generated module calls the runtime's gemm or reads its thread count."""
+    return "graphc_gemm.h" in source or "omp parallel" in source
 
 
 def by_value(b: Buffer) -> bool:
@@ -466,19 +636,29 @@ def _unfused_bound(graph: Graph) -> int:
                                     for n in graph.nodes)
 
 
-def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
+def annotate(source: str, marks: list[tuple[int, Kernel]], graph: Graph) -> str:
+    """The C with a comment above each kernel naming its nodes and their source lines. Only
+    f.source() shows it: the built C (and so the cache key) stays free of line numbers, so
+    one function moved or copied elsewhere reuses its build."""
+    lines = source.split("\n")
+    labels = graph.labels()
+    for at, k in reversed(marks):
+        indent = lines[at][:len(lines[at]) - len(lines[at].lstrip())]
+        lines[at:at] = [indent + c for c in kernel_origin(k, labels)]
+    return "\n".join(lines)
+
+
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]:
     """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
-    more kernels than the tape threshold run as a tape (unless they hold run-time checks):
-    small kernels as rows, fused nests of at least TAPE_FUSE_MIN elements as native
+    more kernels than the tape threshold run as a tape: small kernels as rows; fused nests of
+    at least TAPE_FUSE_MIN elements, run-time checks, scans, gathers and scatters as native
     functions. The others are fused whole (unless `fuse` is off or GRAPHC_DISABLE_PASSES
     names fuse)."""
     fuse = fuse and enabled("fuse")
-    # run-time checks need the element's position: straight-line code only (for now)
-    checks = any(n.op.may_fail for n in graph.nodes)
     tape = None
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
-        if len(sched.kernels) > tape_threshold() and not checks:
+        if len(sched.kernels) > tape_threshold():
             if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
                 sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
             tape = plan_tape(sched)
@@ -487,7 +667,8 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
             sched = schedule(graph, fuse=True)
     else:
         sched = schedule(graph, fuse=True)
-    source = _Emitter(sched, tape).render()
+    emitter = _Emitter(sched, tape)
+    source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
-            "void graphc_set_gemm(intptr_t, intptr_t);\n")
-    return source, cdef, sched
+            f"void {LINK}(intptr_t, intptr_t, intptr_t);\n")
+    return source, cdef, sched, emitter.marks

@@ -1,0 +1,149 @@
+"""W3 (../shared/BENCHMARKS.md) on one and two threads, the gemm on W3's eight products, and
+where threads start to pay for an elementwise loop.
+
+    taskset -c 0 python -m bench.measure_threads w3                  # 1 thread, CPU time
+    taskset -c 0,1 python -m bench.measure_threads w3 --threads 2    # 2 threads, wall time
+    taskset -c 0 python -m bench.measure_threads gemm                # graphc vs numpy, per product
+    taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
+
+Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
+torch.set_num_threads, XLA's intra-op threads), set before any of them is imported. Steps of
+the implementations alternate, round after round, so a noisy neighbour slows all of them
+alike; on one thread each step is timed in CPU time (what other processes cannot inflate), on
+two in wall time (CPU time would count both threads). Prints the median, min and max per step,
+and GFLOP/s counted in the 8.62 GFLOP a W3 step does, next to numpy's GEMM rate (2048³).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+W3_GFLOP = 8.62          # 2 * 256 * (1024*2048 + 2048*2048 + 2048*10) * 3, minus dx
+
+
+def set_threads(n: int) -> None:
+    """Give every implementation n threads (as the Makefile's bench target does); must run
+    before numpy, torch or jax load (bench/peers reads GRAPHC_BENCH_THREADS for those two)."""
+    for name in ("GRAPHC_BENCH_THREADS", "GRAPHC_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "OMP_NUM_THREADS"):
+        os.environ[name] = str(n)
+
+
+def alternate(steps: dict, rounds: int, clock) -> dict[str, list[float]]:
+    """Seconds per call of each step, the steps interleaved round after round."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t = clock()
+            step()
+            times[name].append(clock() - t)
+    return times
+
+
+def numpy_gemm(n: int = 2048):
+    import numpy as np
+    a, b = (np.random.default_rng(k).standard_normal((n, n)).astype(np.float32) for k in (0, 1))
+    c = np.empty((n, n), np.float32)
+    return lambda: np.matmul(a, b, out=c), 2 * n ** 3 / 1e9
+
+
+def w3(threads: int, rounds: int) -> None:
+    import numpy as np
+
+    from bench.bench_peers import check
+    from bench.peers import registry
+    impls = registry()["W3"]
+    wanted = ("graphc", "numpy", "jax.jit", "torch.compile step", "torch")
+    steps = {name: impls[name]() for name in wanted if name in impls}
+    for step in steps.values():
+        check("W3", step)                 # also warms up (and compiles) each of them
+    gemm, gemm_gflop = numpy_gemm()
+    steps["numpy GEMM 2048³"] = gemm
+    clock = time.process_time if threads == 1 else time.perf_counter
+    times = alternate(steps, rounds, clock)
+    rate = gemm_gflop / np.median(times.pop("numpy GEMM 2048³"))
+    kind = "CPU" if threads == 1 else "wall"
+    print(f"W3, {threads} thread(s), {rounds} alternating rounds, {kind} time per step; "
+          f"numpy GEMM 2048³: {rate:.1f} GFLOP/s")
+    print("| implementation | median | min | max | GFLOP/s (8.62 GFLOP) | vs numpy GEMM rate |")
+    print("|---|---|---|---|---|---|")
+    for name, ts in sorted(times.items(), key=lambda kv: np.median(kv[1])):
+        med = np.median(ts)
+        print(f"| {name} | {1e3 * med:.1f} ms | {1e3 * min(ts):.1f} | {1e3 * max(ts):.1f} | "
+              f"{W3_GFLOP / med:.1f} | {W3_GFLOP / med / rate:.0%} |")
+
+
+# the eight products of a W3 step: M, N, K, A transposed, B transposed
+W3_PRODUCTS = [(256, 2048, 1024, 0, 0), (256, 2048, 2048, 0, 0), (256, 10, 2048, 0, 0),
+               (256, 2048, 10, 0, 1), (256, 2048, 2048, 0, 1), (1024, 2048, 256, 1, 0),
+               (2048, 2048, 256, 1, 0), (2048, 10, 256, 1, 0)]
+
+
+def gemm(rounds: int) -> None:
+    import numpy as np
+
+    from graphc import rt
+    rng = np.random.default_rng(0)
+    steps = {}
+    for m, n, k, ta, tb in W3_PRODUCTS:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        a, b, c = (a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32)
+        name = f"{m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''}"
+        steps[f"graphc {name}"] = lambda a=a, b=b, c=c: rt.gemm(a, b, c)
+        steps[f"numpy {name}"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
+    times = {k: float(np.median(v)) for k, v in alternate(steps, rounds, time.process_time).items()}
+    print("| product | graphc GFLOP/s | numpy GFLOP/s |")
+    print("|---|---|---|")
+    total = {"graphc": 0.0, "numpy": 0.0}
+    for m, n, k, ta, tb in W3_PRODUCTS:
+        name = f"{m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''}"
+        g, p = times[f"graphc {name}"], times[f"numpy {name}"]
+        total["graphc"] += g
+        total["numpy"] += p
+        print(f"| {name} | {2e-9 * m * n * k / g:.1f} | {2e-9 * m * n * k / p:.1f} |")
+    print(f"| all eight (8.62 GFLOP) | {W3_GFLOP / total['graphc']:.1f} | "
+          f"{W3_GFLOP / total['numpy']:.1f} |")
+
+
+def threshold(rounds: int) -> None:
+    """Wall time of one fused elementwise loop on 1 and 2 threads, by size, every size built
+    with a parallel loop (PAR_MIN_ELEMS lowered to 0 for this process)."""
+    import numpy as np
+
+    import graphc
+    from graphc import rt
+    from graphc.codegen import c
+    c.PAR_MIN_ELEMS = 0
+    print("| elements | 1 thread µs | 2 threads µs | speed-up |")
+    print("|---|---|---|---|")
+    for n in (1 << 12, 1 << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20):
+        x = np.linspace(-1, 1, n, dtype=np.float32)
+        f = graphc.compile(lambda x: graphc.tanh(0.7 * x + 0.1) * graphc.exp(-x * x))
+        f(x)
+        per = {}
+        for threads in (1, 2):
+            rt.set_num_threads(threads)
+            per[threads] = alternate({"f": lambda f=f, x=x: f(x)}, rounds,
+                                     time.perf_counter)["f"]
+        one, two = (float(np.median(per[t])) for t in (1, 2))
+        print(f"| {n} | {1e6 * one:.1f} | {1e6 * two:.1f} | {one / two:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=("w3", "gemm", "threshold"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
+     "threshold": lambda: threshold(args.rounds)}[args.what]()
+
+
+if __name__ == "__main__":
+    main()
