@@ -18,7 +18,8 @@
  *   gc_expm1 gc_expm1f  e^x - 1                   same; (2^k - 1) + 2^k expm1(r) summed exactly
  *   gc_log   gc_logf    ln x                      x = 2^e (1+f), 2 atanh(f/(2+f)) series
  *   gc_log1p gc_log1pf  ln(1+x)                   log of u = 1+x plus the rounding (x-(u-1))/u
- *   gc_tanh  gc_tanhf   tanh x                    from em = expm1(-2|x|) (see gc_tanh)
+ *   gc_tanh             tanh x                    from em = expm1(-2|x|) (see gc_tanh)
+ *   gc_tanhf            tanh x                    x P(x^2) / Q(x^2), degree 4 / 4, fitted here
  *   gc_sigmoid(f)       1/(1+e^-x)                from e^-|x|, never overflows
  *   gc_softplus(f)      ln(1+e^x)                 max(x,0) + log1p(e^-|x|)
  *   gc_sin_rr gc_cos_rr (and ...f)  sin, cos for |x| <= 2^20 only (Cody-Waite reduction);
@@ -193,19 +194,34 @@ GC_VM float gc__exp_reducef(float x, float *r) {
     return k;
 }
 
+/* clamps that let NaN through (a bit blend: a plain `?:` here can become a branch) */
+GC_VM float gc__minf(float x, float hi) { return gc__self(x > hi, hi, x); }
+GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
+
+/* e^x = 2^k e^r, e^r = 1 + r (1 + r q(r)) with q a degree-4 polynomial fitted here (numpy,
+ * Lawson-weighted least squares) for (e^r - 1 - r) / r^2 on |r| <= ln2/2: 3e-9 relative in e^r
+ * (Estrin's scheme: a shorter dependency chain than Horner's). Two roundings at the end keep
+ * it within 1 ulp (tests/test_vmath.py). 2^k as two factors (multiplied, not added to y's
+ * exponent bits: that would turn a NaN with some payloads into a number), so subnormal
+ * results and k = 128 need no branch. Callers clamp x to [-104, 89] (NaN passes).
+ * A third of the instructions of the exactly-summed version it replaced (issue 11, W4). */
+GC_VM float gc__expf_core(float x) {
+    float kk = fmaf(x, GC_LOG2EF, 0x1.8p23f);
+    float k = kk - 0x1.8p23f;
+    float r = fmaf(-k, GC_LN2_HIF, x);
+    r = fmaf(-k, GC_LN2_LOF, r);
+    float r2 = r * r;
+    float q = fmaf(fmaf(0.0013814613004687459f, r2, fmaf(0.008368709866854746f, r,
+                                                          0.041668387368428275f)),
+                   r2, fmaf(0.16666520689434905f, r, 0.49999993451668817f));
+    float y = fmaf(r, fmaf(r, q, 1.0f), 1.0f);               /* 1 + r (1 + r q) */
+    int32_t ki = (int32_t)(gc__u32(kk) - gc__u32(0x1.8p23f));
+    int32_t k1 = ki >> 1, k2 = ki - k1;
+    return y * gc__f32((uint32_t)(k1 + 127) << 23) * gc__f32((uint32_t)(k2 + 127) << 23);
+}
+
 GC_VM float gc__expf_k(float x) {
-    float xc = gc__self(x > 90.0f, 90.0f, x);
-    xc = gc__self(xc < -105.0f, -105.0f, xc);
-    float k = fmaf(xc, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
-    float hi = xc - k * GC_LN2_HIF;                     /* exact: |k| < 2^8 */
-    float lo = k * GC_LN2_LOF;
-    float r = hi - lo;
-    float t = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), -lo);
-    float s = 1.0f + hi;
-    float e1 = (1.0f - s) + hi;
-    float y = s + (e1 + t);
-    float k1 = gc__rintf(0.5f * k), k2 = k - k1;
-    return y * gc__pow2if(k1) * gc__pow2if(k2);
+    return gc__expf_core(gc__maxf(gc__minf(x, 89.0f), -104.0f));   /* NaN passes through */
 }
 
 GC_VM float gc__expm1f_k(float x) {
@@ -317,7 +333,7 @@ GC_VM float gc__log1pf_k(float x) {
 
 /* ------------------------------------------------------------------ tanh, sigmoid, softplus */
 
-/* e^x - 1 for x in [-40, 0] (tanh's argument range): one scale factor, no overflow path;
+/* e^x - 1 for x in [-40, 0] (double tanh's argument range): one scale factor, no overflow path;
  * (2^k - 1) + 2^k hi summed exactly as in gc_expm1. */
 GC_VM double gc__expm1_neg(double x) {
     double k = fma(x, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
@@ -325,14 +341,6 @@ GC_VM double gc__expm1_neg(double x) {
     double tt = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);
     double t = gc__pow2i(k), a = t - 1.0, b = t * hi;
     double sm = a + b, bb = sm - a;
-    return sm + (((a - (sm - bb)) + (b - bb)) + t * tt);
-}
-GC_VM float gc__expm1_negf(float x) {
-    float k = fmaf(x, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
-    float hi = x - k * GC_LN2_HIF, lo = k * GC_LN2_LOF, r = hi - lo;
-    float tt = fmaf(r * r, fmaf(r, gc__exp_tailf(r), 0.5f), -lo);
-    float t = gc__pow2if(k), a = t - 1.0f, b = t * hi;
-    float sm = a + b, bb = sm - a;
     return sm + (((a - (sm - bb)) + (b - bb)) + t * tt);
 }
 
@@ -347,13 +355,23 @@ GC_VM double gc__tanh_k(double x) {
     double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
     return copysign(gc__sel(big, 1.0 - q, q), x);
 }
+/* float: tanh x = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1), P and Q of
+ * degree 4, fitted for minimal relative error on [0, 9.1] (Loeb/Lawson least squares in
+ * numpy: 2.3e-8, 0.4 ulp below 1). The float roundings of evaluating P and Q add up to ~5
+ * ulps where the result is just below 1 (|x| in [4, 9]); in double the same rational is 0.9
+ * ulp but W4 was ~13% slower, so float it is (bound stated in tests/test_vmath.py). A third of
+ * the instructions of the expm1 route it replaced, one division. Odd, so a small x keeps full
+ * relative accuracy (tanh of a subnormal x is x, -0 stays -0). */
 GC_VM float gc__tanhf_k(float x) {
-    float a = fabsf(x);
-    a = gc__self(a > 10.0f, 10.0f, a);
-    float em = gc__expm1_negf(-2.0f * a), e = 1.0f + em;
-    int big = a > 0.55f;
-    float q = gc__self(big, 2.0f * e, -em) / gc__self(big, 1.0f + e, 2.0f + em);
-    return copysignf(gc__self(big, 1.0f - q, q), x);
+    float xc = gc__maxf(gc__minf(x, 9.1f), -9.1f);         /* NaN passes through both */
+    float z = xc * xc, z2 = z * z;                          /* Estrin: a shorter chain */
+    float p = fmaf(z2, fmaf(z2, 1.3177252742308059e-08f, fmaf(2.048098457294148e-05f, z,
+                                                               0.003487798614892063f)),
+                   fmaf(0.13374464732957222f, z, 1.0f));
+    float q = fmaf(z2, fmaf(z2, 7.703933265015504e-07f, fmaf(0.0003272899919529753f, z,
+                                                              0.02584734128442289f)),
+                   fmaf(0.46707778518166937f, z, 1.0f));
+    return xc * p / q;
 }
 
 GC_VM double gc__sigmoid_k(double x) {
@@ -361,7 +379,7 @@ GC_VM double gc__sigmoid_k(double x) {
     return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
 }
 GC_VM float gc__sigmoidf_k(float x) {
-    float e = gc__expf_k(-fabsf(x));
+    float e = gc__expf_core(gc__maxf(-fabsf(x), -104.0f));
     return (x >= 0 ? 1.0f : e) / (1.0f + e);
 }
 

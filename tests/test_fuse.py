@@ -36,6 +36,16 @@ def test_w4_is_at_most_two_kernels_with_small_peak_memory():
     np.testing.assert_allclose(grad, unopt_g, rtol=1e-5, atol=1e-6)
 
 
+def test_w4_backward_reads_forward_values_from_registers_not_memory():
+    """Issue 11, item 2: the forward values W4's gradient needs (tanh, sigmoid, exp of each
+    element) are used inside the one fused loop instead of being stored: no arena, no
+    workspace buffer, only the two returned arrays."""
+    st = graphc.compile(graphc.value_and_grad(w4)).stats(X32)
+    assert (st["kernels"], st["fused_kernels"]) == (1, 1)
+    assert (st["peak_bytes"], st["ws_buffers"], st["arena_slots"]) == (0, 0, 0)
+    assert st["buffers"] == 2 and st["allocations_per_call"] == 2
+
+
 def test_tape_mode_runs_large_fused_nests_as_natives(monkeypatch):
     monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
     x = X32[:5000].astype(np.float64)

@@ -223,3 +223,35 @@ def test_import_builds_nothing_and_source_checkout_builds_once(tmp_path):
     builds = os.listdir(tmp_path / "graphc-rt")
     assert len(builds) == 1
     assert any(f.startswith("_rt") for f in os.listdir(tmp_path / "graphc-rt" / builds[0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape_a,shape_b,transpose", [
+    ((100, 16), (16, 1), False), ((100, 1), (100, 16), True), ((3, 5, 7), (7, 4), False),
+    ((2, 50, 2), (2, 16), False)])
+def test_small_matmul_is_loops_and_matches_numpy(shape_a, shape_b, transpose, dtype):
+    """Below SMALL_MATMUL_MACS codegen writes loops with literal extents (no gemm call), for
+    batched and transposed (strided) operands too; value and gradients (whose matmuls are
+    small as well) agree with float64 numpy."""
+    import re
+
+    import graphc
+    from graphc.codegen.c import SMALL_MATMUL_MACS
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=shape_a).astype(dtype), rng.normal(size=shape_b).astype(dtype)
+
+    def f(a, b):
+        return graphc.sum((a.T if transpose else a) @ b * 1.5)
+    g = graphc.compile(graphc.value_and_grad(f, argnums=(0, 1)))
+    value, (da, db) = g(a, b)
+    assert re.search(r"gc_gemm_f(32|64)\(", g.source(a, b)) is None
+    a64 = (a.T if transpose else a).astype(np.float64)
+    m, k, n = a64.shape[-2], a64.shape[-1], b.shape[-1]
+    assert m * k * n <= SMALL_MATMUL_MACS
+    ones = np.full(a64.shape[:-1] + (n,), 1.5)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(value, 1.5 * (a64 @ b).sum(), rtol=rtol)
+    want_da = ones @ b.astype(np.float64).T
+    np.testing.assert_allclose(da, want_da.T if transpose else want_da, rtol=rtol, atol=1e-5)
+    want_db = a64.reshape(-1, k).T @ ones.reshape(-1, n)
+    np.testing.assert_allclose(db, want_db, rtol=rtol, atol=1e-4)

@@ -37,8 +37,9 @@ FUNCS = ["exp", "log", "tanh", "sigmoid", "softplus", "sin", "cos", "log1p", "ex
 # Stated bounds (max ulps over the samples below); measured maxima are in bench/RESULTS.md.
 # exp..softplus, log1p, expm1: csrc/graphc_vmath.h; sin/cos: glibc libmvec (documented <= 4
 # ulps; scalar libm where libmvec is missing); sqrt: the IEEE instruction (correctly rounded).
+# float32 tanh is a float rational (issue 11, W4): its roundings cost ~5 ulps just below 1.
 OWN_BOUND = {
-    "float32": {"exp": 1.0, "log": 1.0, "tanh": 2.5, "sigmoid": 2.5, "softplus": 2.0,
+    "float32": {"exp": 1.0, "log": 1.0, "tanh": 5.5, "sigmoid": 2.5, "softplus": 2.0,
                 "sin": 2.0, "cos": 2.0, "log1p": 1.0, "expm1": 1.5, "sqrt": 0.5},
     "float64": {"exp": 1.0, "log": 1.0, "tanh": 2.5, "sigmoid": 2.5, "softplus": 2.0,
                 "sin": 4.0, "cos": 4.0, "log1p": 1.0, "expm1": 1.5, "sqrt": 0.5},
@@ -180,6 +181,17 @@ def test_ulps_within_stated_bound(name, dt):
     assert err <= ULP_BOUND[np.dtype(dt).name][name], f"{name} {err} ulps at x={at!r}"
 
 
+def nan_payloads(dt) -> np.ndarray:
+    """NaNs with payload bits (quiet and signalling, both signs): bit tricks on a kernel's
+    integer path (exponent arithmetic) must not turn any of them into a number."""
+    if dt == np.float32:
+        bits = np.array([0x7FC00003, 0xFFC12345, 0x7F800001, 0x7FFFFFFF, 0xFFBFFFFF], np.uint32)
+    else:
+        bits = np.array([0x7FF8000000000003, 0xFFF8000000012345, 0x7FF0000000000001,
+                         0x7FFFFFFFFFFFFFFF, 0xFFF7FFFFFFFFFFFF], np.uint64)
+    return bits.view(dt)
+
+
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("name", FUNCS)
 def test_special_values_exactly_as_numpy(name, dt):
@@ -188,6 +200,7 @@ def test_special_values_exactly_as_numpy(name, dt):
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, fi.max, -fi.max,
                   fi.smallest_subnormal, -fi.smallest_subnormal, fi.tiny, -fi.tiny, 1.0, -1.0,
                   1e4, -1e4, 800.0, -800.0], dtype=dt)
+    x = np.concatenate([x, nan_payloads(dt)])
     with np.errstate(all="ignore"):
         want = REF[name](x)
     got = run_c(name, x)

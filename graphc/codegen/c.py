@@ -26,6 +26,13 @@ ENTRY = "graphc_entry"
 LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (graphc/rt.py)
 LINES_PER_PART = 2000
 TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
+# A matmul of at most this many multiply-adds (M*N*K) is emitted as plain loops with its
+# extents and strides as literals (gcc unrolls and vectorizes them) instead of a call into the
+# gemm. Measured with bench/measure_small_matmul.py (issue 11, item 5; table in
+# bench/RESULTS.md): the loops win only where one extent is 1 (W1's 100x16 @ 16x1 and its
+# gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
+# and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
+SMALL_MATMUL_MACS = 2048
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
@@ -453,10 +460,28 @@ class _Emitter:
             idx, depth = self.loops(batch, views)
             pa = self._matrix_ptr(a, idx[1])
             pb = self._matrix_ptr(b, idx[2])
-            self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, {pb}, "
-                        f"{b.strides[-2]}, {b.strides[-1]}, {_ptr(k.out.buf)} + {idx[0]}, "
-                        f"{nn}, 0);")
+            pc = f"{_ptr(k.out.buf)} + {idx[0]}"
+            if m * nn * kk <= SMALL_MATMUL_MACS:
+                self._small_matmul(n.dtype.c, (m, nn, kk), (pa, a.strides), (pb, b.strides), pc)
+            else:
+                self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, "
+                            f"{pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, 0);")
             self.close(depth)
+
+    def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
+        """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS), row by row: each
+        C[i, j] sums its products in k order from 0, like the dot it is."""
+        (m, nn, kk), (pa, sa), (pb, sb) = mnk, a, b
+        w = self.w
+        w.line(f"const {t} *restrict ga = {pa}; const {t} *restrict gb = {pb};")
+        w.line(f"{t} *restrict gcm = {pc};")
+        with w.block(f"for (long i = 0; i < {m}; i++)"):
+            w.line(f"{t} *restrict ci = gcm + i * {nn};")
+            w.line(f"for (long j = 0; j < {nn}; j++) ci[j] = 0;")
+            with w.block(f"for (long p = 0; p < {kk}; p++)"):
+                w.line(f"const {t} aip = ga[i * {sa[-2]} + p * {sa[-1]}];")
+                w.line(f"for (long j = 0; j < {nn}; j++) ci[j] += aip * gb[p * {sb[-2]} + "
+                       f"j * {sb[-1]}];")
 
     def _matrix_ptr(self, v: View, idx: str) -> str:
         if v.literal is not None:
