@@ -9,8 +9,10 @@ import numpy as np
 import graphc
 
 
-def w7(n_ops: int) -> Callable:
-    """W7: a large graph of scalar ops over 100 inputs (A. Rogozhnikov's benchmark)."""
+def w7(n_ops: int, stack: bool = False) -> Callable:
+    """W7: a large graph of scalar ops over 100 inputs (A. Rogozhnikov's benchmark). The loss
+    sums all nodes with a chain of `+`, or with `stack` as sum(stack(nodes)): one node with a
+    source per scalar."""
     def loss(x):
         nodes = [x[i] for i in range(100)]
         for op in range(n_ops):
@@ -23,7 +25,7 @@ def w7(n_ops: int) -> Callable:
                 nodes.append(nodes[-20] * nodes[-10])
             else:
                 nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
-        return sum(nodes)
+        return graphc.sum(graphc.stack(nodes)) if stack else sum(nodes)
     return loss
 
 
