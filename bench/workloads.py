@@ -105,3 +105,20 @@ def w2_step():
         return value, new_p, new_m, new_v
 
     return step, (params, zeros, zeros, np.float32(1.0), x, labels)
+
+
+def wide_stack(n: int) -> Callable:
+    """sum(stack([x[0]², ..., x[n-1]²])): one node with n sources (linear-cost checks)."""
+    def loss(x):
+        return graphc.sum(graphc.stack([x[i] * x[i] for i in range(n)]))
+    return loss
+
+
+def deep_chain(n: int) -> Callable:
+    """y <- sin(y)/2 + x, n times: a chain n deep (linear-cost checks; no recursion limit)."""
+    def loss(x):
+        y = x
+        for _ in range(n):
+            y = graphc.sin(y) * 0.5 + x
+        return y
+    return loss
