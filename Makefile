@@ -50,7 +50,8 @@ lint: $(PY)
 	$(PY) -m ruff check graphc tests bench
 
 # Every workload against every installed peer in one run on one pinned core; QUICK=1 for a
-# short run (fewer rounds, no torch.compile, W7 at 1,000 ops). Writes bench/RESULTS.md's
+# short run (fewer rounds, no torch.compile; W7 at 10,000 ops only for graphc and the C limit).
+# W7 also reports first result + 10,000 evaluations, in both loss forms. Writes bench/RESULTS.md's
 # side-by-side section and bench/peers.png.
 bench: $(PY)
 	$(PY) -m pip install -q -e '.[test,bench]'

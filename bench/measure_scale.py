@@ -39,7 +39,7 @@ def frontend_seconds(shape: str, n: int, repeats: int) -> float:
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
-    from graphc.transforms import trace_to_graph
+    from graphc.capture import trace_to_graph
     make, args, _ = SHAPES[shape]
     best = float("inf")
     for _ in range(repeats):
