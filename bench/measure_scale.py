@@ -36,10 +36,10 @@ SHAPES = {   # name -> (loss for a size, its arguments, size scale)
 def frontend_seconds(shape: str, n: int, repeats: int) -> float:
     """Best CPU seconds over `repeats` from tracing value_and_grad to the C source."""
     import graphc
+    from graphc.capture import trace_to_graph
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
-    from graphc.capture import trace_to_graph
     make, args, _ = SHAPES[shape]
     best = float("inf")
     for _ in range(repeats):

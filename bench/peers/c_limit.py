@@ -1,5 +1,6 @@
 """The limit rows: workloads written by hand in C and called through cffi. W0: the
-arithmetic plus cffi's call overhead. W7: a tape interpreter (a flat int32 array of
+arithmetic plus cffi's call overhead. W1: the moons MLP's SGD step (forward, hinge loss,
+backward, update) in plain loops over its fixed sizes. W7: a tape interpreter (a flat int32 array of
 (opcode, output, inputs) run by a switch loop, then its reverse pass), the bar for graphs of
 scalar ops; its first result includes building the tape from the op list in Python."""
 
@@ -16,6 +17,8 @@ _CDEF = """
 void w0(double w, double b, double x, double y, double *out);
 double w7(const int32_t *tape, long n_ops, long n_nodes, const double *x, double *v,
           double *g, double *grad);
+double w1(const double *x, const double *y, double *W0, double *b0, double *W1, double *b1,
+          double *W2, double *b2, double lr);
 """
 
 _SOURCE = """
@@ -25,6 +28,69 @@ _SOURCE = """
 void w0(double w, double b, double x, double y, double *out) {
     double r = w * x + b - y;
     out[0] = r * r; out[1] = 2 * r * x; out[2] = 2 * r;
+}
+
+/* W1: 2-16-16-1 ReLU MLP on 100 points, mean(relu(1 - y*score)) + 1e-4 * sum(p*p), one
+   SGD step; returns the loss before the update. Weights are (in, out) row-major. */
+enum { N = 100, D = 2, H = 16 };
+
+static double sumsq(const double *p, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += p[i] * p[i];
+    return s;
+}
+
+static void sgd(double *p, const double *g, int n, double lr) {
+    for (int i = 0; i < n; i++) p[i] -= lr * (g[i] + 2e-4 * p[i]);
+}
+
+double w1(const double *x, const double *y, double *W0, double *b0, double *W1, double *b1,
+          double *W2, double *b2, double lr) {
+    double h1[N][H], h2[N][H], ds[N];
+    double gW0[D * H] = {0}, gb0[H] = {0}, gW1[H * H] = {0}, gb1[H] = {0}, gW2[H] = {0};
+    double gb2 = 0.0, loss = 0.0;
+    for (int n = 0; n < N; n++) {
+        for (int j = 0; j < H; j++) {
+            double a = b0[j];
+            for (int k = 0; k < D; k++) a += x[n * D + k] * W0[k * H + j];
+            h1[n][j] = a > 0 ? a : 0.0;
+        }
+        for (int j = 0; j < H; j++) {
+            double a = b1[j];
+            for (int k = 0; k < H; k++) a += h1[n][k] * W1[k * H + j];
+            h2[n][j] = a > 0 ? a : 0.0;
+        }
+        double score = b2[0];
+        for (int k = 0; k < H; k++) score += h2[n][k] * W2[k];
+        double margin = 1.0 - y[n] * score;
+        loss += margin > 0 ? margin : 0.0;
+        ds[n] = margin > 0 ? -y[n] / N : 0.0;
+    }
+    loss = loss / N + 1e-4 * (sumsq(W0, D * H) + sumsq(b0, H) + sumsq(W1, H * H)
+                              + sumsq(b1, H) + sumsq(W2, H) + sumsq(b2, 1));
+    for (int n = 0; n < N; n++) {
+        double d = ds[n], dh2[H], dh1[H];
+        if (d == 0.0) continue;
+        gb2 += d;
+        for (int k = 0; k < H; k++) {
+            gW2[k] += h2[n][k] * d;
+            dh2[k] = h2[n][k] > 0 ? d * W2[k] : 0.0;
+            gb1[k] += dh2[k];
+        }
+        for (int i = 0; i < H; i++) {
+            double a = 0.0;
+            for (int k = 0; k < H; k++) {
+                gW1[i * H + k] += h1[n][i] * dh2[k];
+                a += dh2[k] * W1[i * H + k];
+            }
+            dh1[i] = h1[n][i] > 0 ? a : 0.0;
+            gb0[i] += dh1[i];
+            for (int k = 0; k < D; k++) gW0[k * H + i] += x[n * D + k] * dh1[i];
+        }
+    }
+    sgd(W0, gW0, D * H, lr); sgd(b0, gb0, H, lr); sgd(W1, gW1, H * H, lr);
+    sgd(b1, gb1, H, lr); sgd(W2, gW2, H, lr); sgd(b2, &gb2, 1, lr);
+    return loss;
 }
 
 /* W7: row = {op, out, in0, in1, in2, in3}; ops as bench/problems.py's w7_program. */
@@ -103,6 +169,17 @@ def _w0():
     return run
 
 
+def _w1():
+    if P.W1_SIZES != (2, 16, 16, 1) or len(P.moons()[1]) != 100:
+        raise AssertionError("the C of W1 is written for a 2-16-16-1 MLP on 100 points")
+    mod = _lib()
+    x, y = (np.ascontiguousarray(a) for a in P.moons())
+    params = P.init_mlp(P.W1_SIZES, 0, "float64")
+    args = [mod.ffi.from_buffer("double[]", a) for a in (x, y, *params)] + [P.W1_LR]
+    fn = mod.lib.w1
+    return lambda: fn(*args)
+
+
 def w7_tape(n_ops: int) -> tuple[np.ndarray, int]:
     """The W7 tape (n_ops rows of 6 int32) and the node count, built from the op list."""
     program = P.w7_program(n_ops)
@@ -129,5 +206,5 @@ def _w7(n_ops: int):
     return make
 
 
-CASES = {"W0": {"C by hand (limit)": _w0},
+CASES = {"W0": {"C by hand (limit)": _w0}, "W1": {"C by hand (limit)": _w1},
          **{w: {"C by hand (limit)": _w7(n)} for w, (n, _) in P.W7_WORKLOADS.items()}}
