@@ -50,9 +50,10 @@ lint: $(PY)
 	$(PY) -m ruff check graphc tests bench
 
 # Every workload against every installed peer in one run on one pinned core; QUICK=1 for a
-# short run (fewer rounds, no torch.compile, W7 at 1,000 ops). Then W3 again on two pinned
-# cores with every implementation given two threads. Writes bench/RESULTS.md's side-by-side
-# section and bench/peers.png.
+# short run (fewer rounds, no torch.compile; W7 at 10,000 ops only for graphc and the C limit).
+# W7 also reports first result + 10,000 evaluations, in both loss forms. Then W3 again on two
+# pinned cores with every implementation given two threads. Writes bench/RESULTS.md's
+# side-by-side section and bench/peers.png.
 threads = GRAPHC_BENCH_THREADS=$(1) GRAPHC_NUM_THREADS=$(1) OPENBLAS_NUM_THREADS=$(1) \
 	OMP_NUM_THREADS=$(1)
 BENCH_RUN = $(PY) -m pytest -q -p no:cacheprovider bench/bench_peers.py --benchmark-only

@@ -5,6 +5,7 @@ reference every implementation's losses are checked against before it is timed."
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -14,6 +15,9 @@ W1_LR, W2_LR, W3_LR = 0.05, 1e-3, 0.01
 W2_BATCH, W3_BATCH = 128, 256
 W4_N, W4_A, W4_B = 1_000_000, 0.7, 0.1
 W7_SIZES = (1_000, 10_000)
+# workload -> (ops, loss as sum(stack(nodes)) instead of a chain of +)
+W7_WORKLOADS = {f"W7-{n}{'-stack' if stack else ''}": (n, stack)
+                for n in W7_SIZES for stack in (False, True)}
 
 
 def training_specs() -> dict[str, tuple]:
@@ -185,24 +189,68 @@ def w4_numpy(x):
 
 
 def softplus(v: float) -> float:
-    return max(v, 0.0) + np.log1p(np.exp(-abs(v)))
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
-def w7_python(x, n_ops: int):
-    """W7 in plain Python floats (the loss only; the checks compare the value)."""
-    nodes = list(map(float, x))
+W7_SOFTPLUS, W7_SUM4, W7_MUL, W7_SOFTMAX4 = range(4)
+
+
+def w7_program(n_ops: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """W7 as a list of (op, first output node, input nodes) over node numbers (x[0..99]
+    first): what a tape interpreter runs. softmax4 writes 4 nodes from 4 consecutive ones."""
+    program, n = [], 100
     for op in range(n_ops):
         k = op % 4
         if k == 0:
-            nodes.append(softplus(nodes[-10]))
+            program.append((W7_SOFTPLUS, n, (n - 10,)))
         elif k == 1:
-            nodes.append(sum(nodes[-30:-10:5]))
+            program.append((W7_SUM4, n, (n - 30, n - 25, n - 20, n - 15)))
         elif k == 2:
-            nodes.append(nodes[-20] * nodes[-10])
+            program.append((W7_MUL, n, (n - 20, n - 10)))
         else:
-            last = nodes[-4:]
-            m = max(last)
-            e = [np.exp(v - m) for v in last]
+            program.append((W7_SOFTMAX4, n, (n - 4, n - 3, n - 2, n - 1)))
+            n += 3
+        n += 1
+    return program
+
+
+def w7_nodes(program) -> int:
+    """How many nodes a W7 program fills (x included)."""
+    op, o, _ = program[-1]
+    return o + (4 if op == W7_SOFTMAX4 else 1)
+
+
+def w7_python(x, n_ops: int) -> tuple[float, np.ndarray]:
+    """W7 in plain Python floats: the loss (the sum of all nodes) and its gradient, by a
+    reverse sweep over w7_program (every node's adjoint starts at 1, from the sum)."""
+    program = w7_program(n_ops)
+    v = list(map(float, x)) + [0.0] * (w7_nodes(program) - 100)
+    for op, o, ins in program:
+        if op == W7_SOFTPLUS:
+            v[o] = softplus(v[ins[0]])
+        elif op == W7_SUM4:
+            v[o] = v[ins[0]] + v[ins[1]] + v[ins[2]] + v[ins[3]]
+        elif op == W7_MUL:
+            v[o] = v[ins[0]] * v[ins[1]]
+        else:
+            m = max(v[i] for i in ins)
+            e = [math.exp(v[i] - m) for i in ins]
             s = sum(e)
-            nodes.extend(v / s for v in e)
-    return sum(nodes)
+            for j in range(4):
+                v[o + j] = e[j] / s
+    g = [1.0] * len(v)
+    for op, o, ins in reversed(program):
+        if op == W7_SOFTPLUS:
+            g[ins[0]] += g[o] / (1.0 + math.exp(-v[ins[0]]))
+        elif op == W7_SUM4:
+            for i in ins:
+                g[i] += g[o]
+        elif op == W7_MUL:
+            a, b = ins
+            g[a] += g[o] * v[b]
+            g[b] += g[o] * v[a]
+        else:
+            dot = sum(g[o + j] * v[o + j] for j in range(4))
+            for j, i in enumerate(ins):
+                g[i] += v[o + j] * (g[o + j] - dot)
+    return math.fsum(v), np.array(g[:100])

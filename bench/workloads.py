@@ -9,8 +9,10 @@ import numpy as np
 import graphc
 
 
-def w7(n_ops: int) -> Callable:
-    """W7: a large graph of scalar ops over 100 inputs (A. Rogozhnikov's benchmark)."""
+def w7(n_ops: int, stack: bool = False) -> Callable:
+    """W7: a large graph of scalar ops over 100 inputs (A. Rogozhnikov's benchmark). The loss
+    sums all nodes with a chain of `+`, or with `stack` as sum(stack(nodes)): one node with a
+    source per scalar."""
     def loss(x):
         nodes = [x[i] for i in range(100)]
         for op in range(n_ops):
@@ -23,7 +25,7 @@ def w7(n_ops: int) -> Callable:
                 nodes.append(nodes[-20] * nodes[-10])
             else:
                 nodes.extend(graphc.softmax(graphc.stack(nodes[-4:])))
-        return sum(nodes)
+        return graphc.sum(graphc.stack(nodes)) if stack else sum(nodes)
     return loss
 
 
@@ -103,3 +105,20 @@ def w2_step():
         return value, new_p, new_m, new_v
 
     return step, (params, zeros, zeros, np.float32(1.0), x, labels)
+
+
+def wide_stack(n: int) -> Callable:
+    """sum(stack([x[0]², ..., x[n-1]²])): one node with n sources (linear-cost checks)."""
+    def loss(x):
+        return graphc.sum(graphc.stack([x[i] * x[i] for i in range(n)]))
+    return loss
+
+
+def deep_chain(n: int) -> Callable:
+    """y <- sin(y)/2 + x, n times: a chain n deep (linear-cost checks; no recursion limit)."""
+    def loss(x):
+        y = x
+        for _ in range(n):
+            y = graphc.sin(y) * 0.5 + x
+        return y
+    return loss

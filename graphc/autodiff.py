@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .errors import GraphcError
 from .ir import Node, built_for, make_node, toposort
-from .ops import BILINEAR, LINEAR, bind
+from .ops import BILINEAR, LINEAR, OPS, bind
 from .trace import Tracer, constant
 
 
@@ -26,10 +26,68 @@ def _depends_on(order: list[Node], wrt_ids: set[int]) -> set[int]:
 
 
 def _total(parts: list[Tracer]) -> Tracer:
+    if len(parts) > 2:
+        parts = _joined_windows(parts)
     total = parts[0]
     for p in parts[1:]:
         total = total + p
     return total
+
+
+def _window(t: Tracer) -> tuple[int, int, int] | None:
+    """(axis, start, count) if t places its source into zeros as one contiguous block along
+    one axis, whole along the others (what reading x[i] or x[a:b] gives back); else None."""
+    n = t.node
+    if n.op.name != "unslice":
+        return None
+    in_shape, window = n.arg
+    partial = [d for d, ((start, step, count), size) in enumerate(zip(window, in_shape))
+               if not (start == 0 and count == size and (step == 1 or size == 1))]
+    if len(partial) != 1:
+        return None
+    d = partial[0]
+    start, step, count = window[d]
+    return (d, start, count) if step == 1 or count == 1 else None
+
+
+def _joined_windows(parts: list[Tracer]) -> list[Tracer]:
+    """Cotangents that fill disjoint windows of one array (a source read piece by piece:
+    stack([x[0], ..., x[n-1]])) become one concatenate of the pieces and the zeros between
+    them, instead of n full-size arrays summed: the gradient stays linear in n, in nodes and
+    in work. Overlapping or other parts are left to be summed."""
+    by_axis: dict[int, list[tuple[int, int, Tracer]]] = {}
+    rest = []
+    for p in parts:
+        w = _window(p)
+        if w is None:
+            rest.append(p)
+        else:
+            by_axis.setdefault(w[0], []).append((w[1], w[2], p))
+    for axis, windows in by_axis.items():
+        if len(windows) < 2:
+            rest += [p for _, _, p in windows]
+            continue
+        windows.sort(key=lambda w: w[0])
+        shape = list(windows[0][2].shape)
+        dtype = windows[0][2].node.dtype
+        pieces: list[Node] = []
+        end = 0
+        for start, count, p in windows:
+            if start < end:                  # overlaps a piece already placed: summed
+                rest.append(p)
+                continue
+            if start > end:
+                pieces.append(_zeros_along(shape, axis, start - end, dtype))
+            pieces.append(p.node.src[0])
+            end = start + count
+        if end < shape[axis]:
+            pieces.append(_zeros_along(shape, axis, shape[axis] - end, dtype))
+        rest.insert(0, Tracer(bind(OPS["concatenate"], tuple(pieces), axis)))
+    return rest
+
+
+def _zeros_along(shape: list[int], axis: int, size: int, dtype) -> Node:
+    return constant(0, dtype, tuple(size if d == axis else n for d, n in enumerate(shape)))
 
 
 def zeros(shape, dtype) -> Tracer:

@@ -13,7 +13,8 @@ THREADS = int(os.environ.get("GRAPHC_BENCH_THREADS", "1"))   # for every impleme
 
 MODULES = ("graphc_impl", "numpy_impl", "torch_impl", "jax_impl", "autograd_impl",
            "pytensor_impl", "micrograd_impl", "c_limit")
-WORKLOADS = ("W0", "W1", "W2", "W3", "W4", "W7-1000", "W7-10000")
+WORKLOADS = ("W0", "W1", "W2", "W3", "W4", "W7-1000", "W7-1000-stack", "W7-10000",
+             "W7-10000-stack")
 
 
 def registry() -> dict[str, dict[str, Callable]]:

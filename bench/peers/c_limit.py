@@ -1,5 +1,9 @@
-"""The limit rows: W0 and W4 written by hand in C and called through cffi (what an ideal
-compiled call costs: the arithmetic plus cffi's call overhead)."""
+"""The limit rows: workloads written by hand in C and called through cffi. W0: the
+arithmetic plus cffi's call overhead. W1: the moons MLP's SGD step (forward, hinge loss,
+backward, update) in plain loops over its fixed sizes. W7: a tape interpreter (a flat int32 array of
+(opcode, output, inputs) run by a switch loop, then its reverse pass), the bar for graphs of
+scalar ops; its first result includes building the tape from the op list in Python. W4: one AVX
+loop with glibc's libmvec."""
 
 from __future__ import annotations
 
@@ -10,12 +14,133 @@ import numpy as np
 
 from bench import problems as P
 
-_W0_SOURCE = """
+_CDEF = """
+void w0(double w, double b, double x, double y, double *out);
+double w7(const int32_t *tape, long n_ops, long n_nodes, const double *x, double *v,
+          double *g, double *grad);
+double w1(const double *x, const double *y, double *W0, double *b0, double *W1, double *b1,
+          double *W2, double *b2, double lr);
+"""
+
+_SOURCE = """
+#include <math.h>
+#include <stdint.h>
+
 void w0(double w, double b, double x, double y, double *out) {
     double r = w * x + b - y;
     out[0] = r * r; out[1] = 2 * r * x; out[2] = 2 * r;
 }
+
+/* W1: 2-16-16-1 ReLU MLP on 100 points, mean(relu(1 - y*score)) + 1e-4 * sum(p*p), one
+   SGD step; returns the loss before the update. Weights are (in, out) row-major. */
+enum { N = 100, D = 2, H = 16 };
+
+static double sumsq(const double *p, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += p[i] * p[i];
+    return s;
+}
+
+static void sgd(double *p, const double *g, int n, double lr) {
+    for (int i = 0; i < n; i++) p[i] -= lr * (g[i] + 2e-4 * p[i]);
+}
+
+double w1(const double *x, const double *y, double *W0, double *b0, double *W1, double *b1,
+          double *W2, double *b2, double lr) {
+    double h1[N][H], h2[N][H], ds[N];
+    double gW0[D * H] = {0}, gb0[H] = {0}, gW1[H * H] = {0}, gb1[H] = {0}, gW2[H] = {0};
+    double gb2 = 0.0, loss = 0.0;
+    for (int n = 0; n < N; n++) {
+        for (int j = 0; j < H; j++) {
+            double a = b0[j];
+            for (int k = 0; k < D; k++) a += x[n * D + k] * W0[k * H + j];
+            h1[n][j] = a > 0 ? a : 0.0;
+        }
+        for (int j = 0; j < H; j++) {
+            double a = b1[j];
+            for (int k = 0; k < H; k++) a += h1[n][k] * W1[k * H + j];
+            h2[n][j] = a > 0 ? a : 0.0;
+        }
+        double score = b2[0];
+        for (int k = 0; k < H; k++) score += h2[n][k] * W2[k];
+        double margin = 1.0 - y[n] * score;
+        loss += margin > 0 ? margin : 0.0;
+        ds[n] = margin > 0 ? -y[n] / N : 0.0;
+    }
+    loss = loss / N + 1e-4 * (sumsq(W0, D * H) + sumsq(b0, H) + sumsq(W1, H * H)
+                              + sumsq(b1, H) + sumsq(W2, H) + sumsq(b2, 1));
+    for (int n = 0; n < N; n++) {
+        double d = ds[n], dh2[H], dh1[H];
+        if (d == 0.0) continue;
+        gb2 += d;
+        for (int k = 0; k < H; k++) {
+            gW2[k] += h2[n][k] * d;
+            dh2[k] = h2[n][k] > 0 ? d * W2[k] : 0.0;
+            gb1[k] += dh2[k];
+        }
+        for (int i = 0; i < H; i++) {
+            double a = 0.0;
+            for (int k = 0; k < H; k++) {
+                gW1[i * H + k] += h1[n][i] * dh2[k];
+                a += dh2[k] * W1[i * H + k];
+            }
+            dh1[i] = h1[n][i] > 0 ? a : 0.0;
+            gb0[i] += dh1[i];
+            for (int k = 0; k < D; k++) gW0[k * H + i] += x[n * D + k] * dh1[i];
+        }
+    }
+    sgd(W0, gW0, D * H, lr); sgd(b0, gb0, H, lr); sgd(W1, gW1, H * H, lr);
+    sgd(b1, gb1, H, lr); sgd(W2, gW2, H, lr); sgd(b2, &gb2, 1, lr);
+    return loss;
+}
+
+/* W7: row = {op, out, in0, in1, in2, in3}; ops as bench/problems.py's w7_program. */
+enum { SOFTPLUS, SUM4, MUL, SOFTMAX4 };
+
+double w7(const int32_t *tape, long n_ops, long n_nodes, const double *x, double *v,
+          double *g, double *grad) {
+    for (long i = 0; i < 100; i++) v[i] = x[i];
+    const int32_t *t = tape;
+    for (long r = 0; r < n_ops; r++, t += 6) {
+        switch (t[0]) {
+        case SOFTPLUS: { double a = v[t[2]]; v[t[1]] = fmax(a, 0.0) + log1p(exp(-fabs(a)));
+                         break; }
+        case SUM4: v[t[1]] = v[t[2]] + v[t[3]] + v[t[4]] + v[t[5]]; break;
+        case MUL: v[t[1]] = v[t[2]] * v[t[3]]; break;
+        default: {
+            const double *a = v + t[2];
+            double m = fmax(fmax(a[0], a[1]), fmax(a[2], a[3]));
+            double e0 = exp(a[0] - m), e1 = exp(a[1] - m), e2 = exp(a[2] - m),
+                   e3 = exp(a[3] - m);
+            double inv = 1.0 / (e0 + e1 + e2 + e3);
+            double *o = v + t[1];
+            o[0] = e0 * inv; o[1] = e1 * inv; o[2] = e2 * inv; o[3] = e3 * inv;
+        }
+        }
+    }
+    double loss = 0.0;
+    for (long i = 0; i < n_nodes; i++) { loss += v[i]; g[i] = 1.0; }
+    for (long r = n_ops - 1; r >= 0; r--) {
+        t = tape + 6 * r;
+        double go = g[t[1]];
+        switch (t[0]) {
+        case SOFTPLUS: g[t[2]] += go / (1.0 + exp(-v[t[2]])); break;
+        case SUM4: g[t[2]] += go; g[t[3]] += go; g[t[4]] += go; g[t[5]] += go; break;
+        case MUL: g[t[2]] += go * v[t[3]]; g[t[3]] += go * v[t[2]]; break;
+        default: {
+            const double *y = v + t[1], *gy = g + t[1];
+            double dot = gy[0] * y[0] + gy[1] * y[1] + gy[2] * y[2] + gy[3] * y[3];
+            double *ga = g + t[2];
+            ga[0] += y[0] * (gy[0] - dot); ga[1] += y[1] * (gy[1] - dot);
+            ga[2] += y[2] * (gy[2] - dot); ga[3] += y[3] * (gy[3] - dot);
+        }
+        }
+    }
+    for (long i = 0; i < 100; i++) grad[i] = g[i];
+    return loss;
+}
 """
+
 
 # W4 as one AVX loop over x: glibc's libmvec for expf and tanhf (declared `simd` so gcc calls
 # _ZGVdN8v_expf etc.), the float sum in double in blocks of 128 like graphc's fused loop.
@@ -42,8 +167,7 @@ double w4(const float *restrict x, float *restrict g, long n, float a, float b) 
 """
 
 _BUILDS = {
-    "w0": (_W0_SOURCE, "void w0(double w, double b, double x, double y, double *out);",
-           ["-O2"], []),
+    "scalar": (_SOURCE, _CDEF, ["-O2"], []),
     "w4": (_W4_SOURCE, "double w4(const float *x, float *g, long n, float a, float b);",
            ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"], ["mvec", "m"]),
 }
@@ -59,7 +183,7 @@ def _lib(name: str):
     ffi.cdef(cdef)
     module_name = f"_graphc_bench_limit_{name}"
     ffi.set_source(module_name, source, extra_compile_args=flags, libraries=libs)
-    tmp = os.path.join(tempfile.gettempdir(), "graphc-bench-limit")
+    tmp = os.path.join(tempfile.gettempdir(), f"graphc-bench-limit-{os.getuid()}")
     os.makedirs(tmp, exist_ok=True)
     path = ffi.compile(tmpdir=tmp, verbose=False)
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -69,7 +193,7 @@ def _lib(name: str):
 
 
 def _w0():
-    mod = _lib("w0")
+    mod = _lib("scalar")
     out = mod.ffi.new("double[3]")
     fn, args = mod.lib.w0, P.W0_ARGS
 
@@ -77,6 +201,43 @@ def _w0():
         fn(*args, out)
         return out[0], out[1], out[2]
     return run
+
+
+def _w1():
+    if P.W1_SIZES != (2, 16, 16, 1) or len(P.moons()[1]) != 100:
+        raise AssertionError("the C of W1 is written for a 2-16-16-1 MLP on 100 points")
+    mod = _lib("scalar")
+    x, y = (np.ascontiguousarray(a) for a in P.moons())
+    params = P.init_mlp(P.W1_SIZES, 0, "float64")
+    args = [mod.ffi.from_buffer("double[]", a) for a in (x, y, *params)] + [P.W1_LR]
+    fn = mod.lib.w1
+    return lambda: fn(*args)
+
+
+def w7_tape(n_ops: int) -> tuple[np.ndarray, int]:
+    """The W7 tape (n_ops rows of 6 int32) and the node count, built from the op list."""
+    program = P.w7_program(n_ops)
+    tape = np.zeros((len(program), 6), np.int32)
+    for r, (op, out, ins) in enumerate(program):
+        tape[r, :2 + len(ins)] = (op, out, *ins)
+    return tape, P.w7_nodes(program)
+
+
+def _w7(n_ops: int):
+    def make():
+        mod = _lib("scalar")
+        ffi, fn = mod.ffi, mod.lib.w7
+        tape, n_nodes = w7_tape(n_ops)
+        x = P.w7_x()
+        v, g, grad = np.empty(n_nodes), np.empty(n_nodes), np.empty(100)
+        args = [ffi.from_buffer("int32_t[]", tape), n_ops, n_nodes,
+                ffi.from_buffer("double[]", x), ffi.from_buffer("double[]", v),
+                ffi.from_buffer("double[]", g), ffi.from_buffer("double[]", grad)]
+
+        def run():
+            return fn(*args), grad
+        return run
+    return make
 
 
 def _w4():
@@ -92,4 +253,6 @@ def _w4():
     return run
 
 
-CASES = {"W0": {"C by hand (limit)": _w0}, "W4": {"C by hand, AVX + libmvec (limit)": _w4}}
+CASES = {"W0": {"C by hand (limit)": _w0}, "W1": {"C by hand (limit)": _w1},
+         "W4": {"C by hand, AVX + libmvec (limit)": _w4},
+         **{w: {"C by hand (limit)": _w7(n)} for w, (n, _) in P.W7_WORKLOADS.items()}}

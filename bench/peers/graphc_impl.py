@@ -83,9 +83,9 @@ def _w4():
     return P.value_and_grad_call(f, P.w4_x())
 
 
-def _w7(n):
+def _w7(n, stack):
     def make():
-        f = graphc.compile(graphc.value_and_grad(w7(n)))
+        f = graphc.compile(graphc.value_and_grad(w7(n, stack)))
         return P.value_and_grad_call(f, P.w7_x())
     return make
 
@@ -95,6 +95,5 @@ CASES = {
     **{w: _training("compile(vg)", {"hinge": _hinge, "ce": _ce}[loss], *spec)
        for w, (loss, *spec) in P.training_specs().items()},
     "W4": {"graphc": _w4},
-    "W7-1000": {"graphc": _w7(1000)},
-    "W7-10000": {"graphc": _w7(10000)},
+    **{w: {"graphc": _w7(*spec)} for w, spec in P.W7_WORKLOADS.items()},
 }

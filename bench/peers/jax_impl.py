@@ -89,7 +89,7 @@ def _w4():
     return run
 
 
-def _w7(n):
+def _w7(n, stack=False):
     def loss(x):
         nodes = [x[i] for i in range(100)]
         for op in range(n):
@@ -102,7 +102,7 @@ def _w7(n):
                 nodes.append(nodes[-20] * nodes[-10])
             else:
                 nodes.extend(jax.nn.softmax(jnp.stack(nodes[-4:])))
-        return sum(nodes)
+        return jnp.sum(jnp.stack(nodes)) if stack else sum(nodes)
 
     def make():
         f = jax.jit(jax.value_and_grad(loss))
@@ -116,4 +116,5 @@ CASES = {
        for w, (loss, *spec) in P.training_specs().items()},
     "W4": {"jax.jit": _w4},
     "W7-1000": {"jax.jit": _w7(1000)},
+    "W7-1000-stack": {"jax.jit": _w7(1000, stack=True)},
 }

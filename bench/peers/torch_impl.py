@@ -128,7 +128,7 @@ def _w4(compiled):
     return make
 
 
-def _w7(n):
+def _w7(n, stack=False):
     def make():
         x0 = _t(P.w7_x())
 
@@ -145,7 +145,7 @@ def _w7(n):
                     nodes.append(nodes[-20] * nodes[-10])
                 else:
                     nodes.extend(torch.softmax(torch.stack(nodes[-4:]), 0).unbind())
-            loss = sum(nodes)
+            loss = torch.stack(nodes).sum() if stack else sum(nodes)
             loss.backward()
             return loss.item(), x.grad.numpy()
         return run
@@ -158,4 +158,5 @@ CASES = {
        for w, (loss, *spec) in P.training_specs().items()},
     "W4": {"torch": _w4(False), "torch.compile": _w4(True)},
     "W7-1000": {"torch": _w7(1000)},
+    "W7-1000-stack": {"torch": _w7(1000, stack=True)},
 }

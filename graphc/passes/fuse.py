@@ -24,6 +24,9 @@ from ..ops import ELEMENTWISE, REDUCE
 
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
 SEARCH_BUDGET = 4096     # units visited per legality check before giving up (no fusion)
+SEARCH_PER_NODE = 32     # ... and in all checks together, per node of the graph (linear time)
+SEARCH_FLOOR = 1 << 18   # ... but at least this many (small graphs never run out)
+FEEDS_CHECK_MAX = 64     # outside users a group may have for the quick legality test
 
 
 def loop_nest(n: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -56,9 +59,7 @@ def _reads_own_reduction(a: Group, b: Group) -> bool:
     """Whether a member of a or b reads a reduction of a or b: a reduction's value exists
     only after the nest, so its users cannot run inside it (reductions over no axes, whose
     nest looks elementwise, reach here through horizontal fusion)."""
-    member = a.member | b.member
-    return any(id(s) in member and s.op.kind == REDUCE
-               for g in (a, b) for n in g.nodes for s in n.src)
+    return any(r in a.member or r in b.member for g in (a, b) for r in g.reduces_read)
 
 
 @dataclass(eq=False)
@@ -70,6 +71,34 @@ class Group:
     ext: dict[int, Node] = field(default_factory=dict)   # sources outside the group
     lo: int = 0                                          # topological positions spanned
     hi: int = 0
+    users: set[int] = field(default_factory=set)    # positions of outside users of members
+    reduces_read: set[int] = field(default_factory=set)  # ids of reductions members read
+
+
+class _Spans:
+    """How many groups span each position p (lo < p <= hi), under merges: a Fenwick tree
+    of range additions, so asking costs O(log n) instead of a scan over every group."""
+
+    def __init__(self, n: int):
+        self.tree = [0] * (n + 2)
+
+    def _add(self, i: int, delta: int) -> None:
+        i += 1
+        while i < len(self.tree):
+            self.tree[i] += delta
+            i += i & -i
+
+    def change(self, g: Group, delta: int) -> None:
+        if g.hi > g.lo:
+            self._add(g.lo + 1, delta)
+            self._add(g.hi + 1, -delta)
+
+    def count(self, p: int) -> int:
+        i, total = p + 1, 0
+        while i > 0:
+            total += self.tree[i]
+            i -= i & -i
+        return total
 
 
 class _Fuser:
@@ -78,21 +107,31 @@ class _Fuser:
         self.order = graph.nodes
         self.pos = {id(n): i for i, n in enumerate(self.order)}
         self.group_of: dict[int, Group] = {}
-        self.groups: set[Group] = set()     # the groups alive (merged ones leave)
+        self.spans = _Spans(len(self.order))
+        self.users: dict[int, list[int]] = {}
+        for i, n in enumerate(self.order):
+            for s in n.src:
+                self.users.setdefault(id(s), []).append(i)
+        self.horizon = len(self.order)   # users past it cannot lead back (see _feeds_only)
+        # the legality searches share one budget linear in the graph (see _legal)
+        self.budget = max(SEARCH_FLOOR, SEARCH_PER_NODE * len(self.order))
 
     def run(self) -> list[Group]:
-        for n in self.order:
+        for i, n in enumerate(self.order):
             nest = loop_nest(n)
             if nest is None or prod(nest[0]) < self.min_size:
                 continue
-            g = Group(nest[0], nest[1], [n], {id(n)}, {}, self.pos[id(n)], self.pos[id(n)])
+            self.horizon = i
+            g = Group(nest[0], nest[1], [n], {id(n)}, {}, i, i,
+                      users=set(self.users.get(id(n), ())),
+                      reduces_read={id(s) for s in n.src if s.op.kind == REDUCE})
             g.ext = {id(s): s for s in n.src}
-            self.groups.add(g)
             cands = {id(h): h for s in n.src if fusible(s, nest)
                      and (h := self.group_of.get(id(s))) is not None}
             for h in sorted(cands.values(), key=lambda h: -h.hi):
                 g = self._try(g, h)
             self.group_of[id(n)] = g          # _merge has moved the other members
+        self.horizon = len(self.order)
         self._siblings()
         seen, groups = set(), []
         for g in self.group_of.values():
@@ -138,11 +177,26 @@ class _Fuser:
         big.ext.update(small.ext)
         for k in [k for k in big.ext if k in big.member]:
             del big.ext[k]
+        self.spans.change(big, -1)
+        self.spans.change(small, -1)
         big.lo, big.hi = min(a.lo, b.lo), max(a.hi, b.hi)
+        self.spans.change(big, 1)
+        big.users |= small.users
+        big.users -= {self.pos[id(m)] for m in small.nodes}
+        big.users -= {p for p in small.users if id(self.order[p]) in big.member}
+        big.reduces_read |= small.reduces_read
         for m in small.nodes:
             self.group_of[id(m)] = big
-        self.groups.discard(small)
         return big
+
+    def _feeds_only(self, a: Group, b: Group) -> bool:
+        """Whether every value a's members pass outside a goes to b (or to nodes past the
+        horizon: while groups grow in topological order, none holds a node after the one
+        being added, so paths through later nodes never come back). Then no path leaves a
+        except into b."""
+        if len(a.users) > FEEDS_CHECK_MAX:
+            return False
+        return all(p > self.horizon or id(self.order[p]) in b.member for p in a.users)
 
     def _legal(self, a: Group, b: Group) -> bool:
         """a and b may merge unless a source outside both depends on either (a cycle).
@@ -151,12 +205,15 @@ class _Fuser:
         sources). Nodes and groups entirely before a and b (positions below lo) cannot depend
         on them, unless some other group spans lo: it may start before a and b and wait for
         them, and a node reading its early members then depends on a and b too. So the
-        search is cut at lo only when no group spans it. Past SEARCH_BUDGET units the answer
-        is no."""
+        search is cut at lo only when no group spans it. Past SEARCH_BUDGET units, or once
+        the searches of the whole fusion have used up their shared budget (linear in the
+        graph's size), the answer is no. Most merges need no search: when neither group
+        passes a value outside the pair (_feeds_only), no path can leave one and come back."""
+        if self._feeds_only(a, b) and self._feeds_only(b, a):
+            return True
         member = a.member | b.member
         lo = min(a.lo, b.lo)
-        spanned = any(h.lo < lo <= h.hi for h in self.groups if h is not a and h is not b)
-        cut = -1 if spanned else lo
+        cut = -1 if self.spans.count(lo) else lo      # a and b themselves never span lo
         stack = [s for s in {**a.ext, **b.ext}.values() if id(s) not in member]
         seen: set[int] = set()
         visited = 0
@@ -168,7 +225,8 @@ class _Fuser:
                 continue
             seen.add(id(u))
             visited += 1
-            if visited > SEARCH_BUDGET:
+            self.budget -= 1
+            if visited > SEARCH_BUDGET or self.budget < 0:
                 return False
             h = self.group_of.get(id(u))
             if h is not None:            # a group runs as a whole: it needs all its sources

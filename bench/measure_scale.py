@@ -1,0 +1,83 @@
+"""Linear cost at any graph shape (issue 13, item 5): CPU seconds from tracing to the C text
+(trace, autodiff, passes, scheduling, fusion, tape encoding; gcc excluded, as the tape's C
+does not grow with the graph) of value_and_grad of each shape at two sizes. Ten times the
+size may cost at most RATIO_MAX times the time.
+
+    taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
+
+CPU time of this process, best of the repeats (the machine is shared). W7's size is its
+number of ops (about 20 nodes each), so W7 runs at a tenth of the other sizes by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bench.workloads import deep_chain, w7, wide_stack
+
+RATIO_MAX = 12.0
+
+
+def _w7_args(n: int) -> tuple:
+    return (np.random.default_rng(7).uniform(-1, 1, 100),)
+
+
+SHAPES = {   # name -> (loss for a size, its arguments, size scale)
+    "wide stack": (wide_stack, lambda n: (np.ones(n),), 1.0),
+    "deep chain": (deep_chain, lambda n: (1.0,), 1.0),
+    "W7, loss sum(stack(nodes))": (lambda n: w7(n, stack=True), _w7_args, 0.1),
+    "W7, loss a chain of +": (w7, _w7_args, 0.1),
+}
+
+
+def frontend_seconds(shape: str, n: int, repeats: int) -> float:
+    """Best CPU seconds over `repeats` from tracing value_and_grad to the C source."""
+    import graphc
+    from graphc.capture import trace_to_graph
+    from graphc.codegen.c import generate
+    from graphc.passes import optimize
+    from graphc.runtime import paused_gc
+    make, args, _ = SHAPES[shape]
+    best = float("inf")
+    for _ in range(repeats):
+        fn = graphc.value_and_grad(make(n))
+        with paused_gc():
+            t0 = time.process_time()
+            graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
+            graph.structure_key()
+            generate(optimize(graph))
+            best = min(best, time.process_time() - t0)
+    return best
+
+
+def growth(shape: str, small: int, large: int, repeats: int = 2) -> tuple[float, float]:
+    """(seconds at the small size, seconds at the large size), each scaled by the shape."""
+    scale = SHAPES[shape][2]
+    return (frontend_seconds(shape, max(1, int(small * scale)), repeats),
+            frontend_seconds(shape, max(1, int(large * scale)), repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    print(f"| shape | size | CPU s | size ×{args.large / args.small:g} | CPU s | ratio |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    for shape, (_, _, scale) in SHAPES.items():
+        t_small, t_large = growth(shape, args.small, args.large, args.repeats)
+        worst = max(worst, t_large / t_small)
+        print(f"| {shape} | {int(args.small * scale):,} | {t_small:.2f} | "
+              f"{int(args.large * scale):,} | {t_large:.2f} | {t_large / t_small:.1f} |",
+              flush=True)
+    assert worst <= RATIO_MAX * args.large / args.small / 10, \
+        f"cost grows superlinearly: {worst:.1f}x for {args.large / args.small:g}x the size"
+
+
+if __name__ == "__main__":
+    main()
