@@ -20,6 +20,7 @@ from ..ops.elementwise import index_error
 from ..ops.reduce import BLOCK
 from ..runtime import as_array, in_place_array
 from ..schedule import Buffer, Kernel, Schedule, View, describe, loop_dims, schedule
+from .bounds import check_bounds
 from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
@@ -465,6 +466,7 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
             sched = schedule(graph, fuse=True)
     else:
         sched = schedule(graph, fuse=True)
+    check_bounds(sched.kernels)
     source = _Emitter(sched, tape).render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")

@@ -233,7 +233,7 @@ cast = defop("cast", ELEMENTWISE, infer=_cast_infer,
 def index_error(what: str, value: int, pos: int, shape: tuple, n: int,
                 lo: int = 0) -> GraphcError:
     """The error of a failed check_index, worded the same by both backends."""
-    where = np.unravel_index(pos, shape) if len(shape) > 1 else pos
+    where = tuple(int(i) for i in np.unravel_index(pos, shape)) if len(shape) > 1 else pos
     return GraphcError(f"{what} {value} at position {where} is outside [{lo}, {n})")
 
 
