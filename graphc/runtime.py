@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import pytree
+from . import nans, pytree
 from .errors import GraphcError, TracerError
 from .ir import Graph
 from .trace import in_trace, tracing_now
@@ -34,8 +34,10 @@ class Executable:
     The runner receives the dynamic leaves as they came (it converts them itself: the C
     runner passes scalars by value and arrays zero-copy)."""
 
-    def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=()):
+    def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=(),
+                 traced: Graph | None = None):
         self.graph = graph
+        self.traced = traced or graph     # what the NaN locator re-runs (nans.py)
         self.out_treedef = out_treedef
         self.runner = runner
         self.run = getattr(runner, "call", runner)      # the runner's fastest entry
@@ -49,6 +51,8 @@ class Executable:
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
             leaves = [leaves[k] for k in self.dynamic]
+        if nans.enabled():
+            return self.unflatten(nans.checked_call(self.run, self.traced, leaves))
         return self.unflatten(self.run(leaves))
 
 
@@ -150,7 +154,8 @@ class CompiledFunction:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
         graph, runner = _runner_for(traced, self.backend or default_backend(), self.optimize)
-        return Executable(graph, out_td, runner, specs, traced.weak_outputs)
+        return Executable(graph, out_td, runner, specs, traced.weak_outputs,
+                          traced if nans.enabled() else None)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -159,7 +164,7 @@ class CompiledFunction:
         fast = None if self.retrace else _fast_key(args)
         if fast is not None:
             exe = self._fast.get(fast)
-            if exe is not None:
+            if exe is not None and not nans.enabled():
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
             if not tracing_now():
