@@ -271,7 +271,8 @@ _RUNNERS_MAX = 128
 _runners_lock = threading.Lock()
 # settings read while optimizing and lowering: a runner built under others is not reused
 _LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY",
-                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC")
+                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC",
+                 "GRAPHC_MUTANT", "GRAPHC_SANITIZE")
 
 
 def _runner_for(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, object]:

@@ -12,7 +12,7 @@ from functools import reduce
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, mutants
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..trace import (
     ArrayLike,
@@ -45,7 +45,7 @@ neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})",
 add = defop("add", ELEMENTWISE, numpy=np.add, c="({0} + {1})",
             vjp=lambda g, y, a, b: (g, g), jvp=LINEAR)
 sub = defop("sub", ELEMENTWISE, infer=numeric, numpy=np.subtract, c="({0} - {1})",
-            vjp=lambda g, y, a, b: (g, -g), jvp=LINEAR)
+            vjp=lambda g, y, a, b: (g, g if mutants.active("vjp_sign") else -g), jvp=LINEAR)
 mul = defop("mul", ELEMENTWISE, numpy=np.multiply, c="({0} * {1})",
             vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR)
 div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1})",
