@@ -20,11 +20,12 @@ demo: $(PY)
 	$(PY) -m graphc.demo
 
 # The full suite on the default C backend, then the API-level suites on the numpy reference
-# backend (so both backends pass the same outside tests).
+# backend (so both backends pass the same outside tests). One pytest worker per core
+# (pytest-xdist); the workers share one kernel cache, which is safe across processes.
 test: $(PY) system-deps
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pytest -q
-	GRAPHC_BACKEND=numpy $(PY) -m pytest -q tests/test_seeds.py tests/test_api_transforms.py \
+	$(PY) -m pytest -q -n auto
+	GRAPHC_BACKEND=numpy $(PY) -m pytest -q -n auto tests/test_seeds.py tests/test_api_transforms.py \
 		tests/test_api_pytrees.py tests/test_api_errors.py
 
 # The MPI tests alone, with the mpi extra (mpi4py, MPICH's mpiexec) installed; `make test`

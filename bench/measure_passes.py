@@ -65,10 +65,10 @@ def main(which) -> None:
 
 def w7_phases(n_ops: int) -> None:
     """CPU seconds of each stage up to the C text (gcc excluded: the tape's C is cached)."""
+    from graphc.capture import trace_to_graph
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
-    from graphc.transforms import trace_to_graph
     x = np.random.default_rng(0).uniform(-1, 1, 100)
     f = graphc.value_and_grad(w7(n_ops))
     with paused_gc():

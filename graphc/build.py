@@ -42,9 +42,11 @@ import cffi
 import numpy
 import platformdirs
 
-from graphc import mutants, sanitize
 from graphc._version import __version__ as graphc_version
 from graphc.errors import CompileError, GraphcError
+from graphc.mutants import current as active_mutant
+from graphc.sanitize import SANITIZE_FLAGS, compiler_env, require_runtime
+from graphc.sanitize import enabled as sanitizing
 
 __all__ = [
     "CSRC_DIR",
@@ -113,14 +115,14 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
     hit = _loaded.get((source, cdef))
     if hit is not None:
         return hit
-    if sanitize.enabled():
-        sanitize.require_runtime()
+    if sanitizing():
+        require_runtime()
     key = module_key(source, cdef)
     with _key_locks.setdefault(key, threading.Lock()):
         hit = _loaded.get((source, cdef))
         if hit is None:
             root = cache_dir()
-            if sanitize.enabled():              # a cache of their own (graphc/sanitize.py)
+            if sanitizing():              # a cache of their own (graphc/sanitize.py)
                 root = root / "sanitized"
             root = _exec_roots.get(root, root)
             try:
@@ -139,7 +141,7 @@ def module_key(source: str, cdef: str) -> str:
 
     - the C source and the cdef;
     - the compiler: `$CC` (default `gcc`), its resolved path and the first line of `--version`;
-    - the compile flags (with GRAPHC_SANITIZE=1: sanitize.SANITIZE_FLAGS; otherwise as
+    - the compile flags (with GRAPHC_SANITIZE=1: SANITIZE_FLAGS; otherwise as
       requested: `-march=native` is dropped at build time only if the
       compiler rejects it, which compiler and CPU flags below determine), and whether
       glibc's libmvec is requested (`-DGC_LIBMVEC -lmvec` if it links: a function of compiler
@@ -151,8 +153,8 @@ def module_key(source: str, cdef: str) -> str:
     - a planted test bug, if GRAPHC_MUTANT names one (graphc/mutants.py; absent otherwise).
     """
     cc = tuple(_compiler_argv())
-    mutant = mutants.current()
-    flags = sanitize.SANITIZE_FLAGS if sanitize.enabled() else (*_KEY_FLAGS, _libmvec_request())
+    mutant = active_mutant()
+    flags = SANITIZE_FLAGS if sanitizing() else (*_KEY_FLAGS, _libmvec_request())
     parts = [source, cdef, *_compiler_id(cc), *flags,
              *_environment_id(), *([f"mutant {mutant}"] if mutant else [])]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
@@ -462,8 +464,8 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
     c_file = tmp / f"{name}.c"
     ffi.emit_c_code(str(c_file))
     cc = _compiler_argv()
-    checked = sanitize.enabled()
-    flags = list(sanitize.SANITIZE_FLAGS) if checked else _build_flags(tuple(cc))
+    checked = sanitizing()
+    flags = list(SANITIZE_FLAGS) if checked else _build_flags(tuple(cc))
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
     vec = () if checked else _libmvec_flags(tuple(cc))
     defines = [f for f in vec if f.startswith("-D")]
@@ -471,7 +473,7 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str) -> list[str
            *[f for f in vec if f not in defines], *_LIBS]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True,
-                                env=sanitize.compiler_env() if checked else None)
+                                env=compiler_env() if checked else None)
     except OSError as exc:
         raise _compile_error(root, c_file, f"cannot run {cc[0]}: {exc}", "") from exc
     if result.returncode != 0:

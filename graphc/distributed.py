@@ -186,8 +186,8 @@ class DataParallelStep(TrainStep):
                 from .interpret import Interpreter
                 run = Interpreter(graph)
             else:
-                from .codegen.c import build_graph
-                run = build_graph(graph).call
+                from .native import CRunner
+                run = CRunner(graph).call
         unflatten_aux, n_aux = self._unflatten_aux, len(graph.outputs) - 1
 
         def call(*batch):

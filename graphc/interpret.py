@@ -50,7 +50,7 @@ class Interpreter:
         return {i: env[k] for i, k in self.slot.items()}
 
     def run(self, inputs: list[np.ndarray]) -> list:
-        from .runtime import as_array, in_place_array
+        from .arrays import as_array, in_place_array
         for j in self.aliases.values():
             in_place_array(inputs[j], self.in_dtypes[j], j)
         env: list = [None] * self.n_slots

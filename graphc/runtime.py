@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import gc
-import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from . import nans, pytree
+from .capture import leaf_spec, trace_to_graph
+from .compiler import BACKENDS, default_backend, lower
 from .errors import GraphcError, TracerError
 from .ir import Graph
 from .trace import in_trace, tracing_now
-from .transforms import leaf_spec, trace_to_graph
-
-BACKENDS = ("c", "numpy")
-
-
-def default_backend() -> str:
-    b = os.environ.get("GRAPHC_BACKEND", "c").strip().lower() or "c"
-    if b not in BACKENDS:
-        raise GraphcError(f"GRAPHC_BACKEND={b!r}: expected one of {BACKENDS}")
-    return b
 
 
 class Executable:
@@ -62,22 +52,6 @@ def _weak_to_python(unflatten, weak: tuple[int, ...], outs: list):
     for k in weak:
         outs[k] = outs[k].item()
     return unflatten(outs)
-
-
-def as_array(x, dtype: np.dtype) -> np.ndarray:
-    """The input as a C-contiguous array of the traced dtype (a copy only when needed)."""
-    a = np.asarray(x, dtype=dtype)
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
-
-
-def in_place_array(x, dtype: np.dtype, position: int) -> np.ndarray:
-    """An argument that an output is written into: it must already be that memory."""
-    if not (type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous
-            and x.flags.writeable):
-        raise GraphcError(f"argument {position} is updated in place: it must be a writeable, "
-                          f"C-contiguous {np.dtype(dtype)} numpy array, got "
-                          f"{getattr(x, 'dtype', type(x).__name__)} {np.shape(x)}")
-    return x
 
 
 class CompiledFunction:
@@ -153,7 +127,7 @@ class CompiledFunction:
     def _build_unpaused(self, args, specs) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
         traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
-        graph, runner = _runner_for(traced, self.backend or default_backend(), self.optimize)
+        graph, runner = lower(traced, self.backend or default_backend(), self.optimize)
         return Executable(graph, out_td, runner, specs, traced.weak_outputs,
                           traced if nans.enabled() else None)
 
@@ -262,42 +236,6 @@ def _bounded_put(cache: dict, key, value, limit: int | None = None) -> None:
             del cache[next(iter(cache))]
         except (KeyError, RuntimeError, StopIteration):     # another thread got there first
             break
-
-
-# Built runners by what their graph computes, so a retraced function, or another function
-# with the same graph, skips optimization and code generation (bounded: runners own arenas).
-_RUNNERS: collections.OrderedDict = collections.OrderedDict()
-_RUNNERS_MAX = 128
-_runners_lock = threading.Lock()
-# settings read while optimizing and lowering: a runner built under others is not reused
-_LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY",
-                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC",
-                 "GRAPHC_MUTANT", "GRAPHC_SANITIZE")
-
-
-def _runner_for(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, object]:
-    """(the graph as run, its runner): optimized and built once per distinct graph."""
-    key = (graph.structure_key(), backend, optimize,
-           tuple(os.environ.get(v) for v in _LOWERING_ENV))
-    with _runners_lock:
-        hit = _RUNNERS.get(key)
-        if hit is not None:
-            _RUNNERS.move_to_end(key)
-            return hit
-    if optimize:
-        from .passes import optimize as run_passes
-        graph = run_passes(graph)
-    if backend == "numpy":
-        from .interpret import Interpreter
-        runner = Interpreter(graph)
-    else:
-        from .codegen.c import build_graph
-        runner = build_graph(graph, fuse=optimize)
-    with _runners_lock:
-        _RUNNERS[key] = (graph, runner)
-        while len(_RUNNERS) > _RUNNERS_MAX:
-            _RUNNERS.popitem(last=False)
-    return graph, runner
 
 
 @contextlib.contextmanager

@@ -19,12 +19,12 @@ import numpy as np
 
 from . import pytree
 from .autodiff import vjp_nodes
+from .capture import leaf_spec, trace_to_graph
 from .errors import GraphcError
 from .interpret import Interpreter
 from .ir import Graph, Node, intern_scope, where_text
 from .runtime import paused_gc
 from .trace import Tracer, constant
-from .transforms import leaf_spec, trace_to_graph
 
 FORMATS = ("html", "svg", "dot")
 SMALL = 6                 # nodes with at most this many elements show every value

@@ -298,9 +298,18 @@ def _message(what: str, fix: str) -> str:
 
 def trace(fn: Callable, *args, static_argnums=()) -> Graph:
     """The Graph of `fn` at these example arguments (shapes and dtypes; values are ignored)."""
-    from .transforms import trace_to_graph
+    from .capture import trace_to_graph
     graph, _ = trace_to_graph(fn, args, static_argnums)
     return graph
 
 
-from .ops import api as F  # noqa: E402  (Tracer's operators resolve at call time)
+# The public op namespace (graphc.ops.api) that Tracer's operators and numpy's dispatch
+# resolve to. That namespace is a later stage (it holds ops built on autodiff, such as
+# norm's custom derivative), so it binds itself here when it loads (graphc/__init__ loads
+# it before any trace can run) rather than being imported from here.
+F = None
+
+
+def bind_operators(namespace) -> None:
+    global F
+    F = namespace

@@ -15,12 +15,14 @@ from collections.abc import Callable
 import numpy as np
 
 from . import nans, pytree
+from .capture import trace_to_graph
+from .compiler import default_backend
 from .errors import GraphcError
 from .ir import Graph
 from .ops import api as ops
 from .optim import Optimizer, clip_by_global_norm
-from .runtime import default_backend, paused_gc
-from .transforms import trace_to_graph, value_and_grad
+from .runtime import paused_gc
+from .transforms import value_and_grad
 
 
 def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None,
@@ -160,8 +162,8 @@ class TrainStep:
             if self.backend == "numpy":
                 from .interpret import Interpreter
                 return self._numpy_call(Interpreter(aliased), first)
-            from .codegen.c import build_graph
-            return self._c_call(build_graph(aliased), first)
+            from .native import CRunner
+            return self._c_call(CRunner(aliased), first)
 
     def _unflatten_aux(self, leaves: list):
         return pytree.unflatten(self._aux_td, leaves)

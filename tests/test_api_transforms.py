@@ -975,7 +975,7 @@ def test_same_signature_traces_once_new_signature_retraces():
 def test_grad_same_signature_does_not_rebuild_and_compiled_grad_does_not_retrace():
     """grad(f) called directly traces at each call (so it sees current globals, as JAX's
     grad) but reuses the built code; compile(grad(f)) traces once per signature."""
-    from graphc import runtime
+    from graphc import compiler
     calls = []
 
     def f(x):
@@ -984,10 +984,10 @@ def test_grad_same_signature_does_not_rebuild_and_compiled_grad_does_not_retrace
 
     df = graphc.grad(f)
     close(df(np.array([1.0, 2.0])), [3.0, 12.0], **EXACT)
-    runners = len(runtime._RUNNERS)
+    runners = len(compiler._RUNNERS)
     close(df(np.array([2.0, 3.0])), [12.0, 27.0], **EXACT)
     close(df(np.array([-1.0, 0.5])), [3.0, 0.75], **EXACT)
-    assert len(runtime._RUNNERS) == runners
+    assert len(compiler._RUNNERS) == runners
     cdf = graphc.compile(df)
     close(cdf(np.array([1.0, 2.0])), [3.0, 12.0], **EXACT)
     n = len(calls)

@@ -15,9 +15,9 @@ from test_c_backend import GraphcLib, _weights, programs, run_program
 
 import graphc
 from bench.workloads import w4
+from graphc.capture import trace_to_graph
 from graphc.passes.fuse import fuse
 from graphc.schedule import schedule, verify_memory
-from graphc.transforms import trace_to_graph
 
 X32 = np.random.default_rng(0).uniform(-2, 2, 1_000_000).astype(np.float32)
 

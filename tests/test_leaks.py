@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc import build, runtime
+from graphc import build, compiler, runtime
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -96,7 +96,7 @@ def test_2000_shapes_each_built_keep_memory_bounded():
     print("RSS over 2,000 built signatures (MB):", " ".join(f"{s:.1f}" for s in samples))
     assert len(f._cache) <= runtime.SIGNATURES_MAX
     assert len(build._loaded) <= build._LOADED_MAX
-    assert len(runtime._RUNNERS) <= runtime._RUNNERS_MAX
+    assert len(compiler._RUNNERS) <= compiler._RUNNERS_MAX
     # each new module stays mapped (Python never unloads one): ~35 KB apiece measured, so
     # memory grows with the number of distinct kernels ever built, and by nothing else
     assert (samples[-1] - samples[len(samples) // 2]) / 1000 < 0.1

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import graphc
+from graphc.capture import trace_to_graph
 from graphc.passes import dce, fold, optimize, simplify
-from graphc.transforms import trace_to_graph
 
 
 def graph_of(fn, *args):

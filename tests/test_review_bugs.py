@@ -75,14 +75,14 @@ def test_check_grads_sees_the_current_function():
 
 
 def test_retracing_reuses_the_built_code():
-    from graphc import runtime
+    from graphc import compiler
     f = lambda x: graphc.tanh(x) * 3.0       # noqa: E731
     x = np.linspace(-1, 1, 5)
     graphc.grad(lambda x: f(x).sum())(x)
-    before = len(runtime._RUNNERS)
+    before = len(compiler._RUNNERS)
     for _ in range(3):
         graphc.grad(lambda x: f(x).sum())(x)
-    assert len(runtime._RUNNERS) == before
+    assert len(compiler._RUNNERS) == before
 
 
 # ---- 2. & | ^ ~ are bitwise on integers, logical on bools, refused on floats ----

@@ -387,11 +387,11 @@ def test_aliased_output_is_written_after_every_read():
     """out0 = x + 1 written into x, while out1 = 2x still reads the old x."""
     def f(x):
         return x + 1, x * 2
-    graph, _ = graphc.transforms.trace_to_graph(f, (np.zeros(3),))
+    graph, _ = graphc.capture.trace_to_graph(f, (np.zeros(3),))
     aliased = Graph(graph.inputs, graph.outputs, aliases=[(0, 0)])
-    from graphc.codegen.c import build_graph
     from graphc.interpret import Interpreter
-    for runner in (build_graph(aliased), Interpreter(aliased)):
+    from graphc.native import CRunner
+    for runner in (CRunner(aliased), Interpreter(aliased)):
         run = getattr(runner, "call", runner)
         x = np.array([1.0, 2.0, 3.0])
         new, doubled = run([x])
@@ -404,7 +404,7 @@ def test_aliased_output_is_written_after_every_read():
 
 def test_alias_plan_is_verified():
     from graphc.schedule import check_aliases, schedule
-    graph, _ = graphc.transforms.trace_to_graph(lambda x: (x + 1, x * 2), (np.zeros(3),))
+    graph, _ = graphc.capture.trace_to_graph(lambda x: (x + 1, x * 2), (np.zeros(3),))
     sched = schedule(Graph(graph.inputs, graph.outputs, aliases=[(0, 0)]))
     check_aliases(sched)
     copy = next(k for k in sched.kernels if k.note == "in place")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from ..trace import bind_operators as _bind_operators
 from ..trace import to_tracer
 from . import elementwise as _ew
 from .composite import (
@@ -128,3 +131,5 @@ __all__ = [
     "subtract", "sum", "swapaxes", "take", "take_along_axis", "tanh", "tile", "transpose",
     "var", "where", "zeros", "zeros_like",
 ]
+
+_bind_operators(sys.modules[__name__])
