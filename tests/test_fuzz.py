@@ -363,7 +363,7 @@ def test_fuzz_programs_cover_every_op():
 # backend, optimize=False, the verifier and torch; tape mode or float32 (one more build)
 # alternate between batches. `make fuzz` (FUZZ_ALL_ORACLES=1) runs every oracle every time.
 ALL_ORACLES = os.environ.get("FUZZ_ALL_ORACLES") == "1"
-BATCH = 10
+BATCH = int(os.environ.get("FUZZ_BATCH", "10"))      # `make sanitize`: larger, fewer builds
 
 
 @settings(max_examples=max(1, N_EXAMPLES // BATCH), deadline=None, derandomize=True,
