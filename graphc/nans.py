@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import NaNError
 from .ir import Graph, Node, where_text
+from .ops import ALIAS, ELEMENTWISE, MOVEMENT
 
 _state = {"on": os.environ.get("GRAPHC_DEBUG_NANS", "0") not in ("", "0")}
 
@@ -64,14 +65,14 @@ def locate(graph: Graph, inputs: list) -> None:
     from .interpret import Interpreter
     values = Interpreter(graph).values(inputs)
     for n in graph.nodes:
-        if not n.src or not n.dtype.is_float or n.op.kind in ("movement", "alias"):
+        if not n.src or not n.dtype.is_float or n.op.kind in (MOVEMENT, ALIAS):
             continue
         out = np.asarray(values[id(n)])
         bad = ~np.isfinite(out)
         if not bad.any():
             continue
         srcs = [np.asarray(values[id(s)]) for s in n.src]
-        if n.op.kind == "elementwise":
+        if n.op.kind == ELEMENTWISE:
             for s in srcs:
                 if s.dtype.kind == "f":
                     bad &= np.isfinite(np.broadcast_to(s, out.shape))
@@ -91,7 +92,7 @@ def _message(n: Node, out: np.ndarray, srcs: list[np.ndarray], bad: np.ndarray) 
     at = f"at {where_text(n.where)}" if n.where is not None else "(source line unknown)"
     lines = [f"{op} {at} gave {what} from finite inputs"
              + (f" at position {shown}" if pos else "")]
-    if n.op.kind == "elementwise":
+    if n.op.kind == ELEMENTWISE:
         args = ", ".join(_number(s[pos] if s.ndim else s) for s in srcs)
         lines[0] += f": {n.op.name}({args}) = {_number(out[pos])}"
     for k, s in enumerate(srcs):
