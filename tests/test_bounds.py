@@ -69,3 +69,12 @@ def test_cross_entropy_gradient_rejects_out_of_range_labels(backend):
     np.testing.assert_allclose(loss(z, np.array([0, 1, 3])).sum(), 0.0, atol=1e-15)
     with pytest.raises(graphc.GraphcError, match=r"label 4 at position 2 is outside \[0, 4\)"):
         loss(z, np.array([0, 1, 4]))
+
+
+def test_int64_overflow_wraps_as_in_numpy():
+    """Signed overflow is undefined in C: built with -fwrapv it wraps, as numpy does (UBSan
+    stopped `make sanitize`, which runs this file, on it: a NaN cast to int64 then squared)."""
+    a = np.array([2**62, -(2**63), 3], np.int64)
+    f = graphc.compile(lambda a: a * a + a)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(f(a), a * a + a)
