@@ -16,6 +16,7 @@
  *   GC_BUF(T, base, off)         typed pointer into the workspace arena at byte offset off
  *   gc_check_index(v, n, lo, ..) v if lo <= v < n (negative v wrapped by n); else records
  *                                the first failure and gives 0
+ *   gc_clamp_index(v, n)         v if 0 <= v < n, else 0 (gathers and scatters load indices)
  */
 #ifndef GRAPHC_RT_H
 #define GRAPHC_RT_H
@@ -60,6 +61,12 @@ static inline int64_t gc_ipow(int64_t a, int64_t b) {
 /* The error record (int64_t[4]: code, site, position, value) lives after the arena; the
  * entry clears it, returns its code, and the runtime turns a nonzero code into an error. */
 #define GC_ERR_INDEX 1
+
+/* A data-dependent index into an axis of length n (n > 0) as a safe offset: indices pass
+ * check_index first, this clamp keeps memory safe whatever reaches the load. */
+static inline long gc_clamp_index(int64_t v, int64_t n) {
+    return (uint64_t)v < (uint64_t)n ? (long)v : 0;
+}
 
 static inline int64_t gc_check_index(int64_t v, int64_t n, int64_t lo, int64_t pos,
                                      int64_t site, int64_t *err) {

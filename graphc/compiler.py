@@ -62,8 +62,11 @@ _LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VER
 
 
 def lower(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, Interpreter | CRunner]:
-    """(the graph as run, its runner): optimized and built once per distinct graph."""
-    key = (graph.structure_key(), backend, optimize,
+    """(the graph as run, its runner): optimized and built once per distinct graph. The key
+    holds the nodes' source lines too, so explain() and source() name this trace's lines; an
+    identical graph traced from other lines generates the same C, which build.py keys on, so
+    it is never compiled again."""
+    key = (graph.structure_key(), tuple(n.where for n in graph.nodes), backend, optimize,
            tuple(os.environ.get(v) for v in _LOWERING_ENV))
     with _runners_lock:
         hit = _RUNNERS.get(key)

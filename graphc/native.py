@@ -10,7 +10,7 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module
-from .codegen.c import ENTRY, by_value, check_sites, generate
+from .codegen.c import ENTRY, annotate, by_value, check_sites, generate
 from .errors import GraphcError
 from .ir import Graph
 from .ops.elementwise import index_error
@@ -23,7 +23,7 @@ class CRunner:
     (`runner.call(leaves)`, generated per signature)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
-        self.source, cdef, sched = generate(graph, fuse)
+        self.source, cdef, sched, self._marks = generate(graph, fuse)
         self.ffi, lib = load_module(self.source, cdef)
         if "graphc_gemm.h" in self.source:
             addr = gemm_addresses()
@@ -50,6 +50,10 @@ class CRunner:
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         return describe(self._sched)
+
+    def annotated_source(self) -> str:
+        """The built C with each kernel's nodes and source lines as comments (f.source())."""
+        return annotate(self.source, self._marks, self._sched.graph)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)

@@ -168,13 +168,15 @@ class CompiledFunction:
         return variant
 
     # ---- introspection ----
-    def source(self, *args) -> str:
-        """The generated C of this signature."""
+    def source(self, *args, annotated: bool = True) -> str:
+        """The generated C of this signature; `annotated`: with a comment above each kernel
+        naming the nodes it computes and the source lines they came from (the C that is
+        built, and cached, has no such comments: annotated=False returns it)."""
         exe = self.executable(*args)
         src = getattr(exe.runner, "source", None)
         if src is None:
             raise GraphcError("source() is only available with backend='c'")
-        return src
+        return exe.runner.annotated_source() if annotated else src
 
     def stats(self, *args) -> dict:
         exe = self.executable(*args)

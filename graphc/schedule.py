@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import heapq
 import os
+import textwrap
 from dataclasses import dataclass, field
 
 from . import mutants, sanitize
 from .dtypes import DType
 from .errors import GraphcError
-from .ir import Graph, Node
+from .ir import Graph, Node, where_text
 from .passes.fuse import Group
 from .passes.fuse import fuse as fuse_groups
 
@@ -69,7 +70,7 @@ class Fused:
 @dataclass(eq=False)
 class Kernel:
     kind: str            # "elementwise" | "copy" | "reduce" | "matmul" | "zero" | "fused"
-                         # | "guard"
+                         # | "scan" | "gather" | "scatter" | "guard"
     node: Node | None
     shape: tuple[int, ...]
     out: View
@@ -234,6 +235,8 @@ class _Planner:
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
         elif kind == "reduce":
             self.kernels.append(Kernel("reduce", n, n.src[0].shape, out, srcs))
+        elif kind in ("scan", "gather", "scatter"):     # kernels of their own (codegen/c.py)
+            self.kernels.append(Kernel(kind, n, n.shape, out, srcs))
         elif kind == "contract":     # gemm reads memory: scalar constants get a buffer
             srcs = [self.materialize(s, v) if v.literal is not None else v
                     for s, v in zip(n.src, srcs)]
@@ -517,3 +520,17 @@ def describe(sched: Schedule) -> list[str]:
             lines.append(f"kernel {i}: {k.kind} {name(k.node)}:{k.node.op.name} {shape}{note}"
                          f"{extra} -> {_where(k.out)}")
     return lines
+
+
+def kernel_origin(k: Kernel, labels: dict[int, str], width: int = 92) -> list[str]:
+    """A C comment naming the nodes a kernel computes, grouped by the user's source line that
+    built them (derivative nodes carry their forward node's line), for f.source()."""
+    by_line: dict[str, list[str]] = {}
+    for n in k.fused.nodes if k.fused else [k.node]:
+        line = where_text(n.where) if n.where is not None else "no source line"
+        by_line.setdefault(line, []).append(f"{labels.get(id(n), '%?')} {n.op.name}")
+    body = "; ".join(f"{line}: {', '.join(names)}" for line, names in by_line.items())
+    text = textwrap.wrap(f"from {body}".replace("*/", "* /"), width)
+    if len(text) == 1:
+        return [f"/* {text[0]} */"]
+    return [f"/* {text[0]}"] + [f" * {t}" for t in text[1:]] + [" */"]

@@ -127,6 +127,7 @@ class Tracer:
     def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    def cumsum(self, axis=None, dtype=None): return F.cumsum(self, axis, dtype)
     def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 else shape)
     def transpose(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else
                                                    (axes or None))

@@ -29,7 +29,18 @@ from hypothesis import strategies as st
 import graphc
 from graphc import dtypes
 from graphc.errors import GraphcError
-from graphc.ops import ALIAS, CONTRACT, ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE
+from graphc.ops import (
+    ALIAS,
+    CONTRACT,
+    ELEMENTWISE,
+    GATHER,
+    MOVEMENT,
+    OPS,
+    REDUCE,
+    SCAN,
+    SCATTER,
+    SOURCE,
+)
 
 CLASSES = ("F", "B", "I")
 LAYOUTS = ("c", "fortran", "strided", "reversed", "transposed")
@@ -88,8 +99,10 @@ ALIAS_FNS = {
 
 # Ops that may fail at run time (check_index) raise on data the generator cannot keep in
 # range without changing values; their checks have tests of their own (test_training's bad
-# labels, test_ops_extra's gathers, the registry spec in test_ops).
-PRIMITIVES = sorted(n for n, op in OPS.items() if op.kind != SOURCE and not op.may_fail)
+# labels, test_ops_extra's gathers, the registry spec in test_ops). Gathers and scatters
+# need integer indices in range, which no generated value is (the same tests cover them).
+PRIMITIVES = sorted(n for n, op in OPS.items()
+                    if op.kind not in (SOURCE, GATHER, SCATTER) and not op.may_fail)
 SIGNATURES = {n: _signatures(OPS[n]) for n in PRIMITIVES if OPS[n].kind == ELEMENTWISE}
 
 
@@ -335,8 +348,15 @@ def _alias(b: _Builder, name: str) -> None:
     b.add(name, [b.convert(b.pick(), "F")])
 
 
+def _scan(b: _Builder, name: str) -> None:
+    i = b.convert(b.pick(), "F")        # the wrappers scan bools and ints as int64
+    if not b.values[i][0]:
+        i = b.add("reshape", [i], (1,))
+    b.add(name, [i], b.draw(st.integers(0, len(b.values[i][0]) - 1)))
+
+
 BY_KIND = {ELEMENTWISE: _elementwise, REDUCE: _reduce, CONTRACT: _matmul, MOVEMENT: _movement,
-           ALIAS: _alias}
+           ALIAS: _alias, SCAN: _scan}
 
 
 def _shapes(draw, n):

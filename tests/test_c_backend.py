@@ -329,3 +329,28 @@ def test_compiler_failure_is_a_compile_error(tmp_path, monkeypatch):
     assert "the compiler is broken" in msg
     kept = [w for w in msg.split() if w.endswith(".c")]
     assert kept and any(Path(k.strip("'\"(),")).exists() for k in kept), msg
+
+
+def test_source_names_each_kernels_nodes_and_lines_without_changing_the_built_c():
+    def f(x):
+        h = graphc.exp(x) * 2.0
+        return graphc.cumsum(h, axis=0).sum()
+
+    def g(x):
+        h = graphc.exp(x) * 2.0
+        return graphc.cumsum(h, axis=0).sum()
+
+    x = np.ones((3, 2))
+    fc, gc = graphc.compile(f), graphc.compile(g)
+    a, b = fc.source(x), gc.source(x)
+    line_f, line_g = f.__code__.co_firstlineno, g.__code__.co_firstlineno
+    assert f"test_c_backend.py:{line_f + 1}: " in a and f"test_c_backend.py:{line_f + 2}: " in a
+    assert f"test_c_backend.py:{line_g + 1}: " in b and f"test_c_backend.py:{line_f + 1}" not in b
+    comments = [s.strip() for s in a.splitlines() if s.strip().startswith("/* from")]
+    assert any(" exp" in c and " mul" in c for c in comments)      # the fused loop's nodes
+    assert any(c.endswith("cumsum */") for c in comments)
+    assert len(comments) == fc.stats(x)["kernels"]
+    plain = fc.source(x, annotated=False)         # what is built and cached: no lines in it
+    assert plain == gc.source(x, annotated=False) and "/* from" not in plain
+    assert fc.executable(x).runner.ffi is gc.executable(x).runner.ffi     # one build, loaded once
+    assert [s for s in a.splitlines() if "/* from" not in s] == plain.splitlines()

@@ -48,6 +48,15 @@ def _ints(a):
     return (a * 3).astype(np.int64)
 
 
+_IDX = np.array([[2, 0], [1, 2], [2, 2]])     # row indices, repeated: scatter_add sums them
+
+
+def _scatter_ref(x):
+    g = np.zeros_like(x)
+    np.add.at(g, _IDX, 3 * x[_IDX] ** 2)
+    return g
+
+
 def _unslice_ref(x):
     g = np.zeros_like(x)
     g[1:, ::2] = 3 * x[1:, ::2] ** 2
@@ -132,6 +141,12 @@ SPECS = {
     "concatenate": (lambda a, b: graphc.concatenate([a, b * 2], axis=1),
                     lambda a, b: np.concatenate([a, b * 2], axis=1),
                     [((2, 3), None), ((2, 2), None)], 2),
+    "cumsum": (lambda x: graphc.cumsum(x * x, axis=1), lambda x: np.cumsum(x * x, axis=1),
+               [((3, 4), None)], 2),
+    "gather": (lambda x: graphc.take(x, _IDX, axis=0), lambda x: np.take(x, _IDX, axis=0),
+               [((3, 4), None)], 2),
+    "scatter_add": (lambda x: graphc.grad(lambda y: (y[_IDX] ** 3).sum())(x), _scatter_ref,
+                    [((3, 4), None)], 1),
     "matmul": (lambda a, b: a @ b, np.matmul, [((2, 3, 4), None), ((2, 4, 5), None)], 2),
 }
 

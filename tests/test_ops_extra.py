@@ -55,6 +55,10 @@ CASES = {
     "np_var": (lambda a: np.var(a, axis=0), lambda a: np.var(a, axis=0), True),
     "np_argmax": (lambda a: np.argmax(a, axis=0), lambda a: np.argmax(a, axis=0), False),
     "np_flip": (lambda a: np.flip(a, 0), lambda a: np.flip(a, 0), True),
+    "cumsum": (lambda a: graphc.cumsum(a, axis=1), lambda a: np.cumsum(a, axis=1), True),
+    "cumsum_flat": (lambda a: graphc.cumsum(a), lambda a: np.cumsum(a), True),
+    "np_cumsum": (lambda a: np.cumsum(a, axis=-2), lambda a: np.cumsum(a, axis=-2), True),
+    "cumsum_method": (lambda a: (a * a).cumsum(0), lambda a: (a * a).cumsum(0), True),
 }
 
 
@@ -80,7 +84,7 @@ def test_float32_stays_float32(name):
     np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-6)
 
 
-SECOND_ORDER = {"var", "std", "gelu", "gelu_tanh"}     # the others are linear in x
+SECOND_ORDER = {"var", "std", "gelu", "gelu_tanh", "cumsum_method"}     # the others are linear in x
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c[2]))
@@ -182,3 +186,83 @@ def test_gather_indices_are_checked_at_run_time():
     np.testing.assert_array_equal(graphc.compile(lambda a: a[np.array([0, 2])])(xn), [1, 3])
     np.testing.assert_array_equal(graphc.grad(lambda a: a[np.array([0, 0, 2])].sum())(xn),
                                   [2.0, 0.0, 1.0])
+
+
+CUMSUMS = [(np.arange(6).reshape(2, 3).astype(np.int32), 1), (np.array([True, True, False]), 0),
+           (np.arange(6.0, dtype=np.float32).reshape(3, 2), None), (np.ones((0, 3)), 0),
+           (np.ones((2, 0, 3)), 2), (np.ones((4, 0)), None), (np.ones((3, 1)), -1)]
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_cumsum_dtypes_and_zero_size_dims_follow_numpy(backend):
+    for x, axis in CUMSUMS:
+        want = np.cumsum(x, axis=axis)
+        got = graphc.compile(lambda a, axis=axis: graphc.cumsum(a, axis), backend=backend)(x)
+        assert got.dtype == want.dtype and got.shape == want.shape, (x.dtype, x.shape, axis)
+        np.testing.assert_array_equal(got, want)
+    x = np.arange(5)
+    got = graphc.compile(lambda a: graphc.cumsum(a, dtype=np.float32), backend=backend)(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.cumsum(x, dtype=np.float32))
+
+
+def test_cumsum_is_a_kernel_of_its_own_between_fused_loops():
+    def f(a):
+        e = graphc.exp(a) * 2.0
+        return graphc.cumsum(e, axis=0) * e + graphc.cumsum(a * a, axis=1).sum(axis=1,
+                                                                             keepdims=True)
+
+    x = rng.standard_normal((3, 5))
+    e = np.exp(x) * 2.0
+    want = np.cumsum(e, axis=0) * e + np.cumsum(x * x, axis=1).sum(axis=1, keepdims=True)
+    fc = graphc.compile(f)
+    np.testing.assert_allclose(fc(x), want, rtol=1e-14)
+    kernels = [line for line in fc.explain(x).splitlines() if line.strip().startswith("kernel")]
+    scans = [line for line in kernels if ": scan " in line]
+    assert len(scans) == 2 and not any("cumsum" in line for line in kernels if "fused" in line)
+    graphc.check_grads(f, (x,), order=2)
+
+
+def test_gathers_and_scatters_with_zero_sizes():
+    x = rng.standard_normal((4, 3))
+    for backend in ("c", "numpy"):
+        f = graphc.compile(lambda a, i: a[i], backend=backend)
+        assert f(x, np.zeros(0, np.int64)).shape == (0, 3)
+        assert f(np.ones((0, 3)), np.zeros(0, np.int64)).shape == (0, 3)
+        with pytest.raises(graphc.GraphcError, match=r"0 at position 0 is outside \[0, 0\)"):
+            f(np.ones((0, 3)), np.array([0]))
+        g = graphc.compile(graphc.grad(lambda a, i: (a[i] ** 2).sum()), backend=backend)
+        np.testing.assert_array_equal(g(x, np.zeros(0, np.int64)), np.zeros_like(x))
+
+
+def test_gather_and_scatter_run_in_tape_mode(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+
+    def loss(table, idx, w):
+        rows = table[idx]
+        cols = np.array([[2], [0], [1], [1], [0], [2]])
+        return (graphc.tanh(rows) * w).sum() + (graphc.take_along_axis(table, cols, 1) ** 2).sum()
+
+    table = rng.standard_normal((6, 3))
+    idx, w = np.array([5, 0, 5, -1, 2]), rng.standard_normal((5, 3))
+    f = graphc.compile(graphc.value_and_grad(loss))
+    assert f.stats(table, idx, w)["tape_rows"] > 0
+    want = graphc.compile(graphc.value_and_grad(loss), backend="numpy")(table, idx, w)
+    for got, ref in zip(f(table, idx, w), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)   # summation order
+    with pytest.raises(graphc.GraphcError, match=r"index for axis 0 7 at position 2"):
+        f(table, np.array([0, 1, 7, 2, 3]), w)
+    graphc.check_grads(loss, (table, idx, w), argnums=(0, 2))
+
+
+def test_scatter_add_sums_duplicates_in_numpys_order():
+    r = np.random.default_rng(5)
+    table = r.standard_normal((7, 3)).astype(np.float32)
+    idx, w = r.integers(0, 7, 500), r.standard_normal((500, 3)).astype(np.float32)
+    want = np.zeros_like(table)
+    np.add.at(want, idx, w)                 # sequential float32 sums in row-major order
+    f = graphc.grad(lambda t, w, i: (t[i] * w).sum())
+    for backend in ("c", "numpy"):
+        got = graphc.compile(f, backend=backend)(table, w, idx)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)

@@ -312,8 +312,9 @@ def test_no_allocation_per_step():
     assert peak < 2048, peak      # no array allocated (one W0 is 32 KB)
 
 
-def test_bad_label_raises_and_leaves_params_untouched():
-    for backend in ("c", "numpy"):
+def test_bad_label_raises_and_leaves_params_untouched(monkeypatch):
+    for backend, tape in (("c", "100000"), ("c", "0"), ("numpy", "100000")):
+        monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", tape)     # "0": checks in tape mode
         model = _model()
         opt = optim.Adam(model.params, lr=1e-2)
         step = graphc.train_step(_loss_fn(model), opt)

@@ -17,7 +17,16 @@ from ..errors import GraphcError
 from ..ir import Graph
 from ..ops.reduce import BLOCK
 from ..passes import enabled
-from ..schedule import Buffer, Kernel, Schedule, View, loop_dims, sanitized_sizes, schedule
+from ..schedule import (
+    Buffer,
+    Kernel,
+    Schedule,
+    View,
+    kernel_origin,
+    loop_dims,
+    sanitized_sizes,
+    schedule,
+)
 from .bounds import check_bounds
 from .elements import element_expr, node_expr, src_dtypes
 from .tape import TapePlan, plan_tape, render_cases
@@ -80,6 +89,22 @@ def _restrict(v: View, dims, offset: bool = True) -> View:
     return View(v.buf, v.offset if offset else 0, tuple(v.strides[d] for d in dims), v.literal)
 
 
+def _along(v: View, axis: int) -> View:
+    """v with `axis` left out of the loop indexing (its coordinate comes from an index)."""
+    return View(v.buf, v.offset, tuple(0 if d == axis else s for d, s in enumerate(v.strides)),
+                v.literal)
+
+
+def _at_j(at: str, v: View, axis: int) -> str:
+    """Index `at` (computed without `axis`) moved to coordinate `j` along axis."""
+    return _join(at, _index(0, (v.strides[axis],), ("j",)))
+
+
+def _index_load(idx: View, at: str, length: int) -> str:
+    """`j`, the index at `at` clamped into an axis of `length` (> 0) elements."""
+    return f"long j = gc_clamp_index({_load(idx, dtypes.int64, at)}, {length});"
+
+
 def _join(a: str, b: str) -> str:
     return a if b == "0" else b if a == "0" else f"{a} + {b}"
 
@@ -107,6 +132,7 @@ class _Emitter:
         self.tape = tape
         self.w = CWriter()
         self.sites = {id(k): i for i, k in enumerate(check_sites(sched))}
+        self.marks: list[tuple[int, Kernel]] = []     # (line of its C, kernel): annotate()
 
     def loops(self, shape, views: list[View], var: str = "i", pragma: str = ""):
         """Open loops over `shape` (merged where every view allows); returns each view's index
@@ -188,6 +214,52 @@ class _Emitter:
         self.w.open(f"for (long {last} = jb; {last} < je; {last}++)")
         return _index(0, strides[0], ivars), len(extents) - 1
 
+
+    def scan(self, k: Kernel) -> None:
+        """Loops over the other axes around one accumulating loop along the scanned axis."""
+        n, (src,) = k.node, k.srcs
+        axis, length = n.arg, n.shape[n.arg]
+        kept = [d for d in range(len(n.shape)) if d != axis]
+        out = k.out
+        with self.w.block(""):
+            idx, depth = self.loops(tuple(n.shape[d] for d in kept),
+                                    [_restrict(out, kept), _restrict(src, kept)])
+            self.w.line(f"{n.dtype.c} acc = {n.op.c.init};")
+            with self.w.block(f"for (long j = 0; j < {length}; j++)"):
+                x = _load(src, n.dtype, _at_j(idx[1], src, axis))
+                self.w.line(n.op.c.update.format(acc="acc", x=x) + ";")
+                self.w.line(f"{_ptr(out.buf)}[{_at_j(idx[0], out, axis)}] = acc;")
+            self.close(depth)
+
+    def gather(self, k: Kernel) -> None:
+        """out[i] = x[i with the axis coordinate replaced by idx[i]]: one index load (clamped
+        into the axis) and one data load per element."""
+        n, (x, idx) = k.node, k.srcs
+        axis, length = n.arg, n.src[0].shape[n.arg]
+        if length == 0:                # every index failed its check: nothing to read
+            self.zero(k)
+            return
+        with self.w.block(""):
+            at, depth = self.loops(k.shape, [k.out, idx, _along(x, axis)])
+            self.w.line(_index_load(idx, at[1], length))
+            self.w.line(f"{_ptr(k.out.buf)}[{at[0]}] = {_load(x, n.dtype, _at_j(at[2], x, axis))};")
+            self.close(depth)
+
+    def scatter(self, k: Kernel) -> None:
+        """out = 0, then out[idx[i] along the axis] += g[i] for every i in row-major order
+        (deterministic sums, the order of numpy's np.add.at)."""
+        n, (g, idx) = k.node, k.srcs
+        (axis, length), shape = n.arg, n.src[0].shape
+        self.zero(k)
+        if length == 0:
+            return
+        out = k.out
+        with self.w.block(""):
+            at, depth = self.loops(shape, [_along(out, axis), g, idx])
+            self.w.line(_index_load(idx, at[2], length))
+            value = _load(g, n.dtype, at[1])
+            self.w.line(f"{_ptr(out.buf)}[{_at_j(at[0], out, axis)}] += {value};")
+            self.close(depth)
 
     def fused(self, k: Kernel) -> None:
         """One loop nest for a fused group: outer loops over the kept dims, inner loops over
@@ -325,6 +397,7 @@ class _Emitter:
             self.w.line("if (GC_ERR[0]) return;")
             return
         n = k.node
+        self.marks.append((len(self.w), k))
         words = [k.kind, n.op.name, f"{n.dtype.short}{list(k.shape)}", k.note]
         self.w.line(f"/* {' '.join(w for w in words if w)} */")
         if k.kind in ("elementwise", "copy"):
@@ -418,7 +491,7 @@ class _Emitter:
         names = [f"gc_native_{j}" for j in range(len(self.tape.natives))] or ["0"]
         w.line("static void (*const gc_natives[])(void **, char *) = {" + ", ".join(names)
                + "};")
-        render_cases(w, self.tape.cases)
+        render_cases(w, self.tape.cases, checks=bool(self.sites))
 
     def _parts(self) -> int:
         """Emit kernels into static functions of at most LINES_PER_PART lines each."""
@@ -468,20 +541,31 @@ def _unfused_bound(graph: Graph) -> int:
                                     for n in graph.nodes)
 
 
-def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
+def annotate(source: str, marks: list[tuple[int, Kernel]], graph: Graph) -> str:
+    """The C with a comment above each kernel naming its nodes and their source lines. Only
+    f.source() shows it: the built C (and so the cache key) stays free of line numbers, so
+    one function moved or copied elsewhere reuses its build."""
+    lines = source.split("\n")
+    labels = graph.labels()
+    for at, k in reversed(marks):
+        indent = lines[at][:len(lines[at]) - len(lines[at].lstrip())]
+        lines[at:at] = [indent + c for c in kernel_origin(k, labels)]
+    return "\n".join(lines)
+
+
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]:
     """C source, cffi cdef and the schedule of a graph. Graphs whose unfused schedule has
-    more kernels than the tape threshold run as a tape (unless they hold run-time checks):
-    small kernels as rows, fused nests of at least TAPE_FUSE_MIN elements as native
+    more kernels than the tape threshold run as a tape: small kernels as rows; fused nests of
+    at least TAPE_FUSE_MIN elements, run-time checks, scans, gathers and scatters as native
     functions. The others are fused whole (unless `fuse` is off or GRAPHC_DISABLE_PASSES
     names fuse)."""
     fuse = fuse and enabled("fuse")
-    # run-time checks need the element's position, and sanitized code addresses buffers
-    # through a table (sanitize.py): straight-line code only (for now)
-    checks = any(n.op.may_fail for n in graph.nodes) or sanitize.enabled()
+    # sanitized code addresses buffers through a table (sanitize.py), tape rows by arena
+    # offset: sanitized graphs run as straight-line code
     tape = None
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
-        if len(sched.kernels) > tape_threshold() and not checks:
+        if len(sched.kernels) > tape_threshold() and not sanitize.enabled():
             if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
                 sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
             tape = plan_tape(sched)
@@ -491,7 +575,8 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule]:
     else:
         sched = schedule(graph, fuse=True)
     check_bounds(sched.kernels)
-    source = _Emitter(sched, tape).render()
+    emitter = _Emitter(sched, tape)
+    source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
             "void graphc_set_gemm(intptr_t, intptr_t);\n")
-    return source, cdef, sched
+    return source, cdef, sched, emitter.marks

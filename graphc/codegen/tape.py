@@ -39,7 +39,10 @@ class TapePlan:
 def single_loops(k: Kernel):
     """The kernel's loops if they collapse to at most one per level (so it fits one tape row):
     (extents, strides) for elementwise kinds, ((outer...), (inner...)) for reductions; else
-    None."""
+    None. Checks (ops that may fail) stay native: their failures report the element's
+    position, which only their own loop knows."""
+    if k.node is not None and k.node.op.may_fail:
+        return None
     if k.kind in ("elementwise", "copy", "zero"):
         loops = loop_dims(k.shape, [k.out, *k.srcs])
         return loops if len(loops[0]) <= 1 else None
@@ -181,14 +184,17 @@ def plan_tape(sched: Schedule) -> TapePlan:
     return TapePlan(rows, cases, enc.natives, pools)
 
 
-def render_cases(w, cases: list[tuple]) -> None:
-    """The interpreter: one switch case per signature, each a single loop."""
+def render_cases(w, cases: list[tuple], checks: bool = False) -> None:
+    """The interpreter: one switch case per signature, each a single loop. With `checks`,
+    the tape stops after a native that recorded a failure in GC_ERR (so no later kernel, in
+    particular no in-place copy, runs)."""
     with w.block("static void gc_tape(const int64_t *t, void **io, char *ws)"):
         w.line("long rows = (long)t[0];")
         with w.block("for (long r = 0; r < rows; r++)"):
             w.line(f"t += {WIDTH};")
             with w.block("switch (t[0])"):
-                w.line("case 0: gc_natives[t[1]](io, ws); break;")
+                stop = " if (GC_ERR[0]) return;" if checks else ""
+                w.line(f"case 0: gc_natives[t[1]](io, ws);{stop} break;")
                 for number, key in enumerate(cases[1:], start=1):
                     with w.block(f"case {number}:"):
                         _render_case(w, key)

@@ -25,6 +25,9 @@ from ..ir import Node, make_node
 ELEMENTWISE, REDUCE, MOVEMENT, CONTRACT, SOURCE, ALIAS = (
     "elementwise", "reduce", "movement", "contract", "source", "alias")
 # ALIAS: the value is the first source's; only the derivative rules differ (custom rules)
+SCAN, GATHER, SCATTER = "scan", "gather", "scatter"
+# SCAN: a running accumulation along one axis (cumsum); GATHER/SCATTER: data-dependent loads
+# and accumulating stores along one axis. Each is a kernel of its own (never fused).
 LINEAR, BILINEAR = "linear", "bilinear"
 
 OPS: dict[str, OpDef] = {}
@@ -77,7 +80,7 @@ def _fold(op: OpDef, src, arg, shape, dtype) -> Node:
 def defop(name: str, kind: str, *, infer=None, **fields) -> OpDef:
     if name in OPS:
         raise ValueError(f"op {name} declared twice")
-    fields.setdefault("has_arg", kind in (REDUCE, MOVEMENT))
+    fields.setdefault("has_arg", kind in (REDUCE, MOVEMENT, SCAN, GATHER, SCATTER))
     op = OpDef(name=name, kind=kind, infer=infer or _DEFAULT_INFER[kind], **fields)
     OPS[name] = op
     return op
@@ -126,7 +129,8 @@ def like_first(src, arg):
 
 
 _DEFAULT_INFER = {ELEMENTWISE: same_as_inputs, REDUCE: _no_default, MOVEMENT: _no_default,
-                  CONTRACT: _no_default, SOURCE: _no_default, ALIAS: like_first}
+                  CONTRACT: _no_default, SOURCE: _no_default, ALIAS: like_first,
+                  SCAN: _no_default, GATHER: _no_default, SCATTER: _no_default}
 
 
 # Bound last: trace.py imports this module first, so it can only be loaded once defop exists.

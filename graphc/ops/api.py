@@ -60,6 +60,7 @@ from .movement import (
 )
 from .norm import norm
 from .reduce import max, mean, min, sum  # noqa: A004
+from .scan import cumsum
 
 exp = _ew._float_unary(_ew.exp)
 log = _ew._float_unary(_ew.log)
@@ -114,13 +115,13 @@ ARRAY_FUNCTIONS = {
     "squeeze": squeeze, "broadcast_to": broadcast_to, "swapaxes": swapaxes, "matmul": matmul,
     "full_like": full_like, "var": var, "std": std, "argmax": argmax, "argmin": argmin,
     "flip": flip, "take": take, "take_along_axis": take_along_axis, "tile": tile,
-    "repeat": repeat, "pad": pad, "einsum": einsum,
+    "repeat": repeat, "pad": pad, "einsum": einsum, "cumsum": cumsum,
     "maximum": maximum, "minimum": minimum,
 }
 
 __all__ = [
     "abs", "add", "arange", "argmax", "argmin", "astype", "bitwise_and", "bitwise_or",
-    "bitwise_xor", "broadcast_to", "check_index", "clip", "concatenate", "cos", "divide",
+    "bitwise_xor", "broadcast_to", "check_index", "clip", "concatenate", "cos", "cumsum", "divide",
     "dot", "einsum", "equal", "erf", "exp", "expand_dims", "expm1", "eye", "flip", "full",
     "full_like", "gelu", "getitem", "greater", "greater_equal", "invert", "leaky_relu", "less",
     "less_equal", "linspace", "log", "log1p", "log_softmax", "logical_and", "logical_not",

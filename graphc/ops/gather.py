@@ -2,12 +2,12 @@
 (`x[idx]`, `x[rows, cols]`, `x[:, idx]`), with numpy's semantics.
 
 Every index is checked at run time (`check_index`: a GraphcError naming the index and its
-position, never a read out of bounds); negative indices count from the end, as numpy's. A
-gather is written as a masked sum over the indexed axis: `sum(where(idx == arange(n), x, 0))`,
-so only the selected element contributes (a NaN elsewhere stays out) and the derivative is the
-scatter-add of the cotangent. That costs n operations per gathered element: fine for class
-scores and small tables, slow for large embedding tables (a dedicated gather kernel is the
-planned fix).
+position, never a read out of bounds); negative indices count from the end, as numpy's. All
+of them lower to one primitive, `gather` (numpy's take_along_axis with the index already
+broadcast, O(1) per element: one index load, one data load), whose derivative is the
+primitive `scatter_add` (accumulating stores in the index array's row-major order, so sums
+are deterministic and match numpy's `np.add.at`); each is the other's transpose. C clamps
+every loaded index into the axis as well, so memory safety never rests on the check alone.
 """
 
 from __future__ import annotations
@@ -15,12 +15,60 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import GraphcError, ShapeError
+from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir import prod
-from ..trace import ArrayLike, Tracer, constant, to_tracer
-from .elementwise import astype, broadcast_shapes, check_index, where_
-from .movement import broadcast_to, expand_dims, normalize_axis, reshape, transpose
-from .reduce import sum as reduce_sum
+from ..trace import ArrayLike, Tracer, to_tracer
+from . import GATHER, SCATTER, defop
+from .elementwise import astype, broadcast_shapes, check_index
+from .movement import broadcast_to, normalize_axis, reshape, transpose
+
+
+def _index_operand(x, idx, axis: int, opname: str) -> None:
+    """The shape contract shared by gather and scatter_add: int64 indices with x's rank,
+    matching x on every axis but `axis` (the one they index)."""
+    if idx.dtype is not dtypes.int64:
+        raise DTypeError(f"{opname}: indices must be int64, got {idx.dtype}")
+    if len(x.shape) != len(idx.shape) or not 0 <= axis < len(x.shape) or any(
+            a != b for d, (a, b) in enumerate(zip(x.shape, idx.shape)) if d != axis):
+        raise ShapeError(f"{opname}: indices of shape {idx.shape} do not fit {x.shape} "
+                         f"along axis {axis}")
+
+
+def _gather_infer(src, axis):
+    x, idx = src
+    _index_operand(x, idx, axis, "gather")
+    return idx.shape, x.dtype
+
+
+def _scatter_infer(src, arg):
+    g, idx = src
+    axis, n = arg
+    _index_operand(g, idx, axis, "scatter_add")
+    if g.shape[axis] != idx.shape[axis] or g.dtype is dtypes.bool_:
+        raise ShapeError(f"scatter_add: values {g.dtype}{g.shape} do not match indices "
+                         f"{idx.shape}")
+    return g.shape[:axis] + (n,) + g.shape[axis + 1:], g.dtype
+
+
+def _np_scatter_add(g, idx, arg):
+    axis, n = arg
+    out = np.zeros(g.shape[:axis] + (n,) + g.shape[axis + 1:], g.dtype)
+    at = list(np.indices(g.shape, sparse=True))
+    at[axis] = idx
+    np.add.at(out, tuple(at), g)
+    return out
+
+
+# out[..., j, ...] = x[..., idx[..., j, ...], ...] along axis `arg` (idx already checked)
+gather_p = defop("gather", GATHER, infer=_gather_infer,
+                 numpy=lambda x, idx, arg: np.take_along_axis(x, idx, axis=arg),
+                 vjp=lambda g, y, x, idx, arg: (scatter_add_p(g, idx, arg=(arg, x.shape[arg])),
+                                                None),
+                 jvp=(lambda t, y, x, idx, arg: gather_p(t, idx, arg=arg), None))
+# out = zeros (axis `arg[0]` of length arg[1]); out[..., idx[..., j, ...], ...] += g[..., j, ...]
+scatter_add_p = defop("scatter_add", SCATTER, infer=_scatter_infer, numpy=_np_scatter_add,
+                      vjp=lambda g, y, v, idx, arg: (gather_p(g, idx, arg=arg[0]), None),
+                      jvp=(lambda t, y, v, idx, arg: scatter_add_p(t, idx, arg=arg), None))
 
 
 def _indices(idx, n: int, what: str) -> Tracer:
@@ -34,18 +82,11 @@ def _indices(idx, n: int, what: str) -> Tracer:
 
 def _select(x: Tracer, idx: Tracer, axis: int) -> Tracer:
     """x with `axis` replaced by idx's dims: out[..., *j, ...] = x[..., idx[j], ...]."""
-    n = x.shape[axis]
-    k = idx.ndim
-    # x as (..., 1 (k times), ..., n): the gathered axis last, idx's dims where it was
-    moved = transpose(x, tuple(d for d in range(x.ndim) if d != axis) + (axis,))
-    head = x.shape[:axis]
-    moved = reshape(moved, head + (1,) * k + x.shape[axis + 1:] + (n,))
-    shape = head + idx.shape + x.shape[axis + 1:]
-    hit = reshape(idx, (1,) * len(head) + idx.shape + (1,) * (x.ndim - axis - 1) + (1,)) == \
-        Tracer(constant(np.arange(n), dtypes.int64))
-    full = shape + (n,)
-    picked = where_(broadcast_to(hit, full), broadcast_to(moved, full), 0)
-    return reduce_sum(picked, axis=-1)
+    m = idx.size
+    lead, tail = x.shape[:axis], x.shape[axis + 1:]
+    column = reshape(idx, (1,) * axis + (m,) + (1,) * len(tail))
+    out = gather_p(x, broadcast_to(column, lead + (m,) + tail), arg=axis)
+    return reshape(out, lead + idx.shape + tail)
 
 
 def take(x: ArrayLike, indices: ArrayLike, axis: int | None = None) -> Tracer:
@@ -76,11 +117,7 @@ def take_along_axis(x: ArrayLike, indices: ArrayLike, axis: int) -> Tracer:
     x_shape = list(outer)
     x_shape.insert(axis, n)
     x = broadcast_to(x, tuple(x_shape))
-    idx = broadcast_to(idx, tuple(out_shape))
-    hit = expand_dims(idx, -1) == Tracer(constant(np.arange(n), dtypes.int64))
-    moved = expand_dims(transpose(x, tuple(other) + (axis,)), axis)     # outer, 1 at axis, n
-    full = tuple(out_shape) + (n,)
-    return reduce_sum(where_(hit, broadcast_to(moved, full), 0), axis=-1)
+    return gather_p(x, broadcast_to(idx, tuple(out_shape)), arg=axis)
 
 
 def is_advanced(i) -> bool:
