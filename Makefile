@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-mpi test-numpy lint bench clean system-deps fuzz soak
+.PHONY: demo test test-mpi test-numpy lint bench clean system-deps fuzz soak mutants sanitize
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,24 @@ soak: $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	GRAPHC_SLOW=1 $(PY) -m pytest -q -s tests/test_leaks.py tests/test_build_cache.py \
 		tests/test_bad_inputs.py
+
+# Mutation check of the fuzzer: each bug of graphc/mutants.py, in its own process, must be
+# caught within 300 programs and shrunk to <= 4 ops ("5/5 caught").
+mutants: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) tests/mutants.py
+
+# Generated C under ASan + UBSan (GRAPHC_SANITIZE=1, graphc/sanitize.py): the op suite and
+# SANITIZE_N fuzz programs (their C against the numpy backend, 25 per build); any report aborts
+# the run (pytest -s, so the report reaches the terminal). The instrumented kernels need the
+# ASan runtime preloaded into the (uninstrumented) Python.
+SANITIZE_N ?= 2000
+sanitize: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+		UBSAN_OPTIONS=print_stacktrace=1 GRAPHC_SANITIZE=1 FUZZ_EXAMPLES=$(SANITIZE_N) \
+		FUZZ_ORACLES=c FUZZ_BATCH=25 $(PY) -m pytest -q -s -x -p no:cacheprovider tests/test_ops.py \
+		tests/test_fuzz.py tests/test_bounds.py tests/test_sanitize.py
 
 lint: $(PY)
 	$(PY) -m ruff check graphc tests bench

@@ -33,7 +33,14 @@
 #define GC_IMIN(T) ((T)(sizeof(T) == 8 ? INT64_MIN : sizeof(T) == 4 ? INT32_MIN : 0))
 #define GC_IMAX(T) ((T)(sizeof(T) == 8 ? INT64_MAX : sizeof(T) == 4 ? INT32_MAX : 1))
 
+#ifdef GC_SANITIZE
+/* GRAPHC_SANITIZE=1 (graphc/sanitize.py): each buffer is its own malloc, the "arena" a table of
+ * their pointers, `off` the byte offset of the buffer's entry in it */
+#include <stdlib.h>
+#define GC_BUF(T, base, off) ((T *)*(void **)((char *)(base) + (off)))
+#else
 #define GC_BUF(T, base, off) ((T *)((char *)(base) + (off)))
+#endif
 
 static inline double gc_sign(double x) {
     return x > 0 ? 1.0 : x < 0 ? -1.0 : x;

@@ -9,8 +9,9 @@ from .check import check_grads
 from .custom import custom_jvp, custom_vjp
 from .diagnose import grad_report
 from .eager import eager as _eager
-from .errors import CompileError, DTypeError, GraphcError, ShapeError, TracerError
+from .errors import CompileError, DTypeError, GraphcError, NaNError, ShapeError, TracerError
 from .ir import Graph
+from .nans import debug_nans
 from .ops import api as _api
 from .pytree import flatten as tree_flatten
 from .pytree import register_dataclass, tree_leaves, tree_map, tree_structure
@@ -28,8 +29,9 @@ del _name
 
 __all__ = [
     "__version__", "CompileError", "CompiledFunction", "DTypeError", "Graph", "GraphcError",
-    "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
-    "custom_vjp", "distributed", "grad", "grad_report", "hessian", "jacobian", "jit", "jvp",
-    "nn", "optim", "register_dataclass", "show", "trace", "tree_flatten", "tree_leaves", "tree_map",
-    "train_step", "tree_structure", "tree_unflatten", "value_and_grad", "vjp", *_api.__all__,
+    "NaNError", "ShapeError", "Tracer", "TracerError", "check_grads", "compile", "custom_jvp",
+    "custom_vjp", "debug_nans", "distributed", "grad", "grad_report", "hessian", "jacobian",
+    "jit", "jvp", "nn", "optim", "register_dataclass", "show", "trace", "tree_flatten",
+    "tree_leaves", "tree_map", "train_step", "tree_structure", "tree_unflatten",
+    "value_and_grad", "vjp", *_api.__all__,
 ]

@@ -47,6 +47,9 @@ import platformdirs
 
 from graphc._version import __version__ as graphc_version
 from graphc.errors import CompileError, GraphcError
+from graphc.mutants import current as active_mutant
+from graphc.sanitize import SANITIZE_FLAGS, compiler_env, require_runtime
+from graphc.sanitize import enabled as sanitizing
 
 __all__ = [
     "CSRC_DIR",
@@ -83,8 +86,11 @@ CSRC_DIR: Path = _find_csrc()
 # codegen/c.py) is built with -fopenmp instead, so the source decides and the key stays
 # whole. Neither changes a value: NaN, inf, signed zeros and subnormals stay IEEE (unlike
 # -ffast-math / -ffinite-math-only, which graphc never uses).
+# -fwrapv: signed integer overflow wraps, as numpy's integer arithmetic does (without it, C
+# leaves it undefined: UBSan's first finding under `make sanitize`).
 _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe",
-               "-fno-math-errno", "-fopenmp-simd", "-Werror=implicit-function-declaration")
+               "-fno-math-errno", "-fopenmp-simd", "-fwrapv",
+               "-Werror=implicit-function-declaration")
 # 256-bit vectors: gcc 12.2 miscompiles graphc-shaped loops with 512-bit AVX-512 vectors
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
@@ -116,11 +122,15 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
     hit = _loaded.get((source, cdef))
     if hit is not None:
         return hit
+    if sanitizing():
+        require_runtime()
     key = module_key(source, cdef)
     with _key_locks.setdefault(key, threading.Lock()):
         hit = _loaded.get((source, cdef))
         if hit is None:
             root = cache_dir()
+            if sanitizing():              # a cache of their own (graphc/sanitize.py)
+                root = root / "sanitized"
             root = _exec_roots.get(root, root)
             try:
                 hit = _load_from_disk_or_build(root, key, source, cdef)
@@ -173,18 +183,22 @@ def module_key(source: str, cdef: str) -> str:
 
     - the C source and the cdef;
     - the compiler: `$CC` (default `gcc`), its resolved path and the first line of `--version`;
-    - the compile flags (as requested: `-march=native` is dropped at build time only if the
+    - the compile flags (with GRAPHC_SANITIZE=1: SANITIZE_FLAGS; otherwise as
+      requested: `-march=native` is dropped at build time only if the
       compiler rejects it, which compiler and CPU flags below determine), and whether
       glibc's libmvec is requested (`-DGC_LIBMVEC -lmvec` if it links: a function of compiler
       and C library, both in the key, so like -march=native the key names the request);
     - the versions of graphc, cffi and numpy;
     - the Python ABI: `sys.implementation.cache_tag` and `EXT_SUFFIX`;
     - the machine: `platform.machine()` and a hash of the CPU feature flags (/proc/cpuinfo);
-    - the name and content of every `csrc/*.h`.
+    - the name and content of every `csrc/*.h`;
+    - a planted test bug, if GRAPHC_MUTANT names one (graphc/mutants.py; absent otherwise).
     """
     cc = tuple(_compiler_argv())
-    parts = [source, cdef, *_compiler_id(cc), *_KEY_FLAGS, _libmvec_request(),
-             *_environment_id()]
+    mutant = active_mutant()
+    flags = SANITIZE_FLAGS if sanitizing() else (*_KEY_FLAGS, _libmvec_request())
+    parts = [source, cdef, *_compiler_id(cc), *flags,
+             *_environment_id(), *([f"mutant {mutant}"] if mutant else [])]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
 
 
@@ -534,18 +548,20 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     c_file = tmp / f"{name}.c"
     ffi.emit_c_code(str(c_file))
     cc = _compiler_argv()
-    flags = _build_flags(tuple(cc))
-    if quick:
+    checked = sanitizing()
+    flags = list(SANITIZE_FLAGS) if checked else _build_flags(tuple(cc))
+    if quick and not checked:
         flags = ["-O1" if f in ("-O2", "-O3") else f for f in flags]
     if _OPENMP_PRAGMA in source:
         flags = ["-fopenmp" if f == "-fopenmp-simd" else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
-    vec = _libmvec_flags(tuple(cc))
+    vec = () if checked else _libmvec_flags(tuple(cc))
     defines = [f for f in vec if f.startswith("-D")]
     cmd = [*cc, *flags, *defines, *includes, str(c_file), "-o", str(tmp / f"{name}.so"),
            *[f for f in vec if f not in defines], *_LIBS]
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True,
+                                env=compiler_env() if checked else None)
     except OSError as exc:
         raise _compile_error(root, c_file, f"cannot run {cc[0]}: {exc}", "") from exc
     if result.returncode != 0:

@@ -23,14 +23,15 @@ if TYPE_CHECKING:       # the stages below load at the first build: `import grap
 # Modules by stage, in pipeline order (a package name covers its submodules unless they
 # are listed themselves).
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("errors", "_version", "dtypes", "ir", "pytree")),
+    ("base", ("errors", "_version", "dtypes", "ir", "pytree",
+              "mutants", "sanitize")),                        # test and debug switches
     ("trace", ("ops", "trace", "capture")),                   # op declarations, tracing
     ("autodiff", ("autodiff", "custom", "ops.norm", "ops.api")),    # ops.api: the public ops
     ("passes", ("passes",)),
     ("schedule", ("schedule",)),                              # kernels, buffers, memory plan
     ("codegen", ("codegen",)),
     ("build", ("build", "rt", "_build_rt")),                  # gcc via cffi, the disk cache
-    ("execute", ("arrays", "interpret", "native")),           # the two backends' runners
+    ("execute", ("arrays", "interpret", "native", "nans")),   # the two backends' runners
     ("compiler", ("compiler",)),
     ("api", ("callplan", "runtime", "transforms", "eager", "check", "diagnose", "nn", "optim",
              "train", "distributed", "show", "__init__", "__main__", "demo")),
@@ -62,7 +63,8 @@ _RUNNERS_MAX = 128
 _runners_lock = threading.Lock()
 # settings read while optimizing and lowering: a runner built under others is not reused
 _LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY",
-                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC")
+                 "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC",
+                 "GRAPHC_MUTANT", "GRAPHC_SANITIZE")
 
 
 def lower(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, Interpreter | CRunner]:

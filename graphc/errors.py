@@ -19,3 +19,8 @@ class DTypeError(GraphcError, TypeError):
 
 class CompileError(GraphcError):
     """The C compiler failed; the message has its first error and the kept source path."""
+
+
+class NaNError(GraphcError, FloatingPointError):
+    """With graphc.debug_nans(True): an op made a NaN or Inf out of finite inputs; the message
+    names the op, the user's file:line that traced it, and its inputs' ranges."""

@@ -31,7 +31,7 @@ class Node:
     shape: tuple[int, ...]
     dtype: DType
     arg: Hashable = None
-    where: tuple[str, int] | None = None    # the user's (file, line) that built it; not a key
+    where: tuple | None = None    # the user's (file, line[, forward op]) that built it; not a key
 
     @property
     def size(self) -> int:
@@ -96,7 +96,7 @@ class intern_scope:
 
 
 def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,
-              arg: Hashable = None, where: tuple[str, int] | None = None) -> Node:
+              arg: Hashable = None, where: tuple | None = None) -> Node:
     """The unique node for this (op, src, shape, dtype, arg). Args are ints, strings, tuples of
     them, or Literals (which key on their bytes), so equal keys mean equal nodes. A new node
     inside a trace records `where` (default: the user's line that is building it)."""
@@ -140,7 +140,7 @@ def user_location() -> tuple[str, int] | None:
     return None
 
 
-def build_location(where: tuple[str, int] | None) -> tuple[str, int] | None:
+def build_location(where: tuple | None) -> tuple | None:
     """Make `where` the source line of nodes built from now on (None: the caller's line);
     returns the previous setting, to restore."""
     previous = getattr(_scope, "where", None)
@@ -150,10 +150,11 @@ def build_location(where: tuple[str, int] | None) -> tuple[str, int] | None:
 
 class built_for:
     """Context manager: nodes built inside (e.g. by a derivative rule) are attributed to
-    `node`'s source line."""
+    `node`'s source line, with its op's name as a third item (`(file, line, op)`: the NaN
+    locator names the forward op whose derivative a backward node computes)."""
 
     def __init__(self, node: Node):
-        self.where = node.where
+        self.where = None if node.where is None else (*node.where[:2], node.op.name)
 
     def __enter__(self):
         self.saved = getattr(_scope, "where", None)
@@ -320,7 +321,7 @@ class Graph:
                 raise GraphcError(f"IR verify: {n} should be {dtype}{list(shape)}")
 
 
-def where_text(where: tuple[str, int]) -> str:
+def where_text(where: tuple) -> str:
     """`file.py:12` (the file's base name: enough to find it, short enough to read)."""
     return f"{os.path.basename(where[0])}:{where[1]}"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import pytree
+from . import nans, pytree
 from .callplan import MISS, make_plan
 from .capture import leaf_spec, trace_to_graph
 from .compiler import BACKENDS, default_backend, lower
@@ -26,8 +26,9 @@ class Executable:
     runner passes scalars by value and arrays zero-copy)."""
 
     def __init__(self, graph: Graph, out_treedef, runner, specs, weak_outputs=(),
-                 in_treedef=None):
+                 in_treedef=None, traced: Graph | None = None):
         self.graph = graph
+        self.traced = traced or graph     # what the NaN locator re-runs (nans.py)
         self.out_treedef = out_treedef
         self.runner = runner
         self.run = getattr(runner, "call", runner)      # the runner's fastest entry
@@ -45,6 +46,8 @@ class Executable:
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
             leaves = [leaves[k] for k in self.dynamic]
+        if nans.enabled():
+            return self.unflatten(nans.checked_call(self.run, self.traced, leaves))
         return self.unflatten(self.run(leaves))
 
 
@@ -133,11 +136,11 @@ class CompiledFunction:
         graph, runner = lower(traced, self.backend or default_backend(), self.optimize)
         plannable = not (self.retrace or self.static_argnums)
         return Executable(graph, out_td, runner, specs, traced.weak_outputs,
-                          treedef if plannable else None)
+                          treedef if plannable else None, traced if nans.enabled() else None)
 
     def __call__(self, *args, **kwargs):
         plan = self._plan
-        if plan is not None and not kwargs:
+        if plan is not None and not kwargs and not nans.enabled():
             out = plan(args)
             if out is not MISS:
                 return out
@@ -147,7 +150,7 @@ class CompiledFunction:
         fast = None if self.retrace else _fast_key(args)
         if fast is not None:
             exe = self._fast.get(fast)
-            if exe is not None:
+            if exe is not None and not nans.enabled():
                 self._plan = exe.plan or plan
                 return exe.unflatten(exe.run(args))
         if in_trace(args):

@@ -14,6 +14,7 @@ import os
 import textwrap
 from dataclasses import dataclass, field
 
+from . import mutants, sanitize
 from .dtypes import DType
 from .errors import GraphcError
 from .ir import Graph, Node, where_text
@@ -209,6 +210,8 @@ class _Planner:
             (v,) = srcs
             strides = tuple(0 if d == 1 and s != 1 else st
                             for d, s, st in zip(n.src[0].shape, n.shape, v.strides))
+            if mutants.active("broadcast_stride"):
+                strides = mutants.drop_kept_stride(strides, n.src[0].shape, n.shape)
             return View(v.buf, v.offset, strides, v.literal)
         if name == "transpose":
             (v,) = srcs
@@ -373,14 +376,17 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
     Returns the arena size in bytes, the number of distinct slots, and the in-place pairs
     (donor -> the buffer written over it)."""
     first, last = _lifetimes(kernels)
+    if sanitize.enabled():
+        return _own_allocations(list(first))
     free: dict[int, list[int]] = {}
     expiring: list[tuple[int, int, int, int]] = []     # (last use, seq, size, offset)
     handed: dict[Buffer, Buffer] = {}                 # donor -> the buffer now in its slot
     seq_of: dict[Buffer, int] = {}
     void: set[int] = set()         # expiries cancelled: the slot lives on in place
     top = 0
+    early = 1 if mutants.active("arena_reuse") else 0
     for seq, b in enumerate(sorted(first, key=first.__getitem__)):
-        while expiring and expiring[0][0] < first[b]:
+        while expiring and expiring[0][0] < first[b] + early:
             _, s, size, off = heapq.heappop(expiring)
             if s not in void:
                 free.setdefault(size, []).append(off)
@@ -407,6 +413,20 @@ def plan_memory(kernels: list[Kernel]) -> tuple[int, int, dict]:
     if os.environ.get("GRAPHC_VERIFY") == "1":
         verify_memory(kernels, handed)
     return top, len({b.offset for b in first}), handed
+
+
+def _own_allocations(buffers: list[Buffer]) -> tuple[int, int, dict]:
+    """GRAPHC_SANITIZE: no arena. Buffer k's offset is the byte offset of entry k in a table
+    of pointers that the generated entry fills with one malloc per buffer (sanitize.py)."""
+    for k, b in enumerate(buffers):
+        b.offset = 8 * k
+    return -(-8 * len(buffers) // ALIGN) * ALIGN, len(buffers), {}
+
+
+def sanitized_sizes(kernels: list[Kernel]) -> list[int]:
+    """The byte size of each buffer of `_own_allocations`' table, in table order."""
+    first, _ = _lifetimes(kernels)
+    return [max(b.size * b.dtype.itemsize, 1) for b in sorted(first, key=lambda b: b.offset)]
 
 
 def check_aliases(sched: Schedule) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import pytree
+from . import nans, pytree
 from .capture import trace_to_graph
 from .compiler import default_backend
 from .errors import GraphcError
@@ -86,9 +86,12 @@ class TrainStep:
                                       "inside loss_fn instead)")
         self._n_p = len(p_leaves)
         self._calls: dict = {}
+        self._graphs: dict = {}     # signature -> its graph (for the NaN locator)
         self._aux_td = None
 
     def __call__(self, *batch, lr: float | None = None):
+        if nans.enabled():
+            return self._call_checked(batch, lr)
         try:        # fast path: numpy arrays of a signature seen before
             call = self._calls[tuple([(b.shape, b.dtype) for b in batch])]
             return call(self.opt.lr if lr is None else lr, *batch)
@@ -98,10 +101,28 @@ class TrainStep:
 
     def _call_slow(self, batch: tuple, lr):
         batch, key = normalized_batch(batch)
+        return self._call_for(key, batch)(self.opt.lr if lr is None else lr, *batch)
+
+    def _call_for(self, key, batch: tuple) -> Callable:
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = self._build(batch)
-        return call(self.opt.lr if lr is None else lr, *batch)
+            self._graphs[key] = self.graph
+        return call
+
+    def _call_checked(self, batch: tuple, lr):
+        """One step under graphc.debug_nans: a NaN/Inf in the loss, aux or updated memory
+        is located by re-running the step's graph on the memory as it was (nans.py)."""
+        batch, key = normalized_batch(batch)
+        call = self._call_for(key, batch)
+        lr = self.opt.lr if lr is None else lr
+        result = []
+
+        def run(leaves):
+            result.append(call(lr, *batch))
+            return [*pytree.tree_leaves(result[0]), *self.memory]
+        nans.checked_call(run, self._graphs[key], [*self.memory, float(lr), *batch])
+        return result[0]
 
     # ---- building one batch signature ----
 

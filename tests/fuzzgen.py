@@ -381,3 +381,97 @@ def programs(draw, max_steps: int = 8, ops=None) -> Program:
         name = draw(st.sampled_from(ops or PRIMITIVES))
         BY_KIND[OPS[name].kind](b, name)
     return Program(inputs, tuple(b.steps), draw(st.integers(0, 2**31 - 1)))
+
+
+# ---------------------------------------------------------------------------- shrinking
+
+
+def replay(program: Program) -> list[tuple[tuple, str]] | None:
+    """Each value's (shape, class), or None if a step is no longer valid."""
+    b = _Builder(None, program.inputs)
+    try:
+        for name, srcs, arg in program.steps:
+            b.add(name, srcs, arg)
+    except (GraphcError, IndexError, ValueError, TypeError):
+        return None
+    return b.values
+
+
+def _without_value(program: Program, v: int, replacement: int | None = None) -> Program:
+    """The program with value v (an input or a step) removed: its readers read `replacement`
+    instead, later values are renumbered."""
+    def renumber(i):
+        i = replacement if i == v else i
+        return i - 1 if i > v else i
+    n_in = len(program.inputs)
+    inputs = tuple(x for k, x in enumerate(program.inputs) if k != v)
+    steps = tuple((name, tuple(renumber(i) for i in srcs), arg)
+                  for k, (name, srcs, arg) in enumerate(program.steps) if n_in + k != v)
+    return Program(inputs, steps, program.seed)
+
+
+def _as_input(program: Program, v: int) -> Program:
+    """The program with float value v (a step) read from a new input of its shape instead, so
+    the steps that computed it may go."""
+    n_in = len(program.inputs)
+    shift = {i: (i + 1 if i >= n_in else i) for i in range(n_in + len(program.steps))}
+    shift[v] = n_in
+    shape = replay(program)[v][0]
+    steps = tuple((name, tuple(shift[i] for i in srcs), arg)
+                  for k, (name, srcs, arg) in enumerate(program.steps) if n_in + k != v)
+    return Program(program.inputs + ((shape, "c"),), steps, program.seed)
+
+
+def smaller(program: Program):
+    """Candidate simplifications (at least one step is kept), roughly smallest first: a sink
+    step dropped; a step bypassed (its readers read one of its sources of the same shape and
+    class instead); a float step replaced by a new input (its producers may then go); an
+    operand rewired to the earliest value of its shape and class; an unread input dropped;
+    an input laid out plainly."""
+    values = replay(program)
+    n_in = len(program.inputs)
+    read = {i for _, srcs, _ in program.steps for i in srcs}
+    several = len(program.steps) > 1
+    for k in range(len(program.steps) - 1, -1, -1):
+        if n_in + k not in read and several:
+            yield _without_value(program, n_in + k)
+    for k in range(len(program.steps) - 1, -1, -1):
+        v = n_in + k
+        for s in dict.fromkeys(program.steps[k][1]):
+            if values[s] == values[v] and several:
+                yield _without_value(program, v, s)
+    for k, (_, srcs, _) in enumerate(program.steps):
+        if values[n_in + k][1] == "F" and n_in + k in read and any(i >= n_in for i in srcs):
+            yield _as_input(program, n_in + k)
+    for k, (name, srcs, arg) in enumerate(program.steps):
+        for p, i in enumerate(srcs):
+            first = values.index(values[i])
+            if first < i:
+                steps = list(program.steps)
+                steps[k] = (name, srcs[:p] + (first,) + srcs[p + 1:], arg)
+                yield Program(program.inputs, tuple(steps), program.seed)
+    for j in range(n_in):
+        if j not in read and n_in > 1:
+            yield _without_value(program, j)
+    for j, (shape, layout) in enumerate(program.inputs):
+        if layout != "c":
+            inputs = list(program.inputs)
+            inputs[j] = (shape, "c")
+            yield Program(tuple(inputs), program.steps, program.seed)
+
+
+def shrink(program: Program, fails, max_tries: int = 400) -> tuple[Program, int]:
+    """A smaller program on which `fails(program)` still holds (greedy: the first failing
+    candidate of `smaller` is taken, until none fails); returns it and the tries made."""
+    tries = 0
+    improved = True
+    while improved and tries < max_tries:
+        improved = False
+        for cand in smaller(program):
+            if replay(cand) is None:
+                continue
+            tries += 1
+            if fails(cand):
+                program, improved = cand, True
+                break
+    return program, tries

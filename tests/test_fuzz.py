@@ -10,7 +10,12 @@ Oracles, per program (loss = sum(out * u) over its sink values, gradients w.r.t.
 - inputs (in C, Fortran, strided, reversed and transposed layouts) unchanged by the call;
 - NaN/Inf only where the reference has them;
 - float32: rmse(graphc, f64) <= 2 * rmse(numpy backend in float32, f64) + 1e-6 * scale;
+- the gradient's directional derivative against central differences of the loss (numpy
+  backend, float64): the one oracle that does not trust graphc's own derivative rules;
 - torch float64 autograd, where torch is installed, for programs of ops it has.
+
+tests/mutants.py (`make mutants`) plants bugs (graphc/mutants.py) and checks that these
+oracles catch each one and that `fuzzgen.shrink` cuts the failure down to a few ops.
 
 CI runs `FUZZ_EXAMPLES` (150: the suite's 15-minute budget) derandomized examples;
 `make fuzz N=20000` a long campaign.
@@ -154,7 +159,10 @@ def agree_all(got, ref, what, batch, check=None, **tol):
             raise AssertionError(f"{exc}\n  in {batch[k]}") from None
 
 
-def check_batch(batch: list[Program], oracles=("c", "tape", "noopt", "f32", "torch")) -> None:
+ORACLES = ("c", "tape", "noopt", "f32", "fd", "torch")
+
+
+def check_batch(batch: list[Program], oracles=ORACLES) -> None:
     """Every oracle on a batch of programs; a failing batch is re-run program by program so
     the message names the one at fault."""
     try:
@@ -166,7 +174,7 @@ def check_batch(batch: list[Program], oracles=("c", "tape", "noopt", "f32", "tor
         raise
 
 
-def check_program(program: Program, oracles=("c", "tape", "noopt", "f32", "torch")) -> None:
+def check_program(program: Program, oracles=ORACLES) -> None:
     check_batch([program], oracles)
 
 
@@ -204,9 +212,53 @@ def _check(batch: list[Program], oracles) -> None:
                 agree_f32(c32[k], np32[k], ref64[k], "float32")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n  in {program}") from None
+    if "fd" in oracles:
+        check_finite_differences(batch, got)
     if "torch" in oracles:
         for program, g in zip(batch, got):
             check_torch(program, g)
+
+
+# ------------------------------------------------------------------ finite-difference oracle
+
+FD_STEPS = (1e-4, 1e-6)
+FD_RTOL = 1e-5
+
+
+def check_finite_differences(batch: list[Program], got: list) -> None:
+    """<grad, v> against (L(x + hv) - L(x - hv)) / 2h for a random direction v, in float64 on
+    the numpy backend. A mismatch counts only if it holds at both steps of FD_STEPS (beyond
+    the rounding error of the loss): a kink or
+    a jump (abs, casts, comparisons) crossed by one step is not crossed by the other, and the
+    truncation error of a curved loss shrinks 100-fold between them. Skipped: non-finite
+    values, and stop_gradient (whose derivative is zero by definition, unlike its values')."""
+    xss = [make_inputs(p, np.float64) for p in batch]
+    dirs = [[np.random.default_rng(p.seed + 2).uniform(-1, 1, np.shape(x)) for x in xs]
+            for p, xs in zip(batch, xss)]
+    fns = [loss_fn(p, np.float64, weights(p, value_shapes(p))) for p in batch]
+    losses = graphc.compile(lambda *groups: tuple(f(*g)[0] for f, g in zip(fns, groups)),
+                            backend="numpy")
+    slopes = []
+    for h in FD_STEPS:
+        up = losses(*[tuple(x + h * v for x, v in zip(xs, vs)) for xs, vs in zip(xss, dirs)])
+        down = losses(*[tuple(x - h * v for x, v in zip(xs, vs)) for xs, vs in zip(xss, dirs)])
+        slopes.append([(u - d) / (2 * h) for u, d in zip(up, down)])
+    for k, (program, g) in enumerate(zip(batch, got)):
+        grads = g[len(g) - len(program.inputs):]
+        terms = [float(np.sum(gi * vi)) for gi, vi in zip(grads, dirs[k])]
+        fd = [s[k] for s in slopes]
+        if any(name == "stop_gradient" for name, _, _ in program.steps) or not np.isfinite(
+                [*terms, *fd, *(np.sum(np.abs(gi)) for gi in grads)]).all():
+            continue
+        exact = sum(terms)
+        scale = 1.0 + sum(float(np.sum(np.abs(gi * vi))) for gi, vi in zip(grads, dirs[k]))
+        # rounding the loss itself costs |L| * eps / h in the quotient (a huge loss hides a
+        # small slope)
+        noise = [8 * abs(float(g[0])) * np.finfo(np.float64).eps / h for h in FD_STEPS]
+        if all(abs(s - exact) > FD_RTOL * scale + e for s, e in zip(fd, noise)):
+            raise AssertionError(f"finite differences: directional derivative {exact!r} from the "
+                                 f"gradient, {fd} from the loss at steps {FD_STEPS}\n"
+                                 f"  in {program}")
 
 
 # ------------------------------------------------------------------------------ torch oracle
@@ -313,15 +365,16 @@ def test_fuzz_programs_cover_every_op():
 # backend, optimize=False, the verifier and torch; tape mode or float32 (one more build)
 # alternate between batches. `make fuzz` (FUZZ_ALL_ORACLES=1) runs every oracle every time.
 ALL_ORACLES = os.environ.get("FUZZ_ALL_ORACLES") == "1"
-BATCH = 10
+BATCH = int(os.environ.get("FUZZ_BATCH", "10"))      # `make sanitize`: larger, fewer builds
 
 
 @settings(max_examples=max(1, N_EXAMPLES // BATCH), deadline=None, derandomize=True,
           database=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(programs(), min_size=BATCH, max_size=BATCH), st.sampled_from(["tape", "f32"]))
 def test_fuzz(batch, extra):
-    oracles = ("c", "noopt", "torch", "tape", "f32") if ALL_ORACLES else ("c", "noopt", "torch",
-                                                                          extra)
+    oracles = ORACLES if ALL_ORACLES else ("c", "noopt", "fd", "torch", extra)
+    if os.environ.get("FUZZ_ORACLES"):          # e.g. `make sanitize`: the C builds only
+        oracles = tuple(os.environ["FUZZ_ORACLES"].split(","))
     with np.errstate(all="ignore"):
         check_batch(batch, oracles)
 

@@ -25,17 +25,24 @@ def _mixed(x, w, labels):
     return -(graphc.one_hot(labels, z.shape[1], np.float64) * logp).sum() + z.max(axis=0).sum()
 
 
-def _run_mixed():
+def _mixed_args():
     rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
-    labels = np.array([0, 3, 1, 2, 3])
-    return graphc.compile(graphc.value_and_grad(_mixed, (0, 1)))(x, w, labels)
+    return rng.standard_normal((5, 3)), rng.standard_normal((3, 4)), np.array([0, 3, 1, 2, 3])
+
+
+def _run_mixed():
+    return graphc.compile(graphc.value_and_grad(_mixed, (0, 1)))(*_mixed_args())
+
+
+def _mixed_source():
+    return graphc.compile(graphc.value_and_grad(_mixed, (0, 1))).source(*_mixed_args())
 
 
 def test_tape_matches_straight_line_code(monkeypatch):
     monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
     v1, g1 = _run_mixed()
     monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "0")
+    assert "gc_tape" in _mixed_source()
     v2, g2 = _run_mixed()
     np.testing.assert_allclose(v1, v2, rtol=1e-14)
     for a, b in zip(g1, g2):

@@ -3,7 +3,7 @@ straight-line, fused and tape lowerings)."""
 
 from __future__ import annotations
 
-from .. import dtypes
+from .. import dtypes, mutants
 from ..ir import Node
 from ..schedule import Kernel
 
@@ -18,6 +18,8 @@ def node_template(n: Node) -> str:
         c = c.get(src_dt.kind) or c.get("i" if src_dt.kind == "b" else "f")
     if op.name == "cast" and n.dtype is dtypes.bool_:
         c = "({0} != 0)"
+    if op.name == "add" and mutants.active("add_as_sub"):
+        c = "({0} - {1})"
     return c
 
 

@@ -19,6 +19,7 @@ from ..trace import (  # trace is loaded first (graphc/__init__)
 from .elementwise import (
     abs,
     astype,
+    check_index,
     erf,
     exp,
     log,
@@ -112,7 +113,8 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> Tracer:
 
 
 def one_hot(labels: ArrayLike, n: int, dtype=np.float32) -> Tracer:
-    """Row i is 1 at column labels[i] (0 everywhere for an out-of-range label)."""
+    """Row i is 1 at column labels[i]; a label outside [0, n) is a GraphcError at run time
+    naming it and its position (never a silent row of zeros)."""
     labels = _t(labels)
     if labels.node.dtype.kind != "i":
         raise DTypeError(f"one_hot: labels must be integers, got {labels.dtype}")
@@ -120,6 +122,7 @@ def one_hot(labels: ArrayLike, n: int, dtype=np.float32) -> Tracer:
         n = operator.index(n)
     except TypeError:
         raise DTypeError(f"one_hot: the number of classes must be an int, got {n!r}") from None
+    labels = check_index(labels, n, "label")
     classes = Tracer(constant(np.arange(n), labels.node.dtype))
     return astype(expand_dims(labels, -1) == classes, dtype)
 

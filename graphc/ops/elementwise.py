@@ -12,7 +12,7 @@ from functools import reduce
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, mutants
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..trace import (
     ArrayLike,
@@ -45,7 +45,7 @@ neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})",
 add = defop("add", ELEMENTWISE, numpy=np.add, c="({0} + {1})",
             vjp=lambda g, y, a, b: (g, g), jvp=LINEAR)
 sub = defop("sub", ELEMENTWISE, infer=numeric, numpy=np.subtract, c="({0} - {1})",
-            vjp=lambda g, y, a, b: (g, -g), jvp=LINEAR)
+            vjp=lambda g, y, a, b: (g, g if mutants.active("vjp_sign") else -g), jvp=LINEAR)
 mul = defop("mul", ELEMENTWISE, numpy=np.multiply, c="({0} * {1})",
             vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR)
 div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1})",
@@ -233,7 +233,7 @@ cast = defop("cast", ELEMENTWISE, infer=_cast_infer,
 def index_error(what: str, value: int, pos: int, shape: tuple, n: int,
                 lo: int = 0) -> GraphcError:
     """The error of a failed check_index, worded the same by both backends."""
-    where = np.unravel_index(pos, shape) if len(shape) > 1 else pos
+    where = tuple(int(i) for i in np.unravel_index(pos, shape)) if len(shape) > 1 else pos
     return GraphcError(f"{what} {value} at position {where} is outside [{lo}, {n})")
 
 
