@@ -187,13 +187,6 @@ GC_VM float gc__exp_tailf(float r) {
     return q;
 }
 
-GC_VM float gc__exp_reducef(float x, float *r) {
-    float k = fmaf(x, GC_LOG2EF, 0x1.8p23f) - 0x1.8p23f;
-    float hi = x - k * GC_LN2_HIF;                      /* exact: |k| < 2^8 */
-    *r = hi - k * GC_LN2_LOF;
-    return k;
-}
-
 /* clamps that let NaN through (a bit blend: a plain `?:` here can become a branch) */
 GC_VM float gc__minf(float x, float hi) { return gc__self(x > hi, hi, x); }
 GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
