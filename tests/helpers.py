@@ -11,6 +11,7 @@ An op spec's ``fn(m, *xs)`` is written once against a namespace ``m``: ``graphc`
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -481,3 +482,22 @@ def memory_growth(call: Callable[[], object], n: int) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     return now - base, peak - base
+
+
+def run_threads(work: Callable[[int], None], n: int,
+                timeout: float | None = 120) -> list[BaseException]:
+    """work(0), ..., work(n - 1) on n threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(k: int) -> None:
+        try:
+            work(k)
+        except BaseException as e:  # noqa: BLE001  (reported to the test, not lost)
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors

@@ -28,6 +28,7 @@ from helpers import (
     loss_weights,
     numeric_grad,
     numeric_jacobian,
+    run_threads,
     sigmoid,
     softmax,
 )
@@ -1057,22 +1058,14 @@ def test_calls_from_four_threads(warm):
     if warm:
         f(inputs[0], w)
     results = [None] * len(inputs)
-    errors = []
     barrier = threading.Barrier(4)
 
     def work(k):
-        try:
-            barrier.wait()
-            for j in range(k, len(inputs), 4):
-                results[j] = f(inputs[j], w)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
+        barrier.wait()
+        for j in range(k, len(inputs), 4):
+            results[j] = f(inputs[j], w)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_threads(work, 4)
     assert not errors, errors
     for x, r in zip(inputs, results):
         close(r, np.sum(np.tanh(x @ w), axis=0) + np.exp(-np.sum(x * x)), **FWD64)

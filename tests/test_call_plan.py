@@ -5,10 +5,10 @@ give the same results, a seen signature never retraces, and bad input still gets
 from __future__ import annotations
 
 import collections
-import threading
 
 import numpy as np
 import pytest
+from helpers import run_threads
 
 import graphc
 from graphc.callplan import MISS
@@ -152,21 +152,14 @@ def test_a_contended_workspace_gives_the_same_scalars():
 def test_threads_share_a_plan():
     f = graphc.compile(graphc.value_and_grad(lambda w, b: (w * 2.0 + b) ** 2, argnums=(0, 1)))
     f(0.0, 0.0)
-    results, errors = {}, []
+    results = {}
 
     def work(k):
-        try:
-            for j in range(300):
-                w = float(k * 1000 + j)
-                results[(k, j)] = (w, f(w, 1.0))
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
+        for j in range(300):
+            w = float(k * 1000 + j)
+            results[(k, j)] = (w, f(w, 1.0))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_threads(work, 4)
     assert not errors, errors
     assert len(results) == 1200
     for w, (value, (dw, db)) in results.values():

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 
 import numpy as np
 import pytest
+from helpers import run_threads
 
 import graphc
 from graphc import build, compiler, runtime
@@ -128,9 +128,5 @@ def test_eight_threads_share_one_compiled_function():
                 errors.append((k, i))
                 return
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert run_threads(work, 8, timeout=None) == []
     assert errors == []

@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
+from helpers import run_threads
 
 import graphc
 from graphc import rt
@@ -132,11 +132,7 @@ def test_concurrent_calls_with_threads(restore_threads):
                 errors.append(k)
                 return
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert run_threads(work, 4, timeout=None) == []
     assert errors == []
 
 
