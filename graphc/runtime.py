@@ -132,9 +132,15 @@ class CompiledFunction:
 
     def _build_unpaused(self, args, specs, treedef) -> Executable:
         static = self._static_positions(len(args)) if self.static_argnums else ()
-        traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
-        graph, runner = lower(traced, self.backend or default_backend(), self.optimize)
+        backend = self.backend or default_backend()
         plannable = not (self.retrace or self.static_argnums)
+        tape = getattr(self.fn, "reverse_tape", None)     # value_and_grad of huge scalar graphs
+        if tape is not None and not static and self.optimize and backend == "c":
+            exe = tape(args, specs, treedef if plannable else None)
+            if exe is not None:
+                return exe
+        traced, out_td = trace_to_graph(self._traced_fn, args, static, named_after=self.fn)
+        graph, runner = lower(traced, backend, self.optimize)
         return Executable(graph, out_td, runner, specs, traced.weak_outputs,
                           treedef if plannable else None, traced if nans.enabled() else None)
 

@@ -5,13 +5,14 @@ the current trace; called on concrete arrays it compiles itself (cached per sign
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import numpy as np
 
-from . import dtypes, pytree
+from . import dtypes, nans, pytree, sanitize
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
-from .capture import call_traced, function_name
+from .capture import call_traced, function_name, trace_to_graph
 from .errors import DTypeError, GraphcError
 from .runtime import CompiledFunction
 from .trace import Tracer, constant, in_trace, new_input, to_tracer
@@ -126,7 +127,10 @@ def value_and_grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     """(value, gradient) of a scalar-valued fn; with has_aux fn returns (value, aux)."""
     def symbolic(*args, fresh=False):
         return _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
-    return _named(fn, _Transformed(symbolic, f"value_and_grad({function_name(fn)})"))
+    out = _Transformed(symbolic, f"value_and_grad({function_name(fn)})")
+    if not has_aux:
+        out.reverse_tape = functools.partial(_reverse_tape, fn, argnums, True)
+    return _named(fn, out)
 
 
 def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
@@ -134,7 +138,51 @@ def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     def symbolic(*args, fresh=False):
         (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
         return (g, value_aux[1]) if has_aux else g
-    return _named(fn, _Transformed(symbolic, f"grad({function_name(fn)})"))
+    out = _Transformed(symbolic, f"grad({function_name(fn)})")
+    if not has_aux:
+        out.reverse_tape = functools.partial(_reverse_tape, fn, argnums, False)
+    return _named(fn, out)
+
+
+def reverse_tape_min_nodes() -> int:
+    """Forward graphs of at least this many nodes are differentiated at run time by the
+    reverse tape when they can be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
+    value = os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES", "2000")
+    try:
+        return int(value)
+    except ValueError:
+        raise GraphcError(f"GRAPHC_REVERSE_TAPE_MIN_NODES={value!r}: expected an integer") \
+            from None
+
+
+def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treedef):
+    """The Executable of value_and_grad (or grad) of fn at args as a reverse tape
+    (codegen/scalar_tape.py), or None where the usual path applies: arguments that are not
+    float64 scalars or vectors, a small graph, an op without a tape case, a function that
+    is itself a transformation (higher-order derivatives)."""
+    from .codegen.scalar_tape import NotTapeable, encode
+    from .reverse_tape import ReverseTapeRunner
+    from .runtime import Executable
+    if isinstance(fn, _Transformed) or nans.enabled() or sanitize.enabled() or any(
+            s[0] == "static" or s[1] is not dtypes.float64 or len(s[0]) > 1 for s in specs):
+        return None
+    positions = _argnums(argnums, len(args), "grad")
+    graph, out_td = trace_to_graph(fn, args)
+    if out_td.num_leaves != 1 or graph.weak_outputs or len(graph.nodes) < \
+            reverse_tape_min_nodes():
+        return None
+    trees = [pytree.flatten(a)[1] for a in args]
+    starts = np.cumsum([0] + [td.num_leaves for td in trees])
+    wrt = [k for i in positions for k in range(starts[i], starts[i + 1])]
+    try:
+        tape = encode(graph, wrt)
+    except NotTapeable:
+        return None
+    runner = ReverseTapeRunner(tape, [graph.inputs[k].shape for k in wrt])
+    grads = [pytree.unflatten(trees[i], [0.0] * trees[i].num_leaves) for i in positions]
+    grads = grads[0] if isinstance(argnums, int) else tuple(grads)
+    _, out_td = pytree.flatten((0.0, grads) if with_value else grads)
+    return Executable(graph, out_td, runner, specs, (), treedef)
 
 
 def _named(fn, wrapper):

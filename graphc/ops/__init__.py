@@ -45,6 +45,11 @@ class OpDef:
     nondiff: bool = False              # output is piecewise constant (comparisons, sign)
     has_arg: bool = False              # rules and numpy get the static `arg` as keyword
     may_fail: bool = False             # C records a run-time error (see codegen: GC_ERR)
+    # The scalar reverse tape (codegen/scalar_tape.py): per source, its cotangent's
+    # contribution as a C expression of {g} (the output's cotangent), {y} (the output), {0},
+    # {1}.. (the sources) and, for reductions, {count} (elements equal to {y}); None: none.
+    # An op has a tape case if it declares this (all None for ops without a derivative).
+    tape_vjp: tuple[str | None, ...] | None = None
     test: dict = field(default_factory=dict)   # input domain for the registry-driven tests
 
     def __call__(self, *srcs, arg=None):

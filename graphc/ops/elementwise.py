@@ -41,36 +41,49 @@ from .movement import broadcast_to
 # vectorized IEEE instruction (graphc builds with -fno-math-errno).
 
 neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})",
-            vjp=lambda g, y, x: (-g,), jvp=LINEAR)
+            vjp=lambda g, y, x: (-g,), jvp=LINEAR,
+            tape_vjp=("-{g}",))
 add = defop("add", ELEMENTWISE, numpy=np.add, c="({0} + {1})",
-            vjp=lambda g, y, a, b: (g, g), jvp=LINEAR)
+            vjp=lambda g, y, a, b: (g, g), jvp=LINEAR,
+            tape_vjp=("{g}", "{g}"))
 sub = defop("sub", ELEMENTWISE, infer=numeric, numpy=np.subtract, c="({0} - {1})",
-            vjp=lambda g, y, a, b: (g, g if mutants.active("vjp_sign") else -g), jvp=LINEAR)
+            vjp=lambda g, y, a, b: (g, g if mutants.active("vjp_sign") else -g), jvp=LINEAR,
+            tape_vjp=("{g}", "-{g}"))
 mul = defop("mul", ELEMENTWISE, numpy=np.multiply, c="({0} * {1})",
-            vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR)
+            vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR,
+            tape_vjp=("{g} * {1}", "{0} * {g}"))
 div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1})",
             vjp=lambda g, y, a, b: (g / b, -g * y / b),
             jvp=(lambda t, y, a, b: t / b, lambda t, y, a, b: -t * y / b),
-            test={"domain": [None, "nonzero"]})
+            test={"domain": [None, "nonzero"]},
+            tape_vjp=("{g} / {1}", "-{g} * {y} / {1}"))
 exp = defop("exp", ELEMENTWISE, infer=float_only, numpy=np.exp, c="gc_exp{f}({0})",
-            vjp=lambda g, y, x: (g * y,), jvp=(lambda t, y, x: t * y,))
+            vjp=lambda g, y, x: (g * y,), jvp=(lambda t, y, x: t * y,),
+            tape_vjp=("{g} * {y}",))
 log = defop("log", ELEMENTWISE, infer=float_only, numpy=np.log, c="gc_log{f}({0})",
             vjp=lambda g, y, x: (g / x,), jvp=(lambda t, y, x: t / x,),
-            test={"domain": ["positive"]})
+            test={"domain": ["positive"]},
+            tape_vjp=("{g} / {0}",))
 sqrt = defop("sqrt", ELEMENTWISE, infer=float_only, numpy=np.sqrt, c="sqrt{f}({0})",
              vjp=lambda g, y, x: (g * 0.5 / y,), jvp=(lambda t, y, x: t * 0.5 / y,),
-             test={"domain": ["positive"]})
+             test={"domain": ["positive"]},
+             tape_vjp=("{g} * 0.5 / {y}",))
 sin = defop("sin", ELEMENTWISE, infer=float_only, numpy=np.sin, c="sin{f}({0})",
-            vjp=lambda g, y, x: (g * cos(x),), jvp=(lambda t, y, x: t * cos(x),))
+            vjp=lambda g, y, x: (g * cos(x),), jvp=(lambda t, y, x: t * cos(x),),
+            tape_vjp=("{g} * cos({0})",))
 cos = defop("cos", ELEMENTWISE, infer=float_only, numpy=np.cos, c="cos{f}({0})",
-            vjp=lambda g, y, x: (-g * sin(x),), jvp=(lambda t, y, x: -t * sin(x),))
+            vjp=lambda g, y, x: (-g * sin(x),), jvp=(lambda t, y, x: -t * sin(x),),
+            tape_vjp=("-{g} * sin({0})",))
 tanh = defop("tanh", ELEMENTWISE, infer=float_only, numpy=np.tanh, c="gc_tanh{f}({0})",
-             vjp=lambda g, y, x: (g * (1 - y * y),), jvp=(lambda t, y, x: t * (1 - y * y),))
+             vjp=lambda g, y, x: (g * (1 - y * y),), jvp=(lambda t, y, x: t * (1 - y * y),),
+             tape_vjp=("{g} * (1 - {y} * {y})",))
 log1p = defop("log1p", ELEMENTWISE, infer=float_only, numpy=np.log1p, c="gc_log1p{f}({0})",
               vjp=lambda g, y, x: (g / (1 + x),), jvp=(lambda t, y, x: t / (1 + x),),
-              test={"domain": ["positive"]})
+              test={"domain": ["positive"]},
+              tape_vjp=("{g} / (1 + {0})",))
 expm1 = defop("expm1", ELEMENTWISE, infer=float_only, numpy=np.expm1, c="gc_expm1{f}({0})",
-              vjp=lambda g, y, x: (g * (y + 1),), jvp=(lambda t, y, x: t * (y + 1),))
+              vjp=lambda g, y, x: (g * (y + 1),), jvp=(lambda t, y, x: t * (y + 1),),
+              tape_vjp=("{g} * ({y} + 1)",))
 
 
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
@@ -99,17 +112,20 @@ def _np_softplus(x):
 # neither overflows for |x| = 1000 (gc_sigmoid/gc_softplus in csrc/graphc_vmath.h).
 sigmoid = defop("sigmoid", ELEMENTWISE, infer=float_only, numpy=_np_sigmoid,
                 c="gc_sigmoid{f}({0})",
-                vjp=lambda g, y, x: (g * y * (1 - y),), jvp=(lambda t, y, x: t * y * (1 - y),))
+                vjp=lambda g, y, x: (g * y * (1 - y),), jvp=(lambda t, y, x: t * y * (1 - y),),
+                tape_vjp=("{g} * {y} * (1 - {y})",))
 softplus = defop("softplus", ELEMENTWISE, infer=float_only, numpy=_np_softplus,
                  c="gc_softplus{f}({0})",
-                 vjp=lambda g, y, x: (g * sigmoid(x),), jvp=(lambda t, y, x: t * sigmoid(x),))
+                 vjp=lambda g, y, x: (g * sigmoid(x),), jvp=(lambda t, y, x: t * sigmoid(x),),
+                 tape_vjp=("{g} * gc_sigmoid({0})",))
 sign = defop("sign", ELEMENTWISE, infer=numeric, numpy=np.sign, c={"f": "gc_sign{f}({0})",
                                                       "i": "(({0} > 0) - ({0} < 0))"},
              nondiff=True)
 abs_ = defop("abs", ELEMENTWISE, numpy=np.abs, c={"f": "fabs{f}({0})",
                                                    "i": "({0} < 0 ? -{0} : {0})"},
              vjp=lambda g, y, x: (g * sign(x),), jvp=(lambda t, y, x: t * sign(x),),
-             test={"domain": ["nonzero"]})
+             test={"domain": ["nonzero"]},
+             tape_vjp=("{g} * gc_sign({0})",))
 
 
 def _pow_da(t, a, b):
@@ -149,18 +165,20 @@ maximum = defop("maximum", ELEMENTWISE, numpy=np.maximum,
                 vjp=lambda g, y, a, b: (g * _tie_share(a, b), g * _tie_share(b, a)),
                 jvp=(lambda t, y, a, b: t * _tie_share(a, b),
                      lambda t, y, a, b: t * _tie_share(b, a)),
-                test={"domain": ["distinct", "distinct"]})
+                test={"domain": ["distinct", "distinct"]},
+                tape_vjp=("{g} * gc_tie_share({0}, {1})", "{g} * gc_tie_share({1}, {0})"))
 minimum = defop("minimum", ELEMENTWISE, numpy=np.minimum,
                 c={"f": "gc_min({0}, {1})", "i": "({0} < {1} ? {0} : {1})"},
                 vjp=lambda g, y, a, b: (g * _tie_share(b, a), g * _tie_share(a, b)),
                 jvp=(lambda t, y, a, b: t * _tie_share(b, a),
                      lambda t, y, a, b: t * _tie_share(a, b)),
-                test={"domain": ["distinct", "distinct"]})
+                test={"domain": ["distinct", "distinct"]},
+                tape_vjp=("{g} * gc_tie_share({1}, {0})", "{g} * gc_tie_share({0}, {1})"))
 
 
 def _cmp(name, np_fn, c_op):
     return defop(name, ELEMENTWISE, infer=to_bool, numpy=np_fn, c=f"({{0}} {c_op} {{1}})",
-                 nondiff=True)
+                 nondiff=True, tape_vjp=(None, None))
 
 
 lt = _cmp("lt", np.less, "<")
@@ -179,11 +197,11 @@ def _bool_only(src, arg):
 
 
 land = defop("and", ELEMENTWISE, infer=_bool_only, numpy=np.logical_and, c="({0} && {1})",
-             nondiff=True)
+             nondiff=True, tape_vjp=(None, None))
 lor = defop("or", ELEMENTWISE, infer=_bool_only, numpy=np.logical_or, c="({0} || {1})",
-            nondiff=True)
+            nondiff=True, tape_vjp=(None, None))
 lnot = defop("not", ELEMENTWISE, infer=_bool_only, numpy=np.logical_not, c="(!{0})",
-             nondiff=True)
+             nondiff=True, tape_vjp=(None,))
 
 
 def _int_only(src, arg):
@@ -218,7 +236,8 @@ select = defop("where", ELEMENTWISE, infer=_where_infer, numpy=np.where,
                c="({0} ? {1} : {2})",
                vjp=lambda g, y, c, a, b: (None, where_(c, g, 0), where_(c, 0, g)),
                jvp=(None, lambda t, y, c, a, b: where_(c, t, 0),
-                    lambda t, y, c, a, b: where_(c, 0, t)))
+                    lambda t, y, c, a, b: where_(c, 0, t)),
+               tape_vjp=(None, "({0} ? {g} : 0.0)", "({0} ? 0.0 : {g})"))
 
 
 def _cast_infer(src, arg):
@@ -228,7 +247,8 @@ def _cast_infer(src, arg):
 cast = defop("cast", ELEMENTWISE, infer=_cast_infer,
              numpy=lambda x, arg: x.astype(arg), c="(({T}){0})",
              vjp=lambda g, y, x, arg: (astype(g, x.dtype) if x.node.dtype.is_float else None,),
-             jvp=LINEAR, has_arg=True)
+             jvp=LINEAR, has_arg=True,
+             tape_vjp=("{g}",))
 
 def index_error(what: str, value: int, pos: int, shape: tuple, n: int,
                 lo: int = 0) -> GraphcError:
@@ -262,7 +282,8 @@ check_index_p = defop("check_index", ELEMENTWISE, infer=_check_index_infer,
                         "GC_ERR))")
 
 stop_gradient_p = defop("stop_gradient", ELEMENTWISE, numpy=lambda x: x, c="{0}",
-                        vjp=lambda g, y, x: (None,), jvp=(lambda t, y, x: None,))
+                        vjp=lambda g, y, x: (None,), jvp=(lambda t, y, x: None,),
+                        tape_vjp=(None,))
 
 
 # ---- wrappers: conversion, promotion, broadcasting ----

@@ -49,22 +49,24 @@ def _extremum_jvp(t, y, x, arg):
     return reduce_sum(t * mask, arg=arg) / reduce_sum(mask, arg=arg)
 
 
+_EXTREMUM_TAPE_VJP = "({0} == {y}) * ({g} / {count})"     # as _extremum_vjp
 reduce_sum = defop("sum", REDUCE, infer=_reduce_infer,
                    numpy=lambda x, arg: np.sum(x, axis=arg),
                    c=Reduce(init={"f": "0", "i": "0"}, update="{acc} += {x}", blocked=True),
-                   vjp=lambda g, y, x, arg: (_keep(g, x, arg),), jvp=LINEAR)
+                   vjp=lambda g, y, x, arg: (_keep(g, x, arg),), jvp=LINEAR,
+                   tape_vjp=("{g}",))
 reduce_max = defop("max", REDUCE, infer=_reduce_infer,
                    numpy=lambda x, arg: np.max(x, axis=arg),
                    c=Reduce(init={"f": "-INFINITY", "i": "GC_IMIN({T})"},
                             update="{acc} = gc_max({acc}, {x})"),
                    vjp=_extremum_vjp, jvp=(_extremum_jvp,),
-                   test={"domain": ["distinct"]})
+                   test={"domain": ["distinct"]}, tape_vjp=(_EXTREMUM_TAPE_VJP,))
 reduce_min = defop("min", REDUCE, infer=_reduce_infer,
                    numpy=lambda x, arg: np.min(x, axis=arg),
                    c=Reduce(init={"f": "INFINITY", "i": "GC_IMAX({T})"},
                             update="{acc} = gc_min({acc}, {x})"),
                    vjp=_extremum_vjp, jvp=(_extremum_jvp,),
-                   test={"domain": ["distinct"]})
+                   test={"domain": ["distinct"]}, tape_vjp=(_EXTREMUM_TAPE_VJP,))
 
 
 def normalize_axes(axis, ndim: int, opname: str) -> tuple[int, ...]:

@@ -1,0 +1,80 @@
+/* The reverse-mode tape interpreter for large graphs of small values (graphc/codegen/
+ * scalar_tape.py). Every node's elements live in one flat double array v (bools as 0/1),
+ * its cotangent at the same place in g. A row is GC_ST_WIDTH int32:
+ *
+ *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, 0]
+ *
+ * case 0 copies n elements (a concatenate's piece); the other cases come from the ops'
+ * declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
+ * fold n elements of in0 into v[out]. The generated source defines GC_ST_FORWARD_CASES and
+ * GC_ST_REVERSE_CASES (the switch cases, using the names below) and then includes this file.
+ */
+#ifndef GRAPHC_SCALAR_TAPE_H
+#define GRAPHC_SCALAR_TAPE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define GC_ST_WIDTH 10
+
+/* d max(a, b) / da: 1 where a wins, 1/2 on ties, 0 where b wins (ops/elementwise.py) */
+static inline double gc_tie_share(double a, double b) {
+    return a > b ? 1.0 : (a == b ? 0.5 : 0.0);
+}
+
+static void gc_st_forward(const int32_t *t, long rows, double *v) {
+    for (long r = 0; r < rows; r++, t += GC_ST_WIDTH) {
+        const long n = t[1];
+        double *d = v + t[2];
+        const double *a0 = v + t[3], *a1 = v + t[5], *a2 = v + t[7];
+        const long s0 = t[4], s1 = t[6], s2 = t[8];
+        (void)a1; (void)a2; (void)s1; (void)s2;
+        switch (t[0]) {
+        case 0: for (long i = 0; i < n; i++) d[i] = a0[i * s0]; break;
+        GC_ST_FORWARD_CASES
+        default: break;
+        }
+    }
+}
+
+static void gc_st_reverse(const int32_t *tape, long rows, const double *v, double *g) {
+    for (long r = rows - 1; r >= 0; r--) {
+        const int32_t *t = tape + r * GC_ST_WIDTH;
+        const long n = t[1];
+        const double *y = v + t[2], *gy = g + t[2];
+        const double *a0 = v + t[3], *a1 = v + t[5], *a2 = v + t[7];
+        double *g0 = g + t[3], *g1 = g + t[5], *g2 = g + t[7];
+        const long s0 = t[4], s1 = t[6], s2 = t[8];
+        (void)y; (void)a0; (void)a1; (void)a2; (void)g0; (void)g1; (void)g2;
+        (void)s1; (void)s2;
+        switch (t[0]) {
+        case 0: for (long i = 0; i < n; i++) g0[i * s0] += gy[i]; break;
+        GC_ST_REVERSE_CASES
+        default: break;
+        }
+    }
+}
+
+/* One evaluation: constants and inputs into v, the forward sweep, the output's cotangent 1,
+ * the reverse sweep, the gradients out. layout: n_slots, n_init, out_slot, n_in, n_grad,
+ * then (slot, size) per input and per gradient; io: the inputs' then the gradients' data. */
+double gc_scalar_tape(const int32_t *tape, long rows, const int64_t *layout,
+                      const double *init, void **io, double *v, double *g) {
+    const long n_slots = (long)layout[0], n_init = (long)layout[1], out = (long)layout[2];
+    const long n_in = (long)layout[3], n_grad = (long)layout[4];
+    const int64_t *place = layout + 5;
+    memcpy(v, init, (size_t)n_init * sizeof(double));
+    for (long k = 0; k < n_in; k++)
+        memcpy(v + place[2 * k], io[k], (size_t)place[2 * k + 1] * sizeof(double));
+    gc_st_forward(tape, rows, v);
+    memset(g, 0, (size_t)n_slots * sizeof(double));
+    g[out] = 1.0;
+    gc_st_reverse(tape, rows, v, g);
+    for (long k = 0; k < n_grad; k++) {
+        const int64_t *p = place + 2 * (n_in + k);
+        memcpy(io[n_in + k], g + p[0], (size_t)p[1] * sizeof(double));
+    }
+    return v[out];
+}
+
+#endif
