@@ -18,12 +18,15 @@ def _interpreter():
 
 class ReverseTapeRunner:
     """Called with the inputs (arrays or Python floats, float64), returns [value (a 0-d
-    array), one gradient per differentiated input]. Work arrays are per call: thread-safe."""
+    array; left out without `with_value`), one gradient per differentiated input]. Work
+    arrays are per call: thread-safe."""
 
-    def __init__(self, tape: ReverseTape, grad_shapes: list[tuple[int, ...]]):
+    def __init__(self, tape: ReverseTape, grad_shapes: list[tuple[int, ...]],
+                 with_value: bool = True):
         self.ffi, lib = _interpreter()
         self.tape = tape
         self.grad_shapes = grad_shapes
+        self.with_value = with_value
         self.stats = {"tape_rows": len(tape.rows), "slots": tape.n_slots}
         ffi = self.ffi
         self._fn = functools.partial(
@@ -37,4 +40,4 @@ class ReverseTapeRunner:
         io = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins + grads])
         v, g = np.empty(n), np.empty(n)
         value = self._fn(io, ffi.from_buffer("double[]", v), ffi.from_buffer("double[]", g))
-        return [np.array(value), *grads]
+        return [np.array(value), *grads] if self.with_value else grads

@@ -178,7 +178,7 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
         tape = encode(graph, wrt)
     except NotTapeable:
         return None
-    runner = ReverseTapeRunner(tape, [graph.inputs[k].shape for k in wrt])
+    runner = ReverseTapeRunner(tape, [graph.inputs[k].shape for k in wrt], with_value)
     grads = [pytree.unflatten(trees[i], [0.0] * trees[i].num_leaves) for i in positions]
     grads = grads[0] if isinstance(argnums, int) else tuple(grads)
     _, out_td = pytree.flatten((0.0, grads) if with_value else grads)

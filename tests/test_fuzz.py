@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 
 import graphc
 import graphc.passes
+from graphc.capture import leaf_spec
 from graphc.ops import ALIAS, ELEMENTWISE, MOVEMENT, OPS
 
 N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -159,7 +160,7 @@ def agree_all(got, ref, what, batch, check=None, **tol):
             raise AssertionError(f"{exc}\n  in {batch[k]}") from None
 
 
-ORACLES = ("c", "tape", "noopt", "f32", "fd", "torch")
+ORACLES = ("c", "tape", "reverse", "noopt", "f32", "fd", "torch")
 
 
 def check_batch(batch: list[Program], oracles=ORACLES) -> None:
@@ -201,6 +202,8 @@ def _check(batch: list[Program], oracles) -> None:
     if "tape" in oracles:
         with env(GRAPHC_TAPE_MIN_KERNELS="0"):
             agree_all(run(batch, np.float64), got, "tape vs straight-line C", batch, **TIGHT)
+    if "reverse" in oracles:
+        check_reverse_tape(batch, got)
     if "f32" in oracles:
         xs32 = [make_inputs(p, np.float32) for p in batch]
         ref64 = run(batch, np.float64, backend="numpy",
@@ -217,6 +220,29 @@ def _check(batch: list[Program], oracles) -> None:
     if "torch" in oracles:
         for program, g in zip(batch, got):
             check_torch(program, g)
+
+
+def reverse_tape_run(program: Program) -> list | None:
+    """[loss, *gradients] of the program's loss through the reverse tape (the value_and_grad
+    of a large scalar graph; here at any size), or None where it falls back (no gcc)."""
+    xs = make_inputs(program, np.float64)
+    loss = loss_fn(program, np.float64, weights(program, value_shapes(program)))
+    vg = graphc.value_and_grad(lambda *a: loss(*a)[0], argnums=tuple(range(len(xs))))
+    with env(GRAPHC_REVERSE_TAPE_MIN_NODES="0"):
+        exe = vg.reverse_tape(tuple(xs), [leaf_spec(x) for x in xs], None)
+    if exe is None:
+        return None
+    value, grads = exe(list(xs))
+    return [np.asarray(value), *grads]
+
+
+def check_reverse_tape(batch: list[Program], got: list) -> None:
+    """The reverse tape against the symbolic gradients, where it takes the program."""
+    for program, g in zip(batch, got):
+        mine = reverse_tape_run(program)
+        if mine is not None:
+            n_aux = len(g) - 1 - len(program.inputs)
+            agree_all([mine], [[g[0], *g[1 + n_aux:]]], "reverse tape", [program], **TIGHT)
 
 
 # ------------------------------------------------------------------ finite-difference oracle
@@ -372,7 +398,7 @@ BATCH = int(os.environ.get("FUZZ_BATCH", "10"))      # `make sanitize`: larger, 
           database=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(programs(), min_size=BATCH, max_size=BATCH), st.sampled_from(["tape", "f32"]))
 def test_fuzz(batch, extra):
-    oracles = ORACLES if ALL_ORACLES else ("c", "noopt", "fd", "torch", extra)
+    oracles = ORACLES if ALL_ORACLES else ("c", "noopt", "fd", "torch", "reverse", extra)
     if os.environ.get("FUZZ_ORACLES"):          # e.g. `make sanitize`: the C builds only
         oracles = tuple(os.environ["FUZZ_ORACLES"].split(","))
     with np.errstate(all="ignore"):

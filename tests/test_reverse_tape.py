@@ -1,0 +1,115 @@
+"""The reverse tape (codegen/scalar_tape.py): value_and_grad/grad of large graphs of float64
+scalars run as a forward tape differentiated at run time; everything else falls back to
+symbolic autodiff. Each case compares with the symbolic path (threshold out of reach)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc
+from bench import problems as P
+from bench.workloads import w7
+from graphc.native import CRunner
+from graphc.reverse_tape import ReverseTapeRunner
+
+TIGHT = {"rtol": 1e-12, "atol": 1e-13}
+
+
+def _both(transform, fn, args, monkeypatch, **kw):
+    """(runner of the reverse-tape attempt, its result, the symbolic path's result)."""
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    tape = graphc.compile(transform(fn, **kw))
+    got = tape(*args)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(10**9))
+    ref = graphc.compile(transform(fn, **kw))(*args)
+    return type(tape.executable(*args).runner), got, ref
+
+
+def _close(got, ref):
+    gl, rl = graphc.pytree.flatten(got)[0], graphc.pytree.flatten(ref)[0]
+    assert len(gl) == len(rl)
+    for g, r in zip(gl, rl):
+        assert np.shape(g) == np.shape(r) and np.asarray(g).dtype == np.asarray(r).dtype
+        tol = TIGHT if np.asarray(g).dtype == np.float64 else {"rtol": 1e-6}
+        np.testing.assert_allclose(g, r, **tol)
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["chain", "stack"])
+def test_w7_matches_symbolic_and_python(stack, monkeypatch):
+    x = P.w7_x()
+    runner, got, ref = _both(graphc.value_and_grad, w7(40, stack), (x,), monkeypatch)
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    value, grad = P.w7_python(x, 40)
+    np.testing.assert_allclose(float(got[0]), value, rtol=1e-12)
+    np.testing.assert_allclose(got[1], grad, rtol=1e-12, atol=1e-13)
+
+
+def _mixed(params, s, y):
+    """Vectors, a scalar, broadcasts, slices, reductions, ties of max, where, comparisons."""
+    a, b = params["a"], params["b"]
+    z = graphc.concatenate([a[::2] * s, graphc.tanh(b[1:3]) / (1.5 + a[1:2] ** 2)])
+    m = graphc.maximum(z[:5], graphc.stack([z[1], z[1], z[0], z[2], z[3]]))
+    u = graphc.where(m > 0.1, graphc.exp(-m), graphc.sigmoid(m) - y)
+    return (graphc.sum(u * graphc.sqrt(1 + a * a)[:5]) + graphc.max(z) - graphc.min(b)
+            + graphc.log1p(graphc.abs(s)) * graphc.sin(y) + graphc.cos(b[0]))
+
+
+def test_pytrees_argnums_and_grad(monkeypatch):
+    params = {"a": np.linspace(-1, 1, 9), "b": np.array([0.3, -0.2, 0.7, 0.7])}
+    args = (params, -0.4, 0.25)
+    runner, got, ref = _both(graphc.value_and_grad, _mixed, args, monkeypatch, argnums=(0, 2))
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    runner, got, ref = _both(graphc.grad, _mixed, args, monkeypatch, argnums=1)
+    assert runner is ReverseTapeRunner
+    assert isinstance(got, np.ndarray) and got.shape == ()
+    _close(got, ref)
+
+
+def test_inputs_unchanged_and_outputs_owned(monkeypatch):
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(x * x)))
+    x = np.arange(3.0)
+    v1, g1 = f(x)
+    v2, g2 = f(x)
+    assert g1 is not g2 and np.array_equal(x, np.arange(3.0))
+    np.testing.assert_array_equal(g1, 2 * x)
+    assert float(v1) == 5.0
+
+
+@pytest.mark.parametrize("case", ["matrix", "float32", "no_tape_case", "has_aux",
+                                  "higher_order", "small_graph"])
+def test_falls_back(case, monkeypatch):
+    """Arguments, ops or transformations the tape does not take keep the symbolic path."""
+    x = np.linspace(0.1, 0.9, 4)
+    fn, transform, kw = (lambda v: graphc.sum(graphc.sin(v) * v)), graphc.value_and_grad, {}
+    if case == "matrix":
+        x = x.reshape(2, 2)
+    elif case == "float32":
+        x = x.astype(np.float32)
+    elif case == "no_tape_case":
+        fn = lambda v: graphc.sum(graphc.cumsum(v) ** 3)   # noqa: E731
+    elif case == "has_aux":
+        fn, kw = (lambda v: (graphc.sum(v * v), v[0])), {"has_aux": True}   # noqa: E731
+    elif case == "higher_order":
+        transform = lambda f: graphc.grad(graphc.grad(lambda v: graphc.sum(v ** 3)))  # noqa
+        fn, x = None, 0.7
+    if case != "small_graph":
+        monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    f = graphc.compile(transform(fn, **kw))
+    got = f(x)
+    assert type(f.executable(x).runner) is CRunner
+    if case == "higher_order":
+        np.testing.assert_allclose(got, 6 * 0.7, rtol=1e-12)
+    else:
+        ref = graphc.compile(transform(fn, **kw), backend="numpy")(x)
+        _close(got, ref)
+
+
+def test_forward_mode_is_unaffected(monkeypatch):
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    x, t = np.linspace(0.1, 0.9, 4), np.ones(4)
+    out, tangent = graphc.compile(lambda a, b: graphc.jvp(graphc.tanh, (a,), (b,)))(x, t)
+    np.testing.assert_allclose(tangent, 1 - np.tanh(x) ** 2, rtol=1e-12)
