@@ -4,8 +4,9 @@
  *
  *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, 0]
  *
- * case 0 copies n elements (a concatenate's piece); the other cases come from the ops'
- * declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
+ * case 0 copies n elements (a concatenate's piece), case 1 is softmax of n elements (the
+ * encoder fuses the ~10 primitives ops/composite.py's softmax traces into); the other cases
+ * come from the ops' declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
  * fold n elements of in0 into v[out]. The generated source defines GC_ST_FORWARD_CASES and
  * GC_ST_REVERSE_CASES (the switch cases, using the names below) and then includes this file.
  */
@@ -31,6 +32,14 @@ static void gc_st_forward(const int32_t *t, long rows, double *v) {
         (void)a1; (void)a2; (void)s1; (void)s2;
         switch (t[0]) {
         case 0: for (long i = 0; i < n; i++) d[i] = a0[i * s0]; break;
+        case 1: {       /* as composite.softmax: the max shift, 0 if it is infinite */
+            double m = -INFINITY, sum = 0.0;
+            for (long i = 0; i < n; i++) m = gc_max(m, a0[i * s0]);
+            if (m == INFINITY || m == -INFINITY) m = 0.0;
+            for (long i = 0; i < n; i++) { d[i] = gc_exp(a0[i * s0] - m); sum += d[i]; }
+            for (long i = 0; i < n; i++) d[i] = d[i] / sum;
+            break;
+        }
         GC_ST_FORWARD_CASES
         default: break;
         }
@@ -49,6 +58,12 @@ static void gc_st_reverse(const int32_t *tape, long rows, const double *v, doubl
         (void)s1; (void)s2;
         switch (t[0]) {
         case 0: for (long i = 0; i < n; i++) g0[i * s0] += gy[i]; break;
+        case 1: {
+            double dot = 0.0;
+            for (long i = 0; i < n; i++) dot += gy[i] * y[i];
+            for (long i = 0; i < n; i++) g0[i * s0] += y[i] * (gy[i] - dot);
+            break;
+        }
         GC_ST_REVERSE_CASES
         default: break;
         }

@@ -22,7 +22,7 @@ from ..ir import Graph, Node
 from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
-COPY = 0
+COPY, SOFTMAX = 0, 1
 _VALUE_TYPES = (dtypes.float64, dtypes.bool_)
 
 
@@ -52,15 +52,17 @@ def _cased(op: OpDef) -> bool:
 
 
 def case_numbers() -> dict[str, int]:
-    """A case per op that has one, numbered by name (case 0 is COPY)."""
+    """A case per op that has one, numbered by name after COPY and SOFTMAX."""
     return {name: k for k, name in enumerate(sorted(n for n, op in OPS.items() if _cased(op)),
-                                              start=1)}
+                                              start=SOFTMAX + 1)}
 
 
 # ---- the interpreter's C ----
 
-def _operands(prefix: str, arity: int) -> list[str]:
-    return [f"{prefix}{j}[i * s{j}]" for j in range(arity)]
+def _operands(prefix: str, arity: int, scalar: bool = False) -> list[str]:
+    """Element i of each source (element 0 for rows of one element: most rows, and the
+    loop costs more than the op there)."""
+    return [f"{prefix}{j}[0]" if scalar else f"{prefix}{j}[i * s{j}]" for j in range(arity)]
 
 
 def _forward_case(op: OpDef, arity: int) -> str:
@@ -68,8 +70,10 @@ def _forward_case(op: OpDef, arity: int) -> str:
         update = op.c.update
         return ("{ double acc = " + op.c.init["f"] + "; for (long i = 0; i < n; i++) { "
                 + update.format(acc="acc", x="a0[i * s0]") + "; } d[0] = acc; } break;")
-    expr = _template(op).format(*_operands("a", arity), f="", T="double")
-    return f"for (long i = 0; i < n; i++) d[i] = {expr}; break;"
+    template = _template(op)
+    one = template.format(*_operands("a", arity, scalar=True), f="", T="double")
+    expr = template.format(*_operands("a", arity), f="", T="double")
+    return f"if (n == 1) d[0] = {one}; else for (long i = 0; i < n; i++) d[i] = {expr}; break;"
 
 
 def _reverse_case(op: OpDef, arity: int) -> str:
@@ -84,9 +88,11 @@ def _reverse_case(op: OpDef, arity: int) -> str:
         body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, g='gy[0]', y='y[0]', count='(double)count')};"
                         for j, r in rules)
         return "{ " + count + "for (long i = 0; i < n; i++) { " + body + " } } break;"
+    ones = _operands("a", arity, scalar=True)
+    one = " ".join(f"g{j}[0] += {r.format(*ones, g='gy[0]', y='y[0]')};" for j, r in rules)
     body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, g='gy[i]', y='y[i]')};"
                     for j, r in rules)
-    return f"for (long i = 0; i < n; i++) {{ {body} }} break;"
+    return f"if (n == 1) {{ {one} }} else for (long i = 0; i < n; i++) {{ {body} }} break;"
 
 
 def _arity(op: OpDef) -> int:
@@ -140,13 +146,23 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         sizes.append(n.size)
         top += n.size
     rows: list[tuple] = []
+    softmaxes = _softmaxes(graph)
+    live = _live(graph, softmaxes)
     for n in graph.nodes:
         op = n.op
         if op.kind == SOURCE:
             if id(n) not in place:
                 raise NotTapeable("a source node that is not an input")
             continue
+        if id(n) not in live:
+            continue
         _check_value(n)
+        x = softmaxes.get(id(n))
+        if x is not None:
+            rows.append((SOFTMAX, n.size, top, *place[id(x)], 0, 0, 0, 0, 0))
+            place[id(n)] = (top, 1)
+            top += n.size
+            continue
         if op.kind == MOVEMENT:
             if op.name == "concatenate":
                 for s in n.src:
@@ -185,6 +201,52 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
 
 
 _CASES: dict[str, dict[str, int]] = {}
+
+
+def _softmaxes(graph: Graph) -> dict[int, Node]:
+    """{id(y): x} for each y = softmax(x) of a vector as composite.softmax traces it,
+    exp(x - shift) / sum(exp(x - shift)) with the guarded, gradient-stopped max of x as the
+    shift, whose inner nodes are used nowhere else: one SOFTMAX row computes it."""
+    users: dict[int, int] = {}
+    for n in graph.nodes:
+        for s in n.src:
+            users[id(s)] = users.get(id(s), 0) + 1
+    found = {}
+    for y in graph.nodes:
+        if y.op.name != "div" or len(y.shape) != 1:
+            continue
+        e, b = y.src
+        r = b.src[0] if b.op.name == "broadcast_to" else None
+        s = r.src[0] if r is not None and r.op.name == "reshape" else None
+        if s is None or s.op.name != "sum" or s.src[0] is not e or e.op.name != "exp":
+            continue
+        z = e.src[0]
+        if z.op.name != "sub" or not _is_max_shift(z.src[1], z.src[0]):
+            continue
+        if users[id(e)] == 2 and all(users[id(k)] == 1 for k in (b, r, s, z)):
+            found[id(y)] = z.src[0]
+    return found
+
+
+def _is_max_shift(b: Node, x: Node) -> bool:
+    """b = broadcast(where(abs(m) == inf, 0, m)), m = stop_gradient(reshape(max(x)))."""
+    w = b.src[0] if b.op.name == "broadcast_to" else None
+    if w is None or w.op.name != "where" or w.src[0].op.name != "eq":
+        return False
+    m = w.src[2]
+    r = m.src[0] if m.op.name == "stop_gradient" else None
+    mx = r.src[0] if r is not None and r.op.name == "reshape" else None
+    return mx is not None and mx.op.name == "max" and mx.src[0] is x and len(x.shape) == 1
+
+
+def _live(graph: Graph, fused: dict[int, Node]) -> set[int]:
+    """The nodes the outputs need, a fused node needing only its source."""
+    live = {id(n) for n in graph.outputs}
+    for n in reversed(graph.nodes):
+        if id(n) in live:
+            x = fused.get(id(n))
+            live.update([id(x)] if x is not None else map(id, n.src))
+    return live
 
 
 def _check_value(n: Node) -> None:
