@@ -4,9 +4,10 @@
  *
  *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, 0]
  *
- * case 0 copies n elements (a concatenate's piece), case 1 is softmax of n elements (the
- * encoder fuses the ~10 primitives ops/composite.py's softmax traces into); the other cases
- * come from the ops' declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
+ * case 0 gathers n elements from the places listed at ix[in0] (a concatenate), case 1 is
+ * softmax of n elements (the encoder fuses the ~10 primitives ops/composite.py's softmax
+ * traces into), case 2 adds the n scalars listed at ix[in0] from left to right (a chain of
+ * `+`); the other cases come from the ops' declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
  * fold n elements of in0 into v[out]. The generated source defines GC_ST_FORWARD_CASES and
  * GC_ST_REVERSE_CASES (the switch cases, using the names below) and then includes this file.
  */
@@ -23,7 +24,7 @@ static inline double gc_tie_share(double a, double b) {
     return a > b ? 1.0 : (a == b ? 0.5 : 0.0);
 }
 
-static void gc_st_forward(const int32_t *t, long rows, double *v) {
+static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double *v) {
     for (long r = 0; r < rows; r++, t += GC_ST_WIDTH) {
         const long n = t[1];
         double *d = v + t[2];
@@ -31,7 +32,15 @@ static void gc_st_forward(const int32_t *t, long rows, double *v) {
         const long s0 = t[4], s1 = t[6], s2 = t[8];
         (void)a1; (void)a2; (void)s1; (void)s2;
         switch (t[0]) {
-        case 0: for (long i = 0; i < n; i++) d[i] = a0[i * s0]; break;
+        case 0: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) d[i] = v[k[i]]; }
+            break;
+        case 2: {
+            const int32_t *k = ix + t[3];
+            double acc = v[k[0]];
+            for (long i = 1; i < n; i++) acc += v[k[i]];
+            d[0] = acc;
+            break;
+        }
         case 1: {       /* as composite.softmax: the max shift, 0 if it is infinite */
             double m = -INFINITY, sum = 0.0;
             for (long i = 0; i < n; i++) m = gc_max(m, a0[i * s0]);
@@ -46,7 +55,8 @@ static void gc_st_forward(const int32_t *t, long rows, double *v) {
     }
 }
 
-static void gc_st_reverse(const int32_t *tape, long rows, const double *v, double *g) {
+static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, const double *v,
+                          double *g) {
     for (long r = rows - 1; r >= 0; r--) {
         const int32_t *t = tape + r * GC_ST_WIDTH;
         const long n = t[1];
@@ -57,7 +67,10 @@ static void gc_st_reverse(const int32_t *tape, long rows, const double *v, doubl
         (void)y; (void)a0; (void)a1; (void)a2; (void)g0; (void)g1; (void)g2;
         (void)s1; (void)s2;
         switch (t[0]) {
-        case 0: for (long i = 0; i < n; i++) g0[i * s0] += gy[i]; break;
+        case 0: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) g[k[i]] += gy[i]; }
+            break;
+        case 2: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) g[k[i]] += gy[0]; }
+            break;
         case 1: {
             double dot = 0.0;
             for (long i = 0; i < n; i++) dot += gy[i] * y[i];
@@ -81,10 +94,11 @@ double gc_scalar_tape(const int32_t *tape, long rows, const int64_t *layout,
     memcpy(v, init, (size_t)n_init * sizeof(double));
     for (long k = 0; k < n_in; k++)
         memcpy(v + place[2 * k], io[k], (size_t)place[2 * k + 1] * sizeof(double));
-    gc_st_forward(tape, rows, v);
+    const int32_t *ix = tape + rows * GC_ST_WIDTH;    /* the index lists after the rows */
+    gc_st_forward(tape, rows, ix, v);
     memset(g, 0, (size_t)n_slots * sizeof(double));
     g[out] = 1.0;
-    gc_st_reverse(tape, rows, v, g);
+    gc_st_reverse(tape, rows, ix, v, g);
     for (long k = 0; k < n_grad; k++) {
         const int64_t *p = place + 2 * (n_in + k);
         memcpy(io[n_in + k], g + p[0], (size_t)p[1] * sizeof(double));

@@ -27,10 +27,10 @@ class ReverseTapeRunner:
         self.tape = tape
         self.grad_shapes = grad_shapes
         self.with_value = with_value
-        self.stats = {"tape_rows": len(tape.rows), "slots": tape.n_slots}
+        self.stats = {"tape_rows": tape.n_rows, "slots": tape.n_slots}
         ffi = self.ffi
         self._fn = functools.partial(
-            lib.gc_scalar_tape, ffi.from_buffer("int32_t[]", tape.rows), len(tape.rows),
+            lib.gc_scalar_tape, ffi.from_buffer("int32_t[]", tape.cells), tape.n_rows,
             ffi.from_buffer("int64_t[]", tape.layout), ffi.from_buffer("double[]", tape.init))
 
     def __call__(self, leaves: list) -> list:

@@ -22,13 +22,14 @@ from ..ir import Graph, Node
 from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
-COPY, SOFTMAX = 0, 1
+GATHER, SOFTMAX, ADDN = 0, 1, 2       # the interpreter's own cases
 _VALUE_TYPES = (dtypes.float64, dtypes.bool_)
 
 
 @dataclass
 class ReverseTape:
-    rows: np.ndarray            # (n_rows, WIDTH) int32
+    cells: np.ndarray           # int32: n_rows rows of WIDTH, then the index lists
+    n_rows: int
     init: np.ndarray            # the constants' values: v[0:len(init)] before each run
     layout: np.ndarray          # int64, as gc_scalar_tape reads it
     n_slots: int
@@ -52,9 +53,9 @@ def _cased(op: OpDef) -> bool:
 
 
 def case_numbers() -> dict[str, int]:
-    """A case per op that has one, numbered by name after COPY and SOFTMAX."""
+    """A case per op that has one, numbered by name after the interpreter's own."""
     return {name: k for k, name in enumerate(sorted(n for n, op in OPS.items() if _cased(op)),
-                                              start=SOFTMAX + 1)}
+                                              start=ADDN + 1)}
 
 
 # ---- the interpreter's C ----
@@ -146,8 +147,9 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         sizes.append(n.size)
         top += n.size
     rows: list[tuple] = []
-    softmaxes = _softmaxes(graph)
-    live = _live(graph, softmaxes)
+    index: list[int] = []            # GATHER's and ADDN's lists of places, after the rows
+    fused = _fusions(graph)
+    live = _live(graph, fused)
     for n in graph.nodes:
         op = n.op
         if op.kind == SOURCE:
@@ -157,31 +159,24 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         if id(n) not in live:
             continue
         _check_value(n)
-        x = softmaxes.get(id(n))
-        if x is not None:
-            rows.append((SOFTMAX, n.size, top, *place[id(x)], 0, 0, 0, 0, 0))
-            place[id(n)] = (top, 1)
-            top += n.size
-            continue
-        if op.kind == MOVEMENT:
-            if op.name == "concatenate":
-                for s in n.src:
-                    slot, stride = place[id(s)]
-                    rows.append((COPY, s.size, top, slot, stride, 0, 0, 0, 0, 0))
-                    top += s.size
-                place[id(n)] = (top - n.size, 1)
+        if id(n) in fused:
+            case, srcs = fused[id(n)]
+            if case == SOFTMAX:
+                rows.append((SOFTMAX, n.size, top, *place[id(srcs[0])], 0, 0, 0, 0, 0))
             else:
-                place[id(n)] = _view(n, place[id(n.src[0])])
+                rows.append((ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0, 0))
+                index.extend(place[id(t)][0] for t in srcs)
+        elif op.name == "concatenate":
+            rows.append((GATHER, n.size, top, len(index), 0, 0, 0, 0, 0, 0))
+            for s in n.src:
+                slot, stride = place[id(s)]
+                index.extend(range(slot, slot + stride * s.size, stride) if stride
+                             else [slot] * s.size)
+        elif op.kind == MOVEMENT:
+            place[id(n)] = _view(n, place[id(n.src[0])])
             continue
-        case = cases.get(op.name)
-        if case is None or len(n.src) > 3 or (op.kind == REDUCE and n.size != 1):
-            raise NotTapeable(f"op {op.name}")
-        if n.dtype is dtypes.bool_ and not op.nondiff:
-            raise NotTapeable(f"{op.name} of bools")
-        cells = [case, n.src[0].size if op.kind == REDUCE else n.size, top]
-        for s in n.src:
-            cells += place[id(s)]
-        rows.append(tuple(cells + [0] * (WIDTH - len(cells))))
+        else:
+            rows.append(_row(n, cases, place, top))
         place[id(n)] = (top, 1)
         top += n.size
     (out,) = graph.outputs
@@ -195,7 +190,8 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         layout += [place[id(n)][0], n.size]
     for k in wrt:
         layout += [place[id(graph.inputs[k])][0], graph.inputs[k].size]
-    return ReverseTape(np.array(rows, dtype=np.int32).reshape(-1, WIDTH),
+    return ReverseTape(np.concatenate([np.array(rows, dtype=np.int32).reshape(-1),
+                                       np.array(index, dtype=np.int32)]), len(rows),
                        np.array(init, dtype=np.float64), np.array(layout, dtype=np.int64),
                        top, sizes)
 
@@ -203,29 +199,60 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
 _CASES: dict[str, dict[str, int]] = {}
 
 
-def _softmaxes(graph: Graph) -> dict[int, Node]:
-    """{id(y): x} for each y = softmax(x) of a vector as composite.softmax traces it,
-    exp(x - shift) / sum(exp(x - shift)) with the guarded, gradient-stopped max of x as the
-    shift, whose inner nodes are used nowhere else: one SOFTMAX row computes it."""
-    users: dict[int, int] = {}
+def _row(n: Node, cases: dict[str, int], place: dict, top: int) -> tuple:
+    """The row of an op's own case."""
+    op = n.op
+    case = cases.get(op.name)
+    if case is None or len(n.src) > 3 or (op.kind == REDUCE and n.size != 1):
+        raise NotTapeable(f"op {op.name}")
+    if n.dtype is dtypes.bool_ and not op.nondiff:
+        raise NotTapeable(f"{op.name} of bools")
+    cells = [case, n.src[0].size if op.kind == REDUCE else n.size, top]
+    for s in n.src:
+        cells += place[id(s)]
+    return tuple(cells + [0] * (WIDTH - len(cells)))
+
+
+def _fusions(graph: Graph) -> dict[int, tuple[int, list[Node]]]:
+    """{id(node): (case, sources)} for the nodes one row of the interpreter's own computes,
+    their inner nodes used nowhere else: y = softmax(x) of a vector as composite.softmax
+    traces it (exp(x - shift) / sum(exp(x - shift)), the shift the guarded, gradient-stopped
+    max of x), and chains ((a + b) + c) + ... of three or more scalars (W7's loss)."""
+    users: dict[int, int] = {id(n): 1 for n in graph.outputs}
     for n in graph.nodes:
         for s in n.src:
             users[id(s)] = users.get(id(s), 0) + 1
-    found = {}
+    found: dict[int, tuple[int, list[Node]]] = {}
+    chains: dict[int, list[Node]] = {}
     for y in graph.nodes:
-        if y.op.name != "div" or len(y.shape) != 1:
-            continue
-        e, b = y.src
-        r = b.src[0] if b.op.name == "broadcast_to" else None
-        s = r.src[0] if r is not None and r.op.name == "reshape" else None
-        if s is None or s.op.name != "sum" or s.src[0] is not e or e.op.name != "exp":
-            continue
-        z = e.src[0]
-        if z.op.name != "sub" or not _is_max_shift(z.src[1], z.src[0]):
-            continue
-        if users[id(e)] == 2 and all(users[id(k)] == 1 for k in (b, r, s, z)):
-            found[id(y)] = z.src[0]
+        if y.op.name == "add" and y.size == 1 and y.dtype is dtypes.float64:
+            left, right = y.src
+            terms = chains.pop(id(left), None) if users[id(left)] == 1 else None
+            if terms is None:
+                terms = [left]
+            terms.append(right)
+            chains[id(y)] = terms
+        x = _softmax_source(y, users)
+        if x is not None:
+            found[id(y)] = (SOFTMAX, [x])
+    found.update((k, (ADDN, terms)) for k, terms in chains.items() if len(terms) > 2)
     return found
+
+
+def _softmax_source(y: Node, users: dict[int, int]) -> Node | None:
+    if y.op.name != "div" or len(y.shape) != 1:
+        return None
+    e, b = y.src
+    r = b.src[0] if b.op.name == "broadcast_to" else None
+    s = r.src[0] if r is not None and r.op.name == "reshape" else None
+    if s is None or s.op.name != "sum" or s.src[0] is not e or e.op.name != "exp":
+        return None
+    z = e.src[0]
+    if z.op.name != "sub" or not _is_max_shift(z.src[1], z.src[0]):
+        return None
+    if users[id(e)] == 2 and all(users[id(k)] == 1 for k in (b, r, s, z)):
+        return z.src[0]
+    return None
 
 
 def _is_max_shift(b: Node, x: Node) -> bool:
@@ -244,8 +271,8 @@ def _live(graph: Graph, fused: dict[int, Node]) -> set[int]:
     live = {id(n) for n in graph.outputs}
     for n in reversed(graph.nodes):
         if id(n) in live:
-            x = fused.get(id(n))
-            live.update([id(x)] if x is not None else map(id, n.src))
+            f = fused.get(id(n))
+            live.update(map(id, f[1] if f is not None else n.src))
     return live
 
 
