@@ -14,6 +14,7 @@ from . import dtypes, nans, pytree, sanitize
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
 from .capture import call_traced, function_name, trace_to_graph
 from .errors import DTypeError, GraphcError
+from .ir import build_location
 from .runtime import CompiledFunction
 from .trace import Tracer, constant, in_trace, new_input, to_tracer
 
@@ -167,7 +168,14 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
             s[0] == "static" or s[1] is not dtypes.float64 or len(s[0]) > 1 for s in specs):
         return None
     positions = _argnums(argnums, len(args), "grad")
-    graph, out_td = trace_to_graph(fn, args)
+    # nodes are attributed to fn's first line: finding each one's own line (a walk up the
+    # stack per node) was a third of the tracing time, and the tape reports no lines
+    code = getattr(fn, "__code__", None)
+    previous = build_location(None if code is None else (code.co_filename, code.co_firstlineno))
+    try:
+        graph, out_td = trace_to_graph(fn, args)
+    finally:
+        build_location(previous)
     if out_td.num_leaves != 1 or graph.weak_outputs or len(graph.nodes) < \
             reverse_tape_min_nodes():
         return None

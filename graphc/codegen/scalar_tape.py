@@ -86,8 +86,8 @@ def _reverse_case(op: OpDef, arity: int) -> str:
         count = ""
         if any("{count}" in r for _, r in rules):
             count = "long count = 0; for (long i = 0; i < n; i++) count += a0[i * s0] == y[0]; "
-        body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, g='gy[0]', y='y[0]', count='(double)count')};"
-                        for j, r in rules)
+        names = {"g": "gy[0]", "y": "y[0]", "count": "(double)count"}
+        body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, **names)};" for j, r in rules)
         return "{ " + count + "for (long i = 0; i < n; i++) { " + body + " } } break;"
     ones = _operands("a", arity, scalar=True)
     one = " ".join(f"g{j}[0] += {r.format(*ones, g='gy[0]', y='y[0]')};" for j, r in rules)
