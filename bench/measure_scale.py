@@ -1,6 +1,7 @@
 """Linear cost at any graph shape (issue 13, item 5): CPU seconds from tracing to the C text
 (trace, autodiff, passes, scheduling, fusion, tape encoding; gcc excluded, as the tape's C
-does not grow with the graph) of value_and_grad of each shape at two sizes. Ten times the
+does not grow with the graph) of value_and_grad of each shape at two sizes; for the reverse
+tape (W7's default path), tracing the forward graph and encoding it. Ten times the
 size may cost at most RATIO_MAX times the time.
 
     taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
@@ -12,6 +13,7 @@ number of ops (about 20 nodes each), so W7 runs at a tenth of the other sizes by
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -30,13 +32,15 @@ SHAPES = {   # name -> (loss for a size, its arguments, size scale)
     "deep chain": (deep_chain, lambda n: (1.0,), 1.0),
     "W7, loss sum(stack(nodes))": (lambda n: w7(n, stack=True), _w7_args, 0.1),
     "W7, loss a chain of +": (w7, _w7_args, 0.1),
+    "W7, reverse tape, stack": (lambda n: w7(n, stack=True), _w7_args, 0.1),
+    "W7, reverse tape, chain of +": (w7, _w7_args, 0.1),
 }
 
 
 def frontend_seconds(shape: str, n: int, repeats: int) -> float:
     """Best CPU seconds over `repeats` from tracing value_and_grad to the C source."""
     import graphc
-    from graphc.capture import trace_to_graph
+    from graphc.capture import leaf_spec, trace_to_graph
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
@@ -46,9 +50,20 @@ def frontend_seconds(shape: str, n: int, repeats: int) -> float:
         fn = graphc.value_and_grad(make(n))
         with paused_gc():
             t0 = time.process_time()
-            graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
-            graph.structure_key()
-            generate(optimize(graph))
+            if "reverse tape" in shape:     # trace the forward graph, encode it (any size)
+                a, saved = args(n), os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES")
+                os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = "0"
+                try:
+                    assert fn.reverse_tape(a, [leaf_spec(x) for x in a], None) is not None
+                finally:
+                    if saved is None:
+                        del os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"]
+                    else:
+                        os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = saved
+            else:
+                graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
+                graph.structure_key()
+                generate(optimize(graph))
             best = min(best, time.process_time() - t0)
     return best
 

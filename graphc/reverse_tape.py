@@ -38,6 +38,6 @@ class ReverseTapeRunner:
         ins = [np.ascontiguousarray(x, dtype=np.float64) for x in leaves]
         grads = [np.empty(shape) for shape in self.grad_shapes]
         io = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins + grads])
-        v, g = np.empty(n), np.empty(n)
-        value = self._fn(io, ffi.from_buffer("double[]", v), ffi.from_buffer("double[]", g))
+        work = ffi.from_buffer("double[]", np.empty(2 * n))     # values, then cotangents
+        value = self._fn(io, work, work + n)
         return [np.array(value), *grads] if self.with_value else grads
