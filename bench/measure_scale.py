@@ -5,6 +5,7 @@ tape (W7's default path), tracing the forward graph and encoding it. Ten times t
 size may cost at most RATIO_MAX times the time.
 
     taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
+                                               [--only "reverse tape"]
 
 CPU time of this process, best of the repeats (the machine is shared). W7's size is its
 number of ops (about 20 nodes each), so W7 runs at a tenth of the other sizes by default.
@@ -80,11 +81,14 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", default="", help="the shapes whose name contains this")
     args = parser.parse_args()
     print(f"| shape | size | CPU s | size ×{args.large / args.small:g} | CPU s | ratio |")
     print("|---|---|---|---|---|---|")
     worst = 0.0
     for shape, (_, _, scale) in SHAPES.items():
+        if args.only not in shape:
+            continue
         t_small, t_large = growth(shape, args.small, args.large, args.repeats)
         worst = max(worst, t_large / t_small)
         print(f"| {shape} | {int(args.small * scale):,} | {t_small:.2f} | "
