@@ -96,6 +96,18 @@ def test_accumulate(isa, m, k, n, dtype):
     assert_matmul(out, a, b, c0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_of_c_do_not_depend_on_how_many_rows(isa, dtype):
+    """A row of C has the same bits whether A has few rows (gemm_few_rows: A packed whole, B
+    panel by panel) or many (the general blocking): thread slabs of rows rely on it."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((700, 900)).astype(dtype)
+    b = rng.standard_normal((900, 70)).astype(dtype)
+    whole = rt.gemm(a, b)
+    for lo, hi in [(0, 1), (0, 250), (300, 590)]:
+        assert rt.gemm(a[lo:hi], b).tobytes() == whole[lo:hi].tobytes()
+
+
 def test_overwrite_never_reads_out(isa):
     rng = np.random.default_rng(4)
     for m, k, n in [(37, 53, 29), (12, 256, 32), (5, 3, 7)]:
