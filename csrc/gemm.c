@@ -29,7 +29,7 @@
  *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
- * and pads the M/N edges. Edge tiles run a cut-down kernel (EDGE_ROWS rows at a time when
+ * and pads the M/N edges. Edge tiles run a cut-down kernel (exactly the rows there are when
  * m < MR, one vector per row when n fits in one) into a small buffer that is cropped into C.
  *
  * The micro-kernel holds an MR x NR tile of C in NV vectors per row. Per k it loads NV vectors
@@ -210,7 +210,6 @@ struct F(problem) {
 #define GEMM_TARGET __attribute__((target("avx512f,avx512vl,fma")))
 #define GEMM_VEC_BYTES 64
 #define GEMM_MR 12
-#define GEMM_EDGE_ROWS 4
 #define GEMM_NV 2
 #define GEMM_KC 256
 #define GEMM_MC 144
@@ -220,7 +219,6 @@ struct F(problem) {
 #define GEMM_TARGET __attribute__((target("avx2,fma")))
 #define GEMM_VEC_BYTES 32
 #define GEMM_MR 6
-#define GEMM_EDGE_ROWS 3
 #define GEMM_NV 2
 #define GEMM_KC (sizeof(T) == 4 ? 384 : 256) /* f32: a 24 KiB B panel */
 #define GEMM_MC 144
@@ -231,7 +229,6 @@ struct F(problem) {
 #define GEMM_TARGET
 #define GEMM_VEC_BYTES 16
 #define GEMM_MR 4
-#define GEMM_EDGE_ROWS 2
 #define GEMM_NV 3
 #define GEMM_KC 256
 #define GEMM_MC 128
@@ -300,7 +297,6 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
 #define ISA_FN static GEMM_TARGET
 #define FI(name) GEMM_CAT3(name, GEMM_SFX, GEMM_ISA) /* FI(pack_a) -> pack_a_f32_avx2 */
 #define MR GEMM_MR
-#define EDGE_ROWS GEMM_EDGE_ROWS /* divides MR */
 #define NV GEMM_NV
 #define VW ((int)(GEMM_VEC_BYTES / sizeof(T))) /* elements per vector */
 #define NR (NV * VW)
@@ -365,15 +361,10 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
     }
 }
 
-/* The whole tile, and the parts that edge tiles use: EDGE_ROWS rows, and/or one vector. */
+/* The whole tile, and the parts that edge tiles use: fewer rows, and/or one vector. */
 ISA_FN void FI(kernel_full)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
 {
     FI(kernel)(MR, NV, kc, a, b, c, ldc, overwrite);
-}
-
-ISA_FN void FI(kernel_rows)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
-{
-    FI(kernel)(EDGE_ROWS, NV, kc, a, b, c, ldc, overwrite);
 }
 
 ISA_FN void FI(kernel_narrow)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
@@ -381,10 +372,38 @@ ISA_FN void FI(kernel_narrow)(long kc, const T *a, const T *b, T *c, long ldc, i
     FI(kernel)(MR, 1, kc, a, b, c, ldc, overwrite);
 }
 
-ISA_FN void FI(kernel_rows_narrow)(long kc, const T *a, const T *b, T *c, long ldc,
-                                   int overwrite)
+/*
+ * The first m < MR rows of a tile into buf (NR wide), one vector per row if narrow. The
+ * kernel needs its row count as a constant, hence a case per m: M = 256 leaves 4 rows on
+ * the 6-row AVX2 tile, one 4-row kernel instead of two of 3 rows (or parts of 6 rows).
+ */
+ISA_FN void FI(kernel_rows)(long m, int narrow, long kc, const T *a, const T *b, T *buf)
 {
-    FI(kernel)(EDGE_ROWS, 1, kc, a, b, c, ldc, overwrite);
+#define EDGE_CASE(r)                                                                            \
+    case r:                                                                                     \
+        if (narrow)                                                                             \
+            FI(kernel)(r, 1, kc, a, b, buf, NR, 1);                                             \
+        else                                                                                    \
+            FI(kernel)(r, NV, kc, a, b, buf, NR, 1);                                            \
+        return;
+    switch (m) {
+        EDGE_CASE(1)
+        EDGE_CASE(2)
+        EDGE_CASE(3)
+#if MR > 4
+        EDGE_CASE(4)
+        EDGE_CASE(5)
+#endif
+#if MR > 6
+        EDGE_CASE(6)
+        EDGE_CASE(7)
+        EDGE_CASE(8)
+        EDGE_CASE(9)
+        EDGE_CASE(10)
+        EDGE_CASE(11)
+#endif
+    }
+#undef EDGE_CASE
 }
 
 /* ap <- A[0:mc, 0:kc] as MR-tall row panels: panel p holds ap[k*MR + i] = A[p*MR + i, k]. */
@@ -456,8 +475,8 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
 
 /*
  * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
- * into a buffer, in parts of EDGE_ROWS rows if m < MR and with one vector per row if n <= VW,
- * then cropped into C.
+ * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
+ * cropped into C.
  */
 ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
                      int overwrite)
@@ -474,12 +493,7 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
         else
             FI(kernel_full)(kc, ap, bp, buf, NR, 1);
     } else {
-        for (long i = 0; i < m; i += EDGE_ROWS) {
-            if (narrow)
-                FI(kernel_rows_narrow)(kc, ap + i, bp, buf + i * NR, NR, 1);
-            else
-                FI(kernel_rows)(kc, ap + i, bp, buf + i * NR, NR, 1);
-        }
+        FI(kernel_rows)(m, narrow, kc, ap, bp, buf);
     }
 
     for (long i = 0; i < m; i++) {
@@ -605,7 +619,6 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef ISA_FN
 #undef FI
 #undef MR
-#undef EDGE_ROWS
 #undef NV
 #undef VW
 #undef NR
@@ -616,7 +629,6 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef GEMM_TARGET
 #undef GEMM_VEC_BYTES
 #undef GEMM_MR
-#undef GEMM_EDGE_ROWS
 #undef GEMM_NV
 #undef GEMM_KC
 #undef GEMM_MC

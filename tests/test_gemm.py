@@ -22,10 +22,11 @@ ISAS = [isa for isa in rt.ISAS if rt.set_gemm_isa(isa) == isa]
 rt.set_gemm_isa(None)
 
 # (M, K, N): one element, primes, the exact AVX-512 tile (12 x 32) and one off either way, the
-# brief's small shapes, several KC (256) and MC (144) blocks, and N over the B block (NC).
+# brief's small shapes, several KC (256) and MC (144) blocks, and N over the B block (NC); the
+# M give every edge of 1 to MR - 1 rows on the 4- and 6-row tiles (9: 3 rows on AVX2).
 SHAPES = [
     (1, 1, 1), (37, 53, 29), (12, 256, 32), (13, 257, 33), (11, 255, 31), (6, 7, 16),
-    (100, 2, 16), (128, 64, 128), (2, 3, 1000), (300, 600, 70), (20, 300, 1100),
+    (100, 2, 16), (128, 64, 128), (2, 3, 1000), (300, 600, 70), (20, 300, 1100), (9, 40, 20),
 ]
 
 
