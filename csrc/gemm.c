@@ -566,6 +566,7 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
     for (long pc = 0; pc < p->K; pc += kc_max) {
         long kc = min_l(kc_max, p->K - pc);
         long lines = FI(panel_lines)(kc, p->rsb, p->csb);
+        long per_tile = (lines + tiles - 1) / tiles; /* lines of the next panel per tile */
         int overwrite = pc == 0 && !p->accumulate;
         const T *B = p->B + pc * p->rsb;
         FI(pack_a)(p->M, kc, p->A + pc * p->csa, p->rsa, p->csa, ap);
@@ -576,7 +577,8 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
             for (long t = 0; t < tiles; t++) {
                 if (next)
                     FI(prefetch_panel)(B + (jr + NR) * p->csb, p->rsb, p->csb, kc,
-                                       lines * t / tiles, lines * (t + 1) / tiles);
+                                       min_l(lines, t * per_tile),
+                                       min_l(lines, (t + 1) * per_tile));
                 FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
                          p->C + t * MR * p->ldc + jr, p->ldc, overwrite);
             }
