@@ -88,15 +88,16 @@ def gemm(rounds: int) -> None:
 
     from graphc import rt
     rng = np.random.default_rng(0)
-    steps = {}
-    for m, n, k, ta, tb in W3_PRODUCTS:
+    times = {}
+    for m, n, k, ta, tb in W3_PRODUCTS:     # one product at a time: every call finds it warm
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         a, b, c = (a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32)
         name = f"{m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''}"
-        steps[f"graphc {name}"] = lambda a=a, b=b, c=c: rt.gemm(a, b, c)
-        steps[f"numpy {name}"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
-    times = {k: float(np.median(v)) for k, v in alternate(steps, rounds, time.process_time).items()}
+        steps = {f"graphc {name}": lambda a=a, b=b, c=c: rt.gemm(a, b, c),
+                 f"numpy {name}": lambda a=a, b=b, c=c: np.matmul(a, b, out=c)}
+        times |= {k: float(np.median(v))
+                  for k, v in alternate(steps, rounds, time.process_time).items()}
     print("| product | graphc GFLOP/s | numpy GFLOP/s |")
     print("|---|---|---|")
     total = {"graphc": 0.0, "numpy": 0.0}
@@ -172,18 +173,17 @@ def ab(rev: str, rounds: int) -> None:
                                c_long, fp, c_long, ctypes.c_int)
     fns = {name: fn_type(g["f32"]) for name, g in gemms.items()}
     rng = np.random.default_rng(0)
-    steps = {}
-    for p, (m, n, k, ta, tb) in enumerate(W3_PRODUCTS):
+    times = {}
+    for p, (m, n, k, ta, tb) in enumerate(W3_PRODUCTS):   # one at a time, as in gemm()
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         a, b, c = (a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32)
         args = (m, n, k, a.ctypes.data_as(fp), *(s // 4 for s in a.strides),
                 b.ctypes.data_as(fp), *(s // 4 for s in b.strides), c.ctypes.data_as(fp), n, 0)
-        for name in gemms:
-            steps[name, p] = lambda f=fns[name], args=args, keep=(a, b, c): f(*args)
-        steps["numpy", p] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
-    times = {key: float(np.median(ts))
-             for key, ts in alternate(steps, rounds, time.process_time).items()}
+        steps = {name: lambda f=fns[name], args=args: f(*args) for name in gemms}
+        steps["numpy"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
+        times |= {(name, p): float(np.median(ts))
+                  for name, ts in alternate(steps, rounds, time.process_time).items()}
     names = [*gemms, "numpy"]
     print("| product | " + " | ".join(f"{name} GFLOP/s" for name in names) + " |")
     print("|---|" + "---|" * len(names))
