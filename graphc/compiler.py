@@ -31,7 +31,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("schedule", ("schedule",)),                              # kernels, buffers, memory plan
     ("codegen", ("codegen",)),
     ("build", ("build", "rt", "_build_rt")),                  # gcc via cffi, the disk cache
-    ("execute", ("arrays", "interpret", "native", "nans")),   # the two backends' runners
+    ("execute", ("arrays", "interpret", "native", "nans",     # the two backends' runners,
+                 "reverse_tape")),                            # and the reverse tape's
     ("compiler", ("compiler",)),
     ("api", ("callplan", "runtime", "transforms", "eager", "check", "diagnose", "nn", "optim",
              "train", "distributed", "show", "__init__", "__main__", "demo")),
