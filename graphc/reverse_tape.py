@@ -28,6 +28,7 @@ class ReverseTapeRunner:
         self.grad_shapes = grad_shapes
         self.with_value = with_value
         self.stats = {"tape_rows": tape.n_rows, "slots": tape.n_slots}
+        self.source = interpreter_source()[0]      # the same C for every graph
         ffi = self.ffi
         self._fn = functools.partial(
             lib.gc_scalar_tape, ffi.from_buffer("int32_t[]", tape.cells), tape.n_rows,
@@ -41,3 +42,7 @@ class ReverseTapeRunner:
         work = ffi.from_buffer("double[]", np.empty(2 * n))     # values, then cotangents
         value = self._fn(io, work, work + n)
         return [np.array(value), *grads] if self.with_value else grads
+
+    def annotated_source(self) -> str:
+        return (f"/* reverse tape: {self.tape.n_rows} rows over {self.tape.n_slots} values, run "
+                "by this interpreter */\n" + self.source)

@@ -41,6 +41,11 @@ def test_w7_matches_symbolic_and_python(stack, monkeypatch):
     runner, got, ref = _both(graphc.value_and_grad, w7(40, stack), (x,), monkeypatch)
     assert runner is ReverseTapeRunner
     _close(got, ref)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
+    rows = f.stats(x)["tape_rows"]
+    assert 40 <= rows <= 60      # 5 rows per 4 ops and the loss (1,000 primitives traced)
+    assert f"reverse tape: {rows} rows" in f.source(x)
     value, grad = P.w7_python(x, 40)
     np.testing.assert_allclose(float(got[0]), value, rtol=1e-12)
     np.testing.assert_allclose(got[1], grad, rtol=1e-12, atol=1e-13)
