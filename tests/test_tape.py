@@ -17,6 +17,13 @@ def never_tape(monkeypatch):
     monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "1000000")
 
 
+@pytest.fixture
+def symbolic_gradients(monkeypatch):
+    """W7's gradient through autodiff and this kernel tape, not the reverse tape
+    (tests/test_reverse_tape.py)."""
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "1000000000")
+
+
 def _mixed(x, w, labels):
     """Every lowering at once: views, broadcasts, reductions, matmul (a native), concat."""
     h = graphc.tanh(x @ w + 0.5)
@@ -49,7 +56,7 @@ def test_tape_matches_straight_line_code(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
-def test_w7_value_and_gradient_match_the_reference_backend():
+def test_w7_value_and_gradient_match_the_reference_backend(symbolic_gradients):
     x = np.random.default_rng(1).uniform(-1, 1, 100)
     f = graphc.value_and_grad(w7(600))
     v, d = graphc.compile(f)(x)
@@ -59,7 +66,7 @@ def test_w7_value_and_gradient_match_the_reference_backend():
     np.testing.assert_allclose(d, rd, rtol=1e-10, atol=1e-14)
 
 
-def test_tape_source_does_not_grow_with_the_graph(tape_everywhere):
+def test_tape_source_does_not_grow_with_the_graph(tape_everywhere, symbolic_gradients):
     x = np.random.default_rng(2).uniform(-1, 1, 100)
     small = graphc.compile(graphc.value_and_grad(w7(40))).source(x, annotated=False)
     large = graphc.compile(graphc.value_and_grad(w7(400))).source(x, annotated=False)
