@@ -90,7 +90,7 @@ class TrainStep:
         self._aux_td = None
 
     def __call__(self, *batch, lr: float | None = None):
-        if nans.enabled():
+        if nans.STATE["on"]:
             return self._call_checked(batch, lr)
         try:        # fast path: numpy arrays of a signature seen before
             call = self._calls[tuple([(b.shape, b.dtype) for b in batch])]
