@@ -482,11 +482,20 @@ class _Emitter:
 
     def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
         """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS), row by row: each
-        C[i, j] sums its products in k order from 0, like the dot it is."""
+        C[i, j] sums its products in k order from 0, like the dot it is. A column C = A @ b
+        with A column-major (a transpose: W1's last weight gradient) is read column by column
+        instead: C is cleared, then each k adds A[:, k] b[k] to it (a contiguous inner loop,
+        no serial sum chain; the same order per element)."""
         (m, nn, kk), (pa, sa), (pb, sb) = mnk, a, b
         w = self.w
         w.line(f"const {t} *restrict ga = {pa}; const {t} *restrict gb = {pb};")
         w.line(f"{t} *restrict gcm = {pc};")
+        if nn == 1 and sa[-2] == 1 and m > 1 and kk > 1:
+            w.line(f"for (long i = 0; i < {m}; i++) gcm[i] = 0;")
+            with w.block(f"for (long p = 0; p < {kk}; p++)"):
+                w.line(f"const {t} bp = gb[p * {sb[-2]}];")
+                w.line(f"for (long i = 0; i < {m}; i++) gcm[i] += ga[i + p * {sa[-1]}] * bp;")
+            return
         with w.block(f"for (long i = 0; i < {m}; i++)"):
             w.line(f"{t} *restrict ci = gcm + i * {nn};")
             w.line(f"for (long j = 0; j < {nn}; j++) ci[j] = 0;")
