@@ -98,7 +98,7 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
 #define SMALL_MACS 2097152.0 /* 2M: below PAR_MIN_FLOPS, so one thread either way */
-#define SMALL_K_IN_PLACE 64
+#define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
 #define COL_UNIT 96
 #define ROW_UNIT 48
 #define SLABS_PER_THREAD 4
@@ -552,20 +552,46 @@ FI(kernel_direct)(int rows, int nv, long kc, const T *restrict a, long rsa, long
     }
 }
 
-/* Rows i0.. of one column panel (nv vectors wide, 1 or NV) into c (row stride ldc): MR at a
-   time, then EDGE_ROWS, then one. */
+/* The last m < MR rows of one column panel: the kernel takes its row count as a constant. */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(direct_rest)(long m, int nv, long kc, const T *a, long rsa, long csa, const T *b, long ldb,
+                T *c, long ldc, int overwrite)
+{
+    switch (m) {
+#define REST_CASE(r)                                                                           \
+    case r:                                                                                    \
+        FI(kernel_direct)(r, nv, kc, a, rsa, csa, b, ldb, c, ldc, overwrite);                  \
+        return;
+        REST_CASE(1)
+        REST_CASE(2)
+        REST_CASE(3)
+#if MR > 4
+        REST_CASE(4)
+        REST_CASE(5)
+#endif
+#if MR > 6
+        REST_CASE(6)
+        REST_CASE(7)
+        REST_CASE(8)
+        REST_CASE(9)
+        REST_CASE(10)
+        REST_CASE(11)
+#endif
+#undef REST_CASE
+    }
+}
+
+/* Rows of one column panel (nv vectors wide, 1 or NV) into c (row stride ldc): MR at a time,
+   then the rest at once. */
 #define DIRECT_ROWS(NVC, c, ldc, ovw)                                                          \
     do {                                                                                       \
         long i0 = 0;                                                                           \
         for (; i0 + MR <= p->M; i0 += MR)                                                      \
             FI(kernel_direct)(MR, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,       \
                               (c) + i0 * (ldc), ldc, ovw);                                     \
-        for (; i0 + EDGE_ROWS <= p->M; i0 += EDGE_ROWS)                                        \
-            FI(kernel_direct)(EDGE_ROWS, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b,     \
-                              ldb, (c) + i0 * (ldc), ldc, ovw);                                \
-        for (; i0 < p->M; i0++)                                                                \
-            FI(kernel_direct)(1, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,        \
-                              (c) + i0 * (ldc), ldc, ovw);                                     \
+        if (i0 < p->M)                                                                         \
+            FI(direct_rest)(p->M - i0, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,  \
+                            (c) + i0 * (ldc), ldc, ovw);                                       \
     } while (0)
 
 /* B is read in place when its rows are contiguous, short (K <= SMALL_K_IN_PLACE: strided rows
