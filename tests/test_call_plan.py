@@ -165,10 +165,11 @@ def test_small_workspaces_are_per_thread():
     def work(k):
         for _ in range(50):
             same(f(1.5, x), want)
-        seen.append(runner._local.w[0].ctypes.data)
+        seen.append(runner._local.w[0])     # kept alive: its memory is not reused
 
     assert run_threads(work, 3) == []
-    assert len(set(seen + [runner._local.w[0].ctypes.data])) == 4
+    seen.append(runner._local.w[0])
+    assert len({a.ctypes.data for a in seen}) == 4
 
 
 def test_threads_share_a_plan():
