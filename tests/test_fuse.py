@@ -267,3 +267,21 @@ def test_a_reduction_over_no_axes_never_feeds_its_own_group():
 
     value, grad = graphc.compile(graphc.value_and_grad(loss))(np.float64(-0.5))
     assert value == -0.35 and grad == 0.7
+
+
+def test_a_broadcast_scalar_is_read_once_before_the_fused_loop():
+    """An Adam-style update divides by a scalar another kernel just stored. Read inside the
+    loop, gcc left the loop scalar; the fused kernel reads it once into a local instead."""
+    def step(p, g, t):
+        scale = 1 - 0.9 ** t                       # one kernel, stored in the arena
+        return p - 1e-3 * (0.1 * g / scale) / (graphc.sqrt(g * g / scale) + 1e-8)
+    rng = np.random.default_rng(2)
+    p, g = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+    t = np.float32(3.0)
+    f = graphc.compile(step)
+    src = f.source(p, g, t)
+    loop = src.index("for (long i0 = 0; i0 < 300; i0++)")
+    read = src.rindex("const float s", 0, loop)
+    assert "[i0]" not in src[read:loop] and src[read:loop].count("const float s") == 1
+    assert "/ s" in src[loop:src.index("}", loop)]
+    np.testing.assert_array_equal(f(p, g, t), graphc.compile(step, optimize=False)(p, g, t))
