@@ -22,6 +22,7 @@ from ..schedule import (
     Kernel,
     Schedule,
     View,
+    contiguous_strides,
     kernel_origin,
     loop_dims,
     sanitized_sizes,
@@ -43,6 +44,7 @@ TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native f
 # gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
 # and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
 SMALL_MATMUL_MACS = 2048
+COLUMNS_MAX = 4096           # accumulators (on the stack) of a reduction over leading dims
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
@@ -358,13 +360,15 @@ class _Emitter:
         outer = [_restrict(v, kept) for v in full] + red_out
         inner = [_restrict(v, axes, offset=False) for v in full]
         ptr = self._pointers(k)
-        temps: dict[int, str] = {}
         with w.block(""):
             for line in ptr.pop("decls"):
                 w.line(line)
             scalars = self._scalar_sources(k, ptr)
             for j, name in scalars.items():
                 w.line(f"const {k.srcs[j].buf.dtype.c} {name} = {ptr[j]}[{k.srcs[j].offset}];")
+            if self._by_columns(k, kept):
+                self._columns(k, kept, outer, inner, ptr, scalars)
+                return
             oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer,
                                       pragma="" if axes else _simd([], []),
                                       work=math.prod(shape))
@@ -400,28 +404,7 @@ class _Emitter:
                     w.line(simd)
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
             idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-
-            def operand(s) -> str:
-                if id(s) in temps:
-                    return temps[id(s)]
-                j = f.loads[id(s)]
-                v = k.srcs[j]
-                if v.literal is not None:
-                    return c_literal(v.literal, s.dtype)
-                return scalars.get(j) or f"{ptr[j]}[{idx[j]}]"
-
-            red_j = 0
-            for t, n in enumerate(f.nodes):
-                if n.op.kind == "reduce":
-                    acc, part, _, _ = accs[red_j]
-                    w.line(n.op.c.update.format(acc=part if blocked else acc,
-                                                x=operand(n.src[0])) + ";")
-                    red_j += 1
-                    continue
-                temps[id(n)] = f"t{t}"
-                w.line(f"{n.dtype.c} t{t} = {node_expr(n, [operand(s) for s in n.src])};")
-            for j, (n, _) in enumerate(elem, start=len(k.srcs)):
-                w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+            self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs])
             if blocked:
                 self.close(1)
                 for (acc, part, _, _), r in zip(accs, reds):
@@ -436,6 +419,86 @@ class _Emitter:
             for j, ((acc, _, _, _), r) in enumerate(zip(accs, reds)):
                 w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
             self.close(odepth)
+
+    def _members(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
+                 accs: list[str]) -> None:
+        """A fused nest's element: the members in order into registers (`t<j>`), each
+        reduction added into its accumulator expression (`accs`), the stored members written
+        (`idx`: each view's index, sources first). Each source is loaded once into `l<j>`
+        before its first use: a load inside `where`'s `?:` is conditional, which gcc does not
+        vectorize ("control flow in loop"); every index of the nest is in bounds."""
+        f, temps = k.fused, {}
+
+        def operand(s) -> str:
+            if id(s) in temps:
+                return temps[id(s)]
+            j = f.loads[id(s)]
+            v = k.srcs[j]
+            if v.literal is not None:
+                return c_literal(v.literal, s.dtype)
+            if j in scalars:
+                return scalars[j]
+            temps[id(s)] = f"l{j}"
+            self.w.line(f"{s.dtype.c} l{j} = {ptr[j]}[{idx[j]}];")
+            return temps[id(s)]
+
+        reds = iter(accs)
+        for t, n in enumerate(f.nodes):
+            if n.op.kind == "reduce":
+                self.w.line(n.op.c.update.format(acc=next(reds), x=operand(n.src[0])) + ";")
+                continue
+            args = [operand(s) for s in n.src]
+            temps[id(n)] = f"t{t}"
+            self.w.line(f"{n.dtype.c} t{t} = {node_expr(n, args)};")
+        elem = [n for n, _ in f.stores if n.op.kind != "reduce"]
+        for j, n in enumerate(elem, start=len(k.srcs)):
+            self.w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+
+    def _by_columns(self, k: Kernel, kept: list[int]) -> bool:
+        """Whether a fused reduction runs with its kept dims innermost: it reduces leading
+        dims (a bias gradient: the sum over a batch's rows) of at most BLOCK elements (no
+        blocked sum to keep), into at most COLUMNS_MAX accumulators. Row order would walk
+        the contiguous dims with a stride in the innermost loop, which gcc does not vectorize
+        (W2's ReLU-mask-and-column-sum kernels ran at ~4 cycles an element)."""
+        axes, shape = k.fused.axes, k.shape
+        if not axes or not kept or max(axes) > min(kept) or mutants.active("reduce_bound"):
+            return False
+        n_reds = sum(n.op.kind == "reduce" for n in k.fused.nodes)
+        return (math.prod(shape[d] for d in axes) <= BLOCK
+                and math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX)
+
+    def _columns(self, k: Kernel, kept: list[int], outer: list[View], inner: list[View],
+                 ptr: dict, scalars: dict) -> None:
+        """A fused reduction over leading dims, by rows: one accumulator per kept element
+        (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
+        between iterations: `omp simd`), then the accumulators stored. Each accumulator adds
+        its elements in the same order as the row-order nest."""
+        f, w, shape = k.fused, self.w, k.shape
+        reds = [n for n in f.nodes if n.op.kind == "reduce"]
+        kept_shape = tuple(shape[d] for d in kept)
+        size = math.prod(kept_shape)
+        accs = []
+        for j, r in enumerate(reds):
+            acc_t = "double" if r.dtype.is_float else "int64_t"
+            init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
+            w.line(f"{acc_t} acc{j}[{size}];")
+            w.line(f"for (long c = 0; c < {size}; c++) acc{j}[c] = {init};")
+            accs.append(f"acc{j}")
+        at = View(None, 0, contiguous_strides(kept_shape))
+        extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
+        ivars = [f"j{d}" for d in range(len(extents))]
+        for i, e in zip(ivars, extents):
+            w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+        n_full = len(inner)
+        oidx, depth = self.loops(kept_shape, outer[:n_full] + [at], pragma=_simd([], []))
+        idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
+        self._members(k, ptr, scalars, idx, [f"{a}[{oidx[n_full]}]" for a in accs])
+        self.close(depth + len(extents))
+        red_out = outer[n_full:]
+        oidx, depth = self.loops(kept_shape, red_out + [at])
+        for j, (a, r) in enumerate(zip(accs, reds)):
+            w.line(f"{ptr[n_full + j]}[{oidx[j]}] = ({r.dtype.c}){a}[{oidx[-1]}];")
+        self.close(depth)
 
     @staticmethod
     def _scalar_sources(k: Kernel, ptr: dict) -> dict[int, str]:
