@@ -421,10 +421,11 @@ class _Emitter:
             self.close(odepth)
 
     def _members(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
-                 accs: list[str]) -> None:
+                 accs: list[str], collect: bool = False) -> None:
         """A fused nest's element: the members in order into registers (`t<j>`), each
-        reduction added into its accumulator expression (`accs`), the stored members written
-        (`idx`: each view's index, sources first). Each source is loaded once into `l<j>`
+        reduction added into its accumulator expression (`accs`; with `collect`, its input
+        only written there), the stored members written (`idx`: each view's index, sources
+        first). Each source is loaded once into `l<j>`
         before its first use: a load inside `where`'s `?:` is conditional, which gcc does not
         vectorize ("control flow in loop"); every index of the nest is in bounds."""
         f, temps = k.fused, {}
@@ -445,7 +446,9 @@ class _Emitter:
         reds = iter(accs)
         for t, n in enumerate(f.nodes):
             if n.op.kind == "reduce":
-                self.w.line(n.op.c.update.format(acc=next(reds), x=operand(n.src[0])) + ";")
+                x, acc = operand(n.src[0]), next(reds)
+                self.w.line(f"{acc} = {x};" if collect
+                            else n.op.c.update.format(acc=acc, x=x) + ";")
                 continue
             args = [operand(s) for s in n.src]
             temps[id(n)] = f"t{t}"
@@ -471,8 +474,11 @@ class _Emitter:
                  ptr: dict, scalars: dict) -> None:
         """A fused reduction over leading dims, by rows: one accumulator per kept element
         (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
-        between iterations: `omp simd`), then the accumulators stored. Each accumulator adds
-        its elements in the same order as the row-order nest."""
+        between iterations: `omp simd`), then the accumulators stored. Each row is computed
+        into `row<j>` (of the element type) first and added in a loop of its own: gcc 12's PRE
+        turns `acc += (m ? 0 : x)`, or a widened store of it, into a branch, which neither
+        vectorizes nor predicts (a ReLU mask).
+        Each accumulator adds its elements in the same order as the row-order nest."""
         f, w, shape = k.fused, self.w, k.shape
         reds = [n for n in f.nodes if n.op.kind == "reduce"]
         kept_shape = tuple(shape[d] for d in kept)
@@ -482,8 +488,9 @@ class _Emitter:
             acc_t = "double" if r.dtype.is_float else "int64_t"
             init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
             w.line(f"{acc_t} acc{j}[{size}];")
+            w.line(f"{r.src[0].dtype.c} row{j}[{size}];")       # the element type: see above
             w.line(f"for (long c = 0; c < {size}; c++) acc{j}[c] = {init};")
-            accs.append(f"acc{j}")
+            accs.append((f"acc{j}", f"row{j}"))
         at = View(None, 0, contiguous_strides(kept_shape))
         extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
         ivars = [f"j{d}" for d in range(len(extents))]
@@ -492,12 +499,17 @@ class _Emitter:
         n_full = len(inner)
         oidx, depth = self.loops(kept_shape, outer[:n_full] + [at], pragma=_simd([], []))
         idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-        self._members(k, ptr, scalars, idx, [f"{a}[{oidx[n_full]}]" for a in accs])
+        self._members(k, ptr, scalars, idx, [f"{row}[{oidx[n_full]}]" for _, row in accs],
+                      collect=True)
+        self.close(depth)
+        (c,), depth = self.loops(kept_shape, [at], pragma=_simd([], []))
+        for (acc, row), r in zip(accs, reds):
+            w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{row}[{c}]") + ";")
         self.close(depth + len(extents))
         red_out = outer[n_full:]
         oidx, depth = self.loops(kept_shape, red_out + [at])
-        for j, (a, r) in enumerate(zip(accs, reds)):
-            w.line(f"{ptr[n_full + j]}[{oidx[j]}] = ({r.dtype.c}){a}[{oidx[-1]}];")
+        for j, ((acc, _), r) in enumerate(zip(accs, reds)):
+            w.line(f"{ptr[n_full + j]}[{oidx[j]}] = ({r.dtype.c}){acc}[{oidx[-1]}];")
         self.close(depth)
 
     @staticmethod
