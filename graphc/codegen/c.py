@@ -44,7 +44,7 @@ TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native f
 # gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
 # and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
 SMALL_MATMUL_MACS = 2048
-COLUMNS_MAX = 4096           # accumulators (on the stack) of a reduction over leading dims
+COLUMNS_MAX = 1024           # accumulators of a leading-dims reduction (16 KB of stack)
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
