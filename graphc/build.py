@@ -95,6 +95,15 @@ _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe"
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
 _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
+# The quick tier of a tiered build (load_module_tiered): -O1 (gcc in about 60% of -O3's
+# time on generated kernels) plus the three things -O3 does that can change a float's bits,
+# so that both tiers compute the same values bit for bit: FMA contraction of a*b + c (its
+# pass runs only with -fexpensive-optimizations), and the vectorizer with -O3's cost model
+# (it decides which `omp simd reduction` sums add in lanes and which sin/cos calls become
+# libmvec's vector ones) and strict aliasing (without it, the vectorizer skips loops that
+# -O3 vectorizes). tests/test_build_cache.py compares the tiers on the fuzzer's programs.
+_QUICK_OPT = ("-O1", "-fexpensive-optimizations", "-ftree-vectorize",
+              "-fvect-cost-model=dynamic", "-fstrict-aliasing")
 _OPENMP_PRAGMA = "#pragma omp parallel"
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
@@ -145,13 +154,14 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
 
 def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object], object]:
     """`((ffi, lib), pending)`: the optimized module and None when it is cached (in memory or
-    on disk); otherwise a module built quickly at -O1 (not cached) and `pending`, a Future
-    of `load_module`'s optimized module, built in a background thread (which the process
-    waits for at exit, so the cache is filled). The quick module computes the same values
-    up to rounding (it does not vectorize, so float sums may add in another order)."""
+    on disk); otherwise a module built quickly (`_QUICK_OPT`, not cached) and `pending`, a
+    Future of `load_module`'s optimized module, built in a background thread (which the
+    process waits for at exit, so the cache is filled). Both compute the same bits."""
     hit = _loaded.get((source, cdef))
     if hit is not None:
         return hit, None
+    if sanitizing() or "-O3" not in _build_flags(tuple(_compiler_argv())):
+        return load_module(source, cdef), None      # instrumented, or -O2 after a miscompile
     key = module_key(source, cdef)
     root = cache_dir()
     root = _exec_roots.get(root, root)
@@ -167,7 +177,7 @@ def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object],
         return load_module(source, cdef), None      # the optimized build reports the error
     finally:
         shutil.rmtree(tmp, ignore_errors=True)      # a loaded module stays mapped
-    _debug("loaded a quick -O1 build of %s; the -O3 build runs in the background", key[:20])
+    _debug("loaded a quick build of %s; the -O3 build runs in the background", key[:20])
     return quick, _background().submit(load_module, source, cdef)
 
 
@@ -540,7 +550,7 @@ def _write_meta(so: Path, flags: list[str], seconds: float) -> None:
 def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
            quick: bool = False) -> list[str]:
     """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
-    `quick`: at -O1 (about half of -O3's compile time on generated kernels)."""
+    `quick`: with `_QUICK_OPT` instead of -O3."""
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
@@ -551,7 +561,7 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     checked = sanitizing()
     flags = list(SANITIZE_FLAGS) if checked else _build_flags(tuple(cc))
     if quick and not checked:
-        flags = ["-O1" if f in ("-O2", "-O3") else f for f in flags]
+        flags = [g for f in flags for g in (_QUICK_OPT if f == "-O3" else (f,))]
     if _OPENMP_PRAGMA in source:
         flags = ["-fopenmp" if f == "-fopenmp-simd" else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
