@@ -23,13 +23,11 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import json
-import logging
 import os
 import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -43,7 +41,6 @@ from typing import Any
 
 import cffi
 import numpy
-import platformdirs
 
 from graphc._version import __version__ as graphc_version
 from graphc.errors import CompileError, GraphcError
@@ -62,7 +59,6 @@ __all__ = [
     "module_key",
 ]
 
-log = logging.getLogger("graphc")
 
 
 class GraphcWarning(UserWarning):
@@ -114,7 +110,7 @@ _loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
 _LOADED_MAX = 512
 _key_locks: dict[str, threading.Lock] = {}
 _exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
-_debug_handler: logging.Handler | None = None
+_debug_on = False
 
 
 # ---------------------------------------------------------------- public API
@@ -253,6 +249,7 @@ def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
     path = shutil.which(cc[0]) or cc[0]
 
     def version() -> str:
+        import subprocess
         try:
             out = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=60)
@@ -336,6 +333,7 @@ def _headers_hash() -> str:
 
 @functools.cache
 def _default_root() -> str:
+    import platformdirs  # only without GRAPHC_CACHE_DIR
     return platformdirs.user_cache_dir("graphc")
 
 
@@ -551,6 +549,7 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
            quick: bool = False) -> list[str]:
     """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
     `quick`: with `_QUICK_OPT` instead of -O3."""
+    import subprocess  # builds only
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
@@ -620,6 +619,7 @@ def _probe_libmvec(cc: tuple[str, ...]) -> bool:
 
 
 def _run_libmvec_probe(cc: tuple[str, ...]) -> bool:
+    import subprocess  # builds only
     flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
     with tempfile.TemporaryDirectory(prefix="graphc-libmvec-") as tmp:
         exe = os.path.join(tmp, "probe")
@@ -691,6 +691,7 @@ def _tested_flags(cc: tuple[str, ...]) -> list[str]:
 
 
 def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
+    import subprocess  # builds only
     with tempfile.TemporaryDirectory(prefix="graphc-selftest-") as tmp:
         exe = os.path.join(tmp, "selftest")
         try:
@@ -707,6 +708,7 @@ def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
 @functools.cache
 def _accepts_native(cc: tuple[str, ...]) -> bool:
     """Some compilers (or targets) reject -march=native; then we build portable -O3 code."""
+    import subprocess  # builds only
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         cmd = [*cc, *_NATIVE_FLAGS, "-x", "c", "-c", "-", "-o", os.path.join(tmp, "probe.o")]
         try:
@@ -728,11 +730,19 @@ def _compile_error(root: Path, c_file: Path, fallback: str, output: str) -> Comp
 
 
 def _debug(msg: str, *args: object) -> None:
-    """With GRAPHC_DEBUG set, make sure graphc's debug log reaches stderr."""
-    global _debug_handler
-    if os.environ.get("GRAPHC_DEBUG", "0") not in ("", "0") and _debug_handler is None:
-        _debug_handler = logging.StreamHandler(sys.stderr)
-        _debug_handler.setFormatter(logging.Formatter("graphc: %(message)s"))
-        log.addHandler(_debug_handler)
+    """Log to the "graphc" logger; with GRAPHC_DEBUG set, make sure it reaches stderr.
+    Nothing to do if logging was never imported (no handler can be listening): a warm
+    start does without importing it."""
+    global _debug_on
+    debug = os.environ.get("GRAPHC_DEBUG", "0") not in ("", "0")
+    if not debug and "logging" not in sys.modules:
+        return
+    import logging
+    log = logging.getLogger("graphc")
+    if debug and not _debug_on:
+        _debug_on = True
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("graphc: %(message)s"))
+        log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     log.debug(msg, *args)

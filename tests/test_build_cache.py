@@ -618,7 +618,7 @@ def test_a_new_process_runs_no_compiler_probe_twice(root: Path,
 
     def no_compiler(argv, *args, **kwargs):
         raise AssertionError(f"ran {argv}")
-    monkeypatch.setattr(build.subprocess, "run", no_compiler)
+    monkeypatch.setattr(subprocess, "run", no_compiler)
     assert [getattr(build, name)(cc) for name in PROBES] == before
     assert build.module_key(source, CDEF) == build.module_key(source, CDEF)
     monkeypatch.undo()
