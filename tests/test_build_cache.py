@@ -549,9 +549,16 @@ def outputs_of_both_tiers(fn, *args) -> tuple[list, list]:
 
 
 def assert_same_bits(quick: list, optimized: list) -> None:
+    """Equal bit for bit, except that a NaN may differ in sign (IEEE leaves a NaN result's
+    sign open: x86 makes -NaN, and an operand's NaN passes through with its own sign)."""
+    import numpy as np
     assert len(quick) == len(optimized) > 0
     for k, (q, o) in enumerate(zip(quick, optimized)):
         assert (q.dtype, q.shape) == (o.dtype, o.shape), k
+        if q.dtype.kind in "fc":
+            nan = np.isnan(q)
+            assert np.array_equal(nan, np.isnan(o)), f"output {k}: NaN where the other has none"
+            q, o = np.where(nan, 0, q), np.where(nan, 0, o)
         assert q.tobytes() == o.tobytes(), f"output {k}: {q!r} != {o!r}"
 
 
@@ -559,37 +566,42 @@ def assert_same_bits(quick: list, optimized: list) -> None:
 def test_tiers_compute_the_same_bits_on_vectorized_sums(
         root: Path, monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
     """W4 (a long fused sum of tanh, sigmoid and exp, vectorized in lanes at -O3) and a
-    matmul with sin and a sum per row, at sizes with a vector remainder."""
+    matmul with sin, cos and a sum per row, at sizes with a vector remainder: one build."""
     import numpy as np
 
     import graphc
     from bench.workloads import w4
     monkeypatch.setenv("GRAPHC_TIERED", "1")
-    x = np.random.default_rng(4).standard_normal(4099).astype(dtype)
-    assert_same_bits(*outputs_of_both_tiers(graphc.value_and_grad(w4), x))
-    a = np.random.default_rng(5).standard_normal((37, 29)).astype(dtype)
 
     def rows(a, b):
         return graphc.sum(graphc.sin(a @ b) * graphc.cos(a @ b), axis=1)
-    assert_same_bits(*outputs_of_both_tiers(graphc.value_and_grad(
-        lambda a, b: graphc.sum(rows(a, b) ** 2), argnums=(0, 1)), a, a.T.copy()))
+    w4_vg = graphc.value_and_grad(w4)
+    rows_vg = graphc.value_and_grad(lambda a, b: graphc.sum(rows(a, b) ** 2), argnums=(0, 1))
+    x = np.random.default_rng(4).standard_normal(4099).astype(dtype)
+    a = np.random.default_rng(5).standard_normal((37, 29)).astype(dtype)
+    assert_same_bits(*outputs_of_both_tiers(lambda x, a, b: (w4_vg(x), rows_vg(a, b)),
+                                            x, a, a.T.copy()))
 
 
-@settings(max_examples=4, deadline=None, derandomize=True, database=None,
+@settings(max_examples=2, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-@given(st.lists(programs(), min_size=6, max_size=6), st.sampled_from(["float64", "float32"]))
+@given(st.lists(programs(), min_size=8, max_size=8), st.sampled_from(["float64", "float32"]))
 def test_tiers_compute_the_same_bits_on_fuzzed_programs(batch, fdtype) -> None:
     """The quick and the -O3 module of the fuzzer's programs (tests/fuzzgen.py), values
     and gradients, agree bit for bit."""
     import numpy as np
     from fuzzgen import make_inputs
     from test_fuzz import env, value_and_grad_fn
+
+    import graphc
     fdtype = np.dtype(fdtype)
     fns = [value_and_grad_fn(p, fdtype) for p in batch]
     inputs = [tuple(make_inputs(p, fdtype)) for p in batch]
 
+    scale = 1.0 + uuid.uuid4().int % 10**9 / 1e12     # a graph no earlier run built
+
     def programs_(*groups):
-        return tuple(f(*g) for f, g in zip(fns, groups))
+        return tuple(f(*g) for f, g in zip(fns, groups)), graphc.sum(groups[0][0]) * scale
     with tempfile.TemporaryDirectory() as cache, np.errstate(all="ignore"), \
             env(GRAPHC_CACHE_DIR=cache, GRAPHC_TIERED="1"):
         assert_same_bits(*outputs_of_both_tiers(programs_, *inputs))
