@@ -202,8 +202,8 @@ def write_results(results, command: str, w7: str = "", limits: str = "") -> None
         TIMING_NOTE, "",
         fastest_peers(results), "", thread_scaling(results), "",
         "![medians per workload](peers.png)", "",
-        *(["W5, the machine's limits (median CPU time of a call on one thread; wall time "
-           "on two; copy counts bytes read + written), and W3 against them:", "", limits, ""]
+        *(["W5, the machine's limits (wall time, as W3; the copy counts bytes read and "
+           "written), and W3 against them:", "", limits, ""]
           if limits else []),
         *(["W7's target, the total of the first result (CPU seconds, building included) and "
            "10,000 evaluations (the median):", "", w7, ""] if w7 else []),
