@@ -76,14 +76,14 @@ lint: $(PY)
 # results are those of a machine where the bench ran before (W6 measures empty caches).
 threads = GRAPHC_BENCH_THREADS=$(1) GRAPHC_NUM_THREADS=$(1) OPENBLAS_NUM_THREADS=$(1) \
 	OMP_NUM_THREADS=$(1)
+BENCH_ENV = JAX_COMPILATION_CACHE_DIR=bench/.cache/jax GRAPHC_BENCH_QUICK=$(QUICK)
 BENCH_RUN = $(PY) -m pytest -q -p no:cacheprovider bench/bench_peers.py --benchmark-only \
 	--durations=10
 bench: $(PY)
 	$(PY) -m pip install -q -e '.[test,bench]'
-	JAX_COMPILATION_CACHE_DIR=bench/.cache/jax GRAPHC_BENCH_QUICK=$(QUICK) $(call threads,1) taskset -c 0 $(BENCH_RUN) \
-		--benchmark-json=bench/.peers.json
-	JAX_COMPILATION_CACHE_DIR=bench/.cache/jax GRAPHC_BENCH_QUICK=$(QUICK) \
-		GRAPHC_BENCH_WORKLOADS=W3,W5 $(call threads,2) taskset -c 0,1 $(BENCH_RUN) --benchmark-json=bench/.peers-2threads.json
+	$(BENCH_ENV) $(call threads,1) taskset -c 0 $(BENCH_RUN) --benchmark-json=bench/.peers.json
+	$(BENCH_ENV) GRAPHC_BENCH_WORKLOADS=W3,W5 $(call threads,2) taskset -c 0,1 $(BENCH_RUN) \
+		--benchmark-json=bench/.peers-2threads.json
 	$(PY) -m bench.report bench/.peers.json bench/.peers-2threads.json \
 		--command "make bench$(if $(QUICK), QUICK=1)"
 
