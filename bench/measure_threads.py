@@ -5,6 +5,7 @@ where threads start to pay for an elementwise loop.
     taskset -c 0,1 python -m bench.measure_threads w3 --threads 2    # 2 threads, wall time
     taskset -c 0 python -m bench.measure_threads gemm                # graphc vs numpy, per product
     taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
+    taskset -c 0 python -m bench.measure_threads ab --rev main       # this gemm vs main's
 
 Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
 torch.set_num_threads, XLA's intra-op threads), set before any of them is imported. Steps of
@@ -87,15 +88,16 @@ def gemm(rounds: int) -> None:
 
     from graphc import rt
     rng = np.random.default_rng(0)
-    steps = {}
-    for m, n, k, ta, tb in W3_PRODUCTS:
+    times = {}
+    for m, n, k, ta, tb in W3_PRODUCTS:     # one product at a time: every call finds it warm
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         a, b, c = (a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32)
         name = f"{m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''}"
-        steps[f"graphc {name}"] = lambda a=a, b=b, c=c: rt.gemm(a, b, c)
-        steps[f"numpy {name}"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
-    times = {k: float(np.median(v)) for k, v in alternate(steps, rounds, time.process_time).items()}
+        steps = {f"graphc {name}": lambda a=a, b=b, c=c: rt.gemm(a, b, c),
+                 f"numpy {name}": lambda a=a, b=b, c=c: np.matmul(a, b, out=c)}
+        times |= {k: float(np.median(v))
+                  for k, v in alternate(steps, rounds, time.process_time).items()}
     print("| product | graphc GFLOP/s | numpy GFLOP/s |")
     print("|---|---|---|")
     total = {"graphc": 0.0, "numpy": 0.0}
@@ -107,6 +109,90 @@ def gemm(rounds: int) -> None:
         print(f"| {name} | {2e-9 * m * n * k / g:.1f} | {2e-9 * m * n * k / p:.1f} |")
     print(f"| all eight (8.62 GFLOP) | {W3_GFLOP / total['graphc']:.1f} | "
           f"{W3_GFLOP / total['numpy']:.1f} |")
+
+
+def gemm_at(rev: str, where: str) -> dict[str, int]:
+    """csrc/ of git revision rev built in the directory where (with graphc._rt's flags) and
+    loaded: the addresses of its graphc_gemm_f32 and graphc_gemm_f64."""
+    import ctypes
+    import subprocess
+
+    from graphc._build_rt import EXTRA_COMPILE_ARGS, HEADERS, SOURCES
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in SOURCES + HEADERS:
+        with open(os.path.join(where, name), "wb") as f:
+            f.write(subprocess.run(["git", "-C", root, "show", f"{rev}:csrc/{name}"],
+                                   check=True, capture_output=True).stdout)
+    subprocess.run(["gcc", "-shared", "-fPIC", *EXTRA_COMPILE_ARGS, "-o", "gemm.so", *SOURCES],
+                   cwd=where, check=True)
+    lib = ctypes.CDLL(os.path.join(where, "gemm.so"))
+    _LOADED.append(lib)
+    return {t: ctypes.cast(getattr(lib, f"graphc_gemm_{t}"), ctypes.c_void_p).value
+            for t in ("f32", "f64")}
+
+
+_LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the process
+
+
+def ab(rev: str, rounds: int) -> None:
+    """W3's train step and its eight products with this tree's gemm and with git revision
+    rev's, alternating, on one thread (CPU time): between steps the step's C module is linked
+    to one gemm or the other (graphc_link_runtime), so all else is the same code."""
+    import ctypes
+    import tempfile
+
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import rt
+    from graphc.build import load_module
+    from graphc.codegen.c import LINK, generate
+    where = tempfile.mkdtemp()
+    here = rt.runtime_addresses()
+    gemms = {"this tree": {"f32": here["f32"], "f64": here["f64"]}, rev: gemm_at(rev, where)}
+    step = graphc.train_step(G._ce, graphc.optim.SGD(
+        G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
+    batch = P.w3_batch()
+    step(*batch)
+    lib = load_module(*generate(step.graph)[:2])[1]     # the step's module (cached in memory)
+    assert step.entry == lib.graphc_entry, "not the step's own module"
+    link = getattr(lib, LINK)
+
+    def on(name):
+        return lambda: (link(gemms[name]["f32"], gemms[name]["f64"], here["threads"]),
+                        step(*batch))
+    times = alternate({name: on(name) for name in gemms}, rounds, time.process_time)
+    link(here["f32"], here["f64"], here["threads"])
+    print(f"W3 step, {rounds} alternating rounds, median CPU ms: " + ", ".join(
+        f"{name} {1e3 * np.median(ts):.1f}" for name, ts in times.items()))
+
+    c_long, fp = ctypes.c_long, ctypes.POINTER(ctypes.c_float)
+    fn_type = ctypes.CFUNCTYPE(None, c_long, c_long, c_long, fp, c_long, c_long, fp, c_long,
+                               c_long, fp, c_long, ctypes.c_int)
+    fns = {name: fn_type(g["f32"]) for name, g in gemms.items()}
+    rng = np.random.default_rng(0)
+    times = {}
+    for p, (m, n, k, ta, tb) in enumerate(W3_PRODUCTS):   # one at a time, as in gemm()
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        a, b, c = (a.T if ta else a), (b.T if tb else b), np.empty((m, n), np.float32)
+        args = (m, n, k, a.ctypes.data_as(fp), *(s // 4 for s in a.strides),
+                b.ctypes.data_as(fp), *(s // 4 for s in b.strides), c.ctypes.data_as(fp), n, 0)
+        steps = {name: lambda f=fns[name], args=args: f(*args) for name in gemms}
+        steps["numpy"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
+        times |= {(name, p): float(np.median(ts))
+                  for name, ts in alternate(steps, rounds, time.process_time).items()}
+    names = [*gemms, "numpy"]
+    print("| product | " + " | ".join(f"{name} GFLOP/s" for name in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for p, (m, n, k, ta, tb) in enumerate(W3_PRODUCTS):
+        print(f"| {m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''} | " + " | ".join(
+            f"{2e-9 * m * n * k / times[name, p]:.1f}" for name in names) + " |")
+    print("| all eight (8.62 GFLOP) | " + " | ".join(
+        f"{W3_GFLOP / sum(t for key, t in times.items() if key[0] == name):.1f}"
+        for name in names) + " |")
 
 
 def threshold(rounds: int) -> None:
@@ -135,14 +221,16 @@ def threshold(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("w3", "gemm", "threshold"))
+    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rev", default="main", help="ab: the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     set_threads(args.threads)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
-     "threshold": lambda: threshold(args.rounds)}[args.what]()
+     "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds)
+     }[args.what]()
 
 
 if __name__ == "__main__":

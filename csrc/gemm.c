@@ -20,9 +20,16 @@
  * reads and writes C once, and with K = 1024-2048 (W3) fewer passes over C measured 5-8%
  * faster (bench/measure_threads.py gemm); the B panel (24 KiB) still fits L1.
  *
+ * Few rows (at most 2 MC, padded; W3's M = 256 products with K = 1024-2048) take another
+ * order (gemm_few_rows): the whole A block of a rank-KC update is packed once and stays in L2,
+ * and B is packed one NR panel at a time right before the tiles that use it, while the source
+ * of the next panel is prefetched. The general order would pack A once per NC block and
+ * write the whole B block before reading it back from L3. Both orders block K the same way,
+ * so an element of C gets the same bits in either.
+ *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
- * and pads the M/N edges. Edge tiles run a cut-down kernel (EDGE_ROWS rows at a time when
+ * and pads the M/N edges. Edge tiles run a cut-down kernel (exactly the rows there are when
  * m < MR, one vector per row when n fits in one) into a small buffer that is cropped into C.
  *
  * The micro-kernel holds an MR x NR tile of C in NV vectors per row. Per k it loads NV vectors
@@ -203,7 +210,6 @@ struct F(problem) {
 #define GEMM_TARGET __attribute__((target("avx512f,avx512vl,fma")))
 #define GEMM_VEC_BYTES 64
 #define GEMM_MR 12
-#define GEMM_EDGE_ROWS 4
 #define GEMM_NV 2
 #define GEMM_KC 256
 #define GEMM_MC 144
@@ -213,7 +219,6 @@ struct F(problem) {
 #define GEMM_TARGET __attribute__((target("avx2,fma")))
 #define GEMM_VEC_BYTES 32
 #define GEMM_MR 6
-#define GEMM_EDGE_ROWS 3
 #define GEMM_NV 2
 #define GEMM_KC (sizeof(T) == 4 ? 384 : 256) /* f32: a 24 KiB B panel */
 #define GEMM_MC 144
@@ -224,7 +229,6 @@ struct F(problem) {
 #define GEMM_TARGET
 #define GEMM_VEC_BYTES 16
 #define GEMM_MR 4
-#define GEMM_EDGE_ROWS 2
 #define GEMM_NV 3
 #define GEMM_KC 256
 #define GEMM_MC 128
@@ -293,17 +297,19 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
 #define ISA_FN static GEMM_TARGET
 #define FI(name) GEMM_CAT3(name, GEMM_SFX, GEMM_ISA) /* FI(pack_a) -> pack_a_f32_avx2 */
 #define MR GEMM_MR
-#define EDGE_ROWS GEMM_EDGE_ROWS /* divides MR */
 #define NV GEMM_NV
 #define VW ((int)(GEMM_VEC_BYTES / sizeof(T))) /* elements per vector */
 #define NR (NV * VW)
+#define FEW_ROWS (2 * GEMM_MC) /* at most this many rows (padded): gemm_few_rows */
+#define LINE ((long)(64 / sizeof(T))) /* elements per cache line */
 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 #define V FI(vec)
 
-_Static_assert((GEMM_MC + NR) * GEMM_KC * sizeof(T) + ALIGN <= SCRATCH_BYTES,
-               "an A block and one B panel must fit in the scratch area");
+_Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTES,
+               "an A block of FEW_ROWS and one B panel must fit in the scratch area");
+_Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
 
 /*
  * The micro-kernel: c[i*ldc + j] (+)= sum_k a[k*MR + i] * b[k*NR + j] for i < rows, j < nv*VW,
@@ -355,15 +361,10 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
     }
 }
 
-/* The whole tile, and the parts that edge tiles use: EDGE_ROWS rows, and/or one vector. */
+/* The whole tile, and the parts that edge tiles use: fewer rows, and/or one vector. */
 ISA_FN void FI(kernel_full)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
 {
     FI(kernel)(MR, NV, kc, a, b, c, ldc, overwrite);
-}
-
-ISA_FN void FI(kernel_rows)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
-{
-    FI(kernel)(EDGE_ROWS, NV, kc, a, b, c, ldc, overwrite);
 }
 
 ISA_FN void FI(kernel_narrow)(long kc, const T *a, const T *b, T *c, long ldc, int overwrite)
@@ -371,10 +372,38 @@ ISA_FN void FI(kernel_narrow)(long kc, const T *a, const T *b, T *c, long ldc, i
     FI(kernel)(MR, 1, kc, a, b, c, ldc, overwrite);
 }
 
-ISA_FN void FI(kernel_rows_narrow)(long kc, const T *a, const T *b, T *c, long ldc,
-                                   int overwrite)
+/*
+ * The first m < MR rows of a tile into buf (NR wide), one vector per row if narrow. The
+ * kernel needs its row count as a constant, hence a case per m: M = 256 leaves 4 rows on
+ * the 6-row AVX2 tile, one 4-row kernel instead of two of 3 rows (or parts of 6 rows).
+ */
+ISA_FN void FI(kernel_rows)(long m, int narrow, long kc, const T *a, const T *b, T *buf)
 {
-    FI(kernel)(EDGE_ROWS, 1, kc, a, b, c, ldc, overwrite);
+#define EDGE_CASE(r)                                                                            \
+    case r:                                                                                     \
+        if (narrow)                                                                             \
+            FI(kernel)(r, 1, kc, a, b, buf, NR, 1);                                             \
+        else                                                                                    \
+            FI(kernel)(r, NV, kc, a, b, buf, NR, 1);                                            \
+        return;
+    switch (m) {
+        EDGE_CASE(1)
+        EDGE_CASE(2)
+        EDGE_CASE(3)
+#if MR > 4
+        EDGE_CASE(4)
+        EDGE_CASE(5)
+#endif
+#if MR > 6
+        EDGE_CASE(6)
+        EDGE_CASE(7)
+        EDGE_CASE(8)
+        EDGE_CASE(9)
+        EDGE_CASE(10)
+        EDGE_CASE(11)
+#endif
+    }
+#undef EDGE_CASE
 }
 
 /* ap <- A[0:mc, 0:kc] as MR-tall row panels: panel p holds ap[k*MR + i] = A[p*MR + i, k]. */
@@ -446,8 +475,8 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
 
 /*
  * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
- * into a buffer, in parts of EDGE_ROWS rows if m < MR and with one vector per row if n <= VW,
- * then cropped into C.
+ * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
+ * cropped into C.
  */
 ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
                      int overwrite)
@@ -464,12 +493,7 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
         else
             FI(kernel_full)(kc, ap, bp, buf, NR, 1);
     } else {
-        for (long i = 0; i < m; i += EDGE_ROWS) {
-            if (narrow)
-                FI(kernel_rows_narrow)(kc, ap + i, bp, buf + i * NR, NR, 1);
-            else
-                FI(kernel_rows)(kc, ap + i, bp, buf + i * NR, NR, 1);
-        }
+        FI(kernel_rows)(m, narrow, kc, ap, bp, buf);
     }
 
     for (long i = 0; i < m; i++) {
@@ -502,11 +526,75 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
     }
 }
 
+/*
+ * Lines [lo, hi) of the source of the B panel at B (kc x NR) into L2, out of the lines it
+ * spans: one per row (row-major B) or kc / LINE per column (column-major B); other strides
+ * are left to the hardware. Spread over the tiles of the panel before it, so that packing
+ * the next panel reads L2 rather than memory.
+ */
+ISA_FN long FI(panel_lines)(long kc, long rsb, long csb)
+{
+    return csb == 1 ? kc : rsb == 1 ? NR * ((kc + LINE - 1) / LINE) : 0;
+}
+
+ISA_FN void FI(prefetch_panel)(const T *B, long rsb, long csb, long kc, long lo, long hi)
+{
+    long per_col = (kc + LINE - 1) / LINE;
+    for (long l = lo; l < hi; l++) {
+        if (csb == 1) { /* a row's NR elements: both ends, as B need not be line-aligned */
+            __builtin_prefetch(B + l * rsb, 0, 2);
+            __builtin_prefetch(B + l * rsb + NR - 1, 0, 2);
+        } else {
+            __builtin_prefetch(B + l / per_col * csb + l % per_col * LINE, 0, 2);
+        }
+    }
+}
+
+/*
+ * Few rows (W3's forward and data-gradient products: M = 256, K = 1024-2048): the whole
+ * round_up(M, MR) x KC block of A is packed once per rank-KC update and stays in L2, and B is
+ * packed one KC x NR panel at a time, just before the M / MR tiles that use it (so it is in
+ * L1), while the next panel's source is prefetched. B is read from memory once in all, and
+ * A is packed once, not once per NC block. The K blocking is the same as the general loops',
+ * so every element of C gets the same sums in the same order (bit-identical either way).
+ */
+ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
+{
+    T *ap = scratch();
+    T *bp = ap + round_up(round_up(p->M, MR) * kc_max, ALIGN / sizeof(T));
+    long tiles = (p->M + MR - 1) / MR;
+    for (long pc = 0; pc < p->K; pc += kc_max) {
+        long kc = min_l(kc_max, p->K - pc);
+        long lines = FI(panel_lines)(kc, p->rsb, p->csb);
+        long per_tile = (lines + tiles - 1) / tiles; /* lines of the next panel per tile */
+        int overwrite = pc == 0 && !p->accumulate;
+        const T *B = p->B + pc * p->rsb;
+        FI(pack_a)(p->M, kc, p->A + pc * p->csa, p->rsa, p->csa, ap);
+        for (long jr = 0; jr < p->N; jr += NR) {
+            long n = min_l(NR, p->N - jr);
+            int next = jr + 2 * NR <= p->N; /* a whole next panel to prefetch */
+            FI(pack_b)(kc, n, B + jr * p->csb, p->rsb, p->csb, bp);
+            for (long t = 0; t < tiles; t++) {
+                if (next)
+                    FI(prefetch_panel)(B + (jr + NR) * p->csb, p->rsb, p->csb, kc,
+                                       min_l(lines, t * per_tile),
+                                       min_l(lines, (t + 1) * per_tile));
+                FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
+                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite);
+            }
+        }
+    }
+}
+
 /* The five blocking loops (see the top of the file); M, N, K > 0. */
 ISA_FN void FI(gemm)(const struct F(problem) *p)
 {
     /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
     long kc_max = min_l(p->K, GEMM_KC);
+    if (round_up(p->M, MR) <= FEW_ROWS) {
+        FI(gemm_few_rows)(p, kc_max);
+        return;
+    }
     long mc_max = min_l(round_up(p->M, MR), GEMM_MC);
     long a_elems = round_up(mc_max * kc_max, ALIGN / sizeof(T));
     long nc_fit = ((long)(SCRATCH_BYTES / sizeof(T)) - a_elems) / kc_max / NR * NR;
@@ -533,16 +621,16 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef ISA_FN
 #undef FI
 #undef MR
-#undef EDGE_ROWS
 #undef NV
 #undef VW
 #undef NR
+#undef FEW_ROWS
+#undef LINE
 #undef V
 #undef GEMM_ISA
 #undef GEMM_TARGET
 #undef GEMM_VEC_BYTES
 #undef GEMM_MR
-#undef GEMM_EDGE_ROWS
 #undef GEMM_NV
 #undef GEMM_KC
 #undef GEMM_MC

@@ -99,10 +99,9 @@ ALIAS_FNS = {
 
 # Ops that may fail at run time (check_index) raise on data the generator cannot keep in
 # range without changing values; their checks have tests of their own (test_training's bad
-# labels, test_ops_extra's gathers, the registry spec in test_ops). Gathers and scatters
-# need integer indices in range, which no generated value is (the same tests cover them).
-PRIMITIVES = sorted(n for n, op in OPS.items()
-                    if op.kind not in (SOURCE, GATHER, SCATTER) and not op.may_fail)
+# labels, test_ops_extra's gathers, the registry spec in test_ops). Gathers and scatters get
+# in-range indices made from program values (`_indices_like`).
+PRIMITIVES = sorted(n for n, op in OPS.items() if op.kind != SOURCE and not op.may_fail)
 SIGNATURES = {n: _signatures(OPS[n]) for n in PRIMITIVES if OPS[n].kind == ELEMENTWISE}
 
 
@@ -355,8 +354,36 @@ def _scan(b: _Builder, name: str) -> None:
     b.add(name, [i], b.draw(st.integers(0, len(b.values[i][0]) - 1)))
 
 
+def _indices_like(b: _Builder, i: int, n: int) -> int:
+    """int64 indices of value i's shape, data-dependent and in [0, n): 0 or 1 by the sign of
+    the value (`x > -x`, duplicates included) where n > 1, else all 0 (`x > x`)."""
+    x = b.convert(i, "F")
+    mask = b.add("gt", [x, b.add("neg", [x]) if n > 1 else x])
+    return b.add("cast", [mask], "I")
+
+
+def _float_with_axis(b: _Builder) -> tuple[int, int]:
+    """A float value of rank >= 1 and one of its axes."""
+    i = b.pick(lambda v: len(v[0]) >= 1 and v[1] == "F")
+    if i is None:
+        i = b.add("reshape", [b.convert(b.pick(), "F")], (1,))
+    return i, b.draw(st.integers(0, len(b.values[i][0]) - 1))
+
+
+def _gather(b: _Builder, name: str) -> None:
+    i, axis = _float_with_axis(b)
+    n = max(b.values[i][0][axis], 1)     # an empty axis has no index to draw: empty indices
+    b.add(name, [i, _indices_like(b, i, n)], axis)
+
+
+def _scatter(b: _Builder, name: str) -> None:
+    i, axis = _float_with_axis(b)
+    n = b.draw(st.integers(1, 3))
+    b.add(name, [i, _indices_like(b, i, n)], (axis, n))
+
+
 BY_KIND = {ELEMENTWISE: _elementwise, REDUCE: _reduce, CONTRACT: _matmul, MOVEMENT: _movement,
-           ALIAS: _alias, SCAN: _scan}
+           ALIAS: _alias, SCAN: _scan, GATHER: _gather, SCATTER: _scatter}
 
 
 def _shapes(draw, n):

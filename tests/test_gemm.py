@@ -22,10 +22,11 @@ ISAS = [isa for isa in rt.ISAS if rt.set_gemm_isa(isa) == isa]
 rt.set_gemm_isa(None)
 
 # (M, K, N): one element, primes, the exact AVX-512 tile (12 x 32) and one off either way, the
-# brief's small shapes, several KC (256) and MC (144) blocks, and N over the B block (NC).
+# brief's small shapes, several KC (256) and MC (144) blocks, and N over the B block (NC); the
+# M give every edge of 1 to MR - 1 rows on the 4- and 6-row tiles (9: 3 rows on AVX2).
 SHAPES = [
     (1, 1, 1), (37, 53, 29), (12, 256, 32), (13, 257, 33), (11, 255, 31), (6, 7, 16),
-    (100, 2, 16), (128, 64, 128), (2, 3, 1000), (300, 600, 70), (20, 300, 1100),
+    (100, 2, 16), (128, 64, 128), (2, 3, 1000), (300, 600, 70), (20, 300, 1100), (9, 40, 20),
 ]
 
 
@@ -94,6 +95,22 @@ def test_accumulate(isa, m, k, n, dtype):
     out = c0.copy()
     rt.gemm(a, b, out, accumulate=True)
     assert_matmul(out, a, b, c0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_of_c_do_not_depend_on_how_many_rows(isa, dtype):
+    """A row of C has the same bits whether A has few rows (gemm_few_rows: A packed whole, B
+    panel by panel) or many (the general blocking): thread slabs of rows rely on it."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((700, 900)).astype(dtype)
+    b = rng.standard_normal((900, 70)).astype(dtype)
+    rt.set_num_threads(1)       # else thread slabs of rows take the few-rows path too
+    try:
+        whole = rt.gemm(a, b)
+        for lo, hi in [(0, 1), (0, 250), (300, 590)]:
+            assert rt.gemm(a[lo:hi], b).tobytes() == whole[lo:hi].tobytes()
+    finally:
+        rt.set_num_threads(None)
 
 
 def test_overwrite_never_reads_out(isa):
