@@ -28,7 +28,7 @@ class CRunner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self.source, cdef, sched, self._marks = generate(graph, fuse)
         pending = None
-        if os.environ.get("GRAPHC_TIERED", "0") not in ("", "0"):
+        if os.environ.get("GRAPHC_TIERED", "1") not in ("", "0"):
             (self.ffi, lib), pending = load_module_tiered(self.source, cdef)
         else:
             self.ffi, lib = load_module(self.source, cdef)
