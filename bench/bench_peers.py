@@ -3,9 +3,11 @@ in one run (pytest-benchmark). Each implementation is first checked to compute t
 losses (or values and gradients) as the hand-written numpy reference.
 
     make bench                  # taskset -c 0, then bench/report.py writes RESULTS.md + chart
-    GRAPHC_BENCH_QUICK=1 ...    # fewer rounds, no torch.compile, W7 at 10,000 ops for graphc
-                                #   and the C limit only
-    GRAPHC_BENCH_THREADS=2 GRAPHC_BENCH_WORKLOADS=W3 ...   # the 2-thread rows (see Makefile)
+    GRAPHC_BENCH_QUICK=1 ...    # fewer rounds, a step over 0.5 s runs once, no
+                                #   torch.compile, no W7 at 10,000 ops (under 5 minutes)
+    GRAPHC_BENCH_THREADS=2 GRAPHC_BENCH_WORKLOADS=W3,W5 ...   # the 2-thread rows (Makefile)
+
+GRAPHC_BENCH_WORKLOADS (comma-separated; default all) selects workloads, W5 and W6 included.
 
 GRAPHC_BENCH_THREADS (default 1) is the thread count every implementation gets: the Makefile
 sets it with GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS and OMP_NUM_THREADS before anything
@@ -26,17 +28,18 @@ import numpy as np
 import pytest
 
 from bench import compile_latency as L
+from bench import machine_limits as M
 from bench import problems as P
 from bench.peers import THREADS, WORKLOADS, registry
 
 QUICK = bool(os.environ.get("GRAPHC_BENCH_QUICK"))
 SELECTED = os.environ.get("GRAPHC_BENCH_WORKLOADS", "").split(",") if os.environ.get(
-    "GRAPHC_BENCH_WORKLOADS") else WORKLOADS
+    "GRAPHC_BENCH_WORKLOADS") else (*WORKLOADS, "W5", "W6")
 REGISTRY = registry()
 SLOW = {"micrograd", "autograd"}
 CASES = [(w, name) for w in WORKLOADS if w in SELECTED for name in REGISTRY[w]
-         if not (QUICK and ("compile" in name and "graphc" not in name or w.startswith(
-             "W7-10000") and not name.startswith(("graphc", "C by hand"))))]
+         if not (QUICK and ("compile" in name and "graphc" not in name
+                            or w.startswith("W7-10000")))]
 
 
 def _reference(workload: str, n: int) -> list:
@@ -82,12 +85,16 @@ def test_workload(benchmark, workload, impl):
     if workload.startswith("W7"):      # stateless: a first call does not shift the checks
         step()
         benchmark.extra_info["first_result"] = cpu_seconds() - t0
+    checked = time.process_time()
     check(workload, step)
+    per_step = (time.process_time() - checked) / 3
     benchmark.group = workload if THREADS == 1 else f"{workload}, {THREADS} threads"
     benchmark.extra_info["impl"] = impl
     slow = impl in SLOW and workload in ("W1", "W2") or workload.startswith("W7") \
         and impl != "graphc" or workload == "W3"
     rounds = (3 if QUICK else 7) if slow else (20 if QUICK else 100)
+    if QUICK and per_step > 0.5:        # micrograd's W1 (1.6 s a step): once
+        rounds = 1
     # a call of microseconds is timed in batches (one timer read per call would weigh as
     # much as the call); micrograd's 14 µs step too, in smaller ones
     iterations = 1000 if workload == "W0" and impl not in SLOW else \
@@ -96,12 +103,24 @@ def test_workload(benchmark, workload, impl):
         # one thread, microseconds: CPU time, which a shared machine's other processes do
         # not add to (pytest-benchmark has no per-test timer option: its private attribute)
         benchmark._timer = time.process_time
-    benchmark.pedantic(step, rounds=rounds, iterations=iterations, warmup_rounds=1)
+    benchmark.pedantic(step, rounds=rounds, iterations=iterations,
+                       warmup_rounds=0 if rounds == 1 else 1)
+
+
+@pytest.mark.skipif("W5" not in SELECTED, reason="W5 not selected")
+@pytest.mark.parametrize("limit", list(M.LIMITS))
+def test_machine_limit(benchmark, limit):
+    """W5: the roofline (bench/machine_limits.py); report.py turns the median into a rate.
+    Wall time, as W3 is timed, which report.py reads against it."""
+    step, work = M.LIMITS[limit]()
+    benchmark.group = "W5" if THREADS == 1 else f"W5, {THREADS} threads"
+    benchmark.extra_info.update(impl=limit, work=work)
+    benchmark.pedantic(step, rounds=5 if QUICK else 15, iterations=1, warmup_rounds=1)
 
 
 W6_CASES = [(what, impl) for what in ("cold", "warm", "import") for impl in L.IMPLS
-            if (impl.startswith("graphc") or impl in REGISTRY["W2"])
-            and not (what != "cold" and impl == "graphc tiered")]  # the same as graphc there
+            if "W6" in SELECTED and (impl.startswith("graphc") or impl in REGISTRY["W2"])
+            and not (what != "cold" and impl == "graphc untiered")]  # as graphc there
 
 
 @pytest.mark.parametrize("what,impl", W6_CASES, ids=[f"W6-{w}-{i}" for w, i in W6_CASES])

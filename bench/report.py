@@ -20,6 +20,8 @@ import statistics
 import subprocess
 from importlib import metadata
 
+from bench.machine_limits import W3_GFLOP
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
 CHART = os.path.join(HERE, "peers.png")
@@ -51,15 +53,39 @@ def thread_scaling(results) -> str:
     return "\n".join(lines)
 
 
-def load_first_results(*paths: str) -> dict[str, dict[str, float]]:
-    """{workload: {implementation: CPU seconds to the first result}} (where recorded)."""
+def load_first_results(*paths: str, key: str = "first_result") -> dict[str, dict[str, float]]:
+    """{workload: {implementation: extra_info[key]}} where recorded: by default the CPU seconds
+    to the first result (W7); "work" is what one call of a W5 limit does (GFLOP or GB)."""
     out: dict[str, dict[str, float]] = {}
     for path in paths:
         for b in json.load(open(path))["benchmarks"]:
-            v = b["extra_info"].get("first_result")
+            v = b["extra_info"].get(key)
             if v is not None:
                 out.setdefault(b["group"], {})[b["extra_info"]["impl"]] = v
     return out
+
+
+def roofline(results, work) -> str:
+    """W5's rates (GFLOP/s, GB/s), and W3 read against them: each implementation's GFLOP/s
+    (the `W3_GFLOP` a step does over its median) next to numpy's GEMM rate on as many
+    threads."""
+    lines = ["| run | limit | median | rate |", "|---|---|---|---|"]
+    gemm = {}
+    for group in sorted(g for g in results if g.startswith("W5")):
+        for name, t in sorted(results[group].items()):
+            rate = work[group][name] / t
+            lines.append(f"| {group} | {name} | {_fmt(t)} | {rate:.1f} |")
+            if "GEMM" in name:
+                gemm[group.replace("W5", "W3")] = rate
+    lines += ["", f"W3 against the GEMM rate (a step does {W3_GFLOP:.2f} GFLOP of products):",
+              "", "| run | implementation | median | GFLOP/s | × numpy GEMM rate |",
+              "|---|---|---|---|---|"]
+    for group in sorted(g for g in gemm if g in results):
+        for name, t in sorted(results[group].items(), key=lambda kv: kv[1]):
+            rate = W3_GFLOP / t
+            lines.append(f"| {group} | {name} | {_fmt(t)} | {rate:.1f} | "
+                         f"{rate / gemm[group]:.0%} |")
+    return "\n".join(lines)
 
 
 def w7_totals(results, firsts, evaluations: int = 10_000) -> str:
@@ -121,7 +147,7 @@ def chart(results, path: str = CHART) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    workloads = sorted(results)
+    workloads = sorted(w for w in results if not w.startswith("W5"))   # rates, not times
     fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 4.2))
     for ax, workload in zip(axes if len(workloads) > 1 else [axes], workloads):
         items = sorted(results[workload].items(), key=lambda kv: kv[1])
@@ -166,7 +192,7 @@ TIMING_NOTE = ("W0 is CPU time per call (batches of 1,000 calls; 100 for the slo
                "library. The others are wall time per call or step.")
 
 
-def write_results(results, command: str, w7: str = "") -> None:
+def write_results(results, command: str, w7: str = "", limits: str = "") -> None:
     date = datetime.date.today().isoformat()
     section = "\n".join([
         BEGIN, "## Side by side with the peers", "",
@@ -176,6 +202,9 @@ def write_results(results, command: str, w7: str = "") -> None:
         TIMING_NOTE, "",
         fastest_peers(results), "", thread_scaling(results), "",
         "![medians per workload](peers.png)", "",
+        *(["W5, the machine's limits (wall time, as W3; the copy counts bytes read and "
+           "written), and W3 against them:", "", limits, ""]
+          if limits else []),
         *(["W7's target, the total of the first result (CPU seconds, building included) and "
            "10,000 evaluations (the median):", "", w7, ""] if w7 else []),
         "<details><summary>every implementation</summary>", "", table(results), "",
@@ -196,6 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     results = load(*args.json)
     w7 = w7_totals(results, load_first_results(*args.json))
+    limits = roofline(results, load_first_results(*args.json, key="work"))
     print(fastest_peers(results))
     print()
     print(thread_scaling(results))
@@ -203,8 +233,10 @@ def main() -> None:
     print(table(results))
     print()
     print(w7)
+    print()
+    print(limits)
     chart(results)
-    write_results(results, args.command, w7)
+    write_results(results, args.command, w7, limits)
     print(f"\nwrote {RESULTS} and {CHART}")
 
 

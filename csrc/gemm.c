@@ -103,6 +103,9 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
+/* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
+#define SMALL_MACS 2097152.0 /* 2M: below PAR_MIN_FLOPS, so one thread either way */
+#define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
 #define COL_UNIT 96
 #define ROW_UNIT 48
 #define SLABS_PER_THREAD 4
@@ -586,9 +589,150 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
     }
 }
 
+/*
+ * Small products (SMALL_MACS, K <= GEMM_KC): no A packing. The kernel above with A read in
+ * place (any strides: broadcasts) and B in place or packed (K x N is small; see gemm_small).
+ * Each C element sums its products in k order from 0, as on the packed path, so both give the
+ * same bits. Measured 1.1-1.45x faster at W1's and W2's shapes, and no slower at W2's 1M
+ * multiply-add products (bench/RESULTS.md, issue 13 W1/W2).
+ */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(kernel_direct)(int rows, int nv, long kc, const T *restrict a, long rsa, long csa,
+                  const T *restrict b, long ldb, T *restrict c, long ldc, int overwrite)
+{
+    V acc[MR][NV];
+
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = (V){0};
+
+#pragma GCC unroll 4
+    for (long k = 0; k < kc; k++, a += csa, b += ldb) {
+        V bk[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            memcpy(&bk[v], b + v * VW, sizeof bk[v]);
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[i][v] += a[i * rsa] * bk[v];
+    }
+
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            T *q = c + i * ldc + v * VW;
+            if (!overwrite) {
+                V old;
+                memcpy(&old, q, sizeof old);
+                acc[i][v] += old;
+            }
+            memcpy(q, &acc[i][v], sizeof acc[i][v]);
+        }
+    }
+}
+
+/* The last m < MR rows of one column panel: the kernel takes its row count as a constant. */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(direct_rest)(long m, int nv, long kc, const T *a, long rsa, long csa, const T *b, long ldb,
+                T *c, long ldc, int overwrite)
+{
+    switch (m) {
+#define REST_CASE(r)                                                                           \
+    case r:                                                                                    \
+        FI(kernel_direct)(r, nv, kc, a, rsa, csa, b, ldb, c, ldc, overwrite);                  \
+        return;
+        REST_CASE(1)
+        REST_CASE(2)
+        REST_CASE(3)
+#if MR > 4
+        REST_CASE(4)
+        REST_CASE(5)
+#endif
+#if MR > 6
+        REST_CASE(6)
+        REST_CASE(7)
+        REST_CASE(8)
+        REST_CASE(9)
+        REST_CASE(10)
+        REST_CASE(11)
+#endif
+#undef REST_CASE
+    }
+}
+
+/* Rows of one column panel (nv vectors wide, 1 or NV) into c (row stride ldc): MR at a time,
+   then the rest at once. */
+#define DIRECT_ROWS(NVC, c, ldc, ovw)                                                          \
+    do {                                                                                       \
+        long i0 = 0;                                                                           \
+        for (; i0 + MR <= p->M; i0 += MR)                                                      \
+            FI(kernel_direct)(MR, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,       \
+                              (c) + i0 * (ldc), ldc, ovw);                                     \
+        if (i0 < p->M)                                                                         \
+            FI(direct_rest)(p->M - i0, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,  \
+                            (c) + i0 * (ldc), ldc, ovw);                                       \
+    } while (0)
+
+/* B is read in place when its rows are contiguous, short (K <= SMALL_K_IN_PLACE: strided rows
+   stay in L1) and a whole number of vectors wide; else packed into NR-wide zero-padded panels,
+   the last of which (if partial) is computed into a buffer and cropped into C. */
+ISA_FN void FI(gemm_small)(const struct F(problem) *p)
+{
+    int overwrite = !p->accumulate;
+    int packed = p->csb != 1 || p->N % VW != 0 || p->K > SMALL_K_IN_PLACE;
+    T *bp = scratch();
+    if (packed)
+        FI(pack_b)(p->K, p->N, p->B, p->rsb, p->csb, bp);
+    long ldb = packed ? NR : p->rsb;
+    long j0 = 0;
+    for (; j0 + NR <= p->N; j0 += NR) {
+        const T *b = packed ? bp + j0 * p->K : p->B + j0;
+        DIRECT_ROWS(NV, p->C + j0, p->ldc, overwrite);
+    }
+    if (j0 == p->N)
+        return;
+    if (!packed) { /* whole vectors, one at a time */
+        for (; j0 < p->N; j0 += VW) {
+            const T *b = p->B + j0;
+            DIRECT_ROWS(1, p->C + j0, p->ldc, overwrite);
+        }
+        return;
+    }
+    const T *b = bp + j0 * p->K; /* the partial panel: MR rows at a time into buf */
+    long n = p->N - j0;
+    T buf[MR * NR];
+    for (long r0 = 0; r0 < p->M; r0 += MR) {
+        long m = min_l(MR, p->M - r0);
+        if (m == MR)
+            FI(kernel_direct)(MR, NV, p->K, p->A + r0 * p->rsa, p->rsa, p->csa, b, ldb, buf,
+                              NR, 1);
+        else
+            for (long i = 0; i < m; i++)
+                FI(kernel_direct)(1, NV, p->K, p->A + (r0 + i) * p->rsa, p->rsa, p->csa, b,
+                                  ldb, buf + i * NR, NR, 1);
+        for (long i = 0; i < m; i++) {
+            T *c = p->C + (r0 + i) * p->ldc + j0;
+            for (long j = 0; j < n; j++)
+                c[j] = overwrite ? buf[i * NR + j] : c[j] + buf[i * NR + j];
+        }
+    }
+}
+
+#undef DIRECT_ROWS
+
 /* The five blocking loops (see the top of the file); M, N, K > 0. */
 ISA_FN void FI(gemm)(const struct F(problem) *p)
 {
+    if (p->K <= GEMM_KC && (double)p->M * p->N * p->K <= SMALL_MACS
+        && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES) {
+        FI(gemm_small)(p);
+        return;
+    }
     /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
     long kc_max = min_l(p->K, GEMM_KC);
     if (round_up(p->M, MR) <= FEW_ROWS) {

@@ -23,13 +23,11 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import json
-import logging
 import os
 import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -43,7 +41,6 @@ from typing import Any
 
 import cffi
 import numpy
-import platformdirs
 
 from graphc._version import __version__ as graphc_version
 from graphc.errors import CompileError, GraphcError
@@ -62,7 +59,6 @@ __all__ = [
     "module_key",
 ]
 
-log = logging.getLogger("graphc")
 
 
 class GraphcWarning(UserWarning):
@@ -95,6 +91,15 @@ _BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-semantic-interposition", "-pipe"
 # (see _SELF_TEST), and on current CPUs 512-bit ops bring nothing for this code.
 _NATIVE_FLAGS = ("-march=native", "-mprefer-vector-width=256")
 _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
+# The quick tier of a tiered build (load_module_tiered): -O1 (gcc in about 60% of -O3's
+# time on generated kernels) plus the three things -O3 does that can change a float's bits,
+# so that both tiers compute the same values bit for bit: FMA contraction of a*b + c (its
+# pass runs only with -fexpensive-optimizations), and the vectorizer with -O3's cost model
+# (it decides which `omp simd reduction` sums add in lanes and which sin/cos calls become
+# libmvec's vector ones) and strict aliasing (without it, the vectorizer skips loops that
+# -O3 vectorizes). tests/test_build_cache.py compares the tiers on the fuzzer's programs.
+_QUICK_OPT = ("-O1", "-fexpensive-optimizations", "-ftree-vectorize",
+              "-fvect-cost-model=dynamic", "-fstrict-aliasing")
 _OPENMP_PRAGMA = "#pragma omp parallel"
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
@@ -105,7 +110,7 @@ _loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
 _LOADED_MAX = 512
 _key_locks: dict[str, threading.Lock] = {}
 _exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
-_debug_handler: logging.Handler | None = None
+_debug_on = False
 
 
 # ---------------------------------------------------------------- public API
@@ -145,13 +150,14 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
 
 def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object], object]:
     """`((ffi, lib), pending)`: the optimized module and None when it is cached (in memory or
-    on disk); otherwise a module built quickly at -O1 (not cached) and `pending`, a Future
-    of `load_module`'s optimized module, built in a background thread (which the process
-    waits for at exit, so the cache is filled). The quick module computes the same values
-    up to rounding (it does not vectorize, so float sums may add in another order)."""
+    on disk); otherwise a module built quickly (`_QUICK_OPT`, not cached) and `pending`, a
+    Future of `load_module`'s optimized module, built in a background thread (which the
+    process waits for at exit, so the cache is filled). Both compute the same bits."""
     hit = _loaded.get((source, cdef))
     if hit is not None:
         return hit, None
+    if sanitizing() or "-O3" not in _build_flags(tuple(_compiler_argv())):
+        return load_module(source, cdef), None      # instrumented, or -O2 after a miscompile
     key = module_key(source, cdef)
     root = cache_dir()
     root = _exec_roots.get(root, root)
@@ -167,7 +173,7 @@ def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object],
         return load_module(source, cdef), None      # the optimized build reports the error
     finally:
         shutil.rmtree(tmp, ignore_errors=True)      # a loaded module stays mapped
-    _debug("loaded a quick -O1 build of %s; the -O3 build runs in the background", key[:20])
+    _debug("loaded a quick build of %s; the -O3 build runs in the background", key[:20])
     return quick, _background().submit(load_module, source, cdef)
 
 
@@ -243,6 +249,7 @@ def _compiler_id(cc: tuple[str, ...]) -> tuple[str, str, str]:
     path = shutil.which(cc[0]) or cc[0]
 
     def version() -> str:
+        import subprocess
         try:
             out = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=60)
@@ -326,6 +333,7 @@ def _headers_hash() -> str:
 
 @functools.cache
 def _default_root() -> str:
+    import platformdirs  # only without GRAPHC_CACHE_DIR
     return platformdirs.user_cache_dir("graphc")
 
 
@@ -540,7 +548,8 @@ def _write_meta(so: Path, flags: list[str], seconds: float) -> None:
 def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
            quick: bool = False) -> list[str]:
     """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
-    `quick`: at -O1 (about half of -O3's compile time on generated kernels)."""
+    `quick`: with `_QUICK_OPT` instead of -O3."""
+    import subprocess  # builds only
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
@@ -551,7 +560,7 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     checked = sanitizing()
     flags = list(SANITIZE_FLAGS) if checked else _build_flags(tuple(cc))
     if quick and not checked:
-        flags = ["-O1" if f in ("-O2", "-O3") else f for f in flags]
+        flags = [g for f in flags for g in (_QUICK_OPT if f == "-O3" else (f,))]
     if _OPENMP_PRAGMA in source:
         flags = ["-fopenmp" if f == "-fopenmp-simd" else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
@@ -610,6 +619,7 @@ def _probe_libmvec(cc: tuple[str, ...]) -> bool:
 
 
 def _run_libmvec_probe(cc: tuple[str, ...]) -> bool:
+    import subprocess  # builds only
     flags = [f for f in _build_flags(cc) if f not in ("-shared", "-fPIC")]
     with tempfile.TemporaryDirectory(prefix="graphc-libmvec-") as tmp:
         exe = os.path.join(tmp, "probe")
@@ -681,6 +691,7 @@ def _tested_flags(cc: tuple[str, ...]) -> list[str]:
 
 
 def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
+    import subprocess  # builds only
     with tempfile.TemporaryDirectory(prefix="graphc-selftest-") as tmp:
         exe = os.path.join(tmp, "selftest")
         try:
@@ -697,6 +708,7 @@ def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
 @functools.cache
 def _accepts_native(cc: tuple[str, ...]) -> bool:
     """Some compilers (or targets) reject -march=native; then we build portable -O3 code."""
+    import subprocess  # builds only
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         cmd = [*cc, *_NATIVE_FLAGS, "-x", "c", "-c", "-", "-o", os.path.join(tmp, "probe.o")]
         try:
@@ -718,11 +730,19 @@ def _compile_error(root: Path, c_file: Path, fallback: str, output: str) -> Comp
 
 
 def _debug(msg: str, *args: object) -> None:
-    """With GRAPHC_DEBUG set, make sure graphc's debug log reaches stderr."""
-    global _debug_handler
-    if os.environ.get("GRAPHC_DEBUG", "0") not in ("", "0") and _debug_handler is None:
-        _debug_handler = logging.StreamHandler(sys.stderr)
-        _debug_handler.setFormatter(logging.Formatter("graphc: %(message)s"))
-        log.addHandler(_debug_handler)
+    """Log to the "graphc" logger; with GRAPHC_DEBUG set, make sure it reaches stderr.
+    Nothing to do if logging was never imported (no handler can be listening): a warm
+    start does without importing it."""
+    global _debug_on
+    debug = os.environ.get("GRAPHC_DEBUG", "0") not in ("", "0")
+    if not debug and "logging" not in sys.modules:
+        return
+    import logging
+    log = logging.getLogger("graphc")
+    if debug and not _debug_on:
+        _debug_on = True
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("graphc: %(message)s"))
+        log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     log.debug(msg, *args)

@@ -29,19 +29,20 @@ from .errors import NaNError
 from .ir import Graph, Node, where_text
 from .ops import ALIAS, ELEMENTWISE, MOVEMENT
 
-_state = {"on": os.environ.get("GRAPHC_DEBUG_NANS", "0") not in ("", "0")}
+# {"on": bool}; the per-call fast paths read it directly (a call to enabled() costs more)
+STATE = {"on": os.environ.get("GRAPHC_DEBUG_NANS", "0") not in ("", "0")}
 
 
 def debug_nans(enable: bool = True) -> bool:
     """Turn the NaN locator on or off for every compiled function; returns the previous
     setting (to restore it)."""
-    previous = _state["on"]
-    _state["on"] = bool(enable)
+    previous = STATE["on"]
+    STATE["on"] = bool(enable)
     return previous
 
 
 def enabled() -> bool:
-    return _state["on"]
+    return STATE["on"]
 
 
 def checked_call(run, graph: Graph, leaves: list) -> list:

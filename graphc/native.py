@@ -18,6 +18,8 @@ from .ops.elementwise import index_error
 from .rt import runtime_addresses
 from .schedule import describe
 
+THREAD_WS_MAX = 64 * 1024    # bytes: a workspace this small is kept per calling thread
+
 
 class CRunner:
     """Calls the built entry point: fresh output arrays, a shared workspace, one C call
@@ -26,7 +28,7 @@ class CRunner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self.source, cdef, sched, self._marks = generate(graph, fuse)
         pending = None
-        if os.environ.get("GRAPHC_TIERED", "0") not in ("", "0"):
+        if os.environ.get("GRAPHC_TIERED", "1") not in ("", "0"):
             (self.ffi, lib), pending = load_module_tiered(self.source, cdef)
         else:
             self.ffi, lib = load_module(self.source, cdef)
@@ -48,6 +50,8 @@ class CRunner:
         self._ws_bytes = sched.ws_bytes + 64 + 8 * len(self._scalar_out)
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
+        # a small workspace is kept per thread (no lock per call); a large one is shared
+        self._local = threading.local() if self._ws_bytes <= THREAD_WS_MAX else None
         self._sites = [(k.node.arg, k.node.shape) for k in check_sites(sched)]
         self.ws_offset = sched.ws_bytes
         self.aliases = dict(sched.aliases)      # output k -> input j (written in place)
@@ -97,6 +101,15 @@ class CRunner:
         buf = raw[start:start + self._ws_bytes]
         return buf, self.ffi.from_buffer(buf)
 
+    def _thread_workspace(self) -> tuple:
+        """(workspace array, its pointer, the pointers of its 0-d output slots) of the calling
+        thread, made at its first call (emit's lock-free path)."""
+        ws, ptr = self._new_workspace()
+        slots = [self.ffi.cast(ctype + " *", ptr + offset)
+                 for offset, ctype in self._scalar_out.values()]
+        self._local.w = (ws, ptr, *slots)
+        return self._local.w
+
     def fail(self, rc: int, ws: np.ndarray):
         """Raise the error a nonzero return code stands for (its record follows the arena)."""
         code, site, pos, value = ws[self.ws_offset:self.ws_offset + 32].view(np.int64).tolist()
@@ -129,7 +142,8 @@ class CRunner:
         array to allocate and wrap for C): a fresh 0-d array, or, at the positions in
         `python`, the Python scalar itself. Other outputs are fresh arrays; one aliased to
         an input is that input, written in place. One C call under the workspace lock; a
-        contending thread gets a fresh workspace."""
+        contending thread gets a fresh workspace. A workspace of at most THREAD_WS_MAX bytes
+        is kept per thread instead, with no lock."""
         self.bind(ns)
         ns.update({"fb": self.ffi.from_buffer, "empty": np.empty,
                    "array": np.array, "ndarray": np.ndarray, "as_array": as_array,
@@ -173,6 +187,8 @@ class CRunner:
                 alloc.append(f"    o{j} = empty(S{j}, T{j})")
                 outs.append(f"o{j}")
                 args.append(f"fb(o{j})")
+        if self._local is not None:
+            return pre + alloc + self._thread_call(ns, args, reads), outs
         # the contending thread's call: the same arguments, 0-d outputs in its own workspace
         args2 = [in_ws2.get(a, a) for a in args]
         lines = pre + alloc + [
@@ -191,6 +207,20 @@ class CRunner:
             "            fail(rc, wsa2)",
             *reads2]
         return lines, outs
+
+    def _thread_call(self, ns: dict, args: list[str], reads: list[str]) -> list[str]:
+        """emit's lines for a per-thread workspace: its pointers (0-d output slots `Q<j>`
+        included) from a thread-local, one C call, the 0-d outputs read back."""
+        ns.update({"local": self._local, "thread_ws": self._thread_workspace})
+        names = ", ".join(["wsa", "ws", *(f"Q{j}" for j in self._scalar_out)])
+        return ["    try:",
+                f"        {names}, = local.w",
+                "    except AttributeError:",
+                f"        {names}, = thread_ws()",
+                f"    rc = entry({', '.join(args + ['ws'])})",
+                "    if rc:",
+                "        fail(rc, wsa)",
+                *[r[8:] for r in reads]]
 
 
 def _scalar_expr(j: int, dt: np.dtype, python: bool) -> str:

@@ -18,6 +18,8 @@ from .errors import GraphcError, TracerError
 from .ir import Graph
 from .trace import in_trace, tracing_now
 
+_NANS = nans.STATE
+
 
 class Executable:
     """One traced and built signature: the graph, the runner, and how to unflatten.
@@ -146,7 +148,7 @@ class CompiledFunction:
 
     def __call__(self, *args, **kwargs):
         plan = self._plan
-        if plan is not None and not kwargs and not nans.enabled():
+        if plan is not None and not kwargs and not _NANS["on"]:
             out = plan(args)
             if out is not MISS:
                 return out

@@ -99,10 +99,9 @@ class Schedule:
 
 
 class _Planner:
-    def __init__(self, graph: Graph, fuse: bool = False, min_size: int = 0):
+    def __init__(self, graph: Graph, groups: list[Group]):
         self.graph = graph
-        self.fuse = fuse
-        self.min_size = min_size
+        self.groups = [g for g in groups if len(g.nodes) > 1]
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
         self.n_ws = 0
@@ -140,8 +139,7 @@ class _Planner:
         return View(buf, 0, contiguous_strides(node.shape))
 
     def plan(self) -> Schedule:
-        groups = ([g for g in fuse_groups(self.graph, self.min_size) if len(g.nodes) > 1]
-                  if self.fuse else [])
+        groups = self.groups
         self.outside = used_outside(self.graph, groups) if groups else set()
         for unit in unit_order(self.graph, groups):
             if isinstance(unit, Group):
@@ -468,7 +466,10 @@ def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
 def schedule(graph: Graph, fuse: bool = False, min_size: int = 0) -> Schedule:
     """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
     elements are fused (passes/fuse.py)."""
-    return _Planner(graph, fuse, min_size).plan()
+    groups: list[Group] = []
+    if fuse:
+        graph, groups = fuse_groups(graph, min_size)
+    return _Planner(graph, groups).plan()
 
 
 def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:

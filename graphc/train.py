@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import nans, pytree
+from .callplan import MISS
 from .capture import trace_to_graph
 from .compiler import default_backend
 from .errors import GraphcError
@@ -86,17 +87,19 @@ class TrainStep:
                                       "inside loss_fn instead)")
         self._n_p = len(p_leaves)
         self._calls: dict = {}
+        self._plan = _no_plan       # plan(lr, batch) of the signature used last, or MISS
         self._graphs: dict = {}     # signature -> its graph (for the NaN locator)
         self._aux_td = None
 
     def __call__(self, *batch, lr: float | None = None):
-        if nans.enabled():
+        if nans.STATE["on"]:
             return self._call_checked(batch, lr)
-        try:        # fast path: numpy arrays of a signature seen before
-            call = self._calls[tuple([(b.shape, b.dtype) for b in batch])]
-            return call(self.opt.lr if lr is None else lr, *batch)
-        except (KeyError, AttributeError, BufferError, ValueError):
-            pass        # new signature, or not (C-contiguous) arrays: the slow path
+        try:        # fast path: the plan of the signature used last (see _c_call)
+            out = self._plan(self.opt.lr if lr is None else lr, batch)
+            if out is not MISS:
+                return out
+        except (BufferError, ValueError):
+            pass        # not C-contiguous arrays: the slow path copies them
         return self._call_slow(batch, lr)
 
     def _call_slow(self, batch: tuple, lr):
@@ -108,6 +111,7 @@ class TrainStep:
         if call is None:
             call = self._calls[key] = self._build(batch)
             self._graphs[key] = self.graph
+        self._plan = getattr(call, "plan", _no_plan)
         return call
 
     def _call_checked(self, batch: tuple, lr):
@@ -163,7 +167,7 @@ class TrainStep:
                 from .interpret import Interpreter
                 return self._numpy_call(Interpreter(aliased), first)
             from .native import CRunner
-            return self._c_call(CRunner(aliased), first)
+            return self._c_call(CRunner(aliased), first, batch)
 
     def _unflatten_aux(self, leaves: list):
         return pytree.unflatten(self._aux_td, leaves)
@@ -178,9 +182,12 @@ class TrainStep:
             return float(outs[0])
         return call
 
-    def _c_call(self, runner, first: int) -> Callable:
+    def _c_call(self, runner, first: int, example: tuple) -> Callable:
         """Straight-line Python for this signature: fixed pointers for parameters, state,
-        hidden inputs and the loss; per step only the batch pointers and the lr."""
+        hidden inputs and the loss; per step only the batch pointers and the lr. Its `plan`
+        attribute, `plan(lr, batch)`, first checks that batch has this signature (each
+        leaf's type, and an array's shape and dtype; from_buffer refuses one that is not
+        C-contiguous), else returns MISS."""
         ffi = runner.ffi
         n_batch = len(runner._in) - len(self.memory) - 1
         loss = np.zeros((), runner._outs[0][1])
@@ -211,15 +218,16 @@ class TrainStep:
             aux_outs.append(f"o{k}")
         args = (mem + ["lr"] + batch_args + hidden + ["L"]
                 + [f"fb({o})" for o in aux_outs] + mem + ["ws"])
-        lines = [f"def call(lr, {', '.join(batch)}):"]
-        lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
-        lines += [f"    rc = entry({', '.join(args)})",
-                  "    if rc:",
-                  "        fail(rc, wsa)"]
+        body = [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
+        body += [f"    rc = entry({', '.join(args)})",
+                 "    if rc:",
+                 "        fail(rc, wsa)"]
         if self.has_aux:
-            lines.append(f"    return LP[0], aux([{', '.join(aux_outs)}])")
+            body.append(f"    return LP[0], aux([{', '.join(aux_outs)}])")
         else:
-            lines.append("    return LP[0]")
+            body.append("    return LP[0]")
+        lines = [f"def call(lr, {', '.join(batch)}):", *body,
+                 "def plan(lr, batch):", *_batch_guard(example, ns), *body]
         # and the bare C call's arguments, to measure what the Python side costs
         lines += [f"def args_of(lr, {', '.join(batch)}):"]
         lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
@@ -227,4 +235,34 @@ class TrainStep:
         runner.bind(ns)
         exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
         self.entry, self.entry_args = runner._entry, ns["args_of"]
+        ns["call"].plan = ns["plan"]
         return ns["call"]
+
+
+def _no_plan(lr, batch):
+    return MISS
+
+
+def _batch_guard(example: tuple, ns: dict) -> list[str]:
+    """Lines that unpack `batch` into b0, b1, ... and return MISS unless it has the
+    signature of `example` (a normalized batch): Python floats/ints where it has them (ints
+    in int64's range), arrays of its shapes and dtypes elsewhere."""
+    names = [f"b{k}" for k in range(len(example))]
+    ns.update({"MISS": MISS, "ndarray": np.ndarray, "LO": -(1 << 63), "HI": (1 << 63) - 1})
+    tests = []
+    for k, (b, name) in enumerate(zip(example, names)):
+        if type(b) is float:
+            tests.append(f"type({name}) is not float")
+        elif type(b) is int:
+            tests.append(f"type({name}) is not int or not LO <= {name} <= HI")
+        else:
+            ns[f"BS{k}"], ns[f"BD{k}"] = b.shape, b.dtype
+            tests.append(f"type({name}) is not ndarray or {name}.shape != BS{k} or "
+                         f"{name}.dtype is not BD{k}")
+    lines = ["    try:", f"        {', '.join(names)}{',' if names else ''} = batch",
+             "    except ValueError:", "        return MISS"] if names else [
+             "    if batch:", "        return MISS"]
+    if tests:
+        lines.append(f"    if {' or '.join(tests)}:")
+        lines.append("        return MISS")
+    return lines

@@ -95,7 +95,10 @@ def _differentiated_args(args, argnums, fresh: bool, name: str):
 
 
 def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
-    return [c if c is not None else zeros(p.shape, p.node.dtype) for c, p in zip(cts, phs)]
+    """The cotangents, zeros where None; a weakly typed primal's (a Python scalar's) is weak
+    too, as in JAX: it comes back as a Python float and stays weak when passed back in."""
+    cts = [c if c is not None else zeros(p.shape, p.node.dtype) for c, p in zip(cts, phs)]
+    return [Tracer(c.node, weak=True) if p.weak and not c.weak else c for c, p in zip(cts, phs)]
 
 
 # ---- reverse mode ----

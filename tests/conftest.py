@@ -8,6 +8,9 @@ import pytest
 os.environ.setdefault("GRAPHC_VERIFY", "1")     # full IR verification of every traced graph
 os.environ.setdefault(
     "GRAPHC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"graphc-test-cache-{os.getuid()}"))
+# one build per kernel: tiered builds (the default) would add a quick one to each; the tiers'
+# tests turn them on (test_build_cache.py)
+os.environ.setdefault("GRAPHC_TIERED", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one worker per core already fills the machine: more threads per worker would only wait
     # for one another (tests/test_threads.py sets its own counts)

@@ -131,6 +131,23 @@ def test_carried_python_scalars_stay_weak():
     assert len(lr._cache) == 1
 
 
+def test_gradients_of_python_scalars_stay_weak():
+    """A Python float's gradient is weak (as in JAX): a Python float back, so a loop that
+    feeds it in again keeps one signature, and float32 arrays it meets stay float32."""
+    vg = graphc.compile(graphc.value_and_grad(lambda w, b, x: (w * x + b) ** 2, argnums=(0, 1)))
+    value, (dw, db) = vg(1.5, 0.5, 2.0)
+    assert (type(value), type(dw), type(db)) == (float, float, float)
+    assert (value, dw, db) == (12.25, 14.0, 7.0)
+    g = graphc.compile(graphc.grad(lambda w, x: graphc.sum(w * x)))
+    x = np.arange(3, dtype=np.float32)
+    dw = g(2.0, x)
+    assert type(dw) is float and dw == 3.0
+    step = graphc.compile(lambda w, x: w * x + graphc.grad(lambda v: v * v)(w))
+    assert step(dw, x).dtype == np.float32 and len(step._cache) == 1
+    _, vjp_fn = graphc.vjp(lambda a: a * 3.0, 2.0)
+    assert vjp_fn(1.0)[0] == 3.0
+
+
 def test_check_grads_passes_integer_arguments_through():
     labels = np.array([0, 2])
     seen = []

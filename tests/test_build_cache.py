@@ -11,12 +11,16 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 import warnings
 from pathlib import Path
 
 import pytest
+from fuzzgen import programs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graphc import build
 from graphc.build import GraphcWarning, cache_clear, cache_dir, cache_info, load_module
@@ -528,6 +532,81 @@ def test_tiered_runner_swaps_to_the_optimized_module(monkeypatch: pytest.MonkeyP
     assert second < first
 
 
+def outputs_of_both_tiers(fn, *args) -> tuple[list, list]:
+    """fn's outputs (leaves, copied) from the quick module, then from the -O3 one that
+    replaced it: in a new cache dir, so neither tier comes from an earlier build."""
+    import numpy as np
+
+    import graphc
+    from graphc.pytree import flatten
+    f = graphc.compile(fn)
+    quick = [np.array(v) for v in flatten(f(*args))[0]]
+    runner = f.executable(*args).runner
+    entry = runner._entry
+    wait_for_background_builds()
+    assert runner._entry is not entry, "the first call did not run a quick build"
+    return quick, [np.array(v) for v in flatten(f(*args))[0]]
+
+
+def assert_same_bits(quick: list, optimized: list) -> None:
+    """Equal bit for bit, except that a NaN may differ in sign (IEEE leaves a NaN result's
+    sign open: x86 makes -NaN, and an operand's NaN passes through with its own sign)."""
+    import numpy as np
+    assert len(quick) == len(optimized) > 0
+    for k, (q, o) in enumerate(zip(quick, optimized)):
+        assert (q.dtype, q.shape) == (o.dtype, o.shape), k
+        if q.dtype.kind in "fc":
+            nan = np.isnan(q)
+            assert np.array_equal(nan, np.isnan(o)), f"output {k}: NaN where the other has none"
+            q, o = np.where(nan, 0, q), np.where(nan, 0, o)
+        assert q.tobytes() == o.tobytes(), f"output {k}: {q!r} != {o!r}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tiers_compute_the_same_bits_on_vectorized_sums(
+        root: Path, monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    """W4 (a long fused sum of tanh, sigmoid and exp, vectorized in lanes at -O3) and a
+    matmul with sin, cos and a sum per row, at sizes with a vector remainder: one build."""
+    import numpy as np
+
+    import graphc
+    from bench.workloads import w4
+    monkeypatch.setenv("GRAPHC_TIERED", "1")
+
+    def rows(a, b):
+        return graphc.sum(graphc.sin(a @ b) * graphc.cos(a @ b), axis=1)
+    w4_vg = graphc.value_and_grad(w4)
+    rows_vg = graphc.value_and_grad(lambda a, b: graphc.sum(rows(a, b) ** 2), argnums=(0, 1))
+    x = np.random.default_rng(4).standard_normal(4099).astype(dtype)
+    a = np.random.default_rng(5).standard_normal((37, 29)).astype(dtype)
+    assert_same_bits(*outputs_of_both_tiers(lambda x, a, b: (w4_vg(x), rows_vg(a, b)),
+                                            x, a, a.T.copy()))
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.lists(programs(), min_size=8, max_size=8), st.sampled_from(["float64", "float32"]))
+def test_tiers_compute_the_same_bits_on_fuzzed_programs(batch, fdtype) -> None:
+    """The quick and the -O3 module of the fuzzer's programs (tests/fuzzgen.py), values
+    and gradients, agree bit for bit."""
+    import numpy as np
+    from fuzzgen import make_inputs
+    from test_fuzz import env, value_and_grad_fn
+
+    import graphc
+    fdtype = np.dtype(fdtype)
+    fns = [value_and_grad_fn(p, fdtype) for p in batch]
+    inputs = [tuple(make_inputs(p, fdtype)) for p in batch]
+
+    scale = 1.0 + uuid.uuid4().int % 10**9 / 1e12     # a graph no earlier run built
+
+    def programs_(*groups):
+        return tuple(f(*g) for f, g in zip(fns, groups)), graphc.sum(groups[0][0]) * scale
+    with tempfile.TemporaryDirectory() as cache, np.errstate(all="ignore"), \
+            env(GRAPHC_CACHE_DIR=cache, GRAPHC_TIERED="1"):
+        assert_same_bits(*outputs_of_both_tiers(programs_, *inputs))
+
+
 # ---- the compiler's verdicts on disk (<root>/toolchain/) ----
 
 PROBES = ("_compiler_id", "_build_flags", "_probe_libmvec")
@@ -551,7 +630,7 @@ def test_a_new_process_runs_no_compiler_probe_twice(root: Path,
 
     def no_compiler(argv, *args, **kwargs):
         raise AssertionError(f"ran {argv}")
-    monkeypatch.setattr(build.subprocess, "run", no_compiler)
+    monkeypatch.setattr(subprocess, "run", no_compiler)
     assert [getattr(build, name)(cc) for name in PROBES] == before
     assert build.module_key(source, CDEF) == build.module_key(source, CDEF)
     monkeypatch.undo()

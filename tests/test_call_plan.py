@@ -11,6 +11,7 @@ import pytest
 from helpers import run_threads
 
 import graphc
+from graphc import compiler, native
 from graphc.callplan import MISS
 
 Pair = collections.namedtuple("Pair", "a b")
@@ -138,15 +139,37 @@ def test_inputs_are_not_modified_and_outputs_are_fresh():
     np.testing.assert_array_equal(x2, np.arange(4.0))
 
 
-def test_a_contended_workspace_gives_the_same_scalars():
-    """A thread that finds the workspace busy runs on a fresh one (0-d outputs included)."""
+def test_a_contended_workspace_gives_the_same_scalars(monkeypatch):
+    """A thread that finds a shared workspace busy runs on a fresh one (0-d outputs
+    included); workspaces are shared from THREAD_WS_MAX bytes on."""
+    monkeypatch.setattr(native, "THREAD_WS_MAX", 0)
+    monkeypatch.setattr(compiler, "_RUNNERS", collections.OrderedDict())
     f = graphc.compile(graphc.value_and_grad(lambda w, x: graphc.sum(w * x) ** 2), backend="c")
     x = np.arange(3.0)
     want = f(1.5, x)
     runner = f.executable(1.5, x).runner
+    assert runner._local is None
     with runner._lock:
         same(f(1.5, x), want)
         same(general(f, 1.5, x), want)
+
+
+def test_small_workspaces_are_per_thread():
+    """Below THREAD_WS_MAX each thread runs on its own workspace, made at its first call."""
+    f = graphc.compile(graphc.value_and_grad(lambda w, x: graphc.sum(w * x) ** 2), backend="c")
+    x = np.arange(3.0)
+    want = f(1.5, x)
+    runner = f.executable(1.5, x).runner
+    seen = []
+
+    def work(k):
+        for _ in range(50):
+            same(f(1.5, x), want)
+        seen.append(runner._local.w[0])     # kept alive: its memory is not reused
+
+    assert run_threads(work, 3) == []
+    seen.append(runner._local.w[0])
+    assert len({a.ctypes.data for a in seen}) == 4
 
 
 def test_threads_share_a_plan():

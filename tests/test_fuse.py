@@ -16,6 +16,7 @@ from test_c_backend import GraphcLib, _weights, programs, run_program
 import graphc
 from bench.workloads import w4
 from graphc.capture import trace_to_graph
+from graphc.passes import fuse as fuse_module
 from graphc.passes.fuse import fuse
 from graphc.schedule import schedule, verify_memory
 
@@ -127,7 +128,7 @@ def test_fusion_keeps_the_group_graph_acyclic():
         return b + a
     x = np.arange(4.0)
     graph = trace_to_graph(f, (x,))[0]
-    groups = fuse(graph)
+    _, groups = fuse(graph)
     sched = schedule(graph, fuse=True)
     assert len(sched.kernels) == 2 and len(groups) == 2
     np.testing.assert_allclose(graphc.compile(f)(x), np.exp(x) * np.exp(x).sum() + np.exp(x))
@@ -267,3 +268,105 @@ def test_a_reduction_over_no_axes_never_feeds_its_own_group():
 
     value, grad = graphc.compile(graphc.value_and_grad(loss))(np.float64(-0.5))
     assert value == -0.35 and grad == 0.7
+
+
+def test_a_broadcast_scalar_is_read_once_before_the_fused_loop():
+    """An Adam-style update divides by a scalar another kernel just stored. Read inside the
+    loop, gcc left the loop scalar; the fused kernel reads it once into a local instead."""
+    def step(p, g, t):
+        scale = 1 - 0.9 ** t                       # one kernel, stored in the arena
+        return p - 1e-3 * (0.1 * g / scale) / (graphc.sqrt(g * g / scale) + 1e-8)
+    rng = np.random.default_rng(2)
+    p, g = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+    t = np.float32(3.0)
+    f = graphc.compile(step)
+    src = f.source(p, g, t)
+    loop = src.index("for (long i0 = 0; i0 < 300; i0++)")
+    read = src.rindex("const float s", 0, loop)
+    assert "[i0]" not in src[read:loop] and src[read:loop].count("const float s") == 1
+    assert "/ s" in src[loop:src.index("}", loop)]
+    np.testing.assert_array_equal(f(p, g, t), graphc.compile(step, optimize=False)(p, g, t))
+
+
+def _logits_softmax_sum(x, b):
+    z = x + b                                    # cheap: read by the max and the sum nests
+    e = graphc.exp(z - graphc.max(z, axis=1, keepdims=True))
+    return graphc.sum(e, axis=1)
+
+
+def _plan(fn, *args, max_flops=None, monkeypatch=None):
+    if max_flops is not None:
+        monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", max_flops)
+    return schedule(trace_to_graph(fn, args)[0], fuse=True)
+
+
+def test_a_cheap_value_two_nests_read_is_recomputed_not_stored(monkeypatch):
+    """Issue 11, item 2 across nests: x + b feeds a row max and, in another nest, a row sum.
+    Stored, it costs a buffer (a store and a load per element); recomputed in the sum's nest
+    (1 flop), it is never written."""
+    rng = np.random.default_rng(4)
+    x, b = rng.standard_normal((6, 5)), rng.standard_normal(5)
+    after = _plan(_logits_softmax_sum, x, b)
+    before = _plan(_logits_softmax_sum, x, b, max_flops=0, monkeypatch=monkeypatch)
+    assert len(after.kernels) == len(before.kernels) == 2
+    assert after.stats["ws_buffers"] == before.stats["ws_buffers"] - 1
+    assert before.ws_bytes - after.ws_bytes >= x.nbytes      # z (6x5 doubles) is gone
+    adds = [sum(n.op.name == "add" for n in k.fused.nodes) for k in after.kernels]
+    assert adds == [1, 1]                        # computed in both nests
+    z = x + b
+    want = np.exp(z - z.max(1, keepdims=True)).sum(1)
+    np.testing.assert_allclose(graphc.compile(_logits_softmax_sum)(x, b), want, rtol=1e-14)
+
+
+def test_a_transcendental_is_never_computed_twice_per_element():
+    def f(x, b):
+        return _logits_softmax_sum(graphc.exp(x), b)      # exp(x) + b: the chain holds exp
+    rng = np.random.default_rng(5)
+    x, b = rng.standard_normal((6, 5)), rng.standard_normal(5)
+    sched = _plan(f, x, b)
+    exps = sum(n.op.name == "exp" and n.src[0].op.name == "input" for k in sched.kernels
+               for n in (k.fused.nodes if k.fused else [k.node]))
+    assert exps == 1
+    z = np.exp(x) + b
+    want = np.exp(z - z.max(1, keepdims=True)).sum(1)
+    np.testing.assert_allclose(graphc.compile(f)(x, b), want, rtol=1e-14)
+
+
+def test_recomputation_stops_at_its_flop_bound(monkeypatch):
+    def f(x, b):
+        z = x + b
+        for _ in range(9):                       # 10 flops per element: past the bound of 8
+            z = z * 1.5 + b
+        e = graphc.exp(z - graphc.max(z, axis=1, keepdims=True))
+        return graphc.sum(e, axis=1)
+    rng = np.random.default_rng(6)
+    x, b = rng.standard_normal((6, 5)), rng.standard_normal(5)
+    assert fuse_module.recompute_flops(trace_to_graph(lambda x: x * 2.0, (x,))[0].outputs[0]) == 1
+    stored = _plan(f, x, b)
+    assert stored.stats["ws_buffers"] == _plan(f, x, b, max_flops=0,
+                                               monkeypatch=monkeypatch).stats["ws_buffers"]
+    monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", 64)
+    recomputed = _plan(f, x, b)
+    assert recomputed.stats["ws_buffers"] == stored.stats["ws_buffers"] - 1
+    np.testing.assert_allclose(graphc.compile(f)(x, b),
+                               graphc.compile(f, optimize=False)(x, b), rtol=1e-13)
+
+
+@pytest.mark.parametrize("rows", [40, 300])         # 300 > BLOCK: the blocked row order
+def test_a_reduction_over_leading_dims_keeps_the_contiguous_dims_innermost(rows):
+    """A bias gradient (sum over the batch of a masked value, also stored): with the kept
+    dims innermost, the loop reads rows contiguously; values as numpy's, NaN included."""
+    def f(x, y):
+        g = graphc.where(x > 0, y, 0.0) * 2.0
+        return graphc.sum(g, axis=0), graphc.max(g, axis=(0, 1)), g
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((rows, 3, 5)), rng.standard_normal((rows, 3, 5))
+    x[1, 2, 3], y[1, 2, 3] = 1.0, np.nan
+    c = graphc.compile(f)
+    s, m, g = c(x, y)
+    want = np.where(x > 0, y, 0.0) * 2.0
+    np.testing.assert_array_equal(g, want)
+    np.testing.assert_allclose(s, want.sum(0), rtol=1e-13)
+    np.testing.assert_array_equal(m, want.max((0, 1)))
+    assert np.isnan(s[2, 3]) and np.isnan(m[3])
+    assert ("acc0[15]" in c.source(x, y)) == (rows <= 128)

@@ -298,6 +298,27 @@ def test_scalar_batch_inputs_stay_weak():
     assert len(step._calls) == 1
 
 
+def test_the_last_signatures_plan_steps_aside():
+    """A step whose batch differs from the last call's signature (dtype, a scalar's kind, a
+    transposed array) runs its own signature, with the same losses as a fresh step's."""
+    def make():
+        model = nn.MLP([3, 2], seed=0)
+        return graphc.train_step(lambda p, x, y, w: w * nn.mse_loss(model.apply(p, x), y),
+                                 optim.SGD(model.params, lr=0.1))
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    y = np.zeros((4, 2))
+    calls = [(x, y, 1.0), (x.astype(np.float32), y, 1.0), (x, y, 2), (x, y, 1.0),
+             (np.asfortranarray(x), y, 1.0), (x, y.T.copy().T, 0.5)]
+    step = make()
+    losses = [step(*c) for c in calls]
+    assert len(step._calls) == 3
+    for k, c in enumerate(calls):
+        again = make()
+        for done in calls[:k]:
+            again._call_slow(done, None)
+        assert again._call_slow(c, None) == losses[k]
+
+
 def test_no_allocation_per_step():
     model = nn.MLP([64, 128, 64, 10], seed=0)          # float32: ~50 KB of parameters
     rng = np.random.default_rng(0)

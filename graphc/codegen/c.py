@@ -22,6 +22,7 @@ from ..schedule import (
     Kernel,
     Schedule,
     View,
+    contiguous_strides,
     kernel_origin,
     loop_dims,
     sanitized_sizes,
@@ -43,6 +44,7 @@ TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native f
 # gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
 # and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
 SMALL_MATMUL_MACS = 2048
+COLUMNS_MAX = 1024           # accumulators of a leading-dims reduction (16 KB of stack)
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
@@ -358,10 +360,15 @@ class _Emitter:
         outer = [_restrict(v, kept) for v in full] + red_out
         inner = [_restrict(v, axes, offset=False) for v in full]
         ptr = self._pointers(k)
-        temps: dict[int, str] = {}
         with w.block(""):
             for line in ptr.pop("decls"):
                 w.line(line)
+            scalars = self._scalar_sources(k, ptr)
+            for j, name in scalars.items():
+                w.line(f"const {k.srcs[j].buf.dtype.c} {name} = {ptr[j]}[{k.srcs[j].offset}];")
+            if self._by_columns(k, kept):
+                self._columns(k, kept, outer, inner, ptr, scalars)
+                return
             oidx, odepth = self.loops(tuple(shape[d] for d in kept), outer,
                                       pragma="" if axes else _simd([], []),
                                       work=math.prod(shape))
@@ -397,28 +404,7 @@ class _Emitter:
                     w.line(simd)
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
             idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-
-            def operand(s) -> str:
-                if id(s) in temps:
-                    return temps[id(s)]
-                j = f.loads[id(s)]
-                v = k.srcs[j]
-                if v.literal is not None:
-                    return c_literal(v.literal, s.dtype)
-                return f"{ptr[j]}[{idx[j]}]"
-
-            red_j = 0
-            for t, n in enumerate(f.nodes):
-                if n.op.kind == "reduce":
-                    acc, part, _, _ = accs[red_j]
-                    w.line(n.op.c.update.format(acc=part if blocked else acc,
-                                                x=operand(n.src[0])) + ";")
-                    red_j += 1
-                    continue
-                temps[id(n)] = f"t{t}"
-                w.line(f"{n.dtype.c} t{t} = {node_expr(n, [operand(s) for s in n.src])};")
-            for j, (n, _) in enumerate(elem, start=len(k.srcs)):
-                w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+            self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs])
             if blocked:
                 self.close(1)
                 for (acc, part, _, _), r in zip(accs, reds):
@@ -433,6 +419,112 @@ class _Emitter:
             for j, ((acc, _, _, _), r) in enumerate(zip(accs, reds)):
                 w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
             self.close(odepth)
+
+    def _members(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
+                 accs: list[str], collect: bool = False) -> None:
+        """A fused nest's element: the members in order into registers (`t<j>`), each
+        reduction added into its accumulator expression (`accs`; with `collect`, its input
+        only written there), the stored members written (`idx`: each view's index, sources
+        first). Each source is loaded once into `l<j>`
+        before its first use: a load inside `where`'s `?:` is conditional, which gcc does not
+        vectorize ("control flow in loop"); every index of the nest is in bounds."""
+        f, temps = k.fused, {}
+
+        def operand(s) -> str:
+            if id(s) in temps:
+                return temps[id(s)]
+            j = f.loads[id(s)]
+            v = k.srcs[j]
+            if v.literal is not None:
+                return c_literal(v.literal, s.dtype)
+            if j in scalars:
+                return scalars[j]
+            temps[id(s)] = f"l{j}"
+            self.w.line(f"{s.dtype.c} l{j} = {ptr[j]}[{idx[j]}];")
+            return temps[id(s)]
+
+        reds = iter(accs)
+        for t, n in enumerate(f.nodes):
+            if n.op.kind == "reduce":
+                x, acc = operand(n.src[0]), next(reds)
+                self.w.line(f"{acc} = {x};" if collect
+                            else n.op.c.update.format(acc=acc, x=x) + ";")
+                continue
+            args = [operand(s) for s in n.src]
+            temps[id(n)] = f"t{t}"
+            self.w.line(f"{n.dtype.c} t{t} = {node_expr(n, args)};")
+        elem = [n for n, _ in f.stores if n.op.kind != "reduce"]
+        for j, n in enumerate(elem, start=len(k.srcs)):
+            self.w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
+
+    def _by_columns(self, k: Kernel, kept: list[int]) -> bool:
+        """Whether a fused reduction runs with its kept dims innermost: it reduces leading
+        dims (a bias gradient: the sum over a batch's rows) of at most BLOCK elements (no
+        blocked sum to keep), into at most COLUMNS_MAX accumulators. Row order would walk
+        the contiguous dims with a stride in the innermost loop, which gcc does not vectorize
+        (W2's ReLU-mask-and-column-sum kernels ran at ~4 cycles an element)."""
+        axes, shape = k.fused.axes, k.shape
+        if not axes or not kept or max(axes) > min(kept) or mutants.active("reduce_bound"):
+            return False
+        n_reds = sum(n.op.kind == "reduce" for n in k.fused.nodes)
+        return (math.prod(shape[d] for d in axes) <= BLOCK
+                and math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX)
+
+    def _columns(self, k: Kernel, kept: list[int], outer: list[View], inner: list[View],
+                 ptr: dict, scalars: dict) -> None:
+        """A fused reduction over leading dims, by rows: one accumulator per kept element
+        (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
+        between iterations: `omp simd`), then the accumulators stored. Each row is computed
+        into `row<j>` (of the element type) first and added in a loop of its own: gcc 12's PRE
+        turns `acc += (m ? 0 : x)`, or a widened store of it, into a branch, which neither
+        vectorizes nor predicts (a ReLU mask).
+        Each accumulator adds its elements in the same order as the row-order nest."""
+        f, w, shape = k.fused, self.w, k.shape
+        reds = [n for n in f.nodes if n.op.kind == "reduce"]
+        kept_shape = tuple(shape[d] for d in kept)
+        size = math.prod(kept_shape)
+        accs = []
+        for j, r in enumerate(reds):
+            acc_t = "double" if r.dtype.is_float else "int64_t"
+            init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
+            w.line(f"{acc_t} acc{j}[{size}];")
+            w.line(f"{r.src[0].dtype.c} row{j}[{size}];")       # the element type: see above
+            w.line(f"for (long c = 0; c < {size}; c++) acc{j}[c] = {init};")
+            accs.append((f"acc{j}", f"row{j}"))
+        at = View(None, 0, contiguous_strides(kept_shape))
+        extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
+        ivars = [f"j{d}" for d in range(len(extents))]
+        for i, e in zip(ivars, extents):
+            w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
+        n_full = len(inner)
+        oidx, depth = self.loops(kept_shape, outer[:n_full] + [at], pragma=_simd([], []))
+        idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
+        self._members(k, ptr, scalars, idx, [f"{row}[{oidx[n_full]}]" for _, row in accs],
+                      collect=True)
+        self.close(depth)
+        (c,), depth = self.loops(kept_shape, [at], pragma=_simd([], []))
+        for (acc, row), r in zip(accs, reds):
+            w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{row}[{c}]") + ";")
+        self.close(depth + len(extents))
+        red_out = outer[n_full:]
+        oidx, depth = self.loops(kept_shape, red_out + [at])
+        for j, ((acc, _), r) in enumerate(zip(accs, reds)):
+            w.line(f"{ptr[n_full + j]}[{oidx[j]}] = ({r.dtype.c}){acc}[{oidx[-1]}];")
+        self.close(depth)
+
+    @staticmethod
+    def _scalar_sources(k: Kernel, ptr: dict) -> dict[int, str]:
+        """Sources read at one address for the whole nest (a broadcast scalar such as Adam's
+        `1 - b1**t`) that the kernel does not write, each read once into a local `s<j>` before
+        the loops. Read inside the loop, gcc 12 forwards the value a preceding kernel stored
+        there into the first iteration only and then leaves the loop scalar ("latch block not
+        empty"): W2's 8192-element Adam update ran 4-5x slower than vectorized."""
+        if not math.prod(k.shape):
+            return {}                               # no iteration: nothing may be read
+        written = {_mem(v.buf) for _, v in k.fused.stores}
+        return {j: f"s{j}" for j, v in enumerate(k.srcs)
+                if v.literal is None and v.buf is not None and not any(v.strides)
+                and _mem(v.buf) not in written and j in ptr}
 
     def _pointers(self, k: Kernel) -> dict:
         """A restrict pointer per distinct memory a fused kernel touches (views of one buffer,
@@ -482,11 +574,20 @@ class _Emitter:
 
     def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
         """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS), row by row: each
-        C[i, j] sums its products in k order from 0, like the dot it is."""
+        C[i, j] sums its products in k order from 0, like the dot it is. A column C = A @ b
+        with A column-major (a transpose: W1's last weight gradient) is read column by column
+        instead: C is cleared, then each k adds A[:, k] b[k] to it (a contiguous inner loop,
+        no serial sum chain; the same order per element)."""
         (m, nn, kk), (pa, sa), (pb, sb) = mnk, a, b
         w = self.w
         w.line(f"const {t} *restrict ga = {pa}; const {t} *restrict gb = {pb};")
         w.line(f"{t} *restrict gcm = {pc};")
+        if nn == 1 and sa[-2] == 1 and m > 1 and kk > 1:
+            w.line(f"for (long i = 0; i < {m}; i++) gcm[i] = 0;")
+            with w.block(f"for (long p = 0; p < {kk}; p++)"):
+                w.line(f"const {t} bp = gb[p * {sb[-2]}];")
+                w.line(f"for (long i = 0; i < {m}; i++) gcm[i] += ga[i + p * {sa[-1]}] * bp;")
+            return
         with w.block(f"for (long i = 0; i < {m}; i++)"):
             w.line(f"{t} *restrict ci = gcm + i * {nn};")
             w.line(f"for (long j = 0; j < {nn}; j++) ci[j] = 0;")

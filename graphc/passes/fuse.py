@@ -13,15 +13,22 @@ are formed greedily in topological order and merged only if the group graph stay
 Movement ops are not fused: they stay strided views (broadcasts and transposes of buffers are
 read with stride arithmetic inside the loop); a value read through a view of a value computed
 in the same nest is stored and read back in the next kernel.
+
+Recomputation (`_Recompute`): a cheap elementwise value that one nest computes and other nests
+read (e.g. a bias add feeding both a row max and a row sum over another nest) is computed again
+inside each reader, from values already in memory, instead of being stored and loaded, when
+the stated cost says so (`recompute_flops`, `RECOMPUTE_MAX_FLOPS`, bytes saved vs added).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node, prod
 from ..ops import ELEMENTWISE, REDUCE
 
+RECOMPUTE_MAX_FLOPS = 8  # per element: the most a reader nest computes again to skip a store
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
 SEARCH_BUDGET = 4096     # units visited per legality check before giving up (no fusion)
 SEARCH_PER_NODE = 32     # ... and in all checks together, per node of the graph (linear time)
@@ -48,6 +55,31 @@ def fusible(producer: Node, nest: tuple) -> bool:
     iteration shape (element i feeds element i). Reductions end a chain: their result is
     complete only after the nest."""
     return producer.op.kind == ELEMENTWISE and loop_nest(producer) == (nest[0], ())
+
+
+_CALL = re.compile(r"[A-Za-z_][\w{}]*\s*\(")      # `gc_exp{f}(`, `sqrt{f}(`, `pow{f}(`
+
+
+def recompute_flops(n: Node) -> int | None:
+    """What computing n again costs per element, from its C: 1 for arithmetic, comparisons,
+    selects and casts, 4 for a division; None (never recomputed) for an op whose C calls a
+    function (transcendentals, sqrt, pow, abs): each runs at most once per element."""
+    c = n.op.c
+    templates = c.values() if isinstance(c, dict) else (c,)
+    if (n.op.kind != ELEMENTWISE or n.op.may_fail or n.op.name == "stop_gradient"
+            or not all(isinstance(t, str) and not _CALL.search(t) for t in templates)):
+        return None
+    return 4 if any("/" in t for t in templates) else 1
+
+
+def _bytes_per_element(f: Node, n: Node) -> float:
+    """Bytes a nest over n's shape loads per element to read f (a broadcast reads its source's
+    memory; splat constants are literals in the C text: nothing)."""
+    while f.op.name == "broadcast_to":
+        f = f.src[0]
+    if f.op.name == "const" and f.arg.value.size == 1:
+        return 0.0
+    return f.dtype.itemsize * f.size / max(n.size, 1)
 
 
 def _joined_axes(a: tuple, b: tuple) -> tuple | None:
@@ -102,8 +134,9 @@ class _Spans:
 
 
 class _Fuser:
-    def __init__(self, graph: Graph, min_size: int = 0):
+    def __init__(self, graph: Graph, min_size: int = 0, clones: frozenset = frozenset()):
         self.min_size = min_size
+        self.clones = clones      # ids of recomputed copies: they join their readers' nests
         self.order = graph.nodes
         self.pos = {id(n): i for i, n in enumerate(self.order)}
         self.group_of: dict[int, Group] = {}
@@ -127,6 +160,7 @@ class _Fuser:
                       reduces_read={id(s) for s in n.src if s.op.kind == REDUCE})
             g.ext = {id(s): s for s in n.src}
             cands = {id(h): h for s in n.src if fusible(s, nest)
+                     and (id(n) not in self.clones or id(s) in self.clones)
                      and (h := self.group_of.get(id(s))) is not None}
             for h in sorted(cands.values(), key=lambda h: -h.hi):
                 g = self._try(g, h)
@@ -239,7 +273,115 @@ class _Fuser:
         return True
 
 
-def fuse(graph: Graph, min_size: int = 0) -> list[Group]:
-    """The fused groups of a graph (nodes not in any group run as their own kernels); only
-    nests of at least `min_size` elements fuse (tape mode keeps small ones as tape rows)."""
-    return _Fuser(graph, min_size).run()
+class _Recompute:
+    """Which values to compute again in the nests that read them, and the graph with those
+    copies. A value e of nest H qualifies when:
+
+    - every reader of e outside H runs in a nest over e's shape (e fuses there), and e is not
+      a graph output, so with copies in every reader H need not store e at all;
+    - e's chain (e and its ancestors inside H, down to values in memory, through values
+      recomputed themselves) costs at most RECOMPUTE_MAX_FLOPS per element and calls no
+      function (`recompute_flops`);
+    - the bytes saved, e's store in H and its load in each reader nest, exceed the bytes the
+      readers load in addition (the chain's sources they do not read already).
+    """
+
+    def __init__(self, graph: Graph, fuser: _Fuser):
+        self.graph = graph
+        self.group_of = fuser.group_of
+        self.users = fuser.users
+        self.pos = fuser.pos
+        self.outputs = {id(n) for n in graph.outputs}
+        self.plan: dict[int, list[Node]] = {}     # id(e) -> its chain, in topological order
+
+    def find(self) -> None:
+        for e in self.graph.nodes:
+            chain = self._chain(e) if id(e) not in self.outputs else None
+            if chain is not None:
+                self.plan[id(e)] = chain
+
+    def _readers(self, e: Node) -> list[Group] | None:
+        home = self.group_of.get(id(e))
+        readers = {}
+        for p in self.users.get(id(e), ()):
+            g = self.group_of.get(id(self.graph.nodes[p]))
+            if g is home:
+                continue
+            if g is None or not fusible(e, (g.shape, g.axes)):
+                return None
+            readers[id(g)] = g
+        return list(readers.values()) or None
+
+    def _chain(self, e: Node) -> list[Node] | None:
+        home = self.group_of.get(id(e))
+        if home is None or recompute_flops(e) is None or (readers := self._readers(e)) is None:
+            return None
+        chain, frontier, stack, seen = [], {}, [(e, home)], {id(e)}
+        flops = 0
+        while stack:
+            n, nest = stack.pop()
+            chain.append(n)
+            flops += recompute_flops(n)
+            if flops > RECOMPUTE_MAX_FLOPS:
+                return None
+            for s in n.src:
+                if id(s) in seen:
+                    continue
+                seen.add(id(s))
+                g = self.group_of.get(id(s))
+                if id(s) in self.plan:    # recomputed itself: the copy recomputes it too
+                    stack.append((s, g))
+                elif g is not nest:
+                    frontier[id(s)] = s
+                elif recompute_flops(s) is None:
+                    return None           # an expensive value only H has: H computes it once
+                else:
+                    stack.append((s, nest))
+        saved = e.dtype.itemsize * (1 + len(readers))
+        added = sum(_bytes_per_element(f, e) for g in readers
+                    for k, f in frontier.items() if k not in g.ext)
+        if added >= saved:
+            return None
+        return sorted(chain, key=lambda n: self.pos[id(n)])
+
+    def rewrite(self) -> tuple[Graph, frozenset]:
+        """The graph where each reader of a planned value reads a copy of its chain made for
+        the reader's nest (one copy per nest), and the ids of the copies."""
+        new: dict[int, Node] = {}
+        copies: dict[tuple[int, int], Node] = {}
+
+        def now(n: Node) -> Node:
+            return new.get(id(n), n)
+
+        def copy_for(g: Group, e: Node) -> Node:
+            for c in self.plan[id(e)]:
+                key = (id(g), id(c))
+                if key not in copies:
+                    src = tuple(copies.get((id(g), id(s))) or now(s) for s in c.src)
+                    copies[key] = Node(c.op, src, c.shape, c.dtype, c.arg, c.where)
+            return copies[(id(g), id(e))]
+
+        for n in self.graph.nodes:
+            g = self.group_of.get(id(n))
+            src = tuple(copy_for(g, s) if id(s) in self.plan and g is not self.group_of[id(s)]
+                        else now(s) for s in n.src)
+            if src != n.src:
+                new[id(n)] = Node(n.op, src, n.shape, n.dtype, n.arg, n.where)
+        graph = Graph(self.graph.inputs, [now(n) for n in self.graph.outputs], self.graph.name,
+                      self.graph.aliases)
+        return graph, frozenset(id(c) for c in copies.values())
+
+
+def fuse(graph: Graph, min_size: int = 0) -> tuple[Graph, list[Group]]:
+    """The fused groups of a graph (nodes not in any group run as their own kernels) and the
+    graph they group: the input, or a copy where cheap values are recomputed in the nests
+    that read them (`_Recompute`). Only nests of at least `min_size` elements fuse (tape mode
+    keeps small ones as tape rows)."""
+    fuser = _Fuser(graph, min_size)
+    groups = fuser.run()
+    recompute = _Recompute(graph, fuser)
+    recompute.find()
+    if not recompute.plan:
+        return graph, groups
+    graph, clones = recompute.rewrite()
+    return graph, _Fuser(graph, min_size, clones).run()
