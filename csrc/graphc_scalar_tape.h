@@ -2,7 +2,7 @@
  * scalar_tape.py). Every node's elements live in one flat double array v (bools as 0/1),
  * its cotangent at the same place in g. A row is GC_ST_WIDTH int32:
  *
- *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, 0]
+ *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, reverse?]
  *
  * case 0 gathers n elements from the places listed at ix[in0] (a concatenate), case 1 is
  * softmax of n elements (the encoder fuses the ~10 primitives ops/composite.py's softmax
@@ -59,6 +59,7 @@ static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, con
                           double *g) {
     for (long r = rows - 1; r >= 0; r--) {
         const int32_t *t = tape + r * GC_ST_WIDTH;
+        if (!t[GC_ST_WIDTH - 1]) continue;      /* no cotangent reaches this row */
         const long n = t[1];
         const double *y = v + t[2], *gy = g + t[2];
         const double *a0 = v + t[3], *a1 = v + t[5], *a2 = v + t[7];

@@ -150,6 +150,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     index: list[int] = []            # GATHER's and ADDN's lists of places, after the rows
     fused = _fusions(graph)
     live = _live(graph, fused)
+    reached = _reached(graph, fused)
     for n in graph.nodes:
         op = n.op
         if op.kind == SOURCE:
@@ -162,12 +163,12 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         if id(n) in fused:
             case, srcs = fused[id(n)]
             if case == SOFTMAX:
-                rows.append((SOFTMAX, n.size, top, *place[id(srcs[0])], 0, 0, 0, 0, 0))
+                row = (SOFTMAX, n.size, top, *place[id(srcs[0])], 0, 0, 0, 0)
             else:
-                rows.append((ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0, 0))
+                row = (ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0)
                 index.extend(place[id(t)][0] for t in srcs)
         elif op.name == "concatenate":
-            rows.append((GATHER, n.size, top, len(index), 0, 0, 0, 0, 0, 0))
+            row = (GATHER, n.size, top, len(index), 0, 0, 0, 0, 0)
             for s in n.src:
                 slot, stride = place[id(s)]
                 index.extend(range(slot, slot + stride * s.size, stride) if stride
@@ -176,7 +177,8 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
             place[id(n)] = _view(n, place[id(n.src[0])])
             continue
         else:
-            rows.append(_row(n, cases, place, top))
+            row = _row(n, cases, place, top)
+        rows.append((*row[:WIDTH - 1], int(id(n) in reached)))
         place[id(n)] = (top, 1)
         top += n.size
     (out,) = graph.outputs
@@ -253,6 +255,25 @@ def _softmax_source(y: Node, users: dict[int, int]) -> Node | None:
     if users[id(e)] == 2 and all(users[id(k)] == 1 for k in (b, r, s, z)):
         return z.src[0]
     return None
+
+
+def _reached(graph: Graph, fused: dict) -> set[int]:
+    """The nodes a cotangent reaches from the output (as in symbolic autodiff, none passes a
+    comparison or stop_gradient): only their rows run in reverse, so a NaN or inf behind a
+    comparison never turns 0 * NaN into the gradient."""
+    reached = {id(n) for n in graph.outputs}
+    for n in reversed(graph.nodes):
+        if id(n) not in reached:
+            continue
+        f = fused.get(id(n))
+        if f is not None:
+            srcs = f[1]
+        elif n.op.kind == MOVEMENT:
+            srcs = n.src
+        else:
+            srcs = [s for s, r in zip(n.src, n.op.tape_vjp or ()) if r is not None]
+        reached.update(map(id, srcs))
+    return reached
 
 
 def _is_max_shift(b: Node, x: Node) -> bool:
