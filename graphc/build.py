@@ -177,6 +177,14 @@ def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object],
     return quick, _background().submit(load_module, source, cdef)
 
 
+def wait_for_optimized_builds() -> None:
+    """Block until every -O3 build queued behind a quick one is loaded and swapped in (the
+    worker runs them in order, and a build's swap runs before the worker takes the next
+    task), e.g. before timing steady-state calls."""
+    if _background.cache_info().currsize:
+        _background().submit(lambda: None).result()
+
+
 @functools.cache
 def _background():
     """One worker for optimized builds behind quick ones (its thread is joined at exit)."""

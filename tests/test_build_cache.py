@@ -484,10 +484,6 @@ def test_missing_or_failing_compiler_raises_compile_error(root: Path, tmp_path: 
 # ---- tiered builds (GRAPHC_TIERED=1): a quick -O1 module first, -O3 in the background ----
 
 
-def wait_for_background_builds() -> None:
-    build._background().submit(lambda: None).result(timeout=300)   # one worker, in order
-
-
 def test_tiered_build_answers_at_once_and_fills_the_cache(root: Path) -> None:
     source = unique_source()
     (quick, pending) = build.load_module_tiered(source, CDEF)
@@ -518,7 +514,7 @@ def test_tiered_runner_swaps_to_the_optimized_module(monkeypatch: pytest.MonkeyP
     step = graphc.train_step(lambda p, b: graphc.sum((p["w"] * scale - b) ** 2),
                              graphc.optim.SGD(params, lr=0.1))
     first = step(np.arange(3.0))
-    wait_for_background_builds()
+    build.wait_for_optimized_builds()
     assert runner._entry is not quick_entry
     after = f(x)
     np.testing.assert_allclose(after[0], before[0], rtol=1e-13)
@@ -543,7 +539,7 @@ def outputs_of_both_tiers(fn, *args) -> tuple[list, list]:
     quick = [np.array(v) for v in flatten(f(*args))[0]]
     runner = f.executable(*args).runner
     entry = runner._entry
-    wait_for_background_builds()
+    build.wait_for_optimized_builds()
     assert runner._entry is not entry, "the first call did not run a quick build"
     return quick, [np.array(v) for v in flatten(f(*args))[0]]
 
