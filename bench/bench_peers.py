@@ -38,6 +38,9 @@ SELECTED = os.environ.get("GRAPHC_BENCH_WORKLOADS", "").split(",") if os.environ
     "GRAPHC_BENCH_WORKLOADS") else (*WORKLOADS, "W5", "W6")
 REGISTRY = registry()
 SLOW = {"micrograd", "autograd"}
+# calls per timed round, by (workload, not a slow peer)
+BATCH = {("W0", True): 1000, ("W0", False): 100, ("W1", True): 100, ("W2", True): 10,
+         ("W7-1000", True): 10, ("W7-1000-stack", True): 10}
 CASES = [(w, name) for w in WORKLOADS if w in SELECTED for name in REGISTRY[w]
          if not (QUICK and ("compile" in name and "graphc" not in name
                             or w.startswith("W7-10000")))]
@@ -99,9 +102,9 @@ def test_workload(benchmark, workload, impl):
     if QUICK and per_step > 0.5:        # micrograd's W1 (1.6 s a step): once
         rounds = 1
     # a call of microseconds is timed in batches (one timer read per call would weigh as
-    # much as the call); micrograd's 14 µs step too, in smaller ones
-    iterations = 1000 if workload == "W0" and impl not in SLOW else \
-        100 if workload == "W0" else 1
+    # much as the call, and one preempted call would be a whole round); micrograd's 14 µs
+    # step too, in smaller ones
+    iterations = 1 if rounds == 1 else BATCH.get((workload, impl not in SLOW), 1)
     if workload == "W0":
         # one thread, microseconds: CPU time, which a shared machine's other processes do
         # not add to (pytest-benchmark has no per-test timer option: its private attribute)
