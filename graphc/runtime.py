@@ -215,6 +215,13 @@ class CompiledFunction:
         st = self.stats(*args)
         lines = [f"{self.__name__}: {st['nodes']} nodes after optimization"]
         log = getattr(exe.graph, "pass_log", None)
+        if "slots" in st:
+            lines.append(f"  a reverse tape of {st['tape_rows']} rows over {st['slots']} "
+                         "values, run by graphc's prebuilt C interpreter: the forward graph "
+                         "below is encoded as is (no passes, no gcc build) and its gradient "
+                         "is taken at run time (GRAPHC_REVERSE_TAPE_MIN_NODES)")
+            lines.append(str(exe.graph))
+            return "\n".join(lines)
         if log is None:
             lines.append("  passes: none (optimize=False)")
         lines += [f"  {record}" for record in log or ()]

@@ -46,6 +46,8 @@ def test_w7_matches_symbolic_and_python(stack, monkeypatch):
     rows = f.stats(x)["tape_rows"]
     assert 40 <= rows <= 60      # 5 rows per 4 ops and the loss (1,000 primitives traced)
     assert f"reverse tape: {rows} rows" in f.source(x)
+    said = f.explain(x)
+    assert f"a reverse tape of {rows} rows" in said and "optimize=False" not in said
     value, grad = P.w7_python(x, 40)
     np.testing.assert_allclose(float(got[0]), value, rtol=1e-12)
     np.testing.assert_allclose(got[1], grad, rtol=1e-12, atol=1e-13)
