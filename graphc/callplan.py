@@ -30,7 +30,7 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
     form the plan does not write (dataclasses, very large trees)."""
     if len(in_treedef.tokens) > MAX_TOKENS or len(out_treedef.tokens) > MAX_TOKENS:
         return None
-    ns: dict = {"MISS": MISS, "ndarray": np.ndarray, "LO": INT64_MIN, "HI": INT64_MAX}
+    ns = guard_namespace()
     guard = _guard(in_treedef, specs, ns)
     if guard is None:
         return None
@@ -52,6 +52,31 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
     src = ["def plan(args):", *lines, *body, f"    return {result}"]
     exec("\n".join(src), ns)  # noqa: S102  (source built from this signature only)
     return ns["plan"]
+
+
+def guard_namespace() -> dict:
+    """The globals the generated tests read (a plan's, or a train step's)."""
+    return {"MISS": MISS, "ndarray": np.ndarray, "LO": INT64_MIN, "HI": INT64_MAX}
+
+
+def _unpack_or_miss(names: list[str], value: str) -> list[str]:
+    """Lines that unpack `value` into `names`, returning MISS if its length differs."""
+    return ["    try:", f"        {', '.join(names)}, = {value}",
+            "    except ValueError:", "        return MISS"]
+
+
+def flat_guard(example: tuple, ns: dict) -> list[str]:
+    """Lines that unpack the tuple `batch` into b0, b1, ... and return MISS unless each has
+    the form of example's entry as C takes it: a Python float, an int in int64's range, or
+    an array of its shape and dtype in C order."""
+    names = [f"b{k}" for k in range(len(example))]
+    if not names:
+        return ["    if batch:", "        return MISS"]
+    tests = [_exact_test(name, type(b), k, ns, getattr(b, "shape", None),
+                         getattr(b, "dtype", None))
+             for k, (b, name) in enumerate(zip(example, names))]
+    return [*_unpack_or_miss(names, "batch"), f"    if {' or '.join(tests)}:",
+            "        return MISS"]
 
 
 def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
@@ -90,8 +115,7 @@ def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
         count += n
         if pos == 0:            # the argument tuple itself: unpacking checks its length
             if children:
-                lines += ["    try:", f"        {', '.join(children)}, = args",
-                          "    except ValueError:", "        return MISS"]
+                lines += _unpack_or_miss(children, "args")
             else:
                 tests.append("args")
         elif kind == "dict":
@@ -112,13 +136,20 @@ def _leaf_test(var: str, spec: tuple, k: int, ns: dict) -> tuple[str, type | Non
     the type it then has."""
     if spec[0] == "static":                 # a bool: its value is part of the signature
         return f"{var} is not {spec[1]!r}", None
-    if len(spec) > 2:                       # weak: a Python float or int
-        if spec[1].is_float:
-            return f"type({var}) is not float", float
-        return f"type({var}) is not int or not LO <= {var} <= HI", int
-    ns[f"S{k}_"], ns[f"D{k}_"] = spec[0], spec[1].np
+    kind = (float if spec[1].is_float else int) if len(spec) > 2 else np.ndarray  # weak: Python
+    return _exact_test(var, kind, k, ns, spec[0], spec[1].np), kind
+
+
+def _exact_test(var: str, kind: type, k: int, ns: dict, shape=None, dtype=None) -> str:
+    """The test that fails unless `var` is of type `kind` (a Python float, an int in int64's
+    range, or an ndarray of this shape and dtype in C order)."""
+    if kind is float:
+        return f"type({var}) is not float"
+    if kind is int:
+        return f"type({var}) is not int or not LO <= {var} <= HI"
+    ns[f"S{k}_"], ns[f"D{k}_"] = shape, dtype
     return (f"type({var}) is not ndarray or {var}.shape != S{k}_ or {var}.dtype is not D{k}_ "
-            f"or not {var}.flags.c_contiguous"), np.ndarray
+            f"or not {var}.flags.c_contiguous")
 
 
 def _tree_expr(treedef: pytree.TreeDef, outs: list[str], ns: dict) -> str | None:

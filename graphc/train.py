@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import nans, pytree
-from .callplan import MISS
+from .callplan import MISS, flat_guard, guard_namespace
 from .capture import trace_to_graph
 from .compiler import default_backend
 from .errors import GraphcError
@@ -99,7 +99,7 @@ class TrainStep:
             if out is not MISS:
                 return out
         except (BufferError, ValueError):
-            pass        # not C-contiguous arrays: the slow path copies them
+            pass        # a buffer cffi refuses: the slow path converts it
         return self._call_slow(batch, lr)
 
     def _call_slow(self, batch: tuple, lr):
@@ -186,8 +186,8 @@ class TrainStep:
         """Straight-line Python for this signature: fixed pointers for parameters, state,
         hidden inputs and the loss; per step only the batch pointers and the lr. Its `plan`
         attribute, `plan(lr, batch)`, first checks that batch has this signature (each
-        leaf's type, and an array's shape and dtype; from_buffer refuses one that is not
-        C-contiguous), else returns MISS."""
+        leaf's type, and an array's shape, dtype and C order: callplan.flat_guard), else
+        returns MISS."""
         ffi = runner.ffi
         n_batch = len(runner._in) - len(self.memory) - 1
         loss = np.zeros((), runner._outs[0][1])
@@ -226,8 +226,9 @@ class TrainStep:
             body.append(f"    return LP[0], aux([{', '.join(aux_outs)}])")
         else:
             body.append("    return LP[0]")
+        ns.update(guard_namespace())
         lines = [f"def call(lr, {', '.join(batch)}):", *body,
-                 "def plan(lr, batch):", *_batch_guard(example, ns), *body]
+                 "def plan(lr, batch):", *flat_guard(example, ns), *body]
         # and the bare C call's arguments, to measure what the Python side costs
         lines += [f"def args_of(lr, {', '.join(batch)}):"]
         lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
@@ -241,28 +242,3 @@ class TrainStep:
 
 def _no_plan(lr, batch):
     return MISS
-
-
-def _batch_guard(example: tuple, ns: dict) -> list[str]:
-    """Lines that unpack `batch` into b0, b1, ... and return MISS unless it has the
-    signature of `example` (a normalized batch): Python floats/ints where it has them (ints
-    in int64's range), arrays of its shapes and dtypes elsewhere."""
-    names = [f"b{k}" for k in range(len(example))]
-    ns.update({"MISS": MISS, "ndarray": np.ndarray, "LO": -(1 << 63), "HI": (1 << 63) - 1})
-    tests = []
-    for k, (b, name) in enumerate(zip(example, names)):
-        if type(b) is float:
-            tests.append(f"type({name}) is not float")
-        elif type(b) is int:
-            tests.append(f"type({name}) is not int or not LO <= {name} <= HI")
-        else:
-            ns[f"BS{k}"], ns[f"BD{k}"] = b.shape, b.dtype
-            tests.append(f"type({name}) is not ndarray or {name}.shape != BS{k} or "
-                         f"{name}.dtype is not BD{k}")
-    lines = ["    try:", f"        {', '.join(names)}{',' if names else ''} = batch",
-             "    except ValueError:", "        return MISS"] if names else [
-             "    if batch:", "        return MISS"]
-    if tests:
-        lines.append(f"    if {' or '.join(tests)}:")
-        lines.append("        return MISS")
-    return lines
