@@ -314,6 +314,26 @@ _Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTE
                "an A block of FEW_ROWS and one B panel must fit in the scratch area");
 _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
 
+/* A tile's accumulators into C (added to it unless `overwrite`); shared by the packed and
+ * the direct micro-kernels, inlined into both so acc stays in registers. */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(store_tile)(int rows, int nv, V acc[MR][NV], T *restrict c, long ldc, int overwrite)
+{
+#pragma GCC unroll 16
+    for (int i = 0; i < rows; i++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            T *p = c + i * ldc + v * VW; /* C rows need not be aligned: memcpy */
+            if (!overwrite) {
+                V old;
+                memcpy(&old, p, sizeof old);
+                acc[i][v] += old;
+            }
+            memcpy(p, &acc[i][v], sizeof acc[i][v]);
+        }
+    }
+}
+
 /*
  * The micro-kernel: c[i*ldc + j] (+)= sum_k a[k*MR + i] * b[k*NR + j] for i < rows, j < nv*VW,
  * that is rows x nv*VW of a tile (all of it: rows = MR, nv = NV); overwrite discards the old
@@ -349,19 +369,7 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
                 acc[i][v] += a[i] * bk[v]; /* contracted to one FMA where available */
     }
 
-#pragma GCC unroll 16
-    for (int i = 0; i < rows; i++) {
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            T *p = c + i * ldc + v * VW; /* C rows need not be aligned: memcpy */
-            if (!overwrite) {
-                V old;
-                memcpy(&old, p, sizeof old);
-                acc[i][v] += old;
-            }
-            memcpy(p, &acc[i][v], sizeof acc[i][v]);
-        }
-    }
+    FI(store_tile)(rows, nv, acc, c, ldc, overwrite);
 }
 
 /* The whole tile, and the parts that edge tiles use: fewer rows, and/or one vector. */
@@ -621,19 +629,7 @@ FI(kernel_direct)(int rows, int nv, long kc, const T *restrict a, long rsa, long
                 acc[i][v] += a[i * rsa] * bk[v];
     }
 
-#pragma GCC unroll 16
-    for (int i = 0; i < rows; i++) {
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            T *q = c + i * ldc + v * VW;
-            if (!overwrite) {
-                V old;
-                memcpy(&old, q, sizeof old);
-                acc[i][v] += old;
-            }
-            memcpy(q, &acc[i][v], sizeof acc[i][v]);
-        }
-    }
+    FI(store_tile)(rows, nv, acc, c, ldc, overwrite);
 }
 
 /* The last m < MR rows of one column panel: the kernel takes its row count as a constant. */
