@@ -13,6 +13,7 @@ depend on the graph, so it is built once and then comes from the disk cache.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,10 @@ def _cased(op: OpDef) -> bool:
             and op.tape_vjp is not None)
 
 
+@functools.cache
 def case_numbers() -> dict[str, int]:
-    """A case per op that has one, numbered by name after the interpreter's own."""
+    """A case per op that has one, numbered by name after the interpreter's own (once per
+    process: the encoder and the interpreter's C must agree)."""
     return {name: k for k, name in enumerate(sorted(n for n, op in OPS.items() if _cased(op)),
                                               start=ADDN + 1)}
 
@@ -103,6 +106,7 @@ def _arity(op: OpDef) -> int:
     return max((j + 1 for j in range(3) if "{" + str(j) + "}" in c), default=0)
 
 
+@functools.cache
 def interpreter_source() -> tuple[str, str]:
     """(C source, cdef) of the interpreter: one forward and one reverse case per op."""
     forward, reverse = [], []
@@ -127,7 +131,7 @@ def interpreter_source() -> tuple[str, str]:
 def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     """The rows of `graph` (one float64 scalar output) differentiated with respect to the
     inputs numbered in `wrt`. Raises NotTapeable for a node without a tape case."""
-    cases = _CASES.get("numbers") or _CASES.setdefault("numbers", case_numbers())
+    cases = case_numbers()
     place: dict[int, tuple[int, int]] = {}       # id(node) -> (slot, stride)
     init: list[float] = []
     for n in graph.nodes:
@@ -196,9 +200,6 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
                                        np.array(index, dtype=np.int32)]), len(rows),
                        np.array(init, dtype=np.float64), np.array(layout, dtype=np.int64),
                        top, sizes)
-
-
-_CASES: dict[str, dict[str, int]] = {}
 
 
 def _row(n: Node, cases: dict[str, int], place: dict, top: int) -> tuple:
