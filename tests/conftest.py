@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("GRAPHC_VERIFY", "1")     # full IR verification of every traced graph
@@ -24,3 +25,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _order_independent_data(request):
+    """A module that declares `RNG_SEED` gets a fresh `rng` for each test: a test's inputs are
+    then the ones it gets when run alone, whatever ran before it on its xdist worker (with one
+    stream per module, they depended on how `-n 2` happened to split the module's tests)."""
+    seed = getattr(request.module, "RNG_SEED", None)
+    if seed is not None:
+        request.module.rng = np.random.default_rng(seed)

@@ -8,7 +8,8 @@ import pytest
 
 import graphc
 
-rng = np.random.default_rng(3)
+RNG_SEED = 3
+rng = np.random.default_rng(RNG_SEED)    # reseeded for each test (conftest.py)
 X = rng.standard_normal((3, 4))
 
 # name -> (graphc function, numpy reference, differentiable)
