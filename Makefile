@@ -69,7 +69,9 @@ lint: $(PY)
 
 # Every workload against every installed peer in one run on one pinned core; QUICK=1 for a
 # short run (under 5 minutes: fewer rounds, a step over 0.5 s once, no torch.compile, no W7 at
-# 10,000 ops). W7 also reports first result + 10,000 evaluations, in both loss forms. Then W3
+# 10,000 ops, jax.jit's W7 only if its first result fits 40 s of CPU: see
+# bench/first_result_budget.py; the report lists what was left out). W7 also reports first
+# result + 10,000 evaluations, in both loss forms. Then W3
 # and W5 (the machine's limits) again on two pinned cores with every implementation given two
 # threads. Writes bench/RESULTS.md's side-by-side section and bench/peers.png. jax keeps its
 # compiled programs in bench/.cache/jax, as graphc keeps its kernels in its own cache: first

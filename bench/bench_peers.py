@@ -4,7 +4,8 @@ losses (or values and gradients) as the hand-written numpy reference.
 
     make bench                  # taskset -c 0, then bench/report.py writes RESULTS.md + chart
     GRAPHC_BENCH_QUICK=1 ...    # fewer rounds, a step over 0.5 s runs once, no
-                                #   torch.compile, no W7 at 10,000 ops (under 5 minutes)
+                                #   torch.compile, no W7 at 10,000 ops, jax.jit's W7 only
+                                #   if its first result fits a CPU budget (under 5 minutes)
     GRAPHC_BENCH_THREADS=2 GRAPHC_BENCH_WORKLOADS=W3,W5 ...   # the 2-thread rows (Makefile)
 
 GRAPHC_BENCH_WORKLOADS (comma-separated; default all) selects workloads, W5 and W6 included.
@@ -17,6 +18,12 @@ loads; torch and jax read it in bench/peers. Rows of a run on n > 1 threads are 
 W7 also records each implementation's first result (CPU seconds of this process and its
 children, from building the step to its first value): report.py adds W7's total, the first
 result plus 10,000 evaluations.
+
+What quick mode leaves out is not dropped silently: each such case is skipped with its reason,
+which bench/conftest.py adds to the JSON (`not_timed`) for report.py to list. jax.jit's W7
+first result is an XLA compile of minutes on an empty cache: quick mode times jax.jit on W7
+only if a child builds and runs its step within `first_result_budget.budget()` CPU seconds
+(bench/first_result_budget.py), which leaves the program in jax's cache for the timed run.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 import pytest
 
 from bench import compile_latency as L
+from bench import first_result_budget as FB
 from bench import machine_limits as M
 from bench import problems as P
 from bench.peers import THREADS, WORKLOADS, registry
@@ -41,9 +49,31 @@ SLOW = {"micrograd", "autograd"}
 # calls per timed round, by (workload, not a slow peer)
 BATCH = {("W0", True): 1000, ("W0", False): 100, ("W1", True): 100, ("W2", True): 10,
          ("W7-1000", True): 10, ("W7-1000-stack", True): 10}
-CASES = [(w, name) for w in WORKLOADS if w in SELECTED for name in REGISTRY[w]
-         if not (QUICK and ("compile" in name and "graphc" not in name
-                            or w.startswith("W7-10000")))]
+CASES = [(w, name) for w in WORKLOADS if w in SELECTED for name in REGISTRY[w]]
+# peers whose W7 first result (building and compiling the step) can outlast the quick run
+BUDGETED = {"jax.jit"}
+
+
+def left_out(workload: str, impl: str) -> str | None:
+    """Why quick mode does not time this case (None: it does)."""
+    if not QUICK:
+        return None
+    if "compile" in impl and "graphc" not in impl:
+        return "quick mode runs no torch.compile (its compiles take minutes)"
+    if workload.startswith("W7-10000"):
+        return "quick mode runs W7 at 1,000 ops only"
+    return None
+
+
+def _group(workload: str) -> str:
+    return workload if THREADS == 1 else f"{workload}, {THREADS} threads"
+
+
+def _not_timed(request, workload: str, impl: str, reason: str) -> None:
+    """Skip this case, recording why for the JSON (bench/conftest.py) and report.py."""
+    request.node.user_properties.append(
+        ("not_timed", {"group": _group(workload), "impl": impl, "reason": reason}))
+    pytest.skip(reason)
 
 
 def _reference(workload: str, n: int) -> list:
@@ -76,25 +106,29 @@ def check(workload: str, step, n: int = 3) -> None:
                                    err_msg=f"{workload} call {k}")
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (gcc)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 @pytest.mark.parametrize("workload,impl", CASES, ids=[f"{w}-{i}" for w, i in CASES])
-def test_workload(benchmark, workload, impl):
-    t0 = cpu_seconds()
+def test_workload(benchmark, request, workload, impl):
+    reason = left_out(workload, impl)
+    if reason:
+        _not_timed(request, workload, impl, reason)
+    if QUICK and workload.startswith("W7") and impl in BUDGETED:
+        seconds = FB.budget()
+        child = FB.first_result(REGISTRY[workload][impl].__module__, workload, impl, seconds)
+        if not child["fits"]:
+            _not_timed(request, workload, impl, f"its first result (trace, XLA compile, first "
+                       f"call) did not fit quick mode's budget of {seconds} s CPU: stopped "
+                       f"after {child['cpu']:.1f} s")
+    t0 = L.cpu_seconds()
     step = REGISTRY[workload][impl]()
     if workload.startswith("W7"):      # stateless: a first call does not shift the checks
         step()
-        benchmark.extra_info["first_result"] = cpu_seconds() - t0
+        benchmark.extra_info["first_result"] = L.cpu_seconds() - t0
     checked = time.process_time()
     check(workload, step)
     per_step = (time.process_time() - checked) / 3
     if "graphc.build" in sys.modules:   # steady state: a tiered build's -O3 module swapped in
         sys.modules["graphc.build"].wait_for_optimized_builds()
-    benchmark.group = workload if THREADS == 1 else f"{workload}, {THREADS} threads"
+    benchmark.group = _group(workload)
     benchmark.extra_info["impl"] = impl
     slow = impl in SLOW and workload in ("W1", "W2") or workload.startswith("W7") \
         and impl != "graphc" or workload == "W3"

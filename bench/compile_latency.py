@@ -39,7 +39,7 @@ JAX_CACHE_ALL = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """CPU seconds of this process and its finished children."""
     own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -84,17 +84,17 @@ def _first_step(impl: str) -> float:
     data = np.load(os.environ["GRAPHC_W2_BATCH"])
     P.digits_batch = lambda: (data["x"], data["labels"])
     module, name = PEER[impl]
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     peer = __import__(f"bench.peers.{module}", fromlist=["CASES"])
     loss = peer.CASES["W2"][name]()()
-    return {"cpu": _cpu() - cpu, "wall": time.perf_counter() - wall, "loss": float(loss)}
+    return {"cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - wall, "loss": float(loss)}
 
 
 def _import(impl: str) -> dict:
     import numpy  # noqa: F401  (both libraries need it: not part of the figure)
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     __import__(LIBRARY[impl])
-    return {"cpu": _cpu() - cpu, "wall": time.perf_counter() - wall}
+    return {"cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - wall}
 
 
 def main() -> None:

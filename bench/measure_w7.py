@@ -18,7 +18,7 @@ import numpy as np
 
 import graphc
 from bench import problems as P
-from bench.bench_peers import cpu_seconds
+from bench.compile_latency import cpu_seconds
 from bench.measure_passes import per_call_us
 from bench.peers import c_limit
 from bench.workloads import w7
