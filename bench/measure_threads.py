@@ -22,8 +22,6 @@ import os
 import sys
 import time
 
-W3_GFLOP = 8.62          # 2 * 256 * (1024*2048 + 2048*2048 + 2048*10) * 3, minus dx
-
 
 def set_threads(n: int) -> None:
     """Give every implementation n threads (as the Makefile's bench target does); must run
@@ -44,16 +42,10 @@ def alternate(steps: dict, rounds: int, clock) -> dict[str, list[float]]:
     return times
 
 
-def numpy_gemm(n: int = 2048):
-    import numpy as np
-    a, b = (np.random.default_rng(k).standard_normal((n, n)).astype(np.float32) for k in (0, 1))
-    c = np.empty((n, n), np.float32)
-    return lambda: np.matmul(a, b, out=c), 2 * n ** 3 / 1e9
-
-
 def w3(threads: int, rounds: int) -> None:
     import numpy as np
 
+    from bench import machine_limits as M
     from bench.bench_peers import check
     from bench.peers import registry
     impls = registry()["W3"]
@@ -61,7 +53,7 @@ def w3(threads: int, rounds: int) -> None:
     steps = {name: impls[name]() for name in wanted if name in impls}
     for step in steps.values():
         check("W3", step)                 # also warms up (and compiles) each of them
-    gemm, gemm_gflop = numpy_gemm()
+    gemm, gemm_gflop = M.gemm()
     steps["numpy GEMM 2048³"] = gemm
     clock = time.process_time if threads == 1 else time.perf_counter
     times = alternate(steps, rounds, clock)
@@ -69,12 +61,13 @@ def w3(threads: int, rounds: int) -> None:
     kind = "CPU" if threads == 1 else "wall"
     print(f"W3, {threads} thread(s), {rounds} alternating rounds, {kind} time per step; "
           f"numpy GEMM 2048³: {rate:.1f} GFLOP/s")
-    print("| implementation | median | min | max | GFLOP/s (8.62 GFLOP) | vs numpy GEMM rate |")
+    print(f"| implementation | median | min | max | GFLOP/s ({M.W3_GFLOP:.2f} GFLOP) "
+          "| vs numpy GEMM rate |")
     print("|---|---|---|---|---|---|")
     for name, ts in sorted(times.items(), key=lambda kv: np.median(kv[1])):
         med = np.median(ts)
         print(f"| {name} | {1e3 * med:.1f} ms | {1e3 * min(ts):.1f} | {1e3 * max(ts):.1f} | "
-              f"{W3_GFLOP / med:.1f} | {W3_GFLOP / med / rate:.0%} |")
+              f"{M.W3_GFLOP / med:.1f} | {M.W3_GFLOP / med / rate:.0%} |")
 
 
 # the eight products of a W3 step: M, N, K, A transposed, B transposed
@@ -86,6 +79,7 @@ W3_PRODUCTS = [(256, 2048, 1024, 0, 0), (256, 2048, 2048, 0, 0), (256, 10, 2048,
 def gemm(rounds: int) -> None:
     import numpy as np
 
+    from bench.machine_limits import W3_GFLOP
     from graphc import rt
     rng = np.random.default_rng(0)
     times = {}
@@ -107,7 +101,7 @@ def gemm(rounds: int) -> None:
         total["graphc"] += g
         total["numpy"] += p
         print(f"| {name} | {2e-9 * m * n * k / g:.1f} | {2e-9 * m * n * k / p:.1f} |")
-    print(f"| all eight (8.62 GFLOP) | {W3_GFLOP / total['graphc']:.1f} | "
+    print(f"| all eight ({W3_GFLOP:.2f} GFLOP) | {W3_GFLOP / total['graphc']:.1f} | "
           f"{W3_GFLOP / total['numpy']:.1f} |")
 
 
@@ -145,6 +139,7 @@ def ab(rev: str, rounds: int) -> None:
 
     import graphc
     from bench import problems as P
+    from bench.machine_limits import W3_GFLOP
     from bench.peers import graphc_impl as G
     from graphc import rt
     from graphc.build import load_module
@@ -190,7 +185,7 @@ def ab(rev: str, rounds: int) -> None:
     for p, (m, n, k, ta, tb) in enumerate(W3_PRODUCTS):
         print(f"| {m}x{n}x{k}{' Aᵀ' if ta else ''}{' Bᵀ' if tb else ''} | " + " | ".join(
             f"{2e-9 * m * n * k / times[name, p]:.1f}" for name in names) + " |")
-    print("| all eight (8.62 GFLOP) | " + " | ".join(
+    print(f"| all eight ({W3_GFLOP:.2f} GFLOP) | " + " | ".join(
         f"{W3_GFLOP / sum(t for key, t in times.items() if key[0] == name):.1f}"
         for name in names) + " |")
 
