@@ -78,8 +78,8 @@ CSRC_DIR: Path = _find_csrc()
 # -fno-math-errno: libm calls may skip setting errno (nothing in graphc reads it), which lets gcc
 # vectorize sqrt and calls to `simd`-declared libmvec functions. -fopenmp-simd: honour
 # `#pragma omp simd` (codegen puts `reduction(+ : part)` on float-sum loops) and nothing else of
-# OpenMP (no runtime, no threads); a source with parallel loops (`#pragma omp parallel`, see
-# codegen/c.py) is built with -fopenmp instead, so the source decides and the key stays
+# OpenMP (no runtime, no threads); a source with parallel loops (codegen/c.py's
+# has_parallel_loops) is built with -fopenmp instead, so the source decides and the key stays
 # whole. Neither changes a value: NaN, inf, signed zeros and subnormals stay IEEE (unlike
 # -ffast-math / -ffinite-math-only, which graphc never uses).
 # -fwrapv: signed integer overflow wraps, as numpy's integer arithmetic does (without it, C
@@ -106,7 +106,6 @@ _KEY_FLAGS = _BASE_FLAGS + _NATIVE_FLAGS
 # -O3 vectorizes). tests/test_build_cache.py compares the tiers on the fuzzer's programs.
 _QUICK_OPT = ("-O1", "-fexpensive-optimizations", "-ftree-vectorize",
               "-fvect-cost-model=dynamic", "-fstrict-aliasing")
-_OPENMP_PRAGMA = "#pragma omp parallel"
 _LIBS = ("-lm",)
 _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: error: ..."
 
@@ -564,6 +563,8 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
     `quick`: with `_QUICK_OPT` instead of -O3."""
     import subprocess  # builds only
+
+    from graphc.codegen.c import has_parallel_loops
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
@@ -576,7 +577,7 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     if quick and not checked:
         flags = [g for f in flags if f not in _SCHEDULE_FLAGS
                  for g in (_QUICK_OPT if f == "-O3" else (f,))]
-    if _OPENMP_PRAGMA in source:
+    if has_parallel_loops(source):
         flags = ["-fopenmp" if f == "-fopenmp-simd" else f for f in flags]
     includes = [f"-I{CSRC_DIR}", f"-I{sysconfig.get_paths()['include']}"]
     vec = () if checked else _libmvec_flags(tuple(cc))

@@ -54,8 +54,8 @@ COLUMNS_MAX = 1024           # accumulators of a leading-dims reduction (16 KB o
 # on a quiet machine (bench/RESULTS.md, "Threads").
 PAR_MIN_ELEMS = 1 << 16
 PAR_CHUNK_ELEMS = 1 << 13
-PARALLEL_FOR = ("#pragma omp parallel for schedule(dynamic) num_threads(GC_THREADS) "
-                "if (GC_THREADS > 1)")
+OMP_PARALLEL = "#pragma omp parallel"
+PARALLEL_FOR = f"{OMP_PARALLEL} for schedule(dynamic) num_threads(GC_THREADS) if (GC_THREADS > 1)"
 
 
 def c_literal(value, dt: dtypes.DType) -> str:
@@ -736,9 +736,15 @@ def parallel_chunk(extents: list[int], work: int) -> int:
     return chunk if -(-extents[0] // chunk) >= 2 else 0
 
 
+def has_parallel_loops(source: str) -> bool:
+    """Whether C source runs loops on OpenMP threads (then it is built with -fopenmp and
+    reads the runtime's thread count)."""
+    return OMP_PARALLEL in source
+
+
 def uses_runtime(source: str) -> bool:
     """Whether a generated module calls the runtime's gemm or reads its thread count."""
-    return "graphc_gemm.h" in source or "omp parallel" in source
+    return "graphc_gemm.h" in source or has_parallel_loops(source)
 
 
 def by_value(b: Buffer) -> bool:
