@@ -116,8 +116,8 @@ def test_workload(benchmark, request, workload, impl):
         child = FB.first_result(REGISTRY[workload][impl].__module__, workload, impl, seconds)
         if not child["fits"]:
             _not_timed(request, workload, impl, f"its first result (trace, XLA compile, first "
-                       f"call) did not fit quick mode's budget of {seconds} s CPU: stopped "
-                       f"after {child['cpu']:.1f} s")
+                       f"call) did not fit quick mode's budget of {seconds} s CPU (RLIMIT_CPU "
+                       f"stopped it; {child['cpu']:.1f} s of CPU measured)")
     t0 = L.cpu_seconds()
     step = REGISTRY[workload][impl]()
     if workload.startswith("W7"):      # stateless: a first call does not shift the checks
