@@ -119,8 +119,16 @@ def programs(draw):
     return shapes, program, seed
 
 
-def _weights(rng, program, shapes):
-    return [float(w) for w in rng.uniform(0.5, 1.5, len(program) + len(shapes))]
+def inputs_and_loss(case):
+    """A drawn case's inputs, its weights and its program as a loss of the inputs."""
+    shapes, program, seed = case
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(-1.5, 1.5, s) for s in shapes]
+    weights = [float(w) for w in rng.uniform(0.5, 1.5, len(program) + len(shapes))]
+
+    def loss(*inputs):
+        return run_program(GraphcLib, program, inputs, weights)
+    return xs, weights, loss
 
 
 @settings(max_examples=60, deadline=None, derandomize=True,
@@ -139,14 +147,8 @@ def test_random_programs_match_reference_in_tape_mode(monkeypatch, case):
 
 
 def check_program(case):
-    shapes, program, seed = case
-    rng = np.random.default_rng(seed)
-    xs = [rng.uniform(-1.5, 1.5, s) for s in shapes]
-    weights = _weights(rng, program, shapes)
-
-    def loss(*inputs):
-        return run_program(GraphcLib, program, inputs, weights)
-
+    program = case[1]
+    xs, weights, loss = inputs_and_loss(case)
     value, grads = graphc.compile(graphc.value_and_grad(loss, tuple(range(len(xs)))),
                                   backend="c")(*xs)
     if torch is not None:

@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_c_backend import GraphcLib, _weights, programs, run_program
+from test_c_backend import inputs_and_loss, programs
 
 import graphc
 from bench.workloads import w4
@@ -171,14 +171,7 @@ CONFIGS = ["", "fold", "simplify", "dce", "fuse", "fold,simplify,dce,fuse", "opt
 
 
 def check_against_unoptimized(case, disable: str, monkeypatch):
-    shapes, program, seed = case
-    rng = np.random.default_rng(seed)
-    xs = [rng.uniform(-1.5, 1.5, s) for s in shapes]
-    weights = _weights(rng, program, shapes)
-
-    def loss(*inputs):
-        return run_program(GraphcLib, program, inputs, weights)
-
+    xs, _, loss = inputs_and_loss(case)
     vg = graphc.value_and_grad(loss, tuple(range(len(xs))))
     ref_v, ref_g = graphc.compile(vg, backend="numpy", optimize=False)(*xs)
     if disable != "optimize=False":

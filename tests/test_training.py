@@ -122,15 +122,23 @@ def _graphc_train(cfg, dtype=np.float64):
     return np.array(losses), model.params, opt
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_matches_numpy_reference_float64(name):
-    cfg = CONFIGS[name]
+def _train_against_numpy(cfg):
+    """Train with graphc and with the numpy reference from the same start and assert that the
+    losses and parameters agree; return graphc's losses and optimizer, and how many steps the
+    reference clipped."""
     init = {k: v.copy() for k, v in _model().params.items()}
     want_losses, want_params, clipped = _np_train(init, _data(), cfg, _lrs(cfg))
-    losses, params, _ = _graphc_train(cfg)
+    losses, params, opt = _graphc_train(cfg)
     np.testing.assert_allclose(losses, want_losses, rtol=1e-9)
     for k in want_params:
         np.testing.assert_allclose(params[k], want_params[k], rtol=1e-9, atol=1e-12)
+    return losses, opt, clipped
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_matches_numpy_reference_float64(name):
+    cfg = CONFIGS[name]
+    losses, _, clipped = _train_against_numpy(cfg)
     assert losses[-1] < losses[0]
     if cfg.get("clip"):
         assert clipped >= STEPS // 2      # the clipping run really clips
@@ -182,13 +190,7 @@ def test_matches_torch_optim(name, dtype, rtol, atol):
 @pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_backends_agree(backend, monkeypatch):
     monkeypatch.setenv("GRAPHC_BACKEND", backend)
-    cfg = CONFIGS["adam_clipped"]
-    init = {k: v.copy() for k, v in _model().params.items()}
-    want_losses, want_params, _ = _np_train(init, _data(), cfg, _lrs(cfg))
-    losses, params, opt = _graphc_train(cfg)
-    np.testing.assert_allclose(losses, want_losses, rtol=1e-9)
-    for k in want_params:
-        np.testing.assert_allclose(params[k], want_params[k], rtol=1e-9, atol=1e-12)
+    _, opt, _ = _train_against_numpy(CONFIGS["adam_clipped"])
     assert float(opt.state["step"]) == STEPS
 
 
