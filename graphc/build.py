@@ -29,17 +29,15 @@ import re
 import shlex
 import shutil
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cffi
+import _cffi_backend  # what a loaded module needs; cffi's Python package is for builds only
 import numpy
 
 from graphc._version import __version__ as graphc_version
@@ -47,6 +45,9 @@ from graphc.errors import CompileError, GraphcError
 from graphc.mutants import current as active_mutant
 from graphc.sanitize import SANITIZE_FLAGS, compiler_env, require_runtime
 from graphc.sanitize import enabled as sanitizing
+
+if TYPE_CHECKING:
+    import cffi
 
 __all__ = [
     "CSRC_DIR",
@@ -312,7 +313,7 @@ def _toolchain_memo(what: str, cc: tuple[str, ...], compute: Callable[[], Any]) 
     value = compute()
     with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{name}.{uuid.uuid4().hex}.tmp"
+        tmp = folder / f"{name}.{os.urandom(16).hex()}.tmp"
         tmp.write_text(json.dumps({"what": what, "cc": list(cc), "value": value}))
         os.replace(tmp, folder / name)
     return value
@@ -320,13 +321,16 @@ def _toolchain_memo(what: str, cc: tuple[str, ...], compute: Callable[[], Any]) 
 
 @functools.cache
 def _environment_id() -> tuple[str, ...]:
-    """Everything in the key that is fixed for the life of the process."""
+    """Everything in the key that is fixed for the life of the process. (cffi's version is
+    its backend's, which cffi requires to match; EXT_SUFFIX is the first extension suffix,
+    as sysconfig's EXT_SUFFIX, without loading sysconfig's data: a warm start builds
+    nothing.)"""
     return (
         graphc_version,
-        cffi.__version__,
+        _cffi_backend.__version__,
         numpy.__version__,
         sys.implementation.cache_tag or "",
-        sysconfig.get_config_var("EXT_SUFFIX") or "",
+        importlib.machinery.EXTENSION_SUFFIXES[0],
         platform.machine(),
         " ".join(platform.libc_ver()),
         _cpu_flags_hash(),
@@ -406,7 +410,7 @@ def _entry_dir(root: Path, key: str) -> Path:
 def _remove_entry(root: Path, entry: Path) -> None:
     """Rename aside, then delete: readers see the whole entry or none of it."""
     _make_dirs(root)
-    trash = root / "tmp" / f"stale-{uuid.uuid4().hex}"
+    trash = root / "tmp" / f"stale-{os.urandom(16).hex()}"
     try:
         os.replace(entry, trash)
     except FileNotFoundError:
@@ -573,6 +577,9 @@ def _build(root: Path, tmp: Path, name: str, source: str, cdef: str,
     """Emit cffi's C into `tmp` and compile it with one direct compiler call (no setuptools);
     `quick`: with `_QUICK_OPT` instead of -O3."""
     import subprocess  # builds only
+    import sysconfig
+
+    import cffi
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     # compiler_verbose=False stops emit_c_code from printing "generating <file>" to stdout
