@@ -20,13 +20,11 @@ from . import pytree
 from .nans import STATE as NANS
 
 MISS = object()     # returned by a train step's guard whose signature the batch does not have
+GENERAL = "return general(*args, **kwargs)"     # what a plan runs on a miss: the general path
 
 MAX_TOKENS = 256    # larger argument or output trees keep the general path
 MAX_DEPTH = 32      # and so do output trees nested deeper
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-GENERAL = "return general(*args, **kwargs)"      # a plan's miss: the general path
 
 
 def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeDef, runner,
@@ -88,11 +86,10 @@ def flat_guard(example: tuple, ns: dict) -> list[str]:
 
 
 def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
-    """(lines that pass the call on to the general path unless `args` has this structure and
-    these leaf specs,
-    [(leaf variable, its kind, its spec)]), or None for a structure not written here. A
-    leaf's kind is the exact type it was checked to be. Tests that follow each other share
-    one `if`."""
+    """(lines that pass the call on to the general path unless `args` has this structure
+    and these leaf specs, [(leaf variable, its kind, its spec)]), or None for a structure
+    not written here. A leaf's kind is the exact type it was checked to be. Tests that
+    follow each other share one `if`."""
     lines: list[str] = []
     tests: list[str] = []
     leaves: list[tuple[str, type | None, tuple]] = []
