@@ -192,10 +192,14 @@ def test_derivatives_match_central_differences(name):
         graphc.check_grads(fn, args, order=order)
 
 
-def test_backends_agree_on_derivatives():
+# 1,230 draws in: the inputs that failed when test_ops shared one generator across its tests
+# (dL/dx[0,1] = 1.4e-5 there, a sum of terms of 0.3)
+@pytest.mark.parametrize("skipped_draws", [0, 1230], ids=["fresh", "cancelling"])
+def test_backends_agree_on_derivatives(skipped_draws):
     def f(x, w):
         return graphc.logsumexp(graphc.tanh(x @ w) * graphc.sigmoid(x).sum(), axis=1).mean()
 
+    rng.bit_generator.advance(skipped_draws)
     x, w = _data((4, 3)), _data((3, 5))
     g_np = graphc.compile(graphc.grad(f, (0, 1)), backend="numpy")(x, w)
     g_c = graphc.compile(graphc.grad(f, (0, 1)), backend="c")(x, w)
