@@ -127,8 +127,11 @@ def gemm_at(rev: str, where: str) -> dict[str, int]:
                    cwd=where, check=True)
     lib = ctypes.CDLL(os.path.join(where, "gemm.so"))
     _LOADED.append(lib)
-    return {t: ctypes.cast(getattr(lib, f"graphc_gemm_{t}"), ctypes.c_void_p).value
-            for t in ("f32", "f64")}
+    return {key: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+            for key, name in (("f32", "graphc_gemm_f32"), ("f64", "graphc_gemm_f64"),
+                              ("update_f32", "graphc_gemm_update_f32"),
+                              ("update_f64", "graphc_gemm_update_f64"))
+            if hasattr(lib, name)}
 
 
 _LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the process
@@ -137,7 +140,9 @@ _LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the 
 def ab(rev: str, rounds: int) -> None:
     """W3's train step and its eight products with this tree's gemm and with git revision
     rev's, alternating, on one thread (CPU time): between steps the step's C module is linked
-    to one gemm or the other (graphc_link_runtime), so all else is the same code."""
+    to one gemm or the other (graphc_link_runtime), so all else is the same code. A revision
+    without graphc_gemm_update (before epilogues) gets this tree's for the step's update
+    products: compare the step against a checkout of rev instead (`w3` in both)."""
     import ctypes
     import tempfile
 
@@ -148,10 +153,10 @@ def ab(rev: str, rounds: int) -> None:
     from bench.peers import graphc_impl as G
     from graphc import rt
     from graphc.build import load_module
-    from graphc.codegen.c import LINK, generate
+    from graphc.codegen.c import LINK, LINKED, generate
     where = tempfile.mkdtemp()
     here = rt.runtime_addresses()
-    gemms = {"this tree": {"f32": here["f32"], "f64": here["f64"]}, rev: gemm_at(rev, where)}
+    gemms = {"this tree": here, rev: here | gemm_at(rev, where)}
     step = graphc.train_step(G._ce, graphc.optim.SGD(
         G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
     batch = P.w3_batch()
@@ -161,10 +166,9 @@ def ab(rev: str, rounds: int) -> None:
     link = getattr(lib, LINK)
 
     def on(name):
-        return lambda: (link(gemms[name]["f32"], gemms[name]["f64"], here["threads"]),
-                        step(*batch))
+        return lambda: (link(*(gemms[name][key] for key in LINKED)), step(*batch))
     times = alternate({name: on(name) for name in gemms}, rounds, time.process_time)
-    link(here["f32"], here["f64"], here["threads"])
+    link(*(here[key] for key in LINKED))
     print(f"W3 step, {rounds} alternating rounds, median CPU ms: " + ", ".join(
         f"{name} {1e3 * np.median(ts):.1f}" for name, ts in times.items()))
 

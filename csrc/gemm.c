@@ -205,6 +205,9 @@ struct F(problem) {
     T *C;
     long ldc;
     int accumulate;
+    const T *D; /* graphc_gemm_update: C = D + alpha * A @ B (ldd: D's row stride); else NULL */
+    long ldd;
+    T alpha;
 };
 
 /* Part 3 per instruction set: vector width, micro-tile, KC and MC (in elements). */
@@ -254,6 +257,36 @@ static void F(dispatch)(const struct F(problem) *p)
     }
 }
 
+/* A whole call: on the calling thread, or cut into slabs of C for the team. */
+static void F(run)(const struct F(problem) *p)
+{
+    struct slabs s = slabs_of(p->M, p->N, p->K);
+    if (s.threads < 2) {
+        F(dispatch)(p);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
+    for (long k = 0; k < s.count; k++) {
+        struct F(problem) q = *p;
+        long lo, hi;
+        if (s.by_cols) {
+            slab(&s, k, p->N, &lo, &hi);
+            q.N = hi - lo, q.B += lo * p->csb, q.C += lo;
+            if (q.D)
+                q.D += lo;
+        } else {
+            slab(&s, k, p->M, &lo, &hi);
+            q.M = hi - lo, q.A += lo * p->rsa, q.C += lo * p->ldc;
+            if (q.D)
+                q.D += lo * p->ldd;
+        }
+        if (q.M > 0 && q.N > 0)
+            F(dispatch)(&q);
+    }
+#endif
+}
+
 void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rsa, long csa,
                                      const T *B, long rsb, long csb, T *C, long ldc,
                                      int accumulate)
@@ -267,28 +300,24 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
         }
         return;
     }
-    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate};
-    struct slabs s = slabs_of(M, N, K);
-    if (s.threads < 2) {
-        F(dispatch)(&p);
+    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, NULL, 0, 0};
+    F(run)(&p);
+}
+
+void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, long rsa,
+                                            long csa, const T *B, long rsb, long csb, T *C,
+                                            long ldc, const T *D, long ldd, T alpha)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) { /* the product is 0 */
+        for (long i = 0; i < M; i++)
+            for (long j = 0; j < N; j++)
+                C[i * ldc + j] = D[i * ldd + j] + alpha * (T)0;
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
-    for (long k = 0; k < s.count; k++) {
-        struct F(problem) q = p;
-        long lo, hi;
-        if (s.by_cols) {
-            slab(&s, k, N, &lo, &hi);
-            q.N = hi - lo, q.B += lo * csb, q.C += lo;
-        } else {
-            slab(&s, k, M, &lo, &hi);
-            q.M = hi - lo, q.A += lo * rsa, q.C += lo * ldc;
-        }
-        if (q.M > 0 && q.N > 0)
-            F(dispatch)(&q);
-    }
-#endif
+    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, 0, D, ldd, alpha};
+    F(run)(&p);
 }
 
 #undef T
@@ -485,15 +514,56 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
 }
 
 /*
+ * graphc_gemm_update's epilogue on an m x n block of C that holds the finished product:
+ * c = d + alpha * c, contracted to one FMA where available: the rounding of the generated
+ * loop `d + alpha * g` it replaces.
+ */
+ISA_FN void FI(update)(long m, long n, T *C, long ldc, const T *D, long ldd, T alpha)
+{
+    for (long i = 0; i < m; i++) {
+        T *c = C + i * ldc;
+        const T *d = D + i * ldd;
+        long j = 0;
+        for (; j + VW <= n; j += VW) {
+            V x, y;
+            memcpy(&x, c + j, sizeof x);
+            memcpy(&y, d + j, sizeof y);
+            x = y + alpha * x;
+            memcpy(c + j, &x, sizeof x);
+        }
+        for (; j < n; j++)
+            c[j] = d[j] + alpha * c[j];
+    }
+}
+
+/* The epilogue of a tile or block: its D (NULL: none) and alpha. */
+struct FI(epi) {
+    const T *d;
+    long ldd;
+    T alpha;
+};
+
+/* The epilogue of the block at row i, column j, where the last rank-KC update ends. */
+ISA_FN struct FI(epi) FI(epi_at)(const struct F(problem) *p, int last, long i, long j)
+{
+    struct FI(epi) e = {NULL, 0, 0};
+    if (last && p->D)
+        e.d = p->D + i * p->ldd + j, e.ldd = p->ldd, e.alpha = p->alpha;
+    return e;
+}
+
+/*
  * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
  * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
- * cropped into C.
+ * cropped into C. With an epilogue (e.d), it follows while the tile is in L1.
  */
 ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
-                     int overwrite)
+                     int overwrite, struct FI(epi) e)
 {
     if (m == MR && n == NR) {
         FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
+        if (e.d)
+            FI(update)(MR, NR, C, ldc, e.d, e.ldd, e.alpha);
         return;
     }
     T buf[MR * NR];
@@ -523,16 +593,21 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
         for (; j < n; j++)
             c[j] = overwrite ? t[j] : c[j] + t[j];
     }
+    if (e.d)
+        FI(update)(m, n, C, ldc, e.d, e.ldd, e.alpha);
 }
 
 /* C[0:mc, 0:nc] (+)= ap @ bp: all micro-tiles of one packed A block against one B block. */
 ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp, T *C,
-                             long ldc, int overwrite)
+                             long ldc, int overwrite, struct FI(epi) e)
 {
     for (long jr = 0; jr < nc; jr += NR) {
         for (long ir = 0; ir < mc; ir += MR) {
+            struct FI(epi) et = e;
+            if (e.d)
+                et.d += ir * e.ldd + jr;
             FI(tile)(min_l(MR, mc - ir), min_l(NR, nc - jr), kc, ap + ir * kc, bp + jr * kc,
-                     C + ir * ldc + jr, ldc, overwrite);
+                     C + ir * ldc + jr, ldc, overwrite, et);
         }
     }
 }
@@ -591,7 +666,8 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
                                        min_l(lines, t * per_tile),
                                        min_l(lines, (t + 1) * per_tile));
                 FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
-                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite);
+                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite,
+                         FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
             }
         }
     }
@@ -727,6 +803,8 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
     if (p->K <= GEMM_KC && (double)p->M * p->N * p->K <= SMALL_MACS
         && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES) {
         FI(gemm_small)(p);
+        if (p->D) /* a small C: still in cache */
+            FI(update)(p->M, p->N, p->C, p->ldc, p->D, p->ldd, p->alpha);
         return;
     }
     /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
@@ -752,7 +830,7 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
                 long mc = min_l(mc_max, p->M - ic);
                 FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
                 FI(macro_kernel)(mc, nc, kc, ap, bp, p->C + ic * p->ldc + jc, p->ldc,
-                                 overwrite);
+                                 overwrite, FI(epi_at)(p, pc + kc == p->K, ic, jc));
             }
         }
     }

@@ -18,7 +18,7 @@ from . import mutants, sanitize
 from .dtypes import DType
 from .errors import GraphcError
 from .ir import Graph, Node, where_text
-from .passes.fuse import Group
+from .passes.fuse import Group, update_epilogues
 from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
@@ -78,6 +78,7 @@ class Kernel:
     note: str = ""
     fused: Fused | None = None
     inplace: bool = False      # writes over an input buffer that dies here (plan_memory)
+    epilogue: str = ""         # matmul: "add" / "sub": out = srcs[2] ± srcs[3] * (A @ B)
 
     def outs(self) -> list[View]:
         return [v for _, v in self.fused.stores] if self.fused else [self.out]
@@ -104,6 +105,8 @@ class _Planner:
         self.groups = [g for g in groups if len(g.nodes) > 1]
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
+        self.updates = update_epilogues(graph, self.groups)    # by matmul (lower_update)
+        self.in_gemm: set[int] = set()      # groups the gemm computed as its epilogue
         self.n_ws = 0
         self.consts: list = []
         self.hidden: list = []
@@ -143,7 +146,8 @@ class _Planner:
         self.outside = used_outside(self.graph, groups) if groups else set()
         for unit in unit_order(self.graph, groups):
             if isinstance(unit, Group):
-                self.lower_group(unit)
+                if id(unit) not in self.in_gemm:
+                    self.lower_group(unit)
             elif id(unit) not in self.views:
                 self.views[id(unit)] = self.lower(unit)
         aliased = {k for k, _ in self.graph.aliases}
@@ -228,6 +232,10 @@ class _Planner:
             return View(v.buf, v.offset, contiguous_strides(n.shape))
         if name == "stop_gradient" or kind == "alias":
             return srcs[0]
+        if kind == "contract" and id(n) in self.updates:
+            out = self.lower_update(n, srcs)
+            if out is not None:
+                return out
         out = self.dest(n)
         if kind == "elementwise":
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
@@ -255,6 +263,39 @@ class _Planner:
         else:
             raise NotImplementedError(f"no C lowering for op {name}")
         return out
+
+    def lower_update(self, n: Node, srcs: list[View]) -> View | None:
+        """The matmul n and the update group that reads it (fuse.update_epilogues) as one
+        gemm with an epilogue, when the group's addend and scale are already computed (the
+        group's work moves to the matmul's place), the addend is in memory with unit stride
+        along columns and the scale is one value. Returns the group's value, or None."""
+        upd = self.updates[id(n)]
+        addend = self.views.get(id(upd.addend))
+        scale = self._scalar_view(upd.scale)
+        if (addend is None or scale is None or any(scale.strides) or addend.buf is None
+                or (n.shape[1] > 1 and addend.strides[1] != 1)
+                or any(v.literal is not None for v in srcs)):
+            return None
+        top = upd.group.nodes[-1]
+        out = self.dest(top)
+        self.kernels.append(Kernel("matmul", n, n.shape, out, [*srcs, addend, scale],
+                                   note=f"{top.op.name} update",
+                                   epilogue=top.op.name))
+        self.views[id(top)] = out
+        self.in_gemm.add(id(upd.group))
+        return out
+
+    def _scalar_view(self, node: Node) -> View | None:
+        """The view of a one-value node already computed, or of one that costs no kernel (a
+        splat constant, a broadcast of a computed scalar) made now; else None."""
+        v = self.views.get(id(node))
+        if v is None and node.op.name == "const" and node.arg.value.size == 1:
+            v = self.const_view(node)
+        if v is None and node.op.name == "broadcast_to":
+            one = self._scalar_view(node.src[0])
+            v = None if one is None else View(one.buf, one.offset, (0,) * len(node.shape),
+                                              one.literal)
+        return v
 
     def materialize(self, node: Node, v: View) -> View:
         out = View(self.new_ws(node), 0, contiguous_strides(node.shape))
