@@ -316,6 +316,20 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
                 C[i * ldc + j] = D[i * ldd + j] + alpha * (T)0;
         return;
     }
+    if (D == C && K > GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K) { /* block by block (not generated) */
+        enum { BLK = 64 };
+        T g[BLK * BLK];
+        for (long i0 = 0; i0 < M; i0 += BLK)
+            for (long j0 = 0; j0 < N; j0 += BLK) {
+                long m = min_l(BLK, M - i0), n = min_l(BLK, N - j0);
+                GEMM_CAT(graphc_gemm, GEMM_SFX)(m, n, K, A + i0 * rsa, rsa, csa, B + j0 * csb,
+                                                rsb, csb, g, BLK, 0);
+                for (long i = 0; i < m; i++)
+                    for (long j = 0; j < n; j++)
+                        C[(i0 + i) * ldc + j0 + j] += alpha * g[i * BLK + j];
+            }
+        return;
+    }
     struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, 0, D, ldd, alpha};
     F(run)(&p);
 }
@@ -342,6 +356,7 @@ typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 _Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTES,
                "an A block of FEW_ROWS and one B panel must fit in the scratch area");
 _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
+_Static_assert(GEMM_KC >= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K, "an in-place update is one pass");
 
 /* A tile's accumulators into C (added to it unless `overwrite`); shared by the packed and
  * the direct micro-kernels, inlined into both so acc stays in registers. */
@@ -514,25 +529,27 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
 }
 
 /*
- * graphc_gemm_update's epilogue on an m x n block of C that holds the finished product:
- * c = d + alpha * c, contracted to one FMA where available: the rounding of the generated
- * loop `d + alpha * g` it replaces.
+ * graphc_gemm_update's epilogue on an m x n block: c = d + alpha * g, g the finished product
+ * (in C itself, or in a tile buffer when D is C), contracted to one FMA where available: the
+ * rounding of the generated loop `d + alpha * g` it replaces. Each element's d and g are read
+ * before its c is written.
  */
-ISA_FN void FI(update)(long m, long n, T *C, long ldc, const T *D, long ldd, T alpha)
+ISA_FN void FI(update)(long m, long n, T *C, long ldc, const T *D, long ldd, const T *G,
+                       long ldg, T alpha)
 {
     for (long i = 0; i < m; i++) {
         T *c = C + i * ldc;
-        const T *d = D + i * ldd;
+        const T *d = D + i * ldd, *g = G + i * ldg;
         long j = 0;
         for (; j + VW <= n; j += VW) {
             V x, y;
-            memcpy(&x, c + j, sizeof x);
+            memcpy(&x, g + j, sizeof x);
             memcpy(&y, d + j, sizeof y);
             x = y + alpha * x;
             memcpy(c + j, &x, sizeof x);
         }
         for (; j < n; j++)
-            c[j] = d[j] + alpha * c[j];
+            c[j] = d[j] + alpha * g[j];
     }
 }
 
@@ -552,21 +569,10 @@ ISA_FN struct FI(epi) FI(epi_at)(const struct F(problem) *p, int last, long i, l
     return e;
 }
 
-/*
- * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
- * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
- * cropped into C. With an epilogue (e.d), it follows while the tile is in L1.
- */
-ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
-                     int overwrite, struct FI(epi) e)
+/* An m x n tile's product into buf (NR wide): m rows of kernel, one vector per row if
+   n <= VW. */
+ISA_FN void FI(tile_to_buf)(long m, long n, long kc, const T *ap, const T *bp, T *buf)
 {
-    if (m == MR && n == NR) {
-        FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
-        if (e.d)
-            FI(update)(MR, NR, C, ldc, e.d, e.ldd, e.alpha);
-        return;
-    }
-    T buf[MR * NR];
     int narrow = n <= VW;
     if (m == MR) {
         if (narrow)
@@ -576,6 +582,34 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
     } else {
         FI(kernel_rows)(m, narrow, kc, ap, bp, buf);
     }
+}
+
+/*
+ * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
+ * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
+ * cropped into C. With an epilogue (e.d), it follows while the tile is in L1; in place (D is
+ * C: one rank-KC update, see graphc_gemm_update), the tile is computed into the buffer first.
+ */
+ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
+                     int overwrite, struct FI(epi) e)
+{
+    for (long i = 0; e.d && i < m; i++) { /* D from memory while the kernel runs */
+        __builtin_prefetch(e.d + i * e.ldd, 0);
+        __builtin_prefetch(e.d + i * e.ldd + n - 1, 0);
+    }
+    T buf[MR * NR];
+    if (e.d == C) {
+        FI(tile_to_buf)(m, n, kc, ap, bp, buf);
+        FI(update)(m, n, C, ldc, C, ldc, buf, NR, e.alpha);
+        return;
+    }
+    if (m == MR && n == NR) {
+        FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
+        if (e.d)
+            FI(update)(MR, NR, C, ldc, e.d, e.ldd, C, ldc, e.alpha);
+        return;
+    }
+    FI(tile_to_buf)(m, n, kc, ap, bp, buf);
 
     for (long i = 0; i < m; i++) {
         T *restrict c = C + i * ldc;
@@ -594,7 +628,7 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
             c[j] = overwrite ? t[j] : c[j] + t[j];
     }
     if (e.d)
-        FI(update)(m, n, C, ldc, e.d, e.ldd, e.alpha);
+        FI(update)(m, n, C, ldc, e.d, e.ldd, C, ldc, e.alpha);
 }
 
 /* C[0:mc, 0:nc] (+)= ap @ bp: all micro-tiles of one packed A block against one B block. */
@@ -801,10 +835,10 @@ ISA_FN void FI(gemm_small)(const struct F(problem) *p)
 ISA_FN void FI(gemm)(const struct F(problem) *p)
 {
     if (p->K <= GEMM_KC && (double)p->M * p->N * p->K <= SMALL_MACS
-        && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES) {
+        && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES && p->D != p->C) {
         FI(gemm_small)(p);
         if (p->D) /* a small C: still in cache */
-            FI(update)(p->M, p->N, p->C, p->ldc, p->D, p->ldd, p->alpha);
+            FI(update)(p->M, p->N, p->C, p->ldc, p->D, p->ldd, p->C, p->ldc, p->alpha);
         return;
     }
     /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */

@@ -230,12 +230,12 @@ def _operands(a: np.ndarray, b: np.ndarray, out: np.ndarray | None):
 def gemm_update(a: np.ndarray, b: np.ndarray, d: np.ndarray, alpha: float,
                 out: np.ndarray | None = None) -> np.ndarray:
     """d + alpha * (a @ b) by graphc's C gemm with its update epilogue, for tests and
-    benchmarks. Operands as for ``gemm``; ``d`` [M,N] has unit stride along N and does not
-    overlap ``out``."""
+    benchmarks. Operands as for ``gemm``; ``d`` [M,N] has unit stride along N and is ``out``
+    itself (an in-place update) or does not overlap it."""
     a, b, out = _operands(a, b, out)
     _check_out(d, a, b)
-    if out is not None and np.may_share_memory(out, d):
-        raise ValueError("gemm_update: out must not overlap d")
+    if out is not None and out is not d and np.may_share_memory(out, d):
+        raise ValueError("gemm_update: out must be d or not overlap it")
     return _call("graphc_gemm_update", a, b, out, lambda ffi, ctype: (
         _pointer(ffi, ctype, d), d.strides[0] // d.itemsize, alpha))
 
