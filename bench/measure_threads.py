@@ -6,6 +6,7 @@ where threads start to pay for an elementwise loop.
     taskset -c 0 python -m bench.measure_threads gemm                # graphc vs numpy, per product
     taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
     taskset -c 0 python -m bench.measure_threads ab --rev main       # this gemm vs main's
+    taskset -c 0,1 python -m bench.measure_threads split             # 2 threads' work split
 
 Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
 torch.set_num_threads, XLA's intra-op threads), set before any of them is imported. Steps of
@@ -199,6 +200,50 @@ def ab(rev: str, rounds: int) -> None:
         for name in names) + " |")
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def split(rounds: int) -> None:
+    """How W3's graphc step divides its work between 2 threads, which neither the machine's
+    load nor wall time affects: the CPU time of each thread over `rounds` steps (threads
+    sleep when they wait: OMP_WAIT_POLICY=passive, so waiting costs no CPU), against the
+    process's CPU time per step on 1 thread. The work of the busier thread bounds the
+    2-thread step from below: 1-thread time / busier thread's time bounds the speed-up
+    from above (equal on idle cores with no memory-bandwidth limit)."""
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import rt
+    step = graphc.train_step(G._ce, graphc.optim.SGD(
+        G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
+    batch = P.w3_batch()
+    rt.set_num_threads(2)
+    step(*batch)                    # builds, and starts the team
+    rt.set_num_threads(1)
+    one = alternate({"step": lambda: step(*batch)}, rounds, time.process_time)["step"]
+    rt.set_num_threads(2)
+    before = _thread_cpu()
+    for _ in range(rounds):
+        step(*batch)
+    after = _thread_cpu()
+    per = sorted(((after[t] - before.get(t, 0.0)) / rounds for t in after), reverse=True)
+    busy = [c for c in per if c > 0.001]
+    one_ms = 1e3 * float(np.median(one))
+    print(f"W3 step, {rounds} steps: 1 thread {one_ms:.1f} ms CPU (median); on 2 threads "
+          "the threads' CPU ms per step: " + ", ".join(f"{1e3 * c:.1f}" for c in busy) +
+          f" (sum {1e3 * sum(busy):.1f}); speed-up bound {one_ms / (1e3 * busy[0]):.2f}x")
+
+
 def threshold(rounds: int) -> None:
     """Wall time of one fused elementwise loop on 1 and 2 threads, by size, every size built
     with a parallel loop (PAR_MIN_ELEMS lowered to 0 for this process)."""
@@ -225,16 +270,18 @@ def threshold(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab"))
+    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rev", default="main", help="ab: the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     set_threads(args.threads)
+    if args.what == "split":
+        os.environ["OMP_WAIT_POLICY"] = "passive"   # a waiting thread sleeps: no CPU time
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
-     "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds)
-     }[args.what]()
+     "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds),
+     "split": lambda: split(args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
+UPDATE_IN_PLACE_MAX_K = 256  # GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K of csrc/graphc_gemm.h
 
 
 @dataclass(eq=False)
@@ -170,22 +171,60 @@ class _Planner:
     def _alias_copies(self) -> None:
         """Aliased outputs last: values still in caller memory (an input, or a view of one)
         are first copied to the arena, then a guard stops a failed run before any input is
-        overwritten, then each value is copied into its input's memory."""
+        overwritten, then each value is copied into its input's memory. An update gemm
+        (Kernel.epilogue) instead writes its input's memory itself where it may
+        (`_updates_in_place`); the guard then comes before the first of them."""
         if not self.graph.aliases:
             return
+        direct = self._updates_in_place()
         values = {}
         for k, _ in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
-            if v.buf is not None and v.buf.kind != "ws":
+            if k not in direct and v.buf is not None and v.buf.kind != "ws":
                 v = self.materialize(n, v)
             values[k] = v
         if any(n.op.may_fail for n in self.graph.nodes):
-            self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
+            at = min(self.kernels.index(kern) for kern in direct.values()) if direct else len(
+                self.kernels)
+            self.kernels.insert(at, Kernel("guard", None, (), View(None, 0, ()), []))
         for k, _ in self.graph.aliases:
             n = self.graph.outputs[k]
+            if k in direct:
+                direct[k].out = View(self.outputs[k], 0, contiguous_strides(n.shape))
+                continue
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
             self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
+
+    def _updates_in_place(self) -> dict[int, Kernel]:
+        """Aliased outputs k an update gemm can write into its input's memory, by k: the
+        value is `input ± scale * (A @ B)` (the input its addend, read whole, in order),
+        K <= UPDATE_IN_PLACE_MAX_K (one pass: csrc/graphc_gemm.h), every check that may fail
+        comes before it (so the guard can stop a failed run before it), and no later kernel
+        reads the input or the value."""
+        if os.environ.get("GRAPHC_UPDATE_IN_PLACE", "1") == "0":      # A/B measurements
+            return {}
+        writer = {id(kern.out.buf): i for i, kern in enumerate(self.kernels)
+                  if kern.epilogue and kern.out.buf is not None}
+        fails = [i for i, kern in enumerate(self.kernels)
+                 if kern.node is not None and kern.node.op.may_fail]
+        direct = {}
+        for k, j in self.graph.aliases:
+            n = self.graph.outputs[k]
+            v = self.views[id(n)]
+            i = writer.get(id(v.buf), -1)
+            if i < 0 or (fails and i < fails[-1]):
+                continue
+            kern, inp = self.kernels[i], self.inputs[j]
+            d = kern.srcs[2]
+            if (d.buf is not inp or d.offset or not d.is_contiguous(n.shape)
+                    or kern.node.src[0].shape[-1] > UPDATE_IN_PLACE_MAX_K
+                    or any(w.buf is inp for w in kern.srcs[:2])
+                    or any(w.buf is inp or w.buf is v.buf
+                           for later in self.kernels[i + 1:] for w in later.srcs)):
+                continue
+            direct[k] = kern
+        return direct
 
     def lower_group(self, g: Group) -> None:
         """One fused kernel: outside sources are loaded through their views, members used
@@ -480,7 +519,10 @@ def check_aliases(sched: Schedule) -> None:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
         src = sched.kernels[w].srcs[0].buf
-        if src is not None and src.kind != "ws" and src.kind != "const":
+        if sched.kernels[w].epilogue:        # an update gemm: reads the input only as addend
+            if any(v.buf is inp for v in sched.kernels[w].srcs[:2]):
+                raise GraphcError(f"internal: in-place output {k}'s product reads input {j}")
+        elif src is not None and src.kind != "ws" and src.kind != "const":
             raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
         for kern in sched.kernels[w + 1:]:
             for v in kern.srcs:

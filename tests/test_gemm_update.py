@@ -10,6 +10,7 @@ import graphc
 from graphc import rt
 from graphc import schedule as schedule_module
 from graphc.capture import trace_to_graph
+from graphc.codegen.c import generate
 from graphc.schedule import schedule
 
 
@@ -106,3 +107,43 @@ def test_no_epilogue_when_the_product_is_read_elsewhere():
     assert [k.epilogue for k in sched.kernels if k.kind == "matmul"] == [""]
     new_w, p = graphc.compile(f)(*args)
     np.testing.assert_allclose(new_w, args[0] - 0.05 * p, rtol=1e-5, atol=1e-6)
+
+
+def _sgd_step(sizes, dtype, monkeypatch=None, in_place="1"):
+    if monkeypatch is not None:
+        monkeypatch.setenv("GRAPHC_UPDATE_IN_PLACE", in_place)
+    model = graphc.nn.MLP(sizes, activation="relu", seed=7, dtype=dtype)
+    step = graphc.train_step(lambda p, x, y: graphc.nn.cross_entropy(model.apply(p, x), y),
+                             graphc.optim.SGD(model.params, lr=0.1))
+    return model, step
+
+
+@pytest.mark.parametrize("sizes", [(48, 64, 5), (4, 6, 3)])     # gemm calls, loops
+def test_sgd_step_updates_parameters_in_place_with_the_same_bits(sizes, monkeypatch):
+    """train_step's SGD: each weight gradient gemm (K = batch <= 256, after the label check)
+    writes W - lr * dW straight into W: no copy into place, the same bits as the copy, and a
+    bad label still leaves every parameter as it was (the guard runs before the gemm)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 40)
+    runs = {}
+    for in_place in ("1", "0"):
+        model, step = _sgd_step(sizes, np.float32, monkeypatch, in_place)
+        losses = [float(step(x, y)) for _ in range(3)]
+        runs[in_place] = (losses, {k: v.copy() for k, v in model.params.items()})
+        sched = generate(step.graph)[2]
+        direct = [k for k in sched.kernels if k.epilogue and k.out.buf.kind == "out"]
+        copies = [k for k in sched.kernels if k.note == "in place"]
+        assert len(direct) == (2 if in_place == "1" else 0)       # W0 and W1
+        assert len(copies) == (2 if in_place == "1" else 4)       # b0 and b1 (and W0, W1)
+        if in_place == "1":
+            bad = y.copy()
+            bad[7] = sizes[-1]
+            before = {k: v.copy() for k, v in model.params.items()}
+            with pytest.raises(graphc.GraphcError, match="label"):
+                step(x, bad)
+            for k, v in model.params.items():
+                assert v.tobytes() == before[k].tobytes()
+    assert runs["1"][0] == runs["0"][0]
+    for k, v in runs["1"][1].items():
+        assert v.tobytes() == runs["0"][1][k].tobytes()

@@ -588,11 +588,12 @@ class _Emitter:
                         f"{a.strides[-1]}, {pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, "
                         f"{pd}, {d.strides[0]}, {alpha});")
             return
-        self._small_matmul(t.c, mnk, (pa, a.strides), (pb, b.strides), pc)
+        self.w.line(f"{t.c} gcp[{m * nn}];")          # D may be C (in place): not C yet
+        self._small_matmul(t.c, mnk, (pa, a.strides), (pb, b.strides), "gcp")
         self.w.line(f"const {t.c} alpha = {alpha};")
         with self.w.block(f"for (long i = 0; i < {m}; i++)"):
-            self.w.line(f"for (long j = 0; j < {nn}; j++) gcm[i * {nn} + j] = "
-                        f"({pd})[i * {d.strides[0]} + j] + alpha * gcm[i * {nn} + j];")
+            self.w.line(f"for (long j = 0; j < {nn}; j++) ({pc})[i * {nn} + j] = "
+                        f"({pd})[i * {d.strides[0]} + j] + alpha * gcp[i * {nn} + j];")
 
     def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
         """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS), row by row: each
