@@ -7,6 +7,7 @@ where threads start to pay for an elementwise loop.
     taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
     taskset -c 0 python -m bench.measure_threads ab --rev main       # this gemm vs main's
     taskset -c 0,1 python -m bench.measure_threads split             # 2 threads' work split
+    taskset -c 0 python -m bench.measure_threads plans               # the SGD update's plans
 
 Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
 torch.set_num_threads, XLA's intra-op threads), set before any of them is imported. Steps of
@@ -200,6 +201,46 @@ def ab(rev: str, rounds: int) -> None:
         for name in names) + " |")
 
 
+def plans(rounds: int) -> None:
+    """W3's train step built three ways, alternating on one thread (CPU time): the SGD
+    update as an epilogue of the weight-gradient gemms writing the parameters in place (the
+    default), the epilogue into the arena (GRAPHC_UPDATE_IN_PLACE=0) and the fused update
+    loops and copies (fuse.update_epilogues off); their parameters after a step compared."""
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import schedule
+
+    def build():
+        params = G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32"))
+        step = graphc.train_step(G._ce, graphc.optim.SGD(params, lr=P.W3_LR))
+        step(*batch)                      # built now, under the settings of the moment
+        return step, params
+
+    batch = P.w3_batch()
+    found = schedule.update_epilogues
+    steps = {}
+    for name, flag in (("epilogue in place", "1"), ("epilogue into the arena", "0")):
+        os.environ["GRAPHC_UPDATE_IN_PLACE"] = flag
+        steps[name] = build()
+    os.environ.pop("GRAPHC_UPDATE_IN_PLACE")
+    schedule.update_epilogues = lambda graph, groups: {}
+    try:
+        steps["update loops + copies"] = build()
+    finally:
+        schedule.update_epilogues = found
+    ref = steps["update loops + copies"][1]
+    same = all(p[k].tobytes() == ref[k].tobytes() for _, p in steps.values() for k in ref)
+    times = alternate({name: (lambda s=s: s(*batch)) for name, (s, _) in steps.items()},
+                      rounds, time.process_time)
+    print(f"W3 step, {rounds} alternating rounds, CPU ms; parameters after a step "
+          f"{'bit-identical' if same else 'DIFFER'}")
+    for name, ts in times.items():
+        print(f"| {name} | {1e3 * np.median(ts):.1f} ms | {1e3 * min(ts):.1f} |")
+
+
 def _thread_cpu() -> dict[int, float]:
     """CPU seconds (user + system) of each thread of this process, by thread id."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -270,7 +311,7 @@ def threshold(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split"))
+    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split", "plans"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rev", default="main", help="ab: the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=30)
@@ -281,7 +322,7 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
      "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds),
-     "split": lambda: split(args.rounds)}[args.what]()
+     "split": lambda: split(args.rounds), "plans": lambda: plans(args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":

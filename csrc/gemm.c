@@ -51,6 +51,10 @@
  * Threads (graphc_threads.h): a large product is cut into independent slabs of C, each
  * computed by the loops above in the scratch of the thread that takes it (PAR_MIN_FLOPS).
  *
+ * graphc_gemm_update (C = D + alpha * A @ B: SGD's W - lr * dW) runs the same loops; after
+ * the last rank-KC update each tile is finished while in L1 (FI(update)); in place (D is C,
+ * one rank-KC update) each tile's product goes to a buffer and is then added to C.
+ *
  * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
  * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
  * blocked gemm) once per instruction set.
