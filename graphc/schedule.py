@@ -208,7 +208,12 @@ class _Planner:
                   if kern.epilogue and kern.out.buf is not None}
         fails = [i for i, kern in enumerate(self.kernels)
                  if kern.node is not None and kern.node.op.may_fail]
-        direct = {}
+        last_read: dict[int, int] = {}
+        for i, kern in enumerate(self.kernels):
+            for w in kern.srcs:
+                last_read[id(w.buf)] = i
+        direct: dict[int, Kernel] = {}
+        taken: set[int] = set()         # a kernel writes one output
         for k, j in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
@@ -220,10 +225,11 @@ class _Planner:
             if (d.buf is not inp or d.offset or not d.is_contiguous(n.shape)
                     or kern.node.src[0].shape[-1] > UPDATE_IN_PLACE_MAX_K
                     or any(w.buf is inp for w in kern.srcs[:2])
-                    or any(w.buf is inp or w.buf is v.buf
-                           for later in self.kernels[i + 1:] for w in later.srcs)):
+                    or last_read.get(id(inp), -1) > i or last_read.get(id(v.buf), -1) > i
+                    or id(kern) in taken):
                 continue
             direct[k] = kern
+            taken.add(id(kern))
         return direct
 
     def lower_group(self, g: Group) -> None:
