@@ -870,8 +870,11 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
         if len(sched.kernels) > tape_threshold() and not sanitize.enabled():
-            if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
-                sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
+            # tape rows copy in-place outputs at the end (no direct writes into inputs)
+            big = fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src)
+            if big or graph.aliases:
+                sched = schedule(graph, fuse=big, min_size=TAPE_FUSE_MIN if big else 0,
+                                 direct=False)
             tape = plan_tape(sched)
             sched.stats["tape_rows"] = len(tape.rows) - 1
         elif fuse:
