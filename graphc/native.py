@@ -11,7 +11,7 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module, load_module_tiered
-from .codegen.c import ENTRY, LINK, annotate, by_value, check_sites, generate, uses_runtime
+from .codegen.c import ENTRY, LINK, LINKED, annotate, by_value, check_sites, generate, uses_runtime
 from .errors import GraphcError
 from .ir import Graph
 from .ops.elementwise import index_error
@@ -66,7 +66,7 @@ class CRunner:
     def _use(self, lib) -> None:
         if uses_runtime(self.source):       # its gemm, or the thread count of parallel loops
             addr = runtime_addresses()
-            getattr(lib, LINK)(addr["f32"], addr["f64"], addr["threads"])
+            getattr(lib, LINK)(*(addr[key] for key in LINKED))
         self._entry = getattr(lib, ENTRY)
 
     def bind(self, ns: dict) -> None:
