@@ -87,12 +87,20 @@ class intern_scope:
         depth = getattr(_scope, "depth", 0)
         if depth == 0:
             _scope.table = {}
+            _scope.scalars = {}
         _scope.depth = depth + 1
 
     def __exit__(self, *exc):
         _scope.depth -= 1
         if _scope.depth == 0:
-            _scope.table = None
+            _scope.table = _scope.scalars = None
+
+
+def scalar_memo() -> dict | None:
+    """The running trace's memo of constants made from Python scalars (None outside a
+    trace): W7-like functions meet the same few scalars thousands of times, and building a
+    constant (an array, its bytes) costs more than the op that uses it."""
+    return getattr(_scope, "scalars", None)
 
 
 def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,

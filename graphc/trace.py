@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import math
 import os
 import sys
 import threading
@@ -13,7 +14,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import GraphcError, TracerError
-from .ir import Graph, Literal, Node, intern_scope, make_node
+from .ir import Graph, Literal, Node, intern_scope, make_node, scalar_memo
 from .ops import SOURCE, defop
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +43,19 @@ def constant(value, dtype: dtypes.DType | None = None, shape=None) -> Node:
     if shape is not None:
         arr = arr.reshape(())
     return make_node(CONST, (), arr.shape if shape is None else tuple(shape), dt, Literal(arr))
+
+
+def scalar_constant(value: float | int, dtype: dtypes.DType, shape: tuple[int, ...]) -> Node:
+    """constant(value, dtype, shape) of a Python float or int, memoised for the running trace
+    (keyed by the value's type and sign too: 0 and 0.0 and -0.0 are distinct)."""
+    memo = scalar_memo()
+    if memo is None:
+        return constant(value, dtype, shape)
+    key = (type(value), value, math.copysign(1.0, value), dtype, shape)
+    node = memo.get(key)
+    if node is None:
+        node = memo[key] = constant(value, dtype, shape)
+    return node
 
 
 def splat_value(node: Node):
