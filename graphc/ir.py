@@ -133,8 +133,8 @@ _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
 _internal: dict = {}       # code object -> whether it is graphc's or numpy's own
 
 
-def user_location() -> tuple[str, int] | None:
-    """(file, line) of the innermost caller outside graphc and numpy."""
+def user_frame():
+    """The innermost caller's frame outside graphc and numpy (None if there is none)."""
     f = sys._getframe(1)
     while f is not None:
         code = f.f_code
@@ -143,9 +143,15 @@ def user_location() -> tuple[str, int] | None:
             fname = code.co_filename
             internal = _internal[code] = fname.startswith((_PKG_DIR, _NUMPY_DIR))
         if not internal:
-            return code.co_filename, f.f_lineno
+            return f
         f = f.f_back
     return None
+
+
+def user_location() -> tuple[str, int] | None:
+    """(file, line) of the innermost caller outside graphc and numpy."""
+    f = user_frame()
+    return None if f is None else (f.f_code.co_filename, f.f_lineno)
 
 
 def build_location(where: tuple | None) -> tuple | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import linecache
 import math
-import os
-import sys
 import threading
 from collections.abc import Callable
 
@@ -14,10 +12,9 @@ import numpy as np
 
 from . import dtypes
 from .errors import GraphcError, TracerError
-from .ir import Graph, Literal, Node, intern_scope, make_node, scalar_memo
+from .ir import Graph, Literal, Node, intern_scope, make_node, scalar_memo, user_frame
 from .ops import SOURCE, defop
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _uids = itertools.count()
 _local = threading.local()
 
@@ -287,18 +284,8 @@ class tracing:
         self._scope.__exit__(*exc)
 
 
-def _user_frame():
-    f = sys._getframe(2)
-    while f is not None:
-        fname = os.path.abspath(f.f_code.co_filename)
-        if not fname.startswith(_PKG_DIR) and "numpy" not in fname.split(os.sep)[-3:-1]:
-            return f
-        f = f.f_back
-    return None
-
-
 def _message(what: str, fix: str) -> str:
-    frame = _user_frame()
+    frame = user_frame()    # cheap: list.extend(tracer) raises this from len() per call
     st = _stack()
     where = f" while tracing {st[-1]!s}" if st else ""
     loc = ""
