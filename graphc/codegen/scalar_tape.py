@@ -14,6 +14,7 @@ depend on the graph, so it is built once and then comes from the disk cache.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,13 +134,13 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     """The rows of `graph` (one float64 scalar output) differentiated with respect to the
     inputs numbered in `wrt`. Raises NotTapeable for a node without a tape case."""
     cases = case_numbers()
-    place: dict[int, tuple[int, int]] = {}       # id(node) -> (slot, stride)
+    place: dict[Node, tuple[int, int]] = {}       # node -> (slot, stride)
     init: list[float] = []
     for n in graph.nodes:
         if n.op.name == "const":
             _check_value(n)
             value = n.arg.value
-            place[id(n)] = (len(init), 0 if value.size == 1 else 1)
+            place[n] = (len(init), 0 if value.size == 1 else 1)
             init.extend(value.reshape(-1).astype(np.float64).tolist())
     n_init = len(init)
     top = n_init
@@ -148,7 +149,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         _check_value(n)
         if n.dtype is not dtypes.float64:
             raise NotTapeable(f"input of dtype {n.dtype}")
-        place[id(n)] = (top, 1)
+        place[n] = (top, 1)
         sizes.append(n.size)
         top += n.size
     rows: list[tuple] = []
@@ -159,48 +160,48 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     for n in graph.nodes:
         op = n.op
         if op.kind == SOURCE:
-            if id(n) not in place:
+            if n not in place:
                 raise NotTapeable("a source node that is not an input")
             continue
-        if id(n) not in live:
+        if n not in live:
             continue
         _check_value(n)
-        if id(n) in fused:
-            case, srcs = fused[id(n)]
+        if n in fused:
+            case, srcs = fused[n]
             if case == SOFTMAX:
-                row = (SOFTMAX, n.size, top, *place[id(srcs[0])], 0, 0, 0, 0)
+                row = (SOFTMAX, n.size, top, *place[srcs[0]], 0, 0, 0, 0)
             else:
                 row = (ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0)
-                index.extend(place[id(t)][0] for t in srcs)
+                index.extend(place[t][0] for t in srcs)
         elif op.name == "concatenate":
             run = _adjacent(n.src, place)
             if run is not None:          # pieces already side by side: a view, no row
-                place[id(n)] = run
+                place[n] = run
                 continue
             row = (GATHER, n.size, top, len(index), 0, 0, 0, 0, 0)
             for s in n.src:
-                slot, stride = place[id(s)]
+                slot, stride = place[s]
                 index.extend(range(slot, slot + stride * s.size, stride) if stride
                              else [slot] * s.size)
         elif op.kind == MOVEMENT:
-            place[id(n)] = _view(n, place[id(n.src[0])])
+            place[n] = _view(n, place[n.src[0]])
             continue
         else:
             row = _row(n, cases, place, top)
-        rows.append((*row[:WIDTH - 1], int(id(n) in reached)))
-        place[id(n)] = (top, 1)
+        rows.append((*row[:WIDTH - 1], int(n in reached)))
+        place[n] = (top, 1)
         top += n.size
     (out,) = graph.outputs
     if out.shape != () or out.dtype is not dtypes.float64:
         raise NotTapeable("the output is not a float64 scalar")
-    out_slot = place[id(out)][0]
-    if place[id(out)][0] < n_init:      # a constant output: the sweep must not write it
+    out_slot = place[out][0]
+    if place[out][0] < n_init:      # a constant output: the sweep must not write it
         raise NotTapeable("a constant output")
     layout = [top, n_init, out_slot, len(graph.inputs), len(wrt)]
     for n in graph.inputs:
-        layout += [place[id(n)][0], n.size]
+        layout += [place[n][0], n.size]
     for k in wrt:
-        layout += [place[id(graph.inputs[k])][0], graph.inputs[k].size]
+        layout += [place[graph.inputs[k]][0], graph.inputs[k].size]
     return ReverseTape(np.concatenate([np.array(rows, dtype=np.int32).reshape(-1),
                                        np.array(index, dtype=np.int32)]), len(rows),
                        np.array(init, dtype=np.float64), np.array(layout, dtype=np.int64),
@@ -217,37 +218,35 @@ def _row(n: Node, cases: dict[str, int], place: dict, top: int) -> tuple:
         raise NotTapeable(f"{op.name} of bools")
     cells = [case, n.src[0].size if op.kind == REDUCE else n.size, top]
     for s in n.src:
-        cells += place[id(s)]
+        cells += place[s]
     return tuple(cells + [0] * (WIDTH - len(cells)))
 
 
-def _fusions(graph: Graph) -> dict[int, tuple[int, list[Node]]]:
-    """{id(node): (case, sources)} for the nodes one row of the interpreter's own computes,
+def _fusions(graph: Graph) -> dict[Node, tuple[int, list[Node]]]:
+    """{node: (case, sources)} for the nodes one row of the interpreter's own computes,
     their inner nodes used nowhere else: y = softmax(x) of a vector as composite.softmax
     traces it (exp(x - shift) / sum(exp(x - shift)), the shift the guarded, gradient-stopped
     max of x), and chains ((a + b) + c) + ... of three or more scalars (W7's loss)."""
-    users: dict[int, int] = {id(n): 1 for n in graph.outputs}
-    for n in graph.nodes:
-        for s in n.src:
-            users[id(s)] = users.get(id(s), 0) + 1
-    found: dict[int, tuple[int, list[Node]]] = {}
-    chains: dict[int, list[Node]] = {}
+    users = Counter(graph.outputs)
+    users.update(s for n in graph.nodes for s in n.src)
+    found: dict[Node, tuple[int, list[Node]]] = {}
+    chains: dict[Node, list[Node]] = {}
     for y in graph.nodes:
         if y.op.name == "add" and y.size == 1 and y.dtype is dtypes.float64:
             left, right = y.src
-            terms = chains.pop(id(left), None) if users[id(left)] == 1 else None
+            terms = chains.pop(left, None) if users[left] == 1 else None
             if terms is None:
                 terms = [left]
             terms.append(right)
-            chains[id(y)] = terms
+            chains[y] = terms
         x = _softmax_source(y, users)
         if x is not None:
-            found[id(y)] = (SOFTMAX, [x])
+            found[y] = (SOFTMAX, [x])
     found.update((k, (ADDN, terms)) for k, terms in chains.items() if len(terms) > 2)
     return found
 
 
-def _softmax_source(y: Node, users: dict[int, int]) -> Node | None:
+def _softmax_source(y: Node, users: dict[Node, int]) -> Node | None:
     if y.op.name != "div" or len(y.shape) != 1:
         return None
     e, b = y.src
@@ -258,27 +257,27 @@ def _softmax_source(y: Node, users: dict[int, int]) -> Node | None:
     z = e.src[0]
     if z.op.name != "sub" or not _is_max_shift(z.src[1], z.src[0]):
         return None
-    if users[id(e)] == 2 and all(users[id(k)] == 1 for k in (b, r, s, z)):
+    if users[e] == 2 and all(users[k] == 1 for k in (b, r, s, z)):
         return z.src[0]
     return None
 
 
-def _reached(graph: Graph, fused: dict) -> set[int]:
+def _reached(graph: Graph, fused: dict) -> set[Node]:
     """The nodes a cotangent reaches from the output (as in symbolic autodiff, none passes a
     comparison or stop_gradient): only their rows run in reverse, so a NaN or inf behind a
     comparison never turns 0 * NaN into the gradient."""
-    reached = {id(n) for n in graph.outputs}
+    reached = set(graph.outputs)
     for n in reversed(graph.nodes):
-        if id(n) not in reached:
+        if n not in reached:
             continue
-        f = fused.get(id(n))
+        f = fused.get(n)
         if f is not None:
             srcs = f[1]
         elif n.op.kind == MOVEMENT:
             srcs = n.src
         else:
             srcs = [s for s, r in zip(n.src, n.op.tape_vjp or ()) if r is not None]
-        reached.update(map(id, srcs))
+        reached.update(srcs)
     return reached
 
 
@@ -293,13 +292,13 @@ def _is_max_shift(b: Node, x: Node) -> bool:
     return mx is not None and mx.op.name == "max" and mx.src[0] is x and len(x.shape) == 1
 
 
-def _live(graph: Graph, fused: dict[int, Node]) -> set[int]:
+def _live(graph: Graph, fused: dict) -> set[Node]:
     """The nodes the outputs need, a fused node needing only its source."""
-    live = {id(n) for n in graph.outputs}
+    live = set(graph.outputs)
     for n in reversed(graph.nodes):
-        if id(n) in live:
-            f = fused.get(id(n))
-            live.update(map(id, f[1] if f is not None else n.src))
+        if n in live:
+            f = fused.get(n)
+            live.update(f[1] if f is not None else n.src)
     return live
 
 
@@ -315,9 +314,9 @@ def _check_value(n: Node) -> None:
 def _adjacent(pieces: tuple[Node, ...], place: dict) -> tuple[int, int] | None:
     """The place of the concatenation of pieces that lie one after the other with stride 1
     (W7's stack of the last four nodes, computed in order), else None."""
-    start, end = place[id(pieces[0])][0], None
+    start, end = place[pieces[0]][0], None
     for s in pieces:
-        slot, stride = place[id(s)]
+        slot, stride = place[s]
         if (end is not None and slot != end) or (stride != 1 and s.size != 1):
             return None
         end = slot + s.size
