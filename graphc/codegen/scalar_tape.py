@@ -6,9 +6,10 @@ scheduling cost ~50 µs of Python per node and the result is a tape of ~14 rows 
 tape of the forward graph alone, differentiated at run time, is one row per op each way.
 Every node gets a place in one flat array of doubles: its slot and a stride (0 for a value
 broadcast from one element). Reshapes, broadcasts, 1-d slices and transposes are views
-(no row), a concatenate copies its pieces, every other op is one row. The interpreter's C
-is rendered from the ops' own declarations (`c` forward, `tape_vjp` reverse) and does not
-depend on the graph, so it is built once and then comes from the disk cache.
+(no row), a concatenate copies its pieces (a view too where they already lie side by
+side), every other op is one row. The interpreter's C is rendered from the ops' own
+declarations (`c` forward, `tape_vjp` reverse) and does not depend on the graph, so it is
+built once and then comes from the disk cache; its scalar math is glibc's (GC_VMATH_LIBM).
 """
 
 from __future__ import annotations
