@@ -6,10 +6,14 @@ as a standalone file, so it imports nothing from graphc. ``graphc/rt.py`` calls
 source checkout where the extension was never built.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
+from typing import TYPE_CHECKING
 
-import cffi
+if TYPE_CHECKING:
+    import cffi
 
 CDEF = """
 void graphc_gemm_f32(long M, long N, long K, const float *A, long rsa, long csa,
@@ -46,6 +50,7 @@ def source_hash(csrc: str) -> str:
 
 def make_ffibuilder(csrc: str = "csrc") -> cffi.FFI:
     """An FFI that builds ``graphc._rt`` from the C files in ``csrc`` (relative to the cwd)."""
+    import cffi  # here: rt.py imports this module for source_hash in every process
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     # The module records its sources' hash, so rt.py can tell a stale in-place build.

@@ -1,7 +1,9 @@
 """The call plan of one built signature: a straight-line Python function, written once per
 signature, that checks a call's arguments against that signature and, when they match exactly,
-runs it and returns the output tree; otherwise it returns MISS and the caller takes the
-general path (flatten, signature key, conversions, retrace of a new signature).
+runs it and returns the output tree; otherwise (another signature, keyword arguments, the NaN
+locator on) it passes the call on to the general path (flatten, signature key, conversions,
+retrace of a new signature). The plan is the compiled function's call itself: no Python frame
+runs before it.
 
 A match is decided without building a key: per argument leaf a type test and, for arrays,
 shape, dtype and C-contiguity; per container its type, length (and a dict's keys in order).
@@ -15,8 +17,10 @@ from collections.abc import Callable
 import numpy as np
 
 from . import pytree
+from .nans import STATE as NANS
 
-MISS = object()     # returned by a plan whose signature the arguments do not have
+MISS = object()     # returned by a train step's guard whose signature the batch does not have
+GENERAL = "return general(*args, **kwargs)"     # what a plan runs on a miss: the general path
 
 MAX_TOKENS = 256    # larger argument or output trees keep the general path
 MAX_DEPTH = 32      # and so do output trees nested deeper
@@ -24,13 +28,14 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeDef, runner,
-              weak_outputs=()) -> Callable | None:
-    """`plan(args) -> outputs or MISS` for the signature (in_treedef, specs) of a function
-    whose positional arguments are all dynamic; None where the arguments or outputs are of a
-    form the plan does not write (dataclasses, very large trees)."""
+              general: Callable, weak_outputs=()) -> Callable | None:
+    """`plan(*args, **kwargs) -> outputs` for the signature (in_treedef, specs) of a function
+    whose positional arguments are all dynamic, calling `general(*args, **kwargs)` for any
+    other call; None where the arguments or outputs are of a form the plan does not write
+    (dataclasses, very large trees)."""
     if len(in_treedef.tokens) > MAX_TOKENS or len(out_treedef.tokens) > MAX_TOKENS:
         return None
-    ns = guard_namespace()
+    ns = {**guard_namespace(), "NANS": NANS, "general": general}
     guard = _guard(in_treedef, specs, ns)
     if guard is None:
         return None
@@ -49,7 +54,8 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
     result = _tree_expr(out_treedef, outs, ns)
     if result is None:
         return None
-    src = ["def plan(args):", *lines, *body, f"    return {result}"]
+    src = ["def plan(*args, **kwargs):", "    if kwargs or NANS['on']:", f"        {GENERAL}",
+           *lines, *body, f"    return {result}"]
     exec("\n".join(src), ns)  # noqa: S102  (source built from this signature only)
     return ns["plan"]
 
@@ -59,10 +65,10 @@ def guard_namespace() -> dict:
     return {"MISS": MISS, "ndarray": np.ndarray, "LO": INT64_MIN, "HI": INT64_MAX}
 
 
-def _unpack_or_miss(names: list[str], value: str) -> list[str]:
-    """Lines that unpack `value` into `names`, returning MISS if its length differs."""
+def _unpack_or_miss(names: list[str], value: str, miss: str = "return MISS") -> list[str]:
+    """Lines that unpack `value` into `names`, running `miss` if its length differs."""
     return ["    try:", f"        {', '.join(names)}, = {value}",
-            "    except ValueError:", "        return MISS"]
+            "    except ValueError:", f"        {miss}"]
 
 
 def flat_guard(example: tuple, ns: dict) -> list[str]:
@@ -80,10 +86,10 @@ def flat_guard(example: tuple, ns: dict) -> list[str]:
 
 
 def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
-    """(lines that return MISS unless `args` has this structure and these leaf specs,
-    [(leaf variable, its kind, its spec)]), or None for a structure not written here. A
-    leaf's kind is the exact type it was checked to be. Tests that follow each other share
-    one `if`."""
+    """(lines that pass the call on to the general path unless `args` has this structure
+    and these leaf specs, [(leaf variable, its kind, its spec)]), or None for a structure
+    not written here. A leaf's kind is the exact type it was checked to be. Tests that
+    follow each other share one `if`."""
     lines: list[str] = []
     tests: list[str] = []
     leaves: list[tuple[str, type | None, tuple]] = []
@@ -92,7 +98,7 @@ def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
 
     def unpack(children: list[str], value: str) -> None:
         if tests:
-            lines.append(f"    if {' or '.join(tests)}: return MISS")
+            lines.append(f"    if {' or '.join(tests)}: {GENERAL}")
             tests.clear()
         if children:
             lines.append(f"    {', '.join(children)}, = {value}")
@@ -115,7 +121,7 @@ def _guard(treedef: pytree.TreeDef, specs: list, ns: dict):
         count += n
         if pos == 0:            # the argument tuple itself: unpacking checks its length
             if children:
-                lines += _unpack_or_miss(children, "args")
+                lines += _unpack_or_miss(children, "args", GENERAL)
             else:
                 tests.append("args")
         elif kind == "dict":

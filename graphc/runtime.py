@@ -5,20 +5,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import operator
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from . import nans, pytree
-from .callplan import MISS, make_plan
+from .callplan import make_plan
 from .capture import leaf_spec, trace_to_graph
 from .compiler import BACKENDS, default_backend, lower
 from .errors import GraphcError, TracerError
 from .ir import Graph
 from .trace import in_trace, tracing_now
-
-_NANS = nans.STATE
 
 
 class Executable:
@@ -40,10 +39,19 @@ class Executable:
         self.unflatten = pytree.unflattener(out_treedef)
         if weak_outputs:
             self.unflatten = functools.partial(_weak_to_python, self.unflatten, weak_outputs)
-        # the per-call fast path for arguments of exactly this signature (in_treedef: the
-        # structure of all positional arguments, when none is static)
-        self.plan = None if in_treedef is None else make_plan(
-            in_treedef, specs, out_treedef, runner, weak_outputs)
+        self.weak_outputs = weak_outputs
+        self.in_treedef = in_treedef    # all positional arguments' structure, none static
+        self._plan: Callable | None = None
+        self._to_plan = in_treedef is not None     # made at the first call (it needs `general`)
+
+    def plan(self, general: Callable) -> Callable | None:
+        """The call for arguments of exactly this signature (callplan.py), which passes any
+        other call to `general`; None where the signature has none."""
+        if self._to_plan:
+            self._to_plan = False
+            self._plan = make_plan(self.in_treedef, self.specs, self.out_treedef, self.runner,
+                                   general, self.weak_outputs)
+        return self._plan
 
     def __call__(self, leaves: list) -> object:
         if not self.all_dynamic:
@@ -68,6 +76,11 @@ class CompiledFunction:
     values of that moment (the transformations' direct calls work this way, as JAX's); the
     built code is still reused whenever the traced graph is the same."""
 
+    # A call runs `_call`: the call plan of the signature used last (callplan.py), which
+    # passes other calls on to `_general`, or `_general` itself before the first plan. A
+    # property rather than a method that forwards: no Python frame runs before the plan.
+    __call__ = property(operator.attrgetter("_call"))
+
     def __init__(self, fn: Callable, backend: str | None = None, optimize: bool = True,
                  static_argnums=(), retrace: bool = False):
         self.fn = fn
@@ -83,7 +96,7 @@ class CompiledFunction:
         # its built code usually comes back from _RUNNERS or the disk cache).
         self._cache: dict = {}
         self._fast: dict = {}       # per-call shortcut: key from top-level args only
-        self._plan = None           # the call plan of the signature used last (callplan.py)
+        self._call = self._general
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
@@ -146,12 +159,8 @@ class CompiledFunction:
         return Executable(graph, out_td, runner, specs, traced.weak_outputs,
                           treedef if plannable else None, traced if nans.enabled() else None)
 
-    def __call__(self, *args, **kwargs):
-        plan = self._plan
-        if plan is not None and not kwargs and not _NANS["on"]:
-            out = plan(args)
-            if out is not MISS:
-                return out
+    def _general(self, *args, **kwargs):
+        """Any call: keywords, the NaN locator, a signature other than the plan's."""
         if kwargs:
             return self._with_keywords(len(args), tuple(sorted(kwargs)))(
                 *args, *(kwargs[k] for k in sorted(kwargs)))
@@ -159,7 +168,7 @@ class CompiledFunction:
         if fast is not None:
             exe = self._fast.get(fast)
             if exe is not None and not nans.enabled():
-                self._plan = exe.plan or plan
+                self._call = exe.plan(self._general) or self._call
                 return exe.unflatten(exe.run(args))
         if in_trace(args):
             if not tracing_now():
@@ -171,7 +180,7 @@ class CompiledFunction:
         exe = self._build(args, specs) if self.retrace else self._get(key, args, specs)
         if fast is not None and not self.static_argnums:
             _bounded_put(self._fast, fast, exe)
-        self._plan = exe.plan or plan
+        self._call = exe.plan(self._general) or self._call
         return exe(leaves)
 
     def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:

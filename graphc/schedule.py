@@ -430,22 +430,29 @@ def sanitized_sizes(kernels: list[Kernel]) -> list[int]:
 def check_aliases(sched: Schedule) -> None:
     """Verify the in-place plan: once an aliased output's memory is first written, no kernel
     reads it (as that output or as its input) or writes it again, and the value copied in
-    comes from the arena or a constant, never from caller memory."""
+    comes from the arena or a constant, never from caller memory. Linear in the kernels (a
+    train step aliases every parameter and moment: W2 has 38)."""
+    writers: dict[int, list[int]] = {}      # id(buffer) -> the kernels writing it, in order
+    last_read: dict[int, int] = {}          # id(buffer) -> the last kernel reading it
+    for i, kern in enumerate(sched.kernels):
+        for v in kern.outs():
+            w = writers.setdefault(id(v.buf), [])
+            if not w or w[-1] != i:
+                w.append(i)
+        for v in kern.srcs:
+            last_read[id(v.buf)] = i
     for k, j in sched.aliases:
         out, inp = sched.outputs[k], sched.inputs[j]
-        writes = [i for i, kern in enumerate(sched.kernels)
-                  if any(v.buf is out for v in kern.outs())]
+        writes = writers.get(id(out), [])
         if len(writes) != 1:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
         src = sched.kernels[w].srcs[0].buf
         if src is not None and src.kind != "ws" and src.kind != "const":
             raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
-        for kern in sched.kernels[w + 1:]:
-            for v in kern.srcs:
-                if v.buf is out or v.buf is inp:
-                    raise GraphcError(f"internal: input {j} is read after output {k} "
-                                      "overwrote it in place")
+        if max(last_read.get(id(out), -1), last_read.get(id(inp), -1)) > w:
+            raise GraphcError(f"internal: input {j} is read after output {k} overwrote it "
+                              "in place")
 
 
 def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:

@@ -10,7 +10,6 @@ Graphviz (the `graphviz` package over the `dot` program); DOT output needs neith
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import tempfile
 from collections.abc import Callable
@@ -240,6 +239,7 @@ def gradient_health(g) -> str:
 
 
 def _esc(text: str) -> str:
+    import html  # here, not at the top: `import graphc` skips html.entities' table
     return html.escape(str(text), quote=True).replace("\n", "&#10;")
 
 
@@ -266,7 +266,7 @@ def _page(name: str, svgs: dict[str, str], first: str) -> str:
         svg = svg[svg.index("<svg"):]          # drop the XML prolog and doctype
         hidden = "" if view == first else " hidden"
         body.append(f'<div class="view" id="view-{view}"{hidden}>{svg}</div>')
-    return _PAGE.format(name=html.escape(name), first=first, views="\n".join(body))
+    return _PAGE.format(name=_esc(name), first=first, views="\n".join(body))
 
 
 def _write(text: str, path: str | None, name: str, ext: str) -> str:

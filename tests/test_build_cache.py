@@ -649,3 +649,24 @@ def test_a_changed_compiler_is_asked_again(root: Path, tmp_path: Path,
     build._compiler_id.cache_clear()
     assert build._compiler_id((str(cc),)) == first and log.read_text().count("run") == 2
     forget_probes()
+
+
+def test_one_probe_program_decides_as_the_probes_one_by_one(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-test and the libmvec probe built and run as one program give the flags and
+    libmvec verdict of the separate probes; when that program fails, the separate probes
+    decide."""
+    cc = tuple(build._compiler_argv())
+    native = [*build._BASE_FLAGS, *build._NATIVE_FLAGS]
+    program = [f for f in native if f not in ("-shared", "-fPIC")]
+    libmvec = build._program(build._LIBMVEC_CODE, "run_libmvec();")
+    one_by_one = (build._accepts_native(cc) and build._computes_correctly(cc, program)
+                  and build._probe_output(cc, program, libmvec, ("-lmvec", "-lm"))
+                  == build._LIBMVEC_EXPECTED)
+    assert build._native_and_libmvec_work(cc, native) == one_by_one
+    flags = build._tested_flags(cc)
+    monkeypatch.setattr(build, "_BOTH_PROBES", build._program("", 'printf("wrong");'))
+    assert not build._native_and_libmvec_work(cc, native)
+    assert build._tested_flags(cc) == flags
+    assert (flags == native) == (build._accepts_native(cc)
+                                 and build._computes_correctly(cc, program))

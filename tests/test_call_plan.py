@@ -12,7 +12,6 @@ from helpers import run_threads
 
 import graphc
 from graphc import compiler, native
-from graphc.callplan import MISS
 
 Pair = collections.namedtuple("Pair", "a b")
 
@@ -46,7 +45,7 @@ def same(got, want):
 
 
 def general(f, *args):
-    """f's result through the general path (flatten, signature, executable)."""
+    """f's result through the general path (flatten, signature, executable), not the plan."""
     key, leaves, specs = f._signature(args)
     return f._get(key, args, specs)(leaves)
 
@@ -72,22 +71,38 @@ def test_the_plan_gives_what_the_general_path_gives(case, backend):
     fn, traces = counted(fn)
     f = graphc.compile(fn, backend=backend)
     first = f(*args)
-    assert f._plan is not None
+    assert f._call.__name__ == "plan"
     for _ in range(3):
         same(f(*args), first)
         same(general(f, *args), first)
     assert len(traces) == 1
 
 
-def test_the_plan_runs_the_call_and_misses_other_signatures():
+def test_the_plan_is_the_call_and_passes_other_signatures_on(monkeypatch):
     f = graphc.compile(lambda x, s: graphc.sum(x * s))
     x = np.arange(6.0)
     f(x, 2.0)
-    plan = f._plan
-    assert plan((x, 3.0)) == 45.0
-    for other in [(x, 3), (x.astype(np.float32), 3.0), (x[::2], 3.0), (list(x), 3.0),
-                  (x.reshape(2, 3), 3.0), (x, np.float64(3.0)), (x,), (x, 3.0, 1.0)]:
-        assert plan(other) is MISS, other
+    plan = f._call
+    assert f.__call__ is plan and plan(x, 3.0) == 45.0
+    passed_on = []
+    monkeypatch.setitem(plan.__globals__, "general",
+                        lambda *args, **kwargs: passed_on.append((args, kwargs)))
+    others = [(x, 3), (x.astype(np.float32), 3.0), (x[::2], 3.0), (list(x), 3.0),
+              (x.reshape(2, 3), 3.0), (x, np.float64(3.0)), (x,), (x, 3.0, 1.0)]
+    for other in others:
+        assert plan(*other) is None, other
+    assert plan(x, s=3.0) is None
+    assert len(passed_on) == len(others) + 1
+    for (args, kwargs), other in zip(passed_on, others):
+        assert args is not other and len(args) == len(other) and not kwargs
+        assert all(a is b for a, b in zip(args, other))
+    assert passed_on[-1] == ((x,), {"s": 3.0})
+    previous = graphc.debug_nans(True)
+    try:
+        assert plan(x, 3.0) is None     # the NaN locator runs on the general path
+    finally:
+        graphc.debug_nans(previous)
+    assert len(passed_on) == len(others) + 2
 
 
 def test_seen_signatures_never_retrace_in_any_order():
