@@ -55,6 +55,8 @@ __all__ = [
     "cache_clear",
     "cache_dir",
     "cache_info",
+    "key_context",
+    "load_built",
     "load_module",
     "load_module_tiered",
     "module_key",
@@ -124,6 +126,7 @@ _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: e
 # module, so an evicted one stays mapped: the bound caps the memory the key strings hold.
 _loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
 _LOADED_MAX = 512
+_by_key: dict[str, tuple[cffi.FFI, object]] = {}     # load_built's modules (one per key)
 _key_locks: dict[str, threading.Lock] = {}
 _exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
 _debug_on = False
@@ -159,6 +162,7 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
                 _exec_roots[root] = _noexec_fallback(root)
                 hit = _load_from_disk_or_build(_exec_roots[root], key, source, cdef)
             _loaded[(source, cdef)] = hit
+            _by_key.setdefault(key, hit)
             while len(_loaded) > _LOADED_MAX:
                 _loaded.pop(next(iter(_loaded)), None)
     return hit
@@ -224,12 +228,35 @@ def module_key(source: str, cdef: str) -> str:
     - the name and content of every `csrc/*.h`;
     - a planted test bug, if GRAPHC_MUTANT names one (graphc/mutants.py; absent otherwise).
     """
+    parts = [source, cdef, *key_context()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
+
+
+def key_context() -> list[str]:
+    """What module_key covers besides the C source and the cdef (see there)."""
     cc = tuple(_compiler_argv())
     mutant = active_mutant()
     flags = SANITIZE_FLAGS if sanitizing() else (*_KEY_FLAGS, _libmvec_request())
-    parts = [source, cdef, *_compiler_id(cc), *flags,
-             *_environment_id(), *([f"mutant {mutant}"] if mutant else [])]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
+    return [*_compiler_id(cc), *flags, *_environment_id(),
+            *([f"mutant {mutant}"] if mutant else [])]
+
+
+def load_built(key: str) -> tuple[cffi.FFI, object] | None:
+    """`(ffi, lib)` of the module named `key` (module_key) if it is built and intact in the
+    cache (a warm start, graphc/warm.py, knows the key but not the C); None otherwise. Never
+    builds."""
+    hit = _by_key.get(key)
+    if hit is not None:
+        return hit
+    root = cache_dir()
+    if sanitizing():
+        root = root / "sanitized"
+    root = _exec_roots.get(root, root)
+    with _key_locks.setdefault(key, threading.Lock()):
+        hit = _by_key.get(key) or _load_if_intact(_entry_dir(root, key), f"_graphc_{key[:20]}")
+        if hit is not None:
+            _by_key[key] = hit
+    return hit
 
 
 def cache_dir() -> Path:
