@@ -7,7 +7,7 @@ module, each part encoded without Python's per-process hashing or object ids (un
 `Graph.structure_key`, whose `hash()` changes between processes and which leaves out the
 graph's in-place layout):
 
-- the graph: inputs (shape, dtype, arg), nodes by (op name, sources by position, shape, dtype,
+- the graph: inputs (shape, dtype, label), nodes by (op name, sources by position, shape, dtype,
   arg: ints, strings, floats by their hex, tuples, constants by dtype, shape and the sha256 of
   their bytes), outputs by position, aliases (output -> input written in place), its name;
 - `fuse`, and every GRAPHC_* setting but the cache's location and logging;
@@ -101,12 +101,13 @@ def _path(key: str) -> Path:
 
 def _encode_graph(graph: Graph) -> list:
     names = {id(n): k for k, n in enumerate(graph.inputs)}
-    items: list = [graph.name, [[list(n.shape), n.dtype.name, _encode(n.arg)]
+    # an input by position and label (its arg's first item is a per-process counter)
+    items: list = [graph.name, [[list(n.shape), n.dtype.name, _encode(n.arg[1])]
                                 for n in graph.inputs]]
     for n in graph.nodes:
         if id(n) in names:
             continue
-        if OPS.get(n.op.name) is not n.op:
+        if OPS.get(n.op.name) is not n.op or n.op.name == "input":
             raise _Unstable(n.op.name)      # an op made at run time (custom rules)
         names[id(n)] = len(names)
         items.append([n.op.name, [names[id(s)] for s in n.src], list(n.shape), n.dtype.name,
