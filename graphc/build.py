@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -184,6 +183,7 @@ def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object],
     if _entry_dir(root, key).exists():
         return load_module(source, cdef), None
     _make_dirs(root)
+    import tempfile  # not on a warm start's path
     tmp = Path(tempfile.mkdtemp(prefix="quick-", dir=root / "tmp"))
     name = f"_graphc_{key[:20]}_quick"
     try:
@@ -397,6 +397,7 @@ def _resolve_root(configured: str) -> Path:
     root = Path(configured).expanduser()
     if _writable(root):
         return root
+    import tempfile  # not on a warm start's path
     fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}"
     warnings.warn(
         f"graphc cannot write its kernel cache at {root}; using {fallback} instead. "
@@ -470,6 +471,7 @@ def _refused_mapping(exc: BaseException) -> bool:
 
 
 def _noexec_fallback(root: Path) -> Path:
+    import tempfile  # not on a warm start's path
     fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}-exec"
     if fallback == root or not _writable(fallback):
         raise GraphcError(f"graphc cannot load compiled kernels from {root} (is it mounted "
@@ -559,6 +561,7 @@ def _build_and_install(
 
     A module that does not load (an undefined symbol) is a CompileError and is never installed.
     """
+    import tempfile  # not on a warm start's path
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root / "tmp"))
     try:
         start = time.perf_counter()
@@ -692,6 +695,7 @@ def _probe_output(cc: tuple[str, ...], flags: list[str], program: str,
     """What `program`, built with flags, prints (stripped; "exit <code>" if it fails); None if
     it cannot be built or run here."""
     import subprocess  # builds only
+    import tempfile  # not on a warm start's path
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         exe = os.path.join(tmp, "probe")
         cmd = [*cc, *flags, f"-I{CSRC_DIR}", "-x", "c", "-", "-o", exe, *libs]
@@ -789,6 +793,7 @@ def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
 def _accepts_native(cc: tuple[str, ...]) -> bool:
     """Some compilers (or targets) reject -march=native; then we build portable -O3 code."""
     import subprocess  # builds only
+    import tempfile  # not on a warm start's path
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         cmd = [*cc, *_NATIVE_FLAGS, "-x", "c", "-c", "-", "-o", os.path.join(tmp, "probe.o")]
         try:
