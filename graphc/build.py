@@ -10,6 +10,8 @@ lookup; otherwise the module comes from the on-disk cache, else gcc builds it. D
     <root>/tmp/                            builds in progress; installed by renaming the directory
     <root>/failed/<modname>.c              the source of the last failed build of that module
     <root>/toolchain/<hash>.json           the compiler's verdicts (version, flags, libmvec)
+    <root>/plans/<d[:2]>/<d>.pickle        warm starts: a graph's module key and runner data
+                                           (graphc/warm.py)
 
 `<root>` is `$GRAPHC_CACHE_DIR`, else `platformdirs.user_cache_dir("graphc")`; if that is not
 writable, `<tmpdir>/graphc-cache-<uid>`. `GRAPHC_DEBUG=1` logs builds and disk loads to stderr.
@@ -280,7 +282,7 @@ def cache_clear() -> int:
         _remove_entry(root, entry)
         with contextlib.suppress(OSError):  # the <key[:2]> dir, if now empty
             entry.parent.rmdir()
-    for sub in ("failed", "locks", "toolchain"):
+    for sub in ("failed", "locks", "toolchain", "plans"):
         shutil.rmtree(root / sub, ignore_errors=True)
     _remove_stale_temps(root)
     return len(entries)

@@ -170,3 +170,12 @@ def test_a_missing_module_or_a_corrupt_record_falls_back_to_a_cold_start(monkeyp
     _forget_loaded_modules(monkeypatch)
     np.testing.assert_array_equal(native.CRunner(g).call(_args())[0], want[0])
     assert warm.load(key) == record
+
+
+def test_cache_clear_removes_the_records(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    key = warm.digest(_graph(), True)
+    warm.save(key, {"module": "0" * 64})
+    assert warm.load(key)["module"] == "0" * 64
+    build.cache_clear()
+    assert warm.load(key) is None and not (tmp_path / "plans").exists()
