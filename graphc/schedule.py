@@ -2,9 +2,10 @@
 
 Movement ops (broadcast_to, transpose, slice, and reshape of contiguous data) become index
 arithmetic on views and cost nothing at run time; everything else is a kernel writing a
-buffer. Graph outputs are written straight into the caller's arrays where possible, except
-outputs aliased to an input (in-place updates): those are computed in the arena and copied
-into the input's memory by kernels placed after every other kernel (see `_alias_copies`).
+buffer. Graph outputs are written straight into the caller's arrays where possible. An output
+aliased to an input (an in-place update) is written straight into the input's memory when no
+later kernel reads that input (`direct_writes`); otherwise it is computed in the arena and
+copied into the input's memory by kernels placed after every other kernel (`_alias_copies`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import mutants, sanitize
@@ -23,6 +25,7 @@ from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
+VIEW_OPS = ("broadcast_to", "transpose", "slice", "reshape", "stop_gradient")  # no kernel
 
 
 @dataclass(eq=False)
@@ -99,8 +102,9 @@ class Schedule:
 
 
 class _Planner:
-    def __init__(self, graph: Graph, groups: list[Group]):
+    def __init__(self, graph: Graph, groups: list[Group], direct: bool = True):
         self.graph = graph
+        self.direct_ok = direct
         self.groups = [g for g in groups if len(g.nodes) > 1]
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
@@ -135,13 +139,20 @@ class _Planner:
         return b
 
     def dest(self, node: Node) -> View:
-        buf = self.target.pop(id(node), None) or self.new_ws(node)
+        buf = self.target.pop(id(node), None) or self.direct.get(id(node)) or self.new_ws(node)
         return View(buf, 0, contiguous_strides(node.shape))
 
     def plan(self) -> Schedule:
         groups = self.groups
         self.outside = used_outside(self.graph, groups) if groups else set()
-        for unit in unit_order(self.graph, groups):
+        order = unit_order(self.graph, groups)
+        self.direct = ({id(self.graph.outputs[k]): self.inputs[j] for k, j in
+                        direct_writes(self.graph, order)}
+                       if self.direct_ok else {})
+        guard = self._guard_position(order) if self.direct else None
+        for u, unit in enumerate(order):
+            if u == guard:          # a failed check stops the run before an input is written
+                self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
             if isinstance(unit, Group):
                 self.lower_group(unit)
             elif id(unit) not in self.views:
@@ -163,6 +174,13 @@ class _Planner:
         check_aliases(sched)
         return sched
 
+    def _guard_position(self, order: list) -> int | None:
+        """The first unit writing an input directly, if the graph has run-time checks."""
+        if not any(n.op.may_fail for n in self.graph.nodes):
+            return None
+        return next(u for u, unit in enumerate(order) if any(
+            id(n) in self.direct for n in (unit.nodes if isinstance(unit, Group) else [unit])))
+
     def _alias_copies(self) -> None:
         """Aliased outputs last: values still in caller memory (an input, or a view of one)
         are first copied to the arena, then a guard stops a failed run before any input is
@@ -170,15 +188,17 @@ class _Planner:
         if not self.graph.aliases:
             return
         values = {}
-        for k, _ in self.graph.aliases:
+        for k, j in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
+            if v.buf is self.inputs[j] and self.direct.get(id(n)) is v.buf:
+                continue                         # computed straight into the input's memory
             if v.buf is not None and v.buf.kind != "ws":
                 v = self.materialize(n, v)
             values[k] = v
-        if any(n.op.may_fail for n in self.graph.nodes):
+        if values and any(n.op.may_fail for n in self.graph.nodes):
             self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
-        for k, _ in self.graph.aliases:
+        for k in values:
             n = self.graph.outputs[k]
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
             self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
@@ -268,6 +288,64 @@ class _Planner:
         b = Buffer("const", len(self.consts), n.dtype, n.size)
         self.consts.append((b, value))
         return View(b, 0, contiguous_strides(n.shape))
+
+
+def direct_writes(graph: Graph, order: list) -> list[tuple[int, int]]:
+    """The aliased outputs (k, j) that may be computed straight into input j's memory in a
+    run of the units in `order` (no copy from the arena afterwards). Output k's node n must
+    be computed by a kernel (not a view of memory), read by no other unit (in its own fused
+    nest a value passes in a register) and returned once,
+    and every read of input j (through any view) must
+    come before n's unit, or be in it: an elementwise n reading input j itself, contiguous,
+    each element read before it is written in the same iteration. n's unit must come after
+    every run-time check (a failed run leaves the inputs intact: the planner puts a guard
+    before the first direct write), and input j must not be 0-d (passed by value)."""
+    if not graph.aliases:
+        return []
+    base = {id(x): j for j, x in enumerate(graph.inputs) if x.shape != ()}
+    readers: dict[int, set[int]] = {}
+    unit_at: dict[int, int] = {}
+    last_read: dict[int, int] = {}
+    fails = -1                                  # the last unit with a run-time check
+    for u, unit in enumerate(order):
+        members = unit.nodes if isinstance(unit, Group) else [unit]
+        for n in members:
+            unit_at[id(n)] = u
+            if n.op.may_fail:
+                fails = u
+            for s in n.src:
+                readers.setdefault(id(s), set()).add(u)
+            for s in n.src:
+                if id(s) in base:
+                    last_read[base[id(s)]] = u
+            if (n.op.name in VIEW_OPS or n.op.kind == "alias") and id(n.src[0]) in base:
+                base[id(n)] = base[id(n.src[0])]
+    returned = Counter(id(n) for n in graph.outputs)
+    direct = []
+    for k, j in graph.aliases:
+        n = graph.outputs[k]
+        u = unit_at.get(id(n))
+        if (u is None or readers.get(id(n), {u}) != {u} or returned[id(n)] > 1 or id(n) in base
+                or n.op.name in VIEW_OPS or n.op.kind in ("alias", "source")):
+            continue
+        if last_read.get(j, -1) > u or u <= fails:
+            continue
+        if last_read.get(j, -1) == u and not _reads_in_step(order[u], n, graph.inputs[j],
+                                                          base, j):
+            continue
+        direct.append((k, j))
+    return direct
+
+
+def _reads_in_step(unit, n: Node, x: Node, base: dict, j: int) -> bool:
+    """Whether unit's every read of input j (node x, or a view of it) is x itself, read by
+    elementwise nodes of n's shape in n's unit, n elementwise too: each element of x is then
+    loaded before the element of n at the same position is stored."""
+    members = unit.nodes if isinstance(unit, Group) else [unit]
+    if n.op.kind != "elementwise" or (isinstance(unit, Group) and unit.shape != n.shape):
+        return False
+    return all(s is x and m.op.kind == "elementwise" and m.shape == n.shape
+               for m in members for s in m.src if base.get(id(s)) == j)
 
 
 def used_outside(graph: Graph, groups: list[Group]) -> set[int]:
@@ -428,10 +506,11 @@ def sanitized_sizes(kernels: list[Kernel]) -> list[int]:
 
 
 def check_aliases(sched: Schedule) -> None:
-    """Verify the in-place plan: once an aliased output's memory is first written, no kernel
-    reads it (as that output or as its input) or writes it again, and the value copied in
-    comes from the arena or a constant, never from caller memory. Linear in the kernels (a
-    train step aliases every parameter and moment: W2 has 38)."""
+    """Verify the in-place plan: an aliased output's memory (the output's slot, or its input
+    written directly) is written by one kernel, after which no kernel reads it (as that
+    output or as its input) or writes it again; a value copied in comes from the arena or a
+    constant, never from caller memory. Linear in the kernels (a train step aliases every
+    parameter and moment: W2 has 38)."""
     writers: dict[int, list[int]] = {}      # id(buffer) -> the kernels writing it, in order
     last_read: dict[int, int] = {}          # id(buffer) -> the last kernel reading it
     for i, kern in enumerate(sched.kernels):
@@ -443,11 +522,11 @@ def check_aliases(sched: Schedule) -> None:
             last_read[id(v.buf)] = i
     for k, j in sched.aliases:
         out, inp = sched.outputs[k], sched.inputs[j]
-        writes = writers.get(id(out), [])
+        writes = sorted({*writers.get(id(out), []), *writers.get(id(inp), [])})
         if len(writes) != 1:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
-        src = sched.kernels[w].srcs[0].buf
+        src = sched.kernels[w].srcs[0].buf if sched.kernels[w].kind == "copy" else None
         if src is not None and src.kind != "ws" and src.kind != "const":
             raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
         if max(last_read.get(id(out), -1), last_read.get(id(inp), -1)) > w:
@@ -470,13 +549,15 @@ def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
         live.append(b)
 
 
-def schedule(graph: Graph, fuse: bool = False, min_size: int = 0) -> Schedule:
+def schedule(graph: Graph, fuse: bool = False, min_size: int = 0,
+             direct: bool = True) -> Schedule:
     """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
-    elements are fused (passes/fuse.py)."""
+    elements are fused (passes/fuse.py); with `direct`, aliased outputs may be written
+    straight into their inputs (`direct_writes`)."""
     groups: list[Group] = []
     if fuse:
         graph, groups = fuse_groups(graph, min_size)
-    return _Planner(graph, groups).plan()
+    return _Planner(graph, groups, direct).plan()
 
 
 def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:
