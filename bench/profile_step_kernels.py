@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 
 os.environ["GRAPHC_TIERED"] = "0"      # one build: the -O3 module is the one profiled
-# a GRAPHC_* setting is part of a warm-start record's key (graphc/warm.py): the instrumented
-# module's records stay apart from the plain module's
-os.environ["GRAPHC_PROFILE_MARKS"] = "1"
+os.environ["GRAPHC_WARM_START"] = "0"  # generate every time (graphc/warm.py): marks the C
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
 import graphc  # noqa: E402
 import graphc.native as native  # noqa: E402
@@ -73,7 +71,6 @@ def main(workload: str, reps: int) -> None:
         libs.append((self.ffi, lib))
         use(self, lib)
     native.generate_c, native.CRunner._use = generate_marked, use_kept
-    native.warm.load = lambda key: None     # always generate: the marks' labels come from it
     loss, sizes, dtype, batch_fn, optimizer, lr = P.training_specs()[workload]
     params = G._as_dict(P.init_mlp(sizes, 0, dtype))
     step = graphc.train_step({"hinge": G._hinge, "ce": G._ce}[loss],

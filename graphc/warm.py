@@ -54,7 +54,11 @@ class _Unstable(Exception):
 
 def digest(graph: Graph, fuse: bool) -> str | None:
     """The hex sha256 naming the module `graph` lowers to, or None if the graph holds an arg
-    that cannot be encoded stably (see the module docstring)."""
+    that cannot be encoded stably (see the module docstring) or GRAPHC_WARM_START=0 (no
+    record read or written: for code that patches the lowering in a running process, which
+    the key cannot see)."""
+    if os.environ.get("GRAPHC_WARM_START", "1") in ("", "0"):
+        return None
     try:
         parts = [_encode_graph(graph), fuse, _settings(), key_context(), _code_hash()]
     except _Unstable:

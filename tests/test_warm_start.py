@@ -150,7 +150,9 @@ def test_the_key_is_the_same_in_another_process():
     assert keys == {here}
 
 
-def test_an_arg_without_a_stable_encoding_has_no_key():
+def test_an_arg_without_a_stable_encoding_or_the_switch_off_has_no_key(monkeypatch):
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")
+    assert warm.digest(_graph(), True) is None
     with pytest.raises(warm._Unstable):
         warm._encode(("axis", object()))
     assert warm._encode(1) != warm._encode(True) != warm._encode(1.0)
