@@ -99,7 +99,8 @@ class CRunner:
     def _use(self, lib) -> None:
         if self._links_runtime:       # its gemm, or the thread count of parallel loops
             addr = runtime_addresses()
-            getattr(lib, self._entry_name[1])(addr["f32"], addr["f64"], addr["threads"])
+            _, link, linked = self._entry_name
+            getattr(lib, link)(*(addr[key] for key in linked))
         self._entry = getattr(lib, self._entry_name[0])
 
     def bind(self, ns: dict) -> None:
@@ -269,8 +270,8 @@ def generate_c(graph: Graph, fuse: bool) -> tuple:
 def _plan(source: str, sched, key: str, hidden: list[np.ndarray]) -> dict:
     """What a runner needs besides the graph, as plain data (a warm start's record): the
     module's key, entry points, inputs, hidden arrays, workspace, aliases, check sites."""
-    from .codegen.c import ENTRY, LINK, by_value, check_sites, uses_runtime
-    return {"module": key, "entry": (ENTRY, LINK), "runtime": uses_runtime(source),
+    from .codegen.c import ENTRY, LINK, LINKED, by_value, check_sites, uses_runtime
+    return {"module": key, "entry": (ENTRY, LINK, LINKED), "runtime": uses_runtime(source),
             "inputs": [(by_value(b), b.dtype.np.str, b.dtype.is_float) for b in sched.inputs],
             "hidden": [warm.pack_array(h) for h in hidden],
             "ws_bytes": sched.ws_bytes, "aliases": [tuple(a) for a in sched.aliases],

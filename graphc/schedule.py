@@ -20,11 +20,12 @@ from . import mutants, sanitize
 from .dtypes import DType
 from .errors import GraphcError
 from .ir import Graph, Node, where_text
-from .passes.fuse import Group
+from .passes.fuse import Group, update_epilogues
 from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
+UPDATE_IN_PLACE_MAX_K = 256  # GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K of csrc/graphc_gemm.h
 VIEW_OPS = ("broadcast_to", "transpose", "slice", "reshape", "stop_gradient")  # no kernel
 
 
@@ -81,6 +82,7 @@ class Kernel:
     note: str = ""
     fused: Fused | None = None
     inplace: bool = False      # writes over an input buffer that dies here (plan_memory)
+    epilogue: str = ""         # matmul: "add" / "sub": out = srcs[2] ± srcs[3] * (A @ B)
 
     def outs(self) -> list[View]:
         return [v for _, v in self.fused.stores] if self.fused else [self.out]
@@ -108,6 +110,8 @@ class _Planner:
         self.groups = [g for g in groups if len(g.nodes) > 1]
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
+        self.updates = update_epilogues(graph, self.groups)    # by matmul (lower_update)
+        self.in_gemm: set[int] = set()      # groups the gemm computed as its epilogue
         self.n_ws = 0
         self.consts: list = []
         self.hidden: list = []
@@ -149,12 +153,15 @@ class _Planner:
         self.direct = ({id(self.graph.outputs[k]): self.inputs[j] for k, j in
                         direct_writes(self.graph, order)}
                        if self.direct_ok else {})
+        for upd in self.updates.values():     # an update gemm writes its own (_updates_in_place)
+            self.direct.pop(id(upd.group.nodes[-1]), None)
         guard = self._guard_position(order) if self.direct else None
         for u, unit in enumerate(order):
             if u == guard:          # a failed check stops the run before an input is written
                 self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
             if isinstance(unit, Group):
-                self.lower_group(unit)
+                if id(unit) not in self.in_gemm:
+                    self.lower_group(unit)
             elif id(unit) not in self.views:
                 self.views[id(unit)] = self.lower(unit)
         aliased = {k for k, _ in self.graph.aliases}
@@ -184,24 +191,69 @@ class _Planner:
     def _alias_copies(self) -> None:
         """Aliased outputs last: values still in caller memory (an input, or a view of one)
         are first copied to the arena, then a guard stops a failed run before any input is
-        overwritten, then each value is copied into its input's memory."""
+        overwritten, then each value is copied into its input's memory. An update gemm
+        (Kernel.epilogue) instead writes its input's memory itself where it may
+        (`_updates_in_place`); the guard then comes before the first of them."""
         if not self.graph.aliases:
             return
+        direct = self._updates_in_place()
         values = {}
         for k, j in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
             if v.buf is self.inputs[j] and self.direct.get(id(n)) is v.buf:
                 continue                         # computed straight into the input's memory
-            if v.buf is not None and v.buf.kind != "ws":
+            if k not in direct and v.buf is not None and v.buf.kind != "ws":
                 v = self.materialize(n, v)
             values[k] = v
-        if values and any(n.op.may_fail for n in self.graph.nodes):
+        if any(n.op.may_fail for n in self.graph.nodes) and direct:
+            at = min(self.kernels.index(kern) for kern in direct.values())
+            self.kernels.insert(at, Kernel("guard", None, (), View(None, 0, ()), []))
+        elif values and any(n.op.may_fail for n in self.graph.nodes):
             self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
         for k in values:
             n = self.graph.outputs[k]
+            if k in direct:
+                direct[k].out = View(self.outputs[k], 0, contiguous_strides(n.shape))
+                continue
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
             self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
+
+    def _updates_in_place(self) -> dict[int, Kernel]:
+        """Aliased outputs k an update gemm can write into its input's memory, by k: the
+        value is `input ± scale * (A @ B)` (the input its addend, read whole, in order),
+        K <= UPDATE_IN_PLACE_MAX_K (one pass: csrc/graphc_gemm.h), every check that may fail
+        comes before it (so the guard can stop a failed run before it), and no later kernel
+        reads the input or the value."""
+        if os.environ.get("GRAPHC_UPDATE_IN_PLACE", "1") == "0":      # A/B measurements
+            return {}
+        writer = {id(kern.out.buf): i for i, kern in enumerate(self.kernels)
+                  if kern.epilogue and kern.out.buf is not None}
+        fails = [i for i, kern in enumerate(self.kernels)
+                 if kern.node is not None and kern.node.op.may_fail]
+        last_read: dict[int, int] = {}
+        for i, kern in enumerate(self.kernels):
+            for w in kern.srcs:
+                last_read[id(w.buf)] = i
+        direct: dict[int, Kernel] = {}
+        taken: set[int] = set()         # a kernel writes one output
+        for k, j in self.graph.aliases:
+            n = self.graph.outputs[k]
+            v = self.views[id(n)]
+            i = writer.get(id(v.buf), -1)
+            if i < 0 or (fails and i < fails[-1]):
+                continue
+            kern, inp = self.kernels[i], self.inputs[j]
+            d = kern.srcs[2]
+            if (d.buf is not inp or d.offset or not d.is_contiguous(n.shape)
+                    or kern.node.src[0].shape[-1] > UPDATE_IN_PLACE_MAX_K
+                    or any(w.buf is inp for w in kern.srcs[:2])
+                    or last_read.get(id(inp), -1) > i or last_read.get(id(v.buf), -1) > i
+                    or id(kern) in taken):
+                continue
+            direct[k] = kern
+            taken.add(id(kern))
+        return direct
 
     def lower_group(self, g: Group) -> None:
         """One fused kernel: outside sources are loaded through their views, members used
@@ -248,6 +300,10 @@ class _Planner:
             return View(v.buf, v.offset, contiguous_strides(n.shape))
         if name == "stop_gradient" or kind == "alias":
             return srcs[0]
+        if kind == "contract" and id(n) in self.updates:
+            out = self.lower_update(n, srcs)
+            if out is not None:
+                return out
         out = self.dest(n)
         if kind == "elementwise":
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
@@ -275,6 +331,39 @@ class _Planner:
         else:
             raise NotImplementedError(f"no C lowering for op {name}")
         return out
+
+    def lower_update(self, n: Node, srcs: list[View]) -> View | None:
+        """The matmul n and the update group that reads it (fuse.update_epilogues) as one
+        gemm with an epilogue, when the group's addend and scale are already computed (the
+        group's work moves to the matmul's place), the addend is in memory with unit stride
+        along columns and the scale is one value. Returns the group's value, or None."""
+        upd = self.updates[id(n)]
+        addend = self.views.get(id(upd.addend))
+        scale = self._scalar_view(upd.scale)
+        if (addend is None or scale is None or any(scale.strides) or addend.buf is None
+                or (n.shape[1] > 1 and addend.strides[1] != 1)
+                or any(v.literal is not None for v in srcs)):
+            return None
+        top = upd.group.nodes[-1]
+        out = self.dest(top)
+        self.kernels.append(Kernel("matmul", n, n.shape, out, [*srcs, addend, scale],
+                                   note=f"{top.op.name} update",
+                                   epilogue=top.op.name))
+        self.views[id(top)] = out
+        self.in_gemm.add(id(upd.group))
+        return out
+
+    def _scalar_view(self, node: Node) -> View | None:
+        """The view of a one-value node already computed, or of one that costs no kernel (a
+        splat constant, a broadcast of a computed scalar) made now; else None."""
+        v = self.views.get(id(node))
+        if v is None and node.op.name == "const" and node.arg.value.size == 1:
+            v = self.const_view(node)
+        if v is None and node.op.name == "broadcast_to":
+            one = self._scalar_view(node.src[0])
+            v = None if one is None else View(one.buf, one.offset, (0,) * len(node.shape),
+                                              one.literal)
+        return v
 
     def materialize(self, node: Node, v: View) -> View:
         out = View(self.new_ws(node), 0, contiguous_strides(node.shape))
@@ -527,7 +616,10 @@ def check_aliases(sched: Schedule) -> None:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
         src = sched.kernels[w].srcs[0].buf if sched.kernels[w].kind == "copy" else None
-        if src is not None and src.kind != "ws" and src.kind != "const":
+        if sched.kernels[w].epilogue:        # an update gemm: reads the input only as addend
+            if any(v.buf is inp for v in sched.kernels[w].srcs[:2]):
+                raise GraphcError(f"internal: in-place output {k}'s product reads input {j}")
+        elif src is not None and src.kind != "ws" and src.kind != "const":
             raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
         if max(last_read.get(id(out), -1), last_read.get(id(inp), -1)) > w:
             raise GraphcError(f"internal: input {j} is read after output {k} overwrote it "

@@ -35,6 +35,8 @@ from .writer import CWriter
 
 ENTRY = "graphc_entry"
 LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (graphc/rt.py)
+# LINK's arguments: these keys of graphc.rt.runtime_addresses(), in order
+LINKED = ("f32", "f64", "threads", "update_f32", "update_f64")
 LINES_PER_PART = 2000
 TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
 # A matmul of at most this many multiply-adds (M*N*K) is emitted as loops with its extents and
@@ -571,7 +573,7 @@ class _Emitter:
 
     def matmul(self, k: Kernel) -> None:
         n = k.node
-        a, b = k.srcs
+        a, b = k.srcs[:2]
         batch = n.shape[:-2]
         m, kk, nn = n.src[0].shape[-2], n.src[0].shape[-1], n.shape[-1]
         views = [View(k.out.buf, k.out.offset, k.out.strides[:-2]),
@@ -583,12 +585,33 @@ class _Emitter:
             pa = self._matrix_ptr(a, idx[1])
             pb = self._matrix_ptr(b, idx[2])
             pc = f"{_ptr(k.out.buf)} + {idx[0]}"
-            if m * nn * kk <= SMALL_MATMUL_MACS:
+            if k.epilogue:
+                self._update_gemm(k, (m, nn, kk), pa, pb, pc)
+            elif m * nn * kk <= SMALL_MATMUL_MACS:
                 self._small_matmul(n.dtype.c, (m, nn, kk), (pa, a.strides), (pb, b.strides), pc)
             else:
                 self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, "
                             f"{pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, 0);")
             self.close(depth)
+
+    def _update_gemm(self, k: Kernel, mnk: tuple, pa: str, pb: str, pc: str) -> None:
+        """A matmul with an update epilogue (schedule.Kernel.epilogue): out = D ± s * (A @ B)
+        by graphc_gemm_update, or for a small product the loops, then the update in a loop
+        (the same rounding: d + alpha * g, contracted to one FMA as in a fused loop)."""
+        (m, nn, kk), (a, b, d, s), t = mnk, k.srcs, k.node.dtype
+        alpha = ("-" if k.epilogue == "sub" else "") + f"({_load(s, t, str(s.offset))})"
+        pd = f"{_ptr(d.buf, const=True)} + {d.offset}"
+        if m * nn * kk > SMALL_MATMUL_MACS:
+            self.w.line(f"gc_gemm_update_{t.short}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, "
+                        f"{a.strides[-1]}, {pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, "
+                        f"{pd}, {d.strides[0]}, {alpha});")
+            return
+        self.w.line(f"{t.c} gcp[{m * nn}];")          # D may be C (in place): not C yet
+        self._small_matmul(t.c, mnk, (pa, a.strides), (pb, b.strides), "gcp")
+        self.w.line(f"const {t.c} alpha = {alpha};")
+        with self.w.block(f"for (long i = 0; i < {m}; i++)"):
+            self.w.line(f"for (long j = 0; j < {nn}; j++) ({pc})[i * {nn} + j] = "
+                        f"({pd})[i * {d.strides[0]} + j] + alpha * gcp[i * {nn} + j];")
 
     def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
         """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS): each C[i, j] sums
@@ -702,18 +725,17 @@ class _Emitter:
         uses_gemm = any(k.kind == "matmul" for k in s.kernels)
         if uses_gemm:
             w.line('#include "graphc_gemm.h"')
-            w.line("static graphc_gemm_f32_fn gc_gemm_f32;")
-            w.line("static graphc_gemm_f64_fn gc_gemm_f64;")
+            for t in ("f32", "f64"):
+                w.line(f"static graphc_gemm_{t}_fn gc_gemm_{t};")
+                w.line(f"static graphc_gemm_update_{t}_fn gc_gemm_update_{t};")
         # the runtime's thread count (graphc_threads.h), read at each parallel loop
         w.line("static const int gc_one_thread = 1;")
         w.line("static const int *gc_threads = &gc_one_thread;")
         w.line("#define GC_THREADS __atomic_load_n(gc_threads, __ATOMIC_RELAXED)")
-        with w.block(f"void {LINK}(intptr_t f32, intptr_t f64, intptr_t threads)"):
-            if uses_gemm:
-                w.line("gc_gemm_f32 = (graphc_gemm_f32_fn)f32;")
-                w.line("gc_gemm_f64 = (graphc_gemm_f64_fn)f64;")
-            else:
-                w.line("(void)f32; (void)f64;")
+        with w.block(f"void {LINK}({', '.join(f'intptr_t {p}' for p in LINKED)})"):
+            gemms = [p for p in LINKED if p != "threads"]
+            for p in gemms:
+                w.line(f"gc_gemm_{p} = (graphc_gemm_{p}_fn){p};" if uses_gemm else f"(void){p};")
             w.line("gc_threads = (const int *)threads;")
         for b, value in s.consts:
             flat = value.reshape(-1)
@@ -885,5 +907,5 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     emitter = _Emitter(sched, tape)
     source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
-            f"void {LINK}(intptr_t, intptr_t, intptr_t);\n")
+            f"void {LINK}({', '.join('intptr_t' for _ in LINKED)});\n")
     return source, cdef, sched, emitter.marks

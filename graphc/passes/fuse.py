@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node, prod
-from ..ops import ELEMENTWISE, REDUCE
+from ..ops import CONTRACT, ELEMENTWISE, REDUCE
 
 RECOMPUTE_MAX_FLOPS = 8  # per element: the most a reader nest computes again to skip a store
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
@@ -463,3 +463,51 @@ def fuse(graph: Graph, min_size: int = 0) -> tuple[Graph, list[Group]]:
         return graph, groups
     graph, clones = recompute.rewrite()
     return graph, _Fuser(graph, min_size, clones | masks).run()
+
+
+@dataclass
+class Update:
+    """A group that the gemm of a matmul can compute as its epilogue: the group's value is
+    `addend + alpha * product` (SGD's `W - lr * dW`), with `scale` the scalar (alpha, or
+    -alpha when `negate`) and `addend` a tensor of the product's shape (schedule.py lowers it
+    with graphc_gemm_update, csrc/graphc_gemm.h)."""
+    group: Group
+    product: Node
+    addend: Node
+    scale: Node
+    negate: bool
+
+
+def update_epilogues(graph: Graph, groups: list[Group]) -> dict[int, Update]:
+    """Fused groups of exactly `addend ± scale * product` over a 2-D matmul's shape, where
+    the product (a matmul, not a graph output) is read by nothing else, by the id of the
+    matmul. The gemm then adds it to the addend as it stores each tile of C, instead of
+    writing the product for a separate loop to read back (one pass over the matrix, not
+    three)."""
+    users: dict[int, int] = {}
+    for n in graph.nodes:
+        for s in n.src:
+            users[id(s)] = users.get(id(s), 0) + 1
+    outputs = {id(n) for n in graph.outputs}
+    found: dict[int, Update] = {}
+    for g in groups:
+        if len(g.nodes) != 2 or g.axes:
+            continue
+        mul, top = g.nodes
+        if mul.op.name != "mul" or top.op.name not in ("add", "sub") or id(mul) in outputs:
+            continue
+        products = [s for s in mul.src if s.op.kind == CONTRACT]
+        if len(products) != 1 or top.src.count(mul) != 1 or (
+                top.op.name == "sub" and top.src[1] is not mul):
+            continue
+        product = products[0]
+        scale = mul.src[1] if mul.src[0] is product else mul.src[0]
+        addend = top.src[1] if top.src[0] is mul else top.src[0]
+        one = scale.src[0] if scale.op.name == "broadcast_to" else scale
+        if (len(product.shape) == 2 and users.get(id(product)) == 1 and users.get(id(mul)) == 1
+                and id(product) not in outputs and addend.shape == product.shape
+                and (one.size == 1 or one.op.name == "const" and one.arg.value.size == 1)
+                and mul.dtype == top.dtype == product.dtype == addend.dtype == scale.dtype
+                and product.dtype.is_float and id(product) not in found):
+            found[id(product)] = Update(g, product, addend, scale, top.op.name == "sub")
+    return found
