@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 os.environ["GRAPHC_TIERED"] = "0"      # one build: the -O3 module is the one profiled
+os.environ["GRAPHC_WARM_START"] = "0"  # generate every time (graphc/warm.py): marks the C
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
 import graphc  # noqa: E402
 import graphc.native as native  # noqa: E402
@@ -58,7 +59,7 @@ def instrument(source: str) -> tuple[str, list[str]]:
 def main(workload: str, reps: int) -> None:
     labels: list[str] = []
     libs: list = []
-    generate, use = native.generate, native.CRunner._use
+    generate, use = native.generate_c, native.CRunner._use
 
     def generate_marked(graph, fuse=True):
         source, cdef, sched, marks = generate(graph, fuse)
@@ -69,7 +70,7 @@ def main(workload: str, reps: int) -> None:
     def use_kept(self, lib):
         libs.append((self.ffi, lib))
         use(self, lib)
-    native.generate, native.CRunner._use = generate_marked, use_kept
+    native.generate_c, native.CRunner._use = generate_marked, use_kept
     loss, sizes, dtype, batch_fn, optimizer, lr = P.training_specs()[workload]
     params = G._as_dict(P.init_mlp(sizes, 0, dtype))
     step = graphc.train_step({"hinge": G._hinge, "ce": G._ce}[loss],

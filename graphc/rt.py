@@ -23,7 +23,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import threading
 
 import numpy as np
@@ -51,6 +50,8 @@ def _csrc_dir() -> str | None:
 
 def _build_in_cache(csrc: str, key: str) -> str:
     """Build graphc._rt from ``csrc`` into a per-key cache directory; return the module path."""
+    import tempfile  # builds only, as cffi and filelock
+
     import cffi
     from filelock import FileLock
 

@@ -289,6 +289,7 @@ def _logits_softmax_sum(x, b):
 
 def _plan(fn, *args, max_flops=None, monkeypatch=None):
     if max_flops is not None:
+        monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
         monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", max_flops)
     return schedule(trace_to_graph(fn, args)[0], fuse=True)
 
@@ -329,6 +330,7 @@ def test_a_relu_mask_is_read_back_from_the_output_not_stored(monkeypatch):
                    for k in sched.kernels for v in k.outs() if v.buf is not None)
     after = schedule(graph, fuse=True)
     got = graphc.compile(vg)(x, v)
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
     monkeypatch.setattr(fuse_module, "masks_from_outputs", lambda g, _: (g, frozenset()))
     assert masks(after) == 0 and masks(schedule(graph, fuse=True)) == 1
     want = graphc.compile(vg)(x, v)
@@ -365,6 +367,7 @@ def test_recomputation_stops_at_its_flop_bound(monkeypatch):
     stored = _plan(f, x, b)
     assert stored.stats["ws_buffers"] == _plan(f, x, b, max_flops=0,
                                                monkeypatch=monkeypatch).stats["ws_buffers"]
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
     monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", 64)
     recomputed = _plan(f, x, b)
     assert recomputed.stats["ws_buffers"] == stored.stats["ws_buffers"] - 1
