@@ -11,9 +11,11 @@ import numpy as np
 
 from .arrays import as_array, in_place_array
 from .build import load_module, load_module_tiered
-from .codegen.c import ENTRY, LINK, annotate, by_value, check_sites, generate, uses_runtime
+from . import fastcall
+from .codegen.c import ENTRY, LINK, PACKED, annotate, by_value, check_sites, generate, uses_runtime
 from .errors import GraphcError
 from .ir import Graph
+from .nans import STATE as NANS
 from .ops.elementwise import index_error
 from .rt import runtime_addresses
 from .schedule import describe
@@ -33,6 +35,7 @@ class CRunner:
         else:
             self.ffi, lib = load_module(self.source, cdef)
         self._namespaces: list[dict] = []       # generated calls' globals (see bind)
+        self._fast_calls: list = []             # graphc._fastcall objects (see fast_call)
         self._swap_lock = threading.Lock()
         self._use(lib)
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
@@ -68,6 +71,7 @@ class CRunner:
             addr = runtime_addresses()
             getattr(lib, LINK)(addr["f32"], addr["f64"], addr["threads"])
         self._entry = getattr(lib, ENTRY)
+        self._packed = int(self.ffi.cast("uintptr_t", self.ffi.addressof(lib, PACKED)))
 
     def bind(self, ns: dict) -> None:
         """Put the entry point into the globals of a generated call, and keep it there when
@@ -86,6 +90,37 @@ class CRunner:
             self._use(lib)
             for ns in self._namespaces:
                 ns["entry"] = self._entry
+            for fast in self._fast_calls:
+                fast.entry = self._packed
+
+    def fast_call(self, general, kinds: str, tree: tuple[int, ...], python=()):
+        """The call in C (graphc._fastcall) for positional arguments of the exact Python
+        types `kinds` ('f' float, 'i' int) whose outputs are all Python scalars (`python`)
+        read back from the workspace, in the tree `tree` (csrc/fastcall.c's codes); any other
+        call goes to `general`. None where this signature has arrays, the workspace is too
+        large for the C stack, or the extension is not available."""
+        fast = fastcall.module()
+        if (fast is None or self._ws_bytes > fast.WS_MAX
+                or kinds != "".join("f" if py is float else "i" for _, _, py in self._in)
+                or not all(scalar for scalar, _, _ in self._in)
+                or any(j not in self._scalar_out or j not in python
+                       for j in range(len(self._outs)))):
+            return None
+        n_out = len(self._outs)
+        fixed = [int(self.ffi.cast("uintptr_t", h)) for h in self._hidden] + [0] * n_out
+        ws_offsets = [-1] * len(self._hidden) + [self._scalar_out[j][0] for j in range(n_out)]
+        out_kinds = "".join(_OUT_KIND[self._scalar_out[j][1]] for j in range(n_out))
+        # a few 0-d kernels hold the GIL (cheaper than releasing it); loops release it
+        quick = len(self._sched.kernels) <= 64 and all(
+            k.kind in ("elementwise", "fused", "copy", "zero", "guard") and not k.shape
+            for k in self._sched.kernels)
+        with self._swap_lock:
+            call = fast.FastCall(self._packed, general, NANS, self, kinds, tuple(fixed),
+                                 tuple(ws_offsets), self._ws_bytes,
+                                 tuple(ws_offsets[len(self._hidden):]), out_kinds, tree,
+                                 not quick)
+            self._fast_calls.append(call)
+        return call
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
@@ -221,6 +256,9 @@ class CRunner:
                 "    if rc:",
                 "        fail(rc, wsa)",
                 *[r[8:] for r in reads]]
+
+
+_OUT_KIND = {"double": "d", "float": "f", "int64_t": "q", "int32_t": "i", "unsigned char": "?"}
 
 
 def _scalar_expr(j: int, dt: np.dtype, python: bool) -> str:
