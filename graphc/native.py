@@ -9,9 +9,9 @@ import threading
 
 import numpy as np
 
+from . import fastcall
 from .arrays import as_array, in_place_array
 from .build import load_module, load_module_tiered
-from . import fastcall
 from .codegen.c import ENTRY, LINK, PACKED, annotate, by_value, check_sites, generate, uses_runtime
 from .errors import GraphcError
 from .ir import Graph

@@ -9,13 +9,14 @@ import gc
 import os
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
 from helpers import run_threads
 
 import graphc
-from graphc import callplan, fastcall, pytree
+from graphc import build, callplan, fastcall, pytree
 
 pytestmark = pytest.mark.skipif(fastcall.module() is None,
                                 reason="graphc._fastcall could not be built here")
@@ -149,3 +150,19 @@ def test_the_python_plan_where_the_extension_is_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out[-1] == "plan" and " ".join(out[:-1]) == "(12.25, (14.0, 7.0)) (12.25, (14.0, 7.0))"
+
+
+def test_a_tiered_build_swaps_the_entry(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TIERED", "1")
+    scale = 1.0 + uuid.uuid4().int % 1000 / 1e4      # a graph no earlier test built
+    f = graphc.compile(graphc.value_and_grad(lambda w, x: graphc.tanh(w * x) * scale))
+    before = [f(0.5, 2.0), f(0.5, 2.0)]
+    assert is_fast(f)
+    runner = f.executable(0.5, 2.0).runner
+    quick = f._call.entry
+    build.wait_for_optimized_builds()
+    if runner._packed != quick:          # the -O3 module was not cached already: swapped
+        assert f._call.entry == runner._packed
+    assert f(0.5, 2.0) == before[1]
+    np.testing.assert_allclose(before[0], (np.tanh(1.0) * scale,
+                                           (1.0 - np.tanh(1.0) ** 2) * 2.0 * scale), rtol=1e-13)
