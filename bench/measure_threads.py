@@ -6,6 +6,8 @@ where threads start to pay for an elementwise loop.
     taskset -c 0 python -m bench.measure_threads gemm                # graphc vs numpy, per product
     taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
     taskset -c 0 python -m bench.measure_threads ab --rev main       # this gemm vs main's
+    taskset -c 0,1 python -m bench.measure_threads split             # 2 threads' work split
+    taskset -c 0 python -m bench.measure_threads plans               # the SGD update's plans
 
 Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
 torch.set_num_threads, XLA's intra-op threads), set before any of them is imported. Steps of
@@ -127,8 +129,11 @@ def gemm_at(rev: str, where: str) -> dict[str, int]:
                    cwd=where, check=True)
     lib = ctypes.CDLL(os.path.join(where, "gemm.so"))
     _LOADED.append(lib)
-    return {t: ctypes.cast(getattr(lib, f"graphc_gemm_{t}"), ctypes.c_void_p).value
-            for t in ("f32", "f64")}
+    return {key: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+            for key, name in (("f32", "graphc_gemm_f32"), ("f64", "graphc_gemm_f64"),
+                              ("update_f32", "graphc_gemm_update_f32"),
+                              ("update_f64", "graphc_gemm_update_f64"))
+            if hasattr(lib, name)}
 
 
 _LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the process
@@ -137,7 +142,9 @@ _LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the 
 def ab(rev: str, rounds: int) -> None:
     """W3's train step and its eight products with this tree's gemm and with git revision
     rev's, alternating, on one thread (CPU time): between steps the step's C module is linked
-    to one gemm or the other (graphc_link_runtime), so all else is the same code."""
+    to one gemm or the other (graphc_link_runtime), so all else is the same code. A revision
+    without graphc_gemm_update (before epilogues) gets this tree's for the step's update
+    products: compare the step against a checkout of rev instead (`w3` in both)."""
     import ctypes
     import tempfile
 
@@ -148,10 +155,10 @@ def ab(rev: str, rounds: int) -> None:
     from bench.peers import graphc_impl as G
     from graphc import rt
     from graphc.build import load_module
-    from graphc.codegen.c import LINK, generate
+    from graphc.codegen.c import LINK, LINKED, generate
     where = tempfile.mkdtemp()
     here = rt.runtime_addresses()
-    gemms = {"this tree": {"f32": here["f32"], "f64": here["f64"]}, rev: gemm_at(rev, where)}
+    gemms = {"this tree": here, rev: here | gemm_at(rev, where)}
     step = graphc.train_step(G._ce, graphc.optim.SGD(
         G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
     batch = P.w3_batch()
@@ -161,10 +168,9 @@ def ab(rev: str, rounds: int) -> None:
     link = getattr(lib, LINK)
 
     def on(name):
-        return lambda: (link(gemms[name]["f32"], gemms[name]["f64"], here["threads"]),
-                        step(*batch))
+        return lambda: (link(*(gemms[name][key] for key in LINKED)), step(*batch))
     times = alternate({name: on(name) for name in gemms}, rounds, time.process_time)
-    link(here["f32"], here["f64"], here["threads"])
+    link(*(here[key] for key in LINKED))
     print(f"W3 step, {rounds} alternating rounds, median CPU ms: " + ", ".join(
         f"{name} {1e3 * np.median(ts):.1f}" for name, ts in times.items()))
 
@@ -195,6 +201,90 @@ def ab(rev: str, rounds: int) -> None:
         for name in names) + " |")
 
 
+def plans(rounds: int) -> None:
+    """W3's train step built three ways, alternating on one thread (CPU time): the SGD
+    update as an epilogue of the weight-gradient gemms writing the parameters in place (the
+    default), the epilogue into the arena (GRAPHC_UPDATE_IN_PLACE=0) and the fused update
+    loops (fuse.update_epilogues off); their parameters after a step compared."""
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import schedule
+
+    def build():
+        params = G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32"))
+        step = graphc.train_step(G._ce, graphc.optim.SGD(params, lr=P.W3_LR))
+        step(*batch)                      # built now, under the settings of the moment
+        return step, params
+
+    batch = P.w3_batch()
+    found = schedule.update_epilogues
+    steps = {}
+    for name, flag in (("epilogue in place", "1"), ("epilogue into the arena", "0")):
+        os.environ["GRAPHC_UPDATE_IN_PLACE"] = flag
+        steps[name] = build()
+    os.environ.pop("GRAPHC_UPDATE_IN_PLACE")
+    schedule.update_epilogues = lambda graph, groups: {}
+    try:
+        steps["update loops"] = build()
+    finally:
+        schedule.update_epilogues = found
+    ref = steps["update loops"][1]
+    same = all(p[k].tobytes() == ref[k].tobytes() for _, p in steps.values() for k in ref)
+    times = alternate({name: (lambda s=s: s(*batch)) for name, (s, _) in steps.items()},
+                      rounds, time.process_time)
+    print(f"W3 step, {rounds} alternating rounds, CPU ms; parameters after a step "
+          f"{'bit-identical' if same else 'DIFFER'}")
+    for name, ts in times.items():
+        print(f"| {name} | {1e3 * np.median(ts):.1f} ms | {1e3 * min(ts):.1f} |")
+
+
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def split(rounds: int) -> None:
+    """How W3's graphc step divides its work between 2 threads, which neither the machine's
+    load nor wall time affects: the CPU time of each thread over `rounds` steps (threads
+    sleep when they wait: OMP_WAIT_POLICY=passive, so waiting costs no CPU), against the
+    process's CPU time per step on 1 thread. The work of the busier thread bounds the
+    2-thread step from below: 1-thread time / busier thread's time bounds the speed-up
+    from above (equal on idle cores with no memory-bandwidth limit)."""
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import rt
+    step = graphc.train_step(G._ce, graphc.optim.SGD(
+        G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
+    batch = P.w3_batch()
+    rt.set_num_threads(2)
+    step(*batch)                    # builds, and starts the team
+    rt.set_num_threads(1)
+    one = alternate({"step": lambda: step(*batch)}, rounds, time.process_time)["step"]
+    rt.set_num_threads(2)
+    before = _thread_cpu()
+    for _ in range(rounds):
+        step(*batch)
+    after = _thread_cpu()
+    per = sorted(((after[t] - before.get(t, 0.0)) / rounds for t in after), reverse=True)
+    busy = [c for c in per if c > 0.001]
+    one_ms = 1e3 * float(np.median(one))
+    print(f"W3 step, {rounds} steps: 1 thread {one_ms:.1f} ms CPU (median); on 2 threads "
+          "the threads' CPU ms per step: " + ", ".join(f"{1e3 * c:.1f}" for c in busy) +
+          f" (sum {1e3 * sum(busy):.1f}); speed-up bound {one_ms / (1e3 * busy[0]):.2f}x")
+
+
 def threshold(rounds: int) -> None:
     """Wall time of one fused elementwise loop on 1 and 2 threads, by size, every size built
     with a parallel loop (PAR_MIN_ELEMS lowered to 0 for this process)."""
@@ -221,16 +311,18 @@ def threshold(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab"))
+    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split", "plans"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rev", default="main", help="ab: the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     set_threads(args.threads)
+    if args.what == "split":
+        os.environ["OMP_WAIT_POLICY"] = "passive"   # a waiting thread sleeps: no CPU time
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
-     "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds)
-     }[args.what]()
+     "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds),
+     "split": lambda: split(args.rounds), "plans": lambda: plans(args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":

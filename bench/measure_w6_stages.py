@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # (module, function, stage): the wrapped functions; a stage's time includes what it calls
 STAGES = (("graphc.train", "trace_to_graph", "trace + autodiff"),
           ("graphc.passes", "optimize", "passes"),
-          ("graphc.native", "generate", "schedule + C text"),
+          ("graphc.native", "generate", "schedule + C text"),      # before warm records
+          ("graphc.native", "generate_c", "schedule + C text"),
+          ("graphc.warm", "digest", "warm record key"),
+          ("graphc.build", "load_built", "warm record's module"),
           ("graphc.build", "module_key", "cache key"),
           ("graphc.build", "_build_flags", "compiler probes"),
           ("graphc.build", "_build", "gcc (quick tier when cold)"),
@@ -47,8 +50,11 @@ start = cpu()
 import graphc
 times["import graphc"] = cpu() - start
 for module, name, stage in {stages!r}:
-    mod = importlib.import_module(module)
-    fn = getattr(mod, name)
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        continue                    # a stage of another version of graphc (--root)
+    mod = sys.modules[module]
 
     def timed(*args, _fn=fn, _stage=stage, **kwargs):
         t = cpu()

@@ -51,6 +51,10 @@
  * Threads (graphc_threads.h): a large product is cut into independent slabs of C, each
  * computed by the loops above in the scratch of the thread that takes it (PAR_MIN_FLOPS).
  *
+ * graphc_gemm_update (C = D + alpha * A @ B: SGD's W - lr * dW) runs the same loops; after
+ * the last rank-KC update each tile is finished while in L1 (FI(update)); in place (D is C,
+ * one rank-KC update) each tile's product goes to a buffer and is then added to C.
+ *
  * The file is a template that includes itself: part 1 (shared code) instantiates part 2 for
  * float and double; part 2 (the entry point of one element type) instantiates part 3 (the
  * blocked gemm) once per instruction set.
@@ -205,6 +209,9 @@ struct F(problem) {
     T *C;
     long ldc;
     int accumulate;
+    const T *D; /* graphc_gemm_update: C = D + alpha * A @ B (ldd: D's row stride); else NULL */
+    long ldd;
+    T alpha;
 };
 
 /* Part 3 per instruction set: vector width, micro-tile, KC and MC (in elements). */
@@ -254,6 +261,36 @@ static void F(dispatch)(const struct F(problem) *p)
     }
 }
 
+/* A whole call: on the calling thread, or cut into slabs of C for the team. */
+static void F(run)(const struct F(problem) *p)
+{
+    struct slabs s = slabs_of(p->M, p->N, p->K);
+    if (s.threads < 2) {
+        F(dispatch)(p);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
+    for (long k = 0; k < s.count; k++) {
+        struct F(problem) q = *p;
+        long lo, hi;
+        if (s.by_cols) {
+            slab(&s, k, p->N, &lo, &hi);
+            q.N = hi - lo, q.B += lo * p->csb, q.C += lo;
+            if (q.D)
+                q.D += lo;
+        } else {
+            slab(&s, k, p->M, &lo, &hi);
+            q.M = hi - lo, q.A += lo * p->rsa, q.C += lo * p->ldc;
+            if (q.D)
+                q.D += lo * p->ldd;
+        }
+        if (q.M > 0 && q.N > 0)
+            F(dispatch)(&q);
+    }
+#endif
+}
+
 void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rsa, long csa,
                                      const T *B, long rsb, long csb, T *C, long ldc,
                                      int accumulate)
@@ -267,28 +304,38 @@ void GEMM_CAT(graphc_gemm, GEMM_SFX)(long M, long N, long K, const T *A, long rs
         }
         return;
     }
-    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate};
-    struct slabs s = slabs_of(M, N, K);
-    if (s.threads < 2) {
-        F(dispatch)(&p);
+    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, NULL, 0, 0};
+    F(run)(&p);
+}
+
+void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, long rsa,
+                                            long csa, const T *B, long rsb, long csb, T *C,
+                                            long ldc, const T *D, long ldd, T alpha)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) { /* the product is 0 */
+        for (long i = 0; i < M; i++)
+            for (long j = 0; j < N; j++)
+                C[i * ldc + j] = D[i * ldd + j] + alpha * (T)0;
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s.threads)
-    for (long k = 0; k < s.count; k++) {
-        struct F(problem) q = p;
-        long lo, hi;
-        if (s.by_cols) {
-            slab(&s, k, N, &lo, &hi);
-            q.N = hi - lo, q.B += lo * csb, q.C += lo;
-        } else {
-            slab(&s, k, M, &lo, &hi);
-            q.M = hi - lo, q.A += lo * rsa, q.C += lo * ldc;
-        }
-        if (q.M > 0 && q.N > 0)
-            F(dispatch)(&q);
+    if (D == C && K > GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K) { /* block by block (not generated) */
+        enum { BLK = 64 };
+        T g[BLK * BLK];
+        for (long i0 = 0; i0 < M; i0 += BLK)
+            for (long j0 = 0; j0 < N; j0 += BLK) {
+                long m = min_l(BLK, M - i0), n = min_l(BLK, N - j0);
+                GEMM_CAT(graphc_gemm, GEMM_SFX)(m, n, K, A + i0 * rsa, rsa, csa, B + j0 * csb,
+                                                rsb, csb, g, BLK, 0);
+                for (long i = 0; i < m; i++)
+                    for (long j = 0; j < n; j++)
+                        C[(i0 + i) * ldc + j0 + j] += alpha * g[i * BLK + j];
+            }
+        return;
     }
-#endif
+    struct F(problem) p = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, 0, D, ldd, alpha};
+    F(run)(&p);
 }
 
 #undef T
@@ -313,6 +360,7 @@ typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 _Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTES,
                "an A block of FEW_ROWS and one B panel must fit in the scratch area");
 _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
+_Static_assert(GEMM_KC >= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K, "an in-place update is one pass");
 
 /* A tile's accumulators into C (added to it unless `overwrite`); shared by the packed and
  * the direct micro-kernels, inlined into both so acc stays in registers. */
@@ -485,18 +533,50 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
 }
 
 /*
- * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
- * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
- * cropped into C.
+ * graphc_gemm_update's epilogue on an m x n block: c = d + alpha * g, g the finished product
+ * (in C itself, or in a tile buffer when D is C), contracted to one FMA where available: the
+ * rounding of the generated loop `d + alpha * g` it replaces. Each element's d and g are read
+ * before its c is written.
  */
-ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
-                     int overwrite)
+ISA_FN void FI(update)(long m, long n, T *C, long ldc, const T *D, long ldd, const T *G,
+                       long ldg, T alpha)
 {
-    if (m == MR && n == NR) {
-        FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
-        return;
+    for (long i = 0; i < m; i++) {
+        T *c = C + i * ldc;
+        const T *d = D + i * ldd, *g = G + i * ldg;
+        long j = 0;
+        for (; j + VW <= n; j += VW) {
+            V x, y;
+            memcpy(&x, g + j, sizeof x);
+            memcpy(&y, d + j, sizeof y);
+            x = y + alpha * x;
+            memcpy(c + j, &x, sizeof x);
+        }
+        for (; j < n; j++)
+            c[j] = d[j] + alpha * g[j];
     }
-    T buf[MR * NR];
+}
+
+/* The epilogue of a tile or block: its D (NULL: none) and alpha. */
+struct FI(epi) {
+    const T *d;
+    long ldd;
+    T alpha;
+};
+
+/* The epilogue of the block at row i, column j, where the last rank-KC update ends. */
+ISA_FN struct FI(epi) FI(epi_at)(const struct F(problem) *p, int last, long i, long j)
+{
+    struct FI(epi) e = {NULL, 0, 0};
+    if (last && p->D)
+        e.d = p->D + i * p->ldd + j, e.ldd = p->ldd, e.alpha = p->alpha;
+    return e;
+}
+
+/* An m x n tile's product into buf (NR wide): m rows of kernel, one vector per row if
+   n <= VW. */
+ISA_FN void FI(tile_to_buf)(long m, long n, long kc, const T *ap, const T *bp, T *buf)
+{
     int narrow = n <= VW;
     if (m == MR) {
         if (narrow)
@@ -506,6 +586,34 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
     } else {
         FI(kernel_rows)(m, narrow, kc, ap, bp, buf);
     }
+}
+
+/*
+ * One m x n tile (m <= MR, n <= NR) of C. Full tiles go straight to C. Edge tiles are computed
+ * into a buffer, with m rows of kernel if m < MR and one vector per row if n <= VW, then
+ * cropped into C. With an epilogue (e.d), it follows while the tile is in L1; in place (D is
+ * C: one rank-KC update, see graphc_gemm_update), the tile is computed into the buffer first.
+ */
+ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, long ldc,
+                     int overwrite, struct FI(epi) e)
+{
+    for (long i = 0; e.d && i < m; i++) { /* D from memory while the kernel runs */
+        __builtin_prefetch(e.d + i * e.ldd, 0);
+        __builtin_prefetch(e.d + i * e.ldd + n - 1, 0);
+    }
+    T buf[MR * NR];
+    if (e.d == C) {
+        FI(tile_to_buf)(m, n, kc, ap, bp, buf);
+        FI(update)(m, n, C, ldc, C, ldc, buf, NR, e.alpha);
+        return;
+    }
+    if (m == MR && n == NR) {
+        FI(kernel_full)(kc, ap, bp, C, ldc, overwrite);
+        if (e.d)
+            FI(update)(MR, NR, C, ldc, e.d, e.ldd, C, ldc, e.alpha);
+        return;
+    }
+    FI(tile_to_buf)(m, n, kc, ap, bp, buf);
 
     for (long i = 0; i < m; i++) {
         T *restrict c = C + i * ldc;
@@ -523,16 +631,21 @@ ISA_FN void FI(tile)(long m, long n, long kc, const T *ap, const T *bp, T *C, lo
         for (; j < n; j++)
             c[j] = overwrite ? t[j] : c[j] + t[j];
     }
+    if (e.d)
+        FI(update)(m, n, C, ldc, e.d, e.ldd, C, ldc, e.alpha);
 }
 
 /* C[0:mc, 0:nc] (+)= ap @ bp: all micro-tiles of one packed A block against one B block. */
 ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp, T *C,
-                             long ldc, int overwrite)
+                             long ldc, int overwrite, struct FI(epi) e)
 {
     for (long jr = 0; jr < nc; jr += NR) {
         for (long ir = 0; ir < mc; ir += MR) {
+            struct FI(epi) et = e;
+            if (e.d)
+                et.d += ir * e.ldd + jr;
             FI(tile)(min_l(MR, mc - ir), min_l(NR, nc - jr), kc, ap + ir * kc, bp + jr * kc,
-                     C + ir * ldc + jr, ldc, overwrite);
+                     C + ir * ldc + jr, ldc, overwrite, et);
         }
     }
 }
@@ -591,7 +704,8 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
                                        min_l(lines, t * per_tile),
                                        min_l(lines, (t + 1) * per_tile));
                 FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
-                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite);
+                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite,
+                         FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
             }
         }
     }
@@ -725,8 +839,10 @@ ISA_FN void FI(gemm_small)(const struct F(problem) *p)
 ISA_FN void FI(gemm)(const struct F(problem) *p)
 {
     if (p->K <= GEMM_KC && (double)p->M * p->N * p->K <= SMALL_MACS
-        && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES) {
+        && p->K * round_up(p->N, NR) * (long)sizeof(T) <= SCRATCH_BYTES && p->D != p->C) {
         FI(gemm_small)(p);
+        if (p->D) /* a small C: still in cache */
+            FI(update)(p->M, p->N, p->C, p->ldc, p->D, p->ldd, p->C, p->ldc, p->alpha);
         return;
     }
     /* Block sizes for this problem: the A block first, the B block in the rest of scratch. */
@@ -752,7 +868,7 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
                 long mc = min_l(mc_max, p->M - ic);
                 FI(pack_a)(mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, ap);
                 FI(macro_kernel)(mc, nc, kc, ap, bp, p->C + ic * p->ldc + jc, p->ldc,
-                                 overwrite);
+                                 overwrite, FI(epi_at)(p, pc + kc == p->K, ic, jc));
             }
         }
     }

@@ -45,6 +45,40 @@ void graphc_gemm_f64(long M, long N, long K,
                      const double *B, long rsb, long csb,
                      double *C, long ldc, int accumulate);
 
+/*
+ * C[M,N] = D + alpha * (A @ B): the product as above (accumulated in the element type, the
+ * same bits as graphc_gemm), then c = d + alpha * c on each tile of C while it is in cache,
+ * with one rounding where the CPU has FMA (as gcc contracts `d + alpha * g` in generated
+ * loops). D[i,j] is at D[i*ldd + j]. D may be C itself (ldd == ldc: an in-place update, as
+ * of a parameter) when K <= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K: the product is then one
+ * rank-KC update of every instruction set, and each tile's product is added to C as it is
+ * finished (a larger K in place is done block by block through a buffer: slow, and not
+ * generated). Otherwise D must not overlap C (C holds partial sums before the epilogue reads
+ * D). C must not overlap A or B. Generated code uses it for an update such as SGD's W - lr * dW (the
+ * gradient product and the update in one pass over W; graphc/schedule.py, epilogues).
+ */
+#define GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K 256 /* the smallest KC of gemm.c's paths */
+
+typedef void (*graphc_gemm_update_f32_fn)(long M, long N, long K,
+                                          const float *A, long rsa, long csa,
+                                          const float *B, long rsb, long csb,
+                                          float *C, long ldc, const float *D, long ldd,
+                                          float alpha);
+
+typedef void (*graphc_gemm_update_f64_fn)(long M, long N, long K,
+                                          const double *A, long rsa, long csa,
+                                          const double *B, long rsb, long csb,
+                                          double *C, long ldc, const double *D, long ldd,
+                                          double alpha);
+
+void graphc_gemm_update_f32(long M, long N, long K, const float *A, long rsa, long csa,
+                            const float *B, long rsb, long csb, float *C, long ldc,
+                            const float *D, long ldd, float alpha);
+
+void graphc_gemm_update_f64(long M, long N, long K, const double *A, long rsa, long csa,
+                            const double *B, long rsb, long csb, double *C, long ldc,
+                            const double *D, long ldd, double alpha);
+
 /* Instruction-set paths of the micro-kernel, best last. */
 enum { GRAPHC_GEMM_GENERIC = 0, GRAPHC_GEMM_AVX2 = 1, GRAPHC_GEMM_AVX512 = 2 };
 

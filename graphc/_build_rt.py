@@ -20,6 +20,12 @@ void graphc_gemm_f32(long M, long N, long K, const float *A, long rsa, long csa,
                      const float *B, long rsb, long csb, float *C, long ldc, int accumulate);
 void graphc_gemm_f64(long M, long N, long K, const double *A, long rsa, long csa,
                      const double *B, long rsb, long csb, double *C, long ldc, int accumulate);
+void graphc_gemm_update_f32(long M, long N, long K, const float *A, long rsa, long csa,
+                            const float *B, long rsb, long csb, float *C, long ldc,
+                            const float *D, long ldd, float alpha);
+void graphc_gemm_update_f64(long M, long N, long K, const double *A, long rsa, long csa,
+                            const double *B, long rsb, long csb, double *C, long ldc,
+                            const double *D, long ldd, double alpha);
 int graphc_gemm_set_isa(int isa);
 int graphc_num_threads(void);
 int graphc_set_num_threads(int n);

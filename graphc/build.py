@@ -10,6 +10,8 @@ lookup; otherwise the module comes from the on-disk cache, else gcc builds it. D
     <root>/tmp/                            builds in progress; installed by renaming the directory
     <root>/failed/<modname>.c              the source of the last failed build of that module
     <root>/toolchain/<hash>.json           the compiler's verdicts (version, flags, libmvec)
+    <root>/plans/<d[:2]>/<d>.pickle        warm starts: a graph's module key and runner data
+                                           (graphc/warm.py)
 
 `<root>` is `$GRAPHC_CACHE_DIR`, else `platformdirs.user_cache_dir("graphc")`; if that is not
 writable, `<tmpdir>/graphc-cache-<uid>`. `GRAPHC_DEBUG=1` logs builds and disk loads to stderr.
@@ -29,7 +31,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -55,6 +56,8 @@ __all__ = [
     "cache_clear",
     "cache_dir",
     "cache_info",
+    "key_context",
+    "load_built",
     "load_module",
     "load_module_tiered",
     "module_key",
@@ -124,6 +127,7 @@ _ERROR_LINE = re.compile(r"\berror\b:", re.IGNORECASE)  # gcc/clang: "x.c:3:5: e
 # module, so an evicted one stays mapped: the bound caps the memory the key strings hold.
 _loaded: dict[tuple[str, str], tuple[cffi.FFI, object]] = {}
 _LOADED_MAX = 512
+_by_key: dict[str, tuple[cffi.FFI, object]] = {}     # load_built's modules (one per key)
 _key_locks: dict[str, threading.Lock] = {}
 _exec_roots: dict[Path, Path] = {}   # a noexec cache root -> where this process builds instead
 _debug_on = False
@@ -159,6 +163,7 @@ def load_module(source: str, cdef: str) -> tuple[cffi.FFI, object]:
                 _exec_roots[root] = _noexec_fallback(root)
                 hit = _load_from_disk_or_build(_exec_roots[root], key, source, cdef)
             _loaded[(source, cdef)] = hit
+            _by_key.setdefault(key, hit)
             while len(_loaded) > _LOADED_MAX:
                 _loaded.pop(next(iter(_loaded)), None)
     return hit
@@ -180,6 +185,7 @@ def load_module_tiered(source: str, cdef: str) -> tuple[tuple[cffi.FFI, object],
     if _entry_dir(root, key).exists():
         return load_module(source, cdef), None
     _make_dirs(root)
+    import tempfile  # not on a warm start's path
     tmp = Path(tempfile.mkdtemp(prefix="quick-", dir=root / "tmp"))
     name = f"_graphc_{key[:20]}_quick"
     try:
@@ -224,12 +230,35 @@ def module_key(source: str, cdef: str) -> str:
     - the name and content of every `csrc/*.h`;
     - a planted test bug, if GRAPHC_MUTANT names one (graphc/mutants.py; absent otherwise).
     """
+    parts = [source, cdef, *key_context()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
+
+
+def key_context() -> list[str]:
+    """What module_key covers besides the C source and the cdef (see there)."""
     cc = tuple(_compiler_argv())
     mutant = active_mutant()
     flags = SANITIZE_FLAGS if sanitizing() else (*_KEY_FLAGS, _libmvec_request())
-    parts = [source, cdef, *_compiler_id(cc), *flags,
-             *_environment_id(), *([f"mutant {mutant}"] if mutant else [])]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()  # JSON: unambiguous joins
+    return [*_compiler_id(cc), *flags, *_environment_id(),
+            *([f"mutant {mutant}"] if mutant else [])]
+
+
+def load_built(key: str) -> tuple[cffi.FFI, object] | None:
+    """`(ffi, lib)` of the module named `key` (module_key) if it is built and intact in the
+    cache (a warm start, graphc/warm.py, knows the key but not the C); None otherwise. Never
+    builds."""
+    hit = _by_key.get(key)
+    if hit is not None:
+        return hit
+    root = cache_dir()
+    if sanitizing():
+        root = root / "sanitized"
+    root = _exec_roots.get(root, root)
+    with _key_locks.setdefault(key, threading.Lock()):
+        hit = _by_key.get(key) or _load_if_intact(_entry_dir(root, key), f"_graphc_{key[:20]}")
+        if hit is not None:
+            _by_key[key] = hit
+    return hit
 
 
 def cache_dir() -> Path:
@@ -253,7 +282,7 @@ def cache_clear() -> int:
         _remove_entry(root, entry)
         with contextlib.suppress(OSError):  # the <key[:2]> dir, if now empty
             entry.parent.rmdir()
-    for sub in ("failed", "locks", "toolchain"):
+    for sub in ("failed", "locks", "toolchain", "plans"):
         shutil.rmtree(root / sub, ignore_errors=True)
     _remove_stale_temps(root)
     return len(entries)
@@ -370,6 +399,7 @@ def _resolve_root(configured: str) -> Path:
     root = Path(configured).expanduser()
     if _writable(root):
         return root
+    import tempfile  # not on a warm start's path
     fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}"
     warnings.warn(
         f"graphc cannot write its kernel cache at {root}; using {fallback} instead. "
@@ -443,6 +473,7 @@ def _refused_mapping(exc: BaseException) -> bool:
 
 
 def _noexec_fallback(root: Path) -> Path:
+    import tempfile  # not on a warm start's path
     fallback = Path(tempfile.gettempdir()) / f"graphc-cache-{_uid()}-exec"
     if fallback == root or not _writable(fallback):
         raise GraphcError(f"graphc cannot load compiled kernels from {root} (is it mounted "
@@ -532,6 +563,7 @@ def _build_and_install(
 
     A module that does not load (an undefined symbol) is a CompileError and is never installed.
     """
+    import tempfile  # not on a warm start's path
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root / "tmp"))
     try:
         start = time.perf_counter()
@@ -665,6 +697,7 @@ def _probe_output(cc: tuple[str, ...], flags: list[str], program: str,
     """What `program`, built with flags, prints (stripped; "exit <code>" if it fails); None if
     it cannot be built or run here."""
     import subprocess  # builds only
+    import tempfile  # not on a warm start's path
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         exe = os.path.join(tmp, "probe")
         cmd = [*cc, *flags, f"-I{CSRC_DIR}", "-x", "c", "-", "-o", exe, *libs]
@@ -762,6 +795,7 @@ def _computes_correctly(cc: tuple[str, ...], flags: list[str]) -> bool:
 def _accepts_native(cc: tuple[str, ...]) -> bool:
     """Some compilers (or targets) reject -march=native; then we build portable -O3 code."""
     import subprocess  # builds only
+    import tempfile  # not on a warm start's path
     with tempfile.TemporaryDirectory(prefix="graphc-probe-") as tmp:
         cmd = [*cc, *_NATIVE_FLAGS, "-x", "c", "-c", "-", "-o", os.path.join(tmp, "probe.o")]
         try:

@@ -9,69 +9,103 @@ import threading
 
 import numpy as np
 
-from . import fastcall
+from . import fastcall, warm
 from .arrays import as_array, in_place_array
-from .build import load_module, load_module_tiered
-from .codegen.c import ENTRY, LINK, PACKED, annotate, by_value, check_sites, generate, uses_runtime
+from .build import load_built, load_module, load_module_tiered, module_key
 from .errors import GraphcError
 from .ir import Graph
 from .nans import STATE as NANS
 from .ops.elementwise import index_error
 from .rt import runtime_addresses
-from .schedule import describe
 
 THREAD_WS_MAX = 64 * 1024    # bytes: a workspace this small is kept per calling thread
 
 
 class CRunner:
     """Calls the built entry point: fresh output arrays, a shared workspace, one C call
-    (`runner.call(leaves)`, generated per signature)."""
+    (`runner.call(leaves)`, generated per signature).
+
+    A graph lowered before (by any process sharing the cache) starts warm: its record
+    (graphc/warm.py) names the built module and holds what the call needs, so the graph is
+    neither scheduled nor turned into C; `source`, `describe()` and `annotated_source()`
+    generate them when asked."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
-        self.source, cdef, sched, self._marks = generate(graph, fuse)
-        pending = None
-        if os.environ.get("GRAPHC_TIERED", "1") not in ("", "0"):
-            (self.ffi, lib), pending = load_module_tiered(self.source, cdef)
-        else:
-            self.ffi, lib = load_module(self.source, cdef)
+        self._graph, self._fuse = graph, fuse
+        self._gen_lock = threading.Lock()
         self._namespaces: list[dict] = []       # generated calls' globals (see bind)
         self._fast_calls: list = []             # graphc._fastcall objects (see fast_call)
         self._swap_lock = threading.Lock()
+        digest = warm.digest(graph, fuse)
+        plan = warm.load(digest)
+        built = load_built(plan["module"]) if plan is not None else None
+        pending = None
+        if built is not None:
+            self.ffi, lib = built
+            hidden = [warm.unpack_array(h) for h in plan["hidden"]]
+        else:
+            self._generated = generate_c(graph, fuse)
+            source, cdef, sched, _ = self._generated
+            if os.environ.get("GRAPHC_TIERED", "1") not in ("", "0"):
+                (self.ffi, lib), pending = load_module_tiered(source, cdef)
+            else:
+                self.ffi, lib = load_module(source, cdef)
+            hidden = [np.ascontiguousarray(v) for _, v in sched.hidden]
+            plan = _plan(source, sched, module_key(source, cdef), hidden)
+            warm.save(digest, plan)
+        self._links_runtime, self._entry_name = plan["runtime"], plan["entry"]
         self._use(lib)
         self._outs = [(n.shape, n.dtype.np) for n in graph.outputs]
-        self._in = [(by_value(b), b.dtype.np, float if b.dtype.is_float else int)
-                    for b in sched.inputs]
+        self._in = [(scalar, np.dtype(dt), float if is_float else int)
+                    for scalar, dt, is_float in plan["inputs"]]
         # tape, literal pools, big constants: kept alive as exactly the arrays C reads
-        self._hidden_keep = [np.ascontiguousarray(v) for _, v in sched.hidden]
+        self._hidden_keep = hidden
         self._hidden = [self.ffi.from_buffer(v) for v in self._hidden_keep]
+        self.aliases = dict(plan["aliases"])    # output k -> input j (written in place)
+        ws_bytes = plan["ws_bytes"]
         # the arena, the error record (32 bytes, then 32 spare), then one 8-byte slot per 0-d
         # output whose value is read back (see emit)
-        self._scalar_out = {j: (sched.ws_bytes + 64 + 8 * k, n.dtype.c)
+        self._scalar_out = {j: (ws_bytes + 64 + 8 * k, n.dtype.c)
                             for k, (j, n) in enumerate(
                                 (j, n) for j, n in enumerate(graph.outputs)
-                                if n.shape == () and j not in dict(sched.aliases))}
-        self._ws_bytes = sched.ws_bytes + 64 + 8 * len(self._scalar_out)
+                                if n.shape == () and j not in self.aliases)}
+        self._ws_bytes = ws_bytes + 64 + 8 * len(self._scalar_out)
         self._ws, self._ws_ptr = self._new_workspace()
         self._lock = threading.Lock()
         # a small workspace is kept per thread (no lock per call); a large one is shared
         self._local = threading.local() if self._ws_bytes <= THREAD_WS_MAX else None
-        self._sites = [(k.node.arg, k.node.shape) for k in check_sites(sched)]
-        self.ws_offset = sched.ws_bytes
-        self.aliases = dict(sched.aliases)      # output k -> input j (written in place)
-        self.stats = {"kernels": len(sched.kernels), "buffers": sched.buffers,
-                      "peak_bytes": sched.ws_bytes,
-                      "allocations_per_call": len(sched.outputs), **sched.stats}
-        self._sched = sched
+        self._sites = plan["sites"]
+        self.ws_offset = ws_bytes
+        self.stats = dict(plan["stats"])
         self.call = self._make_call()
         if pending is not None:
             pending.add_done_callback(self._swap)
 
+    @property
+    def source(self) -> str:
+        """The C the module was built from."""
+        return self._generation()[0]
+
+    @property
+    def _sched(self):
+        return self._generation()[2]
+
+    def _generation(self) -> tuple:
+        """generate's (source, cdef, schedule, marks) of the graph: made at a cold start, or
+        on demand after a warm one (the same C: the record's digest covers what decides it)."""
+        with self._gen_lock:
+            if not hasattr(self, "_generated"):
+                self._generated = generate_c(self._graph, self._fuse)
+            return self._generated
+
     def _use(self, lib) -> None:
-        if uses_runtime(self.source):       # its gemm, or the thread count of parallel loops
+        if self._links_runtime:       # its gemm, or the thread count of parallel loops
             addr = runtime_addresses()
-            getattr(lib, LINK)(addr["f32"], addr["f64"], addr["threads"])
-        self._entry = getattr(lib, ENTRY)
-        self._packed = int(self.ffi.cast("uintptr_t", self.ffi.addressof(lib, PACKED)))
+            _, link, linked = self._entry_name[:3]
+            getattr(lib, link)(*(addr[key] for key in linked))
+        self._entry = getattr(lib, self._entry_name[0])
+        packed = self.ffi.addressof(lib, self._entry_name[3])
+        self._packed = int(self.ffi.cast("uintptr_t", packed))
 
     def bind(self, ns: dict) -> None:
         """Put the entry point into the globals of a generated call, and keep it there when
@@ -110,10 +144,8 @@ class CRunner:
         fixed = [int(self.ffi.cast("uintptr_t", h)) for h in self._hidden] + [0] * n_out
         ws_offsets = [-1] * len(self._hidden) + [self._scalar_out[j][0] for j in range(n_out)]
         out_kinds = "".join(_OUT_KIND[self._scalar_out[j][1]] for j in range(n_out))
-        # a few 0-d kernels hold the GIL (cheaper than releasing it); loops release it
-        quick = len(self._sched.kernels) <= 64 and all(
-            k.kind in ("elementwise", "fused", "copy", "zero", "guard") and not k.shape
-            for k in self._sched.kernels)
+        # a few 0-d nodes (no loop anywhere) hold the GIL, cheaper than releasing it
+        quick = len(self._graph.nodes) <= 64 and all(n.shape == () for n in self._graph.nodes)
         with self._swap_lock:
             call = fast.FastCall(self._packed, general, NANS, self, kinds, tuple(fixed),
                                  tuple(ws_offsets), self._ws_bytes,
@@ -124,11 +156,14 @@ class CRunner:
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
+        from .schedule import describe
         return describe(self._sched)
 
     def annotated_source(self) -> str:
         """The built C with each kernel's nodes and source lines as comments (f.source())."""
-        return annotate(self.source, self._marks, self._sched.graph)
+        from .codegen.c import annotate
+        source, _, sched, marks = self._generation()
+        return annotate(source, marks, sched.graph)
 
     def _new_workspace(self):
         raw = np.empty(self._ws_bytes + 64, np.uint8)
@@ -259,6 +294,27 @@ class CRunner:
 
 
 _OUT_KIND = {"double": "d", "float": "f", "int64_t": "q", "int32_t": "i", "unsigned char": "?"}
+
+
+def generate_c(graph: Graph, fuse: bool) -> tuple:
+    """codegen's (source, cdef, schedule, marks), its modules loaded only now (a warm start
+    does without them)."""
+    from .codegen.c import generate
+    return generate(graph, fuse)
+
+
+def _plan(source: str, sched, key: str, hidden: list[np.ndarray]) -> dict:
+    """What a runner needs besides the graph, as plain data (a warm start's record): the
+    module's key, entry points, inputs, hidden arrays, workspace, aliases, check sites."""
+    from .codegen.c import ENTRY, LINK, LINKED, PACKED, by_value, check_sites, uses_runtime
+    return {"module": key, "entry": (ENTRY, LINK, LINKED, PACKED), "runtime": uses_runtime(source),
+            "inputs": [(by_value(b), b.dtype.np.str, b.dtype.is_float) for b in sched.inputs],
+            "hidden": [warm.pack_array(h) for h in hidden],
+            "ws_bytes": sched.ws_bytes, "aliases": [tuple(a) for a in sched.aliases],
+            "sites": [(k.node.arg, k.node.shape) for k in check_sites(sched)],
+            "stats": {"kernels": len(sched.kernels), "buffers": sched.buffers,
+                      "peak_bytes": sched.ws_bytes,
+                      "allocations_per_call": len(sched.outputs), **sched.stats}}
 
 
 def _scalar_expr(j: int, dt: np.dtype, python: bool) -> str:

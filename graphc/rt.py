@@ -23,7 +23,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import threading
 
 import numpy as np
@@ -51,6 +50,8 @@ def _csrc_dir() -> str | None:
 
 def _build_in_cache(csrc: str, key: str) -> str:
     """Build graphc._rt from ``csrc`` into a per-key cache directory; return the module path."""
+    import tempfile  # builds only, as cffi and filelock
+
     import cffi
     from filelock import FileLock
 
@@ -143,9 +144,11 @@ def set_num_threads(n: int | None = None) -> int:
 
 def runtime_addresses() -> dict[str, int]:
     """What generated kernels link to: ``graphc_gemm_f32`` and ``graphc_gemm_f64``
-    (``graphc_gemm_f{32,64}_fn``) and ``threads``, the ``int`` thread count."""
+    (``graphc_gemm_f{32,64}_fn``), ``threads``, the ``int`` thread count, and the gemm with
+    an update epilogue, ``graphc_gemm_update_f32`` and ``_f64`` (``update_f32``, ``update_f64``)."""
     rt = _runtime()
-    names = {"f32": "graphc_gemm_f32", "f64": "graphc_gemm_f64", "threads": "graphc_threads"}
+    names = {"f32": "graphc_gemm_f32", "f64": "graphc_gemm_f64", "threads": "graphc_threads",
+             "update_f32": "graphc_gemm_update_f32", "update_f64": "graphc_gemm_update_f64"}
     return {key: int(rt.ffi.cast("intptr_t", rt.ffi.addressof(rt.lib, name)))
             for key, name in names.items()}
 
@@ -191,28 +194,51 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *,
     returned. ``out`` [M,N] must have unit stride along N and not overlap ``a`` or ``b``; with
     ``accumulate`` the product is added to its contents.
     """
+    a, b, out = _operands(a, b, out)
+    if accumulate and out is None:
+        raise ValueError("gemm: accumulate=True needs out")
+    return _call("graphc_gemm", a, b, out, lambda ffi, ctype: (int(accumulate),))
+
+
+def _call(name: str, a: np.ndarray, b: np.ndarray, out: np.ndarray | None, tail) -> np.ndarray:
+    """The C function `name`_f32 or _f64 on checked operands (a new C-ordered out if None):
+    M, N, K, A and B with their strides, C and its row stride, then tail(ffi, ctype)."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+    rt = _runtime()
+    ctype, size = _CTYPES[a.dtype], a.itemsize
+    fn = getattr(rt.lib, f"{name}_f32" if ctype == "float" else f"{name}_f64")
+    fn(a.shape[0], b.shape[1], a.shape[1],
+       _pointer(rt.ffi, ctype, a), a.strides[0] // size, a.strides[1] // size,
+       _pointer(rt.ffi, ctype, b), b.strides[0] // size, b.strides[1] // size,
+       _pointer(rt.ffi, ctype, out, writable=True), out.strides[0] // size,
+       *tail(rt.ffi, ctype))
+    return out
+
+
+def _operands(a: np.ndarray, b: np.ndarray, out: np.ndarray | None):
+    """a and b as the C side reads them, after the checks of a, b and out (if given)."""
     a, b = _operand(a, "a"), _operand(b, "b")
     if a.dtype != b.dtype or a.dtype not in _CTYPES:
         raise DTypeError(f"gemm: a and b must both be float32 or both float64, "
                          f"got {a.dtype} and {b.dtype}")
-    (m, k), (k2, n) = a.shape, b.shape
-    if k != k2:
+    if a.shape[1] != b.shape[0]:
         raise ShapeError(f"gemm: inner dimensions differ: a {a.shape} @ b {b.shape}")
-    if out is None:
-        if accumulate:
-            raise ValueError("gemm: accumulate=True needs out")
-        out = np.empty((m, n), a.dtype)
-    else:
+    if out is not None:
         _check_out(out, a, b)
+    return a, b, out
 
-    rt = _runtime()
-    ctype, size = _CTYPES[a.dtype], a.itemsize
-    fn = rt.lib.graphc_gemm_f32 if ctype == "float" else rt.lib.graphc_gemm_f64
-    fn(m, n, k,
-       _pointer(rt.ffi, ctype, a), a.strides[0] // size, a.strides[1] // size,
-       _pointer(rt.ffi, ctype, b), b.strides[0] // size, b.strides[1] // size,
-       _pointer(rt.ffi, ctype, out, writable=True), out.strides[0] // size, int(accumulate))
-    return out
+
+def gemm_update(a: np.ndarray, b: np.ndarray, d: np.ndarray, alpha: float,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """d + alpha * (a @ b) by graphc's C gemm with its update epilogue, for tests and
+    benchmarks. Operands as for ``gemm``; ``d`` [M,N] has unit stride along N and is ``out``
+    itself (an in-place update) or does not overlap it."""
+    a, b, out = _operands(a, b, out)
+    _check_out(d, a, b)
+    if out is not None and out is not d and np.may_share_memory(out, d):
+        raise ValueError("gemm_update: out must be d or not overlap it")
+    return _call("graphc_gemm_update", a, b, out, lambda ffi, ctype: (
+        _pointer(ffi, ctype, d), d.strides[0] // d.itemsize, alpha))
 
 
 def _check_out(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:

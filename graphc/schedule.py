@@ -2,9 +2,10 @@
 
 Movement ops (broadcast_to, transpose, slice, and reshape of contiguous data) become index
 arithmetic on views and cost nothing at run time; everything else is a kernel writing a
-buffer. Graph outputs are written straight into the caller's arrays where possible, except
-outputs aliased to an input (in-place updates): those are computed in the arena and copied
-into the input's memory by kernels placed after every other kernel (see `_alias_copies`).
+buffer. Graph outputs are written straight into the caller's arrays where possible. An output
+aliased to an input (an in-place update) is written straight into the input's memory when no
+later kernel reads that input (`direct_writes`); otherwise it is computed in the arena and
+copied into the input's memory by kernels placed after every other kernel (`_alias_copies`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from __future__ import annotations
 import heapq
 import os
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import mutants, sanitize
 from .dtypes import DType
 from .errors import GraphcError
 from .ir import Graph, Node, where_text
-from .passes.fuse import Group
+from .passes.fuse import Group, update_epilogues
 from .passes.fuse import fuse as fuse_groups
 
 ALIGN = 64
 INLINE_CONST_MAX = 256       # larger constant arrays are passed in as hidden inputs
+UPDATE_IN_PLACE_MAX_K = 256  # GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K of csrc/graphc_gemm.h
+VIEW_OPS = ("broadcast_to", "transpose", "slice", "reshape", "stop_gradient")  # no kernel
 
 
 @dataclass(eq=False)
@@ -78,6 +82,7 @@ class Kernel:
     note: str = ""
     fused: Fused | None = None
     inplace: bool = False      # writes over an input buffer that dies here (plan_memory)
+    epilogue: str = ""         # matmul: "add" / "sub": out = srcs[2] ± srcs[3] * (A @ B)
 
     def outs(self) -> list[View]:
         return [v for _, v in self.fused.stores] if self.fused else [self.out]
@@ -99,11 +104,14 @@ class Schedule:
 
 
 class _Planner:
-    def __init__(self, graph: Graph, groups: list[Group]):
+    def __init__(self, graph: Graph, groups: list[Group], direct: bool = True):
         self.graph = graph
+        self.direct_ok = direct
         self.groups = [g for g in groups if len(g.nodes) > 1]
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
+        self.updates = update_epilogues(graph, self.groups)    # by matmul (lower_update)
+        self.in_gemm: set[int] = set()      # groups the gemm computed as its epilogue
         self.n_ws = 0
         self.consts: list = []
         self.hidden: list = []
@@ -135,15 +143,25 @@ class _Planner:
         return b
 
     def dest(self, node: Node) -> View:
-        buf = self.target.pop(id(node), None) or self.new_ws(node)
+        buf = self.target.pop(id(node), None) or self.direct.get(id(node)) or self.new_ws(node)
         return View(buf, 0, contiguous_strides(node.shape))
 
     def plan(self) -> Schedule:
         groups = self.groups
         self.outside = used_outside(self.graph, groups) if groups else set()
-        for unit in unit_order(self.graph, groups):
+        order = unit_order(self.graph, groups)
+        self.direct = ({id(self.graph.outputs[k]): self.inputs[j] for k, j in
+                        direct_writes(self.graph, order)}
+                       if self.direct_ok else {})
+        for upd in self.updates.values():     # an update gemm writes its own (_updates_in_place)
+            self.direct.pop(id(upd.group.nodes[-1]), None)
+        guard = self._guard_position(order) if self.direct else None
+        for u, unit in enumerate(order):
+            if u == guard:          # a failed check stops the run before an input is written
+                self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
             if isinstance(unit, Group):
-                self.lower_group(unit)
+                if id(unit) not in self.in_gemm:
+                    self.lower_group(unit)
             elif id(unit) not in self.views:
                 self.views[id(unit)] = self.lower(unit)
         aliased = {k for k, _ in self.graph.aliases}
@@ -163,25 +181,79 @@ class _Planner:
         check_aliases(sched)
         return sched
 
+    def _guard_position(self, order: list) -> int | None:
+        """The first unit writing an input directly, if the graph has run-time checks."""
+        if not any(n.op.may_fail for n in self.graph.nodes):
+            return None
+        return next(u for u, unit in enumerate(order) if any(
+            id(n) in self.direct for n in (unit.nodes if isinstance(unit, Group) else [unit])))
+
     def _alias_copies(self) -> None:
         """Aliased outputs last: values still in caller memory (an input, or a view of one)
         are first copied to the arena, then a guard stops a failed run before any input is
-        overwritten, then each value is copied into its input's memory."""
+        overwritten, then each value is copied into its input's memory. An update gemm
+        (Kernel.epilogue) instead writes its input's memory itself where it may
+        (`_updates_in_place`); the guard then comes before the first of them."""
         if not self.graph.aliases:
             return
+        direct = self._updates_in_place()
         values = {}
-        for k, _ in self.graph.aliases:
+        for k, j in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
-            if v.buf is not None and v.buf.kind != "ws":
+            if v.buf is self.inputs[j] and self.direct.get(id(n)) is v.buf:
+                continue                         # computed straight into the input's memory
+            if k not in direct and v.buf is not None and v.buf.kind != "ws":
                 v = self.materialize(n, v)
             values[k] = v
-        if any(n.op.may_fail for n in self.graph.nodes):
+        if any(n.op.may_fail for n in self.graph.nodes) and direct:
+            at = min(self.kernels.index(kern) for kern in direct.values())
+            self.kernels.insert(at, Kernel("guard", None, (), View(None, 0, ()), []))
+        elif values and any(n.op.may_fail for n in self.graph.nodes):
             self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
-        for k, _ in self.graph.aliases:
+        for k in values:
             n = self.graph.outputs[k]
+            if k in direct:
+                direct[k].out = View(self.outputs[k], 0, contiguous_strides(n.shape))
+                continue
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
             self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
+
+    def _updates_in_place(self) -> dict[int, Kernel]:
+        """Aliased outputs k an update gemm can write into its input's memory, by k: the
+        value is `input ± scale * (A @ B)` (the input its addend, read whole, in order),
+        K <= UPDATE_IN_PLACE_MAX_K (one pass: csrc/graphc_gemm.h), every check that may fail
+        comes before it (so the guard can stop a failed run before it), and no later kernel
+        reads the input or the value."""
+        if os.environ.get("GRAPHC_UPDATE_IN_PLACE", "1") == "0":      # A/B measurements
+            return {}
+        writer = {id(kern.out.buf): i for i, kern in enumerate(self.kernels)
+                  if kern.epilogue and kern.out.buf is not None}
+        fails = [i for i, kern in enumerate(self.kernels)
+                 if kern.node is not None and kern.node.op.may_fail]
+        last_read: dict[int, int] = {}
+        for i, kern in enumerate(self.kernels):
+            for w in kern.srcs:
+                last_read[id(w.buf)] = i
+        direct: dict[int, Kernel] = {}
+        taken: set[int] = set()         # a kernel writes one output
+        for k, j in self.graph.aliases:
+            n = self.graph.outputs[k]
+            v = self.views[id(n)]
+            i = writer.get(id(v.buf), -1)
+            if i < 0 or (fails and i < fails[-1]):
+                continue
+            kern, inp = self.kernels[i], self.inputs[j]
+            d = kern.srcs[2]
+            if (d.buf is not inp or d.offset or not d.is_contiguous(n.shape)
+                    or kern.node.src[0].shape[-1] > UPDATE_IN_PLACE_MAX_K
+                    or any(w.buf is inp for w in kern.srcs[:2])
+                    or last_read.get(id(inp), -1) > i or last_read.get(id(v.buf), -1) > i
+                    or id(kern) in taken):
+                continue
+            direct[k] = kern
+            taken.add(id(kern))
+        return direct
 
     def lower_group(self, g: Group) -> None:
         """One fused kernel: outside sources are loaded through their views, members used
@@ -228,6 +300,10 @@ class _Planner:
             return View(v.buf, v.offset, contiguous_strides(n.shape))
         if name == "stop_gradient" or kind == "alias":
             return srcs[0]
+        if kind == "contract" and id(n) in self.updates:
+            out = self.lower_update(n, srcs)
+            if out is not None:
+                return out
         out = self.dest(n)
         if kind == "elementwise":
             self.kernels.append(Kernel("elementwise", n, n.shape, out, srcs))
@@ -256,6 +332,39 @@ class _Planner:
             raise NotImplementedError(f"no C lowering for op {name}")
         return out
 
+    def lower_update(self, n: Node, srcs: list[View]) -> View | None:
+        """The matmul n and the update group that reads it (fuse.update_epilogues) as one
+        gemm with an epilogue, when the group's addend and scale are already computed (the
+        group's work moves to the matmul's place), the addend is in memory with unit stride
+        along columns and the scale is one value. Returns the group's value, or None."""
+        upd = self.updates[id(n)]
+        addend = self.views.get(id(upd.addend))
+        scale = self._scalar_view(upd.scale)
+        if (addend is None or scale is None or any(scale.strides) or addend.buf is None
+                or (n.shape[1] > 1 and addend.strides[1] != 1)
+                or any(v.literal is not None for v in srcs)):
+            return None
+        top = upd.group.nodes[-1]
+        out = self.dest(top)
+        self.kernels.append(Kernel("matmul", n, n.shape, out, [*srcs, addend, scale],
+                                   note=f"{top.op.name} update",
+                                   epilogue=top.op.name))
+        self.views[id(top)] = out
+        self.in_gemm.add(id(upd.group))
+        return out
+
+    def _scalar_view(self, node: Node) -> View | None:
+        """The view of a one-value node already computed, or of one that costs no kernel (a
+        splat constant, a broadcast of a computed scalar) made now; else None."""
+        v = self.views.get(id(node))
+        if v is None and node.op.name == "const" and node.arg.value.size == 1:
+            v = self.const_view(node)
+        if v is None and node.op.name == "broadcast_to":
+            one = self._scalar_view(node.src[0])
+            v = None if one is None else View(one.buf, one.offset, (0,) * len(node.shape),
+                                              one.literal)
+        return v
+
     def materialize(self, node: Node, v: View) -> View:
         out = View(self.new_ws(node), 0, contiguous_strides(node.shape))
         self.kernels.append(Kernel("copy", node, node.shape, out, [v], note="materialize"))
@@ -268,6 +377,64 @@ class _Planner:
         b = Buffer("const", len(self.consts), n.dtype, n.size)
         self.consts.append((b, value))
         return View(b, 0, contiguous_strides(n.shape))
+
+
+def direct_writes(graph: Graph, order: list) -> list[tuple[int, int]]:
+    """The aliased outputs (k, j) that may be computed straight into input j's memory in a
+    run of the units in `order` (no copy from the arena afterwards). Output k's node n must
+    be computed by a kernel (not a view of memory), read by no other unit (in its own fused
+    nest a value passes in a register) and returned once,
+    and every read of input j (through any view) must
+    come before n's unit, or be in it: an elementwise n reading input j itself, contiguous,
+    each element read before it is written in the same iteration. n's unit must come after
+    every run-time check (a failed run leaves the inputs intact: the planner puts a guard
+    before the first direct write), and input j must not be 0-d (passed by value)."""
+    if not graph.aliases:
+        return []
+    base = {id(x): j for j, x in enumerate(graph.inputs) if x.shape != ()}
+    readers: dict[int, set[int]] = {}
+    unit_at: dict[int, int] = {}
+    last_read: dict[int, int] = {}
+    fails = -1                                  # the last unit with a run-time check
+    for u, unit in enumerate(order):
+        members = unit.nodes if isinstance(unit, Group) else [unit]
+        for n in members:
+            unit_at[id(n)] = u
+            if n.op.may_fail:
+                fails = u
+            for s in n.src:
+                readers.setdefault(id(s), set()).add(u)
+            for s in n.src:
+                if id(s) in base:
+                    last_read[base[id(s)]] = u
+            if (n.op.name in VIEW_OPS or n.op.kind == "alias") and id(n.src[0]) in base:
+                base[id(n)] = base[id(n.src[0])]
+    returned = Counter(id(n) for n in graph.outputs)
+    direct = []
+    for k, j in graph.aliases:
+        n = graph.outputs[k]
+        u = unit_at.get(id(n))
+        if (u is None or readers.get(id(n), {u}) != {u} or returned[id(n)] > 1 or id(n) in base
+                or n.op.name in VIEW_OPS or n.op.kind in ("alias", "source")):
+            continue
+        if last_read.get(j, -1) > u or u <= fails:
+            continue
+        if last_read.get(j, -1) == u and not _reads_in_step(order[u], n, graph.inputs[j],
+                                                          base, j):
+            continue
+        direct.append((k, j))
+    return direct
+
+
+def _reads_in_step(unit, n: Node, x: Node, base: dict, j: int) -> bool:
+    """Whether unit's every read of input j (node x, or a view of it) is x itself, read by
+    elementwise nodes of n's shape in n's unit, n elementwise too: each element of x is then
+    loaded before the element of n at the same position is stored."""
+    members = unit.nodes if isinstance(unit, Group) else [unit]
+    if n.op.kind != "elementwise" or (isinstance(unit, Group) and unit.shape != n.shape):
+        return False
+    return all(s is x and m.op.kind == "elementwise" and m.shape == n.shape
+               for m in members for s in m.src if base.get(id(s)) == j)
 
 
 def used_outside(graph: Graph, groups: list[Group]) -> set[int]:
@@ -428,10 +595,11 @@ def sanitized_sizes(kernels: list[Kernel]) -> list[int]:
 
 
 def check_aliases(sched: Schedule) -> None:
-    """Verify the in-place plan: once an aliased output's memory is first written, no kernel
-    reads it (as that output or as its input) or writes it again, and the value copied in
-    comes from the arena or a constant, never from caller memory. Linear in the kernels (a
-    train step aliases every parameter and moment: W2 has 38)."""
+    """Verify the in-place plan: an aliased output's memory (the output's slot, or its input
+    written directly) is written by one kernel, after which no kernel reads it (as that
+    output or as its input) or writes it again; a value copied in comes from the arena or a
+    constant, never from caller memory. Linear in the kernels (a train step aliases every
+    parameter and moment: W2 has 38)."""
     writers: dict[int, list[int]] = {}      # id(buffer) -> the kernels writing it, in order
     last_read: dict[int, int] = {}          # id(buffer) -> the last kernel reading it
     for i, kern in enumerate(sched.kernels):
@@ -443,12 +611,15 @@ def check_aliases(sched: Schedule) -> None:
             last_read[id(v.buf)] = i
     for k, j in sched.aliases:
         out, inp = sched.outputs[k], sched.inputs[j]
-        writes = writers.get(id(out), [])
+        writes = sorted({*writers.get(id(out), []), *writers.get(id(inp), [])})
         if len(writes) != 1:
             raise GraphcError(f"internal: in-place output {k} is written {len(writes)} times")
         w = writes[0]
-        src = sched.kernels[w].srcs[0].buf
-        if src is not None and src.kind != "ws" and src.kind != "const":
+        src = sched.kernels[w].srcs[0].buf if sched.kernels[w].kind == "copy" else None
+        if sched.kernels[w].epilogue:        # an update gemm: reads the input only as addend
+            if any(v.buf is inp for v in sched.kernels[w].srcs[:2]):
+                raise GraphcError(f"internal: in-place output {k}'s product reads input {j}")
+        elif src is not None and src.kind != "ws" and src.kind != "const":
             raise GraphcError(f"internal: in-place output {k} is copied from caller memory")
         if max(last_read.get(id(out), -1), last_read.get(id(inp), -1)) > w:
             raise GraphcError(f"internal: input {j} is read after output {k} overwrote it "
@@ -470,13 +641,15 @@ def verify_memory(kernels: list[Kernel], handed: dict[Buffer, Buffer]) -> None:
         live.append(b)
 
 
-def schedule(graph: Graph, fuse: bool = False, min_size: int = 0) -> Schedule:
+def schedule(graph: Graph, fuse: bool = False, min_size: int = 0,
+             direct: bool = True) -> Schedule:
     """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
-    elements are fused (passes/fuse.py)."""
+    elements are fused (passes/fuse.py); with `direct`, aliased outputs may be written
+    straight into their inputs (`direct_writes`)."""
     groups: list[Group] = []
     if fuse:
         graph, groups = fuse_groups(graph, min_size)
-    return _Planner(graph, groups).plan()
+    return _Planner(graph, groups, direct).plan()
 
 
 def loop_dims(shape, views: list[View]) -> tuple[list[int], list[list[int]]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -271,6 +270,7 @@ def _page(name: str, svgs: dict[str, str], first: str) -> str:
 
 def _write(text: str, path: str | None, name: str, ext: str) -> str:
     if path is None:
+        import tempfile  # not on a warm start's path
         folder = os.path.join(tempfile.gettempdir(), "graphc-show")
         os.makedirs(folder, exist_ok=True)
         digest = hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -3,8 +3,9 @@ as ONE generated C call per step, writing parameters and optimizer state in plac
 
 The step is traced once per batch signature into one graph whose outputs are the loss (and
 aux), then every new parameter and state array, each aliased to the input it replaces
-(`Graph.aliases`): the schedule computes them in the arena and copies them into the caller's
-memory after every read. The learning rate is a run-time scalar input. The per-step Python is
+(`Graph.aliases`): the schedule writes each straight into the caller's memory once nothing
+reads the old value any more, or computes it in the arena and copies it in after every read
+(schedule.direct_writes). The learning rate is a run-time scalar input. The per-step Python is
 a pre-built argument tuple, the batch pointers and one cffi call.
 """
 

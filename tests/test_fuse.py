@@ -296,6 +296,7 @@ def _logits_softmax_sum(x, b):
 
 def _plan(fn, *args, max_flops=None, monkeypatch=None):
     if max_flops is not None:
+        monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
         monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", max_flops)
     return schedule(trace_to_graph(fn, args)[0], fuse=True)
 
@@ -316,6 +317,34 @@ def test_a_cheap_value_two_nests_read_is_recomputed_not_stored(monkeypatch):
     z = x + b
     want = np.exp(z - z.max(1, keepdims=True)).sum(1)
     np.testing.assert_allclose(graphc.compile(_logits_softmax_sum)(x, b), want, rtol=1e-14)
+
+
+def test_a_relu_mask_is_read_back_from_the_output_not_stored(monkeypatch):
+    """The backward pass of relu(x) @ v reads (h <= 0) from h = relu(x), which the product
+    stores anyway, instead of a byte mask the forward nest would store beside it: no bool
+    buffer, and values and gradients bit for bit those of the stored mask, at 0, -0.0, NaN
+    and +-inf too."""
+    def f(x, v):
+        return graphc.sum((graphc.relu(x) @ v) ** 2)     # the mask's reader waits for h
+    vg = graphc.value_and_grad(f, argnums=(0, 1))
+    rng = np.random.default_rng(7)
+    x, v = rng.standard_normal((8, 6)), rng.standard_normal((6, 3))
+    x[0, :5] = [0.0, -0.0, np.nan, np.inf, -np.inf]
+    graph = trace_to_graph(vg, (x, v))[0]
+
+    def masks(sched):
+        return sum(v.buf.kind == "ws" and v.buf.dtype.name == "bool"
+                   for k in sched.kernels for v in k.outs() if v.buf is not None)
+    after = schedule(graph, fuse=True)
+    got = graphc.compile(vg)(x, v)
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
+    monkeypatch.setattr(fuse_module, "masks_from_outputs", lambda g, _: (g, frozenset()))
+    assert masks(after) == 0 and masks(schedule(graph, fuse=True)) == 1
+    want = graphc.compile(vg)(x, v)
+    np.testing.assert_array_equal(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        np.testing.assert_array_equal(g, w)
+    assert np.isnan(got[1][0][0, 2]) and got[1][0][0, 1] == 0 and got[1][0][0, 0] == 0
 
 
 def test_a_transcendental_is_never_computed_twice_per_element():
@@ -345,6 +374,7 @@ def test_recomputation_stops_at_its_flop_bound(monkeypatch):
     stored = _plan(f, x, b)
     assert stored.stats["ws_buffers"] == _plan(f, x, b, max_flops=0,
                                                monkeypatch=monkeypatch).stats["ws_buffers"]
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")   # a patched plan: no records
     monkeypatch.setattr(fuse_module, "RECOMPUTE_MAX_FLOPS", 64)
     recomputed = _plan(f, x, b)
     assert recomputed.stats["ws_buffers"] == stored.stats["ws_buffers"] - 1

@@ -259,11 +259,13 @@ def test_import_builds_nothing_and_source_checkout_builds_once(tmp_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape_a,shape_b,transpose", [
     ((100, 16), (16, 1), False), ((100, 1), (100, 16), True), ((3, 5, 7), (7, 4), False),
-    ((2, 50, 2), (2, 16), False)])
+    ((2, 50, 2), (2, 16), False), ((7, 3), (3, 40), False), ((2, 9, 5), (5, 24), False)])
 def test_small_matmul_is_loops_and_matches_numpy(shape_a, shape_b, transpose, dtype):
     """Below SMALL_MATMUL_MACS codegen writes loops with literal extents (no gemm call), for
-    batched and transposed (strided) operands too; value and gradients (whose matmuls are
-    small as well) agree with float64 numpy."""
+    batched and transposed (strided) operands too, and rows of whole vectors (explicit
+    vectors, with row and column blocks left over: 7 rows of 10 float64 vectors, 9 rows of 3
+    float32 vectors); value and gradients (whose matmuls are small as well) agree with
+    float64 numpy."""
     import re
 
     import graphc
@@ -275,7 +277,10 @@ def test_small_matmul_is_loops_and_matches_numpy(shape_a, shape_b, transpose, dt
         return graphc.sum((a.T if transpose else a) @ b * 1.5)
     g = graphc.compile(graphc.value_and_grad(f, argnums=(0, 1)))
     value, (da, db) = g(a, b)
-    assert re.search(r"gc_gemm_f(32|64)\(", g.source(a, b)) is None
+    source = g.source(a, b)
+    assert re.search(r"gc_gemm_f(32|64)\(", source) is None
+    if shape_b[-1] % (32 // a.itemsize) == 0:      # rows of whole vectors
+        assert "vector_size" in source
     a64 = (a.T if transpose else a).astype(np.float64)
     m, k, n = a64.shape[-2], a64.shape[-1], b.shape[-1]
     assert m * k * n <= SMALL_MATMUL_MACS

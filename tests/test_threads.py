@@ -58,12 +58,18 @@ def test_gemm_bit_identical_for_any_thread_count(dtype, restore_threads):
         a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
         cases += [(a, b), (np.ascontiguousarray(a.T).T, b), (a, np.ascontiguousarray(b.T).T)]
 
-    def run():
-        return [rt.gemm(a, b) for a, b in cases]
+    addends = [rng.standard_normal((a.shape[0], b.shape[1])).astype(dtype) for a, b in cases]
+
+    def run():      # the product, and the product as an update (its epilogue on each slab)
+        return [rt.gemm(a, b) for a, b in cases] + [
+            rt.gemm_update(a, b, d, -0.01) for (a, b), d in zip(cases, addends)]
 
     results = per_count(run)
     assert_bit_identical(results)
     tol = 2e-3 if dtype == np.float32 else 1e-10
+    for (a, b), d, u in zip(cases, addends, results[0][len(cases):]):
+        np.testing.assert_allclose(u, d + np.float64(dtype(-0.01)) * rt.gemm(a, b), rtol=tol,
+                                   atol=tol)
     for (a, b), c in zip(cases, results[0]):
         want = a.astype(np.float64) @ b.astype(np.float64)
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -424,6 +424,48 @@ def test_aliased_output_is_written_after_every_read():
             run([np.zeros(3, np.float32)])
 
 
+def test_updates_are_written_straight_into_parameters_after_every_check(monkeypatch):
+    """An Adam step whose loss checks its labels (one_hot): every parameter and moment is
+    computed straight into its own memory (no arena copy), behind one guard placed after the
+    check, so a bad label leaves every array as it was; values equal the copy-back plan's."""
+    import functools
+
+    import graphc.codegen.c as codegen
+    from graphc.schedule import schedule
+
+    def loss(p, x, labels):
+        logits = x @ p["W"] + p["b"]
+        return -(graphc.one_hot(labels, 3, np.float64) * graphc.log_softmax(logits)).sum()
+
+    def run():
+        rng = np.random.default_rng(0)
+        params = {"W": rng.normal(size=(4, 3)), "b": np.zeros(3)}
+        step = graphc.train_step(loss, optim.Adam(params, lr=0.1))
+        x, labels = rng.normal(size=(8, 4)), np.arange(8) % 3
+        losses = [step(x, labels) for _ in range(3)]
+        return generate(step.graph)[2], losses, [a.copy() for a in step.memory], step, x
+
+    sched, losses, memory, step, x = run()
+    assert not any(k.note == "in place" and k.node.size > 1 for k in sched.kernels)
+    guard = [k.kind for k in sched.kernels].index("guard")
+    checks = [i for i, k in enumerate(sched.kernels) if k.node is not None
+              and k.node.op.may_fail]
+    writes = [i for i, k in enumerate(sched.kernels) for v in k.outs()
+              if v.buf is not None and v.buf.kind == "in"]
+    assert checks and len(writes) >= 4 and max(checks) < guard < min(writes)
+    with pytest.raises(graphc.GraphcError, match="label"):
+        step(x, np.full(8, 7))
+    for a, b in zip(step.memory, memory):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")     # the patched plan: no record read or written
+    monkeypatch.setattr(codegen, "schedule", functools.partial(schedule, direct=False))
+    ref_sched, ref_losses, ref_memory, _, _ = run()
+    assert sum(k.note == "in place" for k in ref_sched.kernels) == len(memory)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    for a, b in zip(memory, ref_memory):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
 def test_alias_plan_is_verified():
     from graphc.schedule import check_aliases, schedule
     graph, _ = graphc.capture.trace_to_graph(lambda x: (x + 1, x * 2), (np.zeros(3),))

@@ -35,7 +35,8 @@ def accesses(k: Kernel) -> list[tuple[str, View, tuple]]:
     if k.kind == "matmul":
         a, b = k.node.src
         return [("load", k.srcs[0], a.shape), ("load", k.srcs[1], b.shape),
-                ("store", k.out, k.node.shape)]
+                ("store", k.out, k.node.shape)] + [
+            ("load", v, k.node.shape) for v in k.srcs[2:]]     # an update's addend and scale
     if k.kind == "fused":
         kept = tuple(d for j, d in enumerate(k.shape) if j not in k.fused.axes)
         return [("load", v, k.shape) for v in k.srcs] + [

@@ -36,15 +36,21 @@ from .writer import CWriter
 ENTRY = "graphc_entry"
 PACKED = "graphc_entry_packed"  # the entry with its arguments in one array (csrc/fastcall.c)
 LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (graphc/rt.py)
+# LINK's arguments: these keys of graphc.rt.runtime_addresses(), in order
+LINKED = ("f32", "f64", "threads", "update_f32", "update_f64")
 LINES_PER_PART = 2000
 TAPE_FUSE_MIN = 1024         # in tape mode, nests this large fuse into native functions
-# A matmul of at most this many multiply-adds (M*N*K) is emitted as plain loops with its
-# extents and strides as literals (gcc unrolls and vectorizes them) instead of a call into the
-# gemm. Measured with bench/measure_small_matmul.py (issue 11, item 5; table in
-# bench/RESULTS.md): the loops win only where one extent is 1 (W1's 100x16 @ 16x1 and its
-# gradients, 1600 MACs: ~1.15x, float32 and float64); from W1's 100x2 @ 2x16 (3200) they tie
-# and from 4096 MACs on (16x16 @ 16x16) the gemm call is faster (W1's 100x16 @ 16x16: 2.4x).
-SMALL_MATMUL_MACS = 2048
+# A matmul of at most this many multiply-adds (M*N*K) is emitted as loops with its extents and
+# strides as literals (rows of whole vectors on explicit vectors: `_vector_rows`) instead of a
+# call into the gemm. Issue 11 measured plain loops (bench/measure_small_matmul.py): they won
+# only where one extent is 1. With explicit vectors, per-kernel rdtsc in W1's step (issue 13):
+# 100x16 @ 16x1 2.1k -> 0.9k cycles, 100x1 @ 1x16 3.6k -> 0.5k, 16x100 @ 100x1 2.0k -> 0.35k,
+# and the 3200-MAC products beat the gemm call (100x2 @ 2x16 1.0k -> 0.6k, 2x100 @ 100x16
+# 1.3k -> 0.35k); 100x16 @ 16x16 (25600) did not (3.3k -> 14k), so the bound is 4096.
+SMALL_MATMUL_MACS = 4096
+VECTOR_BYTES = 32            # the explicit vectors of small products (AVX2; AVX-512 runs them)
+SMALL_MATMUL_ACCS = 12       # accumulator vectors of a small product: they stay in registers
+_LANES = {"double": VECTOR_BYTES // 8, "float": VECTOR_BYTES // 4}   # by C element type
 COLUMNS_MAX = 1024           # accumulators of a leading-dims reduction (16 KB of stack)
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
@@ -422,13 +428,14 @@ class _Emitter:
             self.close(odepth)
 
     def _members(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
-                 accs: list[str], collect: bool = False) -> None:
+                 accs: list, at: str = "") -> None:
         """A fused nest's element: the members in order into registers (`t<j>`), each
-        reduction added into its accumulator expression (`accs`; with `collect`, its input
-        only written there), the stored members written (`idx`: each view's index, sources
-        first). Each source is loaded once into `l<j>`
-        before its first use: a load inside `where`'s `?:` is conditional, which gcc does not
-        vectorize ("control flow in loop"); every index of the nest is in bounds."""
+        reduction added into its accumulator expression (`accs`; an (array, collect) pair
+        indexes the array at `at`, and with collect the input is only written there), the
+        stored members written (`idx`: each view's index, sources first). Each source is
+        loaded once into `l<j>` before its first use: a load inside `where`'s `?:` is
+        conditional, which gcc does not vectorize ("control flow in loop"); every index of
+        the nest is in bounds."""
         f, temps = k.fused, {}
 
         def operand(s) -> str:
@@ -448,8 +455,12 @@ class _Emitter:
         for t, n in enumerate(f.nodes):
             if n.op.kind == "reduce":
                 x, acc = operand(n.src[0]), next(reds)
-                self.w.line(f"{acc} = {x};" if collect
-                            else n.op.c.update.format(acc=acc, x=x) + ";")
+                if isinstance(acc, tuple):
+                    acc, collect = f"{acc[0]}[{at}]", acc[1]
+                    if collect:
+                        self.w.line(f"{acc} = {x};")
+                        continue
+                self.w.line(n.op.c.update.format(acc=acc, x=x) + ";")
                 continue
             args = [operand(s) for s in n.src]
             temps[id(n)] = f"t{t}"
@@ -475,11 +486,15 @@ class _Emitter:
                  ptr: dict, scalars: dict) -> None:
         """A fused reduction over leading dims, by rows: one accumulator per kept element
         (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
-        between iterations: `omp simd`), then the accumulators stored. Each row is computed
-        into `row<j>` (of the element type) first and added in a loop of its own: gcc 12's PRE
-        turns `acc += (m ? 0 : x)`, or a widened store of it, into a branch, which neither
-        vectorizes nor predicts (a ReLU mask).
-        Each accumulator adds its elements in the same order as the row-order nest."""
+        between iterations: `omp simd`), then the accumulators stored. Each accumulator adds
+        its elements in the same order as the row-order nest.
+        An element is added straight into an accumulator of its own type. One widened into
+        a double accumulator (float32) is computed into `row<j>` first and added in a loop of
+        its own: gcc 12's PRE turns `acc += (m ? 0 : x)` with a widening into a branch, which
+        neither vectorizes nor predicts (a ReLU mask; W2's bias gradients 8x slower). The row
+        buffer is not used otherwise: written in 16-byte halves (VF set by a byte mask) and
+        read back in 32-byte vectors, it costs a store-forwarding stall per vector (W1's two
+        float64 bias-gradient kernels: 4.8k cycles each for 1600 elements, 1.1k without)."""
         f, w, shape = k.fused, self.w, k.shape
         reds = [n for n in f.nodes if n.op.kind == "reduce"]
         kept_shape = tuple(shape[d] for d in kept)
@@ -489,9 +504,11 @@ class _Emitter:
             acc_t = "double" if r.dtype.is_float else "int64_t"
             init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
             w.line(f"{acc_t} acc{j}[{size}];")
-            w.line(f"{r.src[0].dtype.c} row{j}[{size}];")       # the element type: see above
+            row = f"row{j}" if r.src[0].dtype.c != acc_t else None
+            if row:
+                w.line(f"{r.src[0].dtype.c} {row}[{size}];")       # the element type: above
             w.line(f"for (long c = 0; c < {size}; c++) acc{j}[c] = {init};")
-            accs.append((f"acc{j}", f"row{j}"))
+            accs.append((f"acc{j}", row))
         at = View(None, 0, contiguous_strides(kept_shape))
         extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
         ivars = [f"j{d}" for d in range(len(extents))]
@@ -500,13 +517,16 @@ class _Emitter:
         n_full = len(inner)
         oidx, depth = self.loops(kept_shape, outer[:n_full] + [at], pragma=_simd([], []))
         idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-        self._members(k, ptr, scalars, idx, [f"{row}[{oidx[n_full]}]" for _, row in accs],
-                      collect=True)
+        self._members(k, ptr, scalars, idx, [(row or acc, row is not None)
+                                              for acc, row in accs], at=oidx[n_full])
         self.close(depth)
-        (c,), depth = self.loops(kept_shape, [at], pragma=_simd([], []))
-        for (acc, row), r in zip(accs, reds):
-            w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{row}[{c}]") + ";")
-        self.close(depth + len(extents))
+        if any(row for _, row in accs):
+            (c,), depth = self.loops(kept_shape, [at], pragma=_simd([], []))
+            for (acc, row), r in zip(accs, reds):
+                if row:
+                    w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{row}[{c}]") + ";")
+            self.close(depth)
+        self.close(len(extents))
         red_out = outer[n_full:]
         oidx, depth = self.loops(kept_shape, red_out + [at])
         for j, ((acc, _), r) in enumerate(zip(accs, reds)):
@@ -554,7 +574,7 @@ class _Emitter:
 
     def matmul(self, k: Kernel) -> None:
         n = k.node
-        a, b = k.srcs
+        a, b = k.srcs[:2]
         batch = n.shape[:-2]
         m, kk, nn = n.src[0].shape[-2], n.src[0].shape[-1], n.shape[-1]
         views = [View(k.out.buf, k.out.offset, k.out.strides[:-2]),
@@ -566,36 +586,111 @@ class _Emitter:
             pa = self._matrix_ptr(a, idx[1])
             pb = self._matrix_ptr(b, idx[2])
             pc = f"{_ptr(k.out.buf)} + {idx[0]}"
-            if m * nn * kk <= SMALL_MATMUL_MACS:
+            if k.epilogue:
+                self._update_gemm(k, (m, nn, kk), pa, pb, pc)
+            elif m * nn * kk <= SMALL_MATMUL_MACS:
                 self._small_matmul(n.dtype.c, (m, nn, kk), (pa, a.strides), (pb, b.strides), pc)
             else:
                 self.w.line(f"{fn}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, {a.strides[-1]}, "
                             f"{pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, 0);")
             self.close(depth)
 
+    def _update_gemm(self, k: Kernel, mnk: tuple, pa: str, pb: str, pc: str) -> None:
+        """A matmul with an update epilogue (schedule.Kernel.epilogue): out = D ± s * (A @ B)
+        by graphc_gemm_update, or for a small product the loops, then the update in a loop
+        (the same rounding: d + alpha * g, contracted to one FMA as in a fused loop)."""
+        (m, nn, kk), (a, b, d, s), t = mnk, k.srcs, k.node.dtype
+        alpha = ("-" if k.epilogue == "sub" else "") + f"({_load(s, t, str(s.offset))})"
+        pd = f"{_ptr(d.buf, const=True)} + {d.offset}"
+        if m * nn * kk > SMALL_MATMUL_MACS:
+            self.w.line(f"gc_gemm_update_{t.short}({m}, {nn}, {kk}, {pa}, {a.strides[-2]}, "
+                        f"{a.strides[-1]}, {pb}, {b.strides[-2]}, {b.strides[-1]}, {pc}, {nn}, "
+                        f"{pd}, {d.strides[0]}, {alpha});")
+            return
+        self.w.line(f"{t.c} gcp[{m * nn}];")          # D may be C (in place): not C yet
+        self._small_matmul(t.c, mnk, (pa, a.strides), (pb, b.strides), "gcp")
+        self.w.line(f"const {t.c} alpha = {alpha};")
+        with self.w.block(f"for (long i = 0; i < {m}; i++)"):
+            self.w.line(f"for (long j = 0; j < {nn}; j++) ({pc})[i * {nn} + j] = "
+                        f"({pd})[i * {d.strides[0]} + j] + alpha * gcp[i * {nn} + j];")
+
     def _small_matmul(self, t: str, mnk: tuple, a: tuple, b: tuple, pc: str) -> None:
-        """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS), row by row: each
-        C[i, j] sums its products in k order from 0, like the dot it is. A column C = A @ b
-        with A column-major (a transpose: W1's last weight gradient) is read column by column
-        instead: C is cleared, then each k adds A[:, k] b[k] to it (a contiguous inner loop,
-        no serial sum chain; the same order per element)."""
+        """C = A @ B as loops with literal extents (see SMALL_MATMUL_MACS): each C[i, j] sums
+        its products in k order from 0, like the dot it is. A column C = A @ b is computed as
+        the row C^T = b^T A^T, so its m outputs are the vector axis. A row of `nn` outputs,
+        nn a whole number of vectors, runs on explicit vectors (`_vector_rows`); any other
+        shape as plain loops."""
         (m, nn, kk), (pa, sa), (pb, sb) = mnk, a, b
         w = self.w
         w.line(f"const {t} *restrict ga = {pa}; const {t} *restrict gb = {pb};")
         w.line(f"{t} *restrict gcm = {pc};")
-        if nn == 1 and sa[-2] == 1 and m > 1 and kk > 1:
-            w.line(f"for (long i = 0; i < {m}; i++) gcm[i] = 0;")
-            with w.block(f"for (long p = 0; p < {kk}; p++)"):
-                w.line(f"const {t} bp = gb[p * {sb[-2]}];")
-                w.line(f"for (long i = 0; i < {m}; i++) gcm[i] += ga[i + p * {sa[-1]}] * bp;")
+        # A(i, p) at ga[i*ra + p*ca], B(p, j) at gb[p*rb + j*cb], C(i, j) at gcm[i*ldc + j]
+        ra, ca, rb, cb, ldc, names = sa[-2], sa[-1], sb[-2], sb[-1], nn, ("ga", "gb")
+        if nn == 1 and m > 1:
+            m, nn, ldc, names = 1, m, 0, ("gb", "ga")
+            ra, ca, rb, cb = 0, rb, ca, ra
+        lanes = _LANES.get(t, 0)
+        if lanes and nn % lanes == 0 and nn and m:
+            self._vector_rows(t, (m, nn, kk), lanes, (ra, ca, rb, cb, ldc), names)
             return
         with w.block(f"for (long i = 0; i < {m}; i++)"):
-            w.line(f"{t} *restrict ci = gcm + i * {nn};")
+            w.line(f"{t} *restrict ci = gcm + i * {ldc};")
             w.line(f"for (long j = 0; j < {nn}; j++) ci[j] = 0;")
             with w.block(f"for (long p = 0; p < {kk}; p++)"):
-                w.line(f"const {t} aip = ga[i * {sa[-2]} + p * {sa[-1]}];")
-                w.line(f"for (long j = 0; j < {nn}; j++) ci[j] += aip * gb[p * {sb[-2]} + "
-                       f"j * {sb[-1]}];")
+                w.line(f"const {t} aip = {names[0]}[i * {ra} + p * {ca}];")
+                w.line(f"for (long j = 0; j < {nn}; j++) ci[j] += aip * {names[1]}[p * {rb} + "
+                       f"j * {cb}];")
+
+    def _vector_rows(self, t: str, mnk: tuple, lanes: int, strides: tuple, names: tuple) -> None:
+        """C = A @ B, C's rows a whole number of `lanes`-wide vectors: blocks of rows x
+        vectors of accumulators (at most SMALL_MATMUL_ACCS, so they stay in registers), each
+        acc += A(i, p) * B(p, j..j+lanes) for p from 0, then stored. gcc vectorizes plain
+        loops of these shapes across rows with shuffles (3-10x slower: W1's 100x1 @ 1x16 took
+        3.5k cycles); explicit vectors leave it the layout. B's row is loaded as one vector
+        when contiguous, else built from its elements."""
+        (m, nn, kk), (ra, ca, rb, cb, ldc), (an, bn) = mnk, strides, names
+        w = self.w
+        vec = f"gc_v{lanes}{'f' if t == 'float' else 'd'}"
+        w.line(f"typedef {t} {vec} __attribute__((vector_size({VECTOR_BYTES}), "
+               f"aligned(sizeof({t})), may_alias));")
+        nq = nn // lanes
+        rows = min(m, max(1, SMALL_MATMUL_ACCS // min(nq, 4)))
+        cols = min(nq, SMALL_MATMUL_ACCS // rows)
+
+        def block(i0: str, n_rows: int, j0: str, n_cols: int) -> None:
+            for r in range(n_rows):
+                w.line(f"{vec} " + ", ".join(f"c{r}_{q} = {{0}}" for q in range(n_cols)) + ";")
+            with w.block(f"for (long p = 0; p < {kk}; p++)"):
+                for q in range(n_cols):
+                    at = f"p * {rb} + ({j0} + {q * lanes}) * {cb}"
+                    if cb == 1:
+                        w.line(f"const {vec} b{q} = *(const {vec} *)({bn} + {at});")
+                    else:
+                        items = ", ".join(f"{bn}[{at} + {e * cb}]" for e in range(lanes))
+                        w.line(f"const {vec} b{q} = {{{items}}};")
+                for r in range(n_rows):
+                    w.line(f"const {t} a{r} = {an}[({i0} + {r}) * {ra} + p * {ca}];")
+                    for q in range(n_cols):
+                        w.line(f"c{r}_{q} += a{r} * b{q};")
+            for r in range(n_rows):
+                for q in range(n_cols):
+                    w.line(f"*({vec} *)(gcm + ({i0} + {r}) * {ldc} + {j0} + {q * lanes}) = "
+                           f"c{r}_{q};")
+
+        def row_blocks(j0: str, n_cols: int) -> None:
+            if m >= rows:
+                with w.block(f"for (long i = 0; i + {rows} <= {m}; i += {rows})"):
+                    block("i", rows, j0, n_cols)
+            if m % rows:
+                with w.block(""):
+                    block(str(m - m % rows), m % rows, j0, n_cols)
+
+        full = nq - nq % cols
+        with w.block(f"for (long jq = 0; jq < {full * lanes}; jq += {cols * lanes})"):
+            row_blocks("jq", cols)
+        if nq % cols:
+            with w.block(""):
+                row_blocks(str(full * lanes), nq % cols)
 
     def _matrix_ptr(self, v: View, idx: str) -> str:
         if v.literal is not None:
@@ -631,18 +726,17 @@ class _Emitter:
         uses_gemm = any(k.kind == "matmul" for k in s.kernels)
         if uses_gemm:
             w.line('#include "graphc_gemm.h"')
-            w.line("static graphc_gemm_f32_fn gc_gemm_f32;")
-            w.line("static graphc_gemm_f64_fn gc_gemm_f64;")
+            for t in ("f32", "f64"):
+                w.line(f"static graphc_gemm_{t}_fn gc_gemm_{t};")
+                w.line(f"static graphc_gemm_update_{t}_fn gc_gemm_update_{t};")
         # the runtime's thread count (graphc_threads.h), read at each parallel loop
         w.line("static const int gc_one_thread = 1;")
         w.line("static const int *gc_threads = &gc_one_thread;")
         w.line("#define GC_THREADS __atomic_load_n(gc_threads, __ATOMIC_RELAXED)")
-        with w.block(f"void {LINK}(intptr_t f32, intptr_t f64, intptr_t threads)"):
-            if uses_gemm:
-                w.line("gc_gemm_f32 = (graphc_gemm_f32_fn)f32;")
-                w.line("gc_gemm_f64 = (graphc_gemm_f64_fn)f64;")
-            else:
-                w.line("(void)f32; (void)f64;")
+        with w.block(f"void {LINK}({', '.join(f'intptr_t {p}' for p in LINKED)})"):
+            gemms = [p for p in LINKED if p != "threads"]
+            for p in gemms:
+                w.line(f"gc_gemm_{p} = (graphc_gemm_{p}_fn){p};" if uses_gemm else f"(void){p};")
             w.line("gc_threads = (const int *)threads;")
         for b, value in s.consts:
             flat = value.reshape(-1)
@@ -813,8 +907,11 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     if not fuse or _unfused_bound(graph) > tape_threshold():
         sched = schedule(graph)
         if len(sched.kernels) > tape_threshold() and not sanitize.enabled():
-            if fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src):
-                sched = schedule(graph, fuse=True, min_size=TAPE_FUSE_MIN)
+            # tape rows copy in-place outputs at the end (no direct writes into inputs)
+            big = fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src)
+            if big or graph.aliases:
+                sched = schedule(graph, fuse=big, min_size=TAPE_FUSE_MIN if big else 0,
+                                 direct=False)
             tape = plan_tape(sched)
             sched.stats["tape_rows"] = len(tape.rows) - 1
         elif fuse:
@@ -825,6 +922,6 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     emitter = _Emitter(sched, tape)
     source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
-            f"void {LINK}(intptr_t, intptr_t, intptr_t);\n"
+            f"void {LINK}({', '.join('intptr_t' for _ in LINKED)});\n"
             f"int {PACKED}(const void *, void *);\n")
     return source, cdef, sched, emitter.marks

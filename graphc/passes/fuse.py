@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node, prod
-from ..ops import ELEMENTWISE, REDUCE
+from ..ops import CONTRACT, ELEMENTWISE, REDUCE
 
 RECOMPUTE_MAX_FLOPS = 8  # per element: the most a reader nest computes again to skip a store
 MAX_GROUP = 256          # nodes per kernel: keeps generated functions a size gcc handles fast
@@ -372,6 +372,80 @@ class _Recompute:
         return graph, frozenset(id(c) for c in copies.values())
 
 
+def _clamp_of(h: Node) -> Node | None:
+    """m if h = where(m, z, x) with m = (x <= z) or (x >= z), z a constant splat (a ReLU:
+    where(x <= 0, 0, x)), else None."""
+    if h.op.name != "where":
+        return None
+    m, z, x = h.src
+    if m.op.name not in ("le", "ge") or m.src[0] is not x:
+        return None
+    zc = m.src[1]
+    if zc is not z and not (_splat(zc) is not None and _splat(zc) == _splat(z)
+                            and zc.dtype is z.dtype):
+        return None
+    return m
+
+
+def _splat(n: Node):
+    """A constant splat's value with its sign bit (so 0.0 and -0.0 differ), else None."""
+    if n.op.name != "const" or n.arg.value.size != 1:
+        return None
+    return n.arg.value.reshape(-1)[:1].tobytes()
+
+
+def masks_from_outputs(graph: Graph, group_of: dict) -> tuple[Graph, frozenset]:
+    """A clamp h = where(x <= z, z, x) (a ReLU) otherwise stores its mask m = (x <= z) too,
+    for the nests that read it later (the backward pass; `group_of`: the nest of each node,
+    as fused without this rewrite). They read (h <= z) instead, which
+    is m bit for bit: x > z gives h = x > z; x <= z gives h = z <= z; a NaN x gives h = NaN,
+    false both ways (likewise >=). Done only where h is stored anyway (a graph output, or
+    read by a node that never fuses, such as a matmul), so m then lives in a register: the
+    forward nest stores one array instead of two, and no byte mask sets the vector width of
+    a float loop (W1's forward ReLU kernels 1.2k -> 0.6k cycles each). Done only where m is
+    stored, i.e. read outside its nest. Returns the graph and the ids of the new masks: like
+    recomputed copies, they join their readers' nests."""
+    readers: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        for s in n.src:
+            readers.setdefault(id(s), []).append(n)
+    outputs = {id(n) for n in graph.outputs}
+    swap: dict[int, Node] = {}          # id(m) -> h, for the readers of m other than h
+    for h in graph.nodes:
+        m = _clamp_of(h)
+        if m is None or id(m) in swap:
+            continue
+        home = group_of.get(id(m))
+        stored = any(r is not h and (home is None or group_of.get(id(r)) is not home)
+                     for r in readers[id(m)])
+        if stored and (id(h) in outputs
+                       or any(loop_nest(r) is None for r in readers.get(id(h), ()))):
+            swap[id(m)] = h
+    if not swap:
+        return graph, frozenset()
+    new: dict[int, Node] = {}
+    masks: dict[int, Node] = {}
+
+    def now(n: Node) -> Node:
+        return new.get(id(n), n)
+
+    for n in graph.nodes:
+        src = []
+        for s in n.src:
+            h = swap.get(id(s))
+            if h is not None and n is not h:
+                if id(s) not in masks:
+                    masks[id(s)] = Node(s.op, (now(h), now(s.src[1])), s.shape, s.dtype,
+                                        s.arg, s.where)
+                src.append(masks[id(s)])
+            else:
+                src.append(now(s))
+        if tuple(src) != n.src:
+            new[id(n)] = Node(n.op, tuple(src), n.shape, n.dtype, n.arg, n.where)
+    graph = Graph(graph.inputs, [now(n) for n in graph.outputs], graph.name, graph.aliases)
+    return graph, frozenset(id(m) for m in masks.values())
+
+
 def fuse(graph: Graph, min_size: int = 0) -> tuple[Graph, list[Group]]:
     """The fused groups of a graph (nodes not in any group run as their own kernels) and the
     graph they group: the input, or a copy where cheap values are recomputed in the nests
@@ -379,9 +453,61 @@ def fuse(graph: Graph, min_size: int = 0) -> tuple[Graph, list[Group]]:
     keeps small ones as tape rows)."""
     fuser = _Fuser(graph, min_size)
     groups = fuser.run()
+    graph, masks = masks_from_outputs(graph, fuser.group_of)
+    if masks:
+        fuser = _Fuser(graph, min_size, masks)
+        groups = fuser.run()
     recompute = _Recompute(graph, fuser)
     recompute.find()
     if not recompute.plan:
         return graph, groups
     graph, clones = recompute.rewrite()
-    return graph, _Fuser(graph, min_size, clones).run()
+    return graph, _Fuser(graph, min_size, clones | masks).run()
+
+
+@dataclass
+class Update:
+    """A group that the gemm of a matmul can compute as its epilogue: the group's value is
+    `addend + alpha * product` (SGD's `W - lr * dW`), with `scale` the scalar (alpha, or
+    -alpha when `negate`) and `addend` a tensor of the product's shape (schedule.py lowers it
+    with graphc_gemm_update, csrc/graphc_gemm.h)."""
+    group: Group
+    product: Node
+    addend: Node
+    scale: Node
+    negate: bool
+
+
+def update_epilogues(graph: Graph, groups: list[Group]) -> dict[int, Update]:
+    """Fused groups of exactly `addend ± scale * product` over a 2-D matmul's shape, where
+    the product (a matmul, not a graph output) is read by nothing else, by the id of the
+    matmul. The gemm then adds it to the addend as it stores each tile of C, instead of
+    writing the product for a separate loop to read back (one pass over the matrix, not
+    three)."""
+    users: dict[int, int] = {}
+    for n in graph.nodes:
+        for s in n.src:
+            users[id(s)] = users.get(id(s), 0) + 1
+    outputs = {id(n) for n in graph.outputs}
+    found: dict[int, Update] = {}
+    for g in groups:
+        if len(g.nodes) != 2 or g.axes:
+            continue
+        mul, top = g.nodes
+        if mul.op.name != "mul" or top.op.name not in ("add", "sub") or id(mul) in outputs:
+            continue
+        products = [s for s in mul.src if s.op.kind == CONTRACT]
+        if len(products) != 1 or top.src.count(mul) != 1 or (
+                top.op.name == "sub" and top.src[1] is not mul):
+            continue
+        product = products[0]
+        scale = mul.src[1] if mul.src[0] is product else mul.src[0]
+        addend = top.src[1] if top.src[0] is mul else top.src[0]
+        one = scale.src[0] if scale.op.name == "broadcast_to" else scale
+        if (len(product.shape) == 2 and users.get(id(product)) == 1 and users.get(id(mul)) == 1
+                and id(product) not in outputs and addend.shape == product.shape
+                and (one.size == 1 or one.op.name == "const" and one.arg.value.size == 1)
+                and mul.dtype == top.dtype == product.dtype == addend.dtype == scale.dtype
+                and product.dtype.is_float and id(product) not in found):
+            found[id(product)] = Update(g, product, addend, scale, top.op.name == "sub")
+    return found
