@@ -33,12 +33,27 @@ class Node:
     arg: Hashable = None
     where: tuple | None = None    # the user's (file, line[, forward op]) that built it; not a key
 
+    def __init__(self, op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,
+                 arg: Hashable = None, where: tuple | None = None):
+        # the slots written directly: twice as fast as the frozen dataclass's generated
+        # __init__ (object.__setattr__ per field), and tracing builds a node per op
+        _set_op(self, op)
+        _set_src(self, src)
+        _set_shape(self, shape)
+        _set_dtype(self, dtype)
+        _set_arg(self, arg)
+        _set_where(self, where)
+
     @property
     def size(self) -> int:
         return prod(self.shape)
 
     def __repr__(self) -> str:
         return f"<Node {self.op.name} {self.dtype.short}{list(self.shape)}>"
+
+
+_set_op, _set_src, _set_shape, _set_dtype, _set_arg, _set_where = (
+    Node.__dict__[name].__set__ for name in ("op", "src", "shape", "dtype", "arg", "where"))
 
 
 def prod(shape) -> int:
@@ -87,12 +102,20 @@ class intern_scope:
         depth = getattr(_scope, "depth", 0)
         if depth == 0:
             _scope.table = {}
+            _scope.scalars = {}
         _scope.depth = depth + 1
 
     def __exit__(self, *exc):
         _scope.depth -= 1
         if _scope.depth == 0:
-            _scope.table = None
+            _scope.table = _scope.scalars = None
+
+
+def scalar_memo() -> dict | None:
+    """The running trace's memo of constants made from Python scalars (None outside a
+    trace): W7-like functions meet the same few scalars thousands of times, and building a
+    constant (an array, its bytes) costs more than the op that uses it."""
+    return getattr(_scope, "scalars", None)
 
 
 def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: DType,
@@ -125,8 +148,8 @@ _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
 _internal: dict = {}       # code object -> whether it is graphc's or numpy's own
 
 
-def user_location() -> tuple[str, int] | None:
-    """(file, line) of the innermost caller outside graphc and numpy."""
+def user_frame():
+    """The innermost caller's frame outside graphc and numpy (None if there is none)."""
     f = sys._getframe(1)
     while f is not None:
         code = f.f_code
@@ -135,9 +158,15 @@ def user_location() -> tuple[str, int] | None:
             fname = code.co_filename
             internal = _internal[code] = fname.startswith((_PKG_DIR, _NUMPY_DIR))
         if not internal:
-            return code.co_filename, f.f_lineno
+            return f
         f = f.f_back
     return None
+
+
+def user_location() -> tuple[str, int] | None:
+    """(file, line) of the innermost caller outside graphc and numpy."""
+    f = user_frame()
+    return None if f is None else (f.f_code.co_filename, f.f_lineno)
 
 
 def build_location(where: tuple | None) -> tuple | None:

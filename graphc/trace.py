@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
-import os
-import sys
+import math
 import threading
 from collections.abc import Callable
 
@@ -13,10 +12,9 @@ import numpy as np
 
 from . import dtypes
 from .errors import GraphcError, TracerError
-from .ir import Graph, Literal, Node, intern_scope, make_node
+from .ir import Graph, Literal, Node, intern_scope, make_node, scalar_memo, user_frame
 from .ops import SOURCE, defop
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _uids = itertools.count()
 _local = threading.local()
 
@@ -42,6 +40,19 @@ def constant(value, dtype: dtypes.DType | None = None, shape=None) -> Node:
     if shape is not None:
         arr = arr.reshape(())
     return make_node(CONST, (), arr.shape if shape is None else tuple(shape), dt, Literal(arr))
+
+
+def scalar_constant(value: float | int, dtype: dtypes.DType, shape: tuple[int, ...]) -> Node:
+    """constant(value, dtype, shape) of a Python float or int, memoised for the running trace
+    (keyed by the value's type and sign too: 0 and 0.0 and -0.0 are distinct)."""
+    memo = scalar_memo()
+    if memo is None:
+        return constant(value, dtype, shape)
+    key = (type(value), value, math.copysign(1.0, value), dtype, shape)
+    node = memo.get(key)
+    if node is None:
+        node = memo[key] = constant(value, dtype, shape)
+    return node
 
 
 def splat_value(node: Node):
@@ -273,18 +284,8 @@ class tracing:
         self._scope.__exit__(*exc)
 
 
-def _user_frame():
-    f = sys._getframe(2)
-    while f is not None:
-        fname = os.path.abspath(f.f_code.co_filename)
-        if not fname.startswith(_PKG_DIR) and "numpy" not in fname.split(os.sep)[-3:-1]:
-            return f
-        f = f.f_back
-    return None
-
-
 def _message(what: str, fix: str) -> str:
-    frame = _user_frame()
+    frame = user_frame()    # cheap: list.extend(tracer) raises this from len() per call
     st = _stack()
     where = f" while tracing {st[-1]!s}" if st else ""
     loc = ""

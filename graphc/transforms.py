@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -14,7 +15,7 @@ from . import dtypes, nans, pytree, sanitize
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
 from .capture import call_traced, function_name, trace_to_graph
 from .errors import DTypeError, GraphcError
-from .ir import build_location
+from .ir import adopt, build_location
 from .runtime import CompiledFunction
 from .trace import Tracer, constant, in_trace, new_input, to_tracer
 
@@ -105,7 +106,9 @@ def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
 
 def _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh):
     args, groups = _differentiated_args(args, argnums, fresh, "grad")
-    out = call_traced(fn, args)
+    out = _declined_trace(fn, args) if fresh else None
+    if out is None:
+        out = call_traced(fn, args)
     value, aux = out if has_aux else (out, None)
     value = to_tracer(value, "grad output")
     if value.shape != () or not value.node.dtype.is_float:
@@ -148,6 +151,28 @@ def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     return _named(fn, out)
 
 
+# The forward trace of a large graph the reverse tape declined (fn, its graph), kept for the
+# symbolic trace the runtime starts next on this thread, so fn is traced once either way
+# (its nodes keep the tape trace's source line: fn's first line, for explain and source).
+_declined = threading.local()
+
+
+def _declined_trace(fn, args: tuple):
+    """fn's output at these fresh input tracers, rebuilt from the declined trace of fn (its
+    inputs replaced by these), or None if there is none for fn and inputs of this kind."""
+    fn_then, graph = getattr(_declined, "trace", None) or (None, None)
+    _declined.trace = None
+    inputs = [t for t in pytree.flatten(args)[0] if isinstance(t, Tracer)]
+    if fn_then is not fn or len(inputs) != len(graph.inputs) or any(
+            (t.shape, t.node.dtype) != (n.shape, n.dtype) for t, n in zip(inputs, graph.inputs)):
+        return None
+    for n in graph.nodes:           # its constants join this trace's (CSE with autodiff's)
+        if n.op.name == "const":
+            adopt(n)
+    (out,) = substitute(graph.outputs, {id(n): t.node for n, t in zip(graph.inputs, inputs)})
+    return Tracer(out)
+
+
 def reverse_tape_min_nodes() -> int:
     """Forward graphs of at least this many nodes are differentiated at run time by the
     reverse tape when they can be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
@@ -181,13 +206,14 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
         build_location(previous)
     if out_td.num_leaves != 1 or graph.weak_outputs or len(graph.nodes) < \
             reverse_tape_min_nodes():
-        return None
+        return None         # traced again (cheap: a small graph), each node to its own line
     trees = [pytree.flatten(a)[1] for a in args]
     starts = np.cumsum([0] + [td.num_leaves for td in trees])
     wrt = [k for i in positions for k in range(starts[i], starts[i + 1])]
     try:
         tape = encode(graph, wrt)
     except NotTapeable:
+        _declined.trace = (fn, graph)      # a large graph: the symbolic path reuses it
         return None
     runner = ReverseTapeRunner(tape, [graph.inputs[k].shape for k in wrt], with_value)
     grads = [pytree.unflatten(trees[i], [0.0] * trees[i].num_leaves) for i in positions]

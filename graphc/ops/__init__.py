@@ -62,7 +62,7 @@ class OpDef:
 
 def bind(op: OpDef, src: tuple[Node, ...], arg=None) -> Node:
     shape, dtype = op.infer(src, arg)
-    if op.kind == ELEMENTWISE and src and all(_is_splat(s) for s in src):
+    if op.kind == ELEMENTWISE and src and _is_splat(src[0]) and all(map(_is_splat, src)):
         return _fold(op, src, arg, shape, dtype)
     return make_node(op, src, shape, dtype, arg)
 

@@ -18,6 +18,7 @@ from ..trace import (
     ArrayLike,
     Tracer,
     constant,
+    scalar_constant,
     splat_value,
     to_tracer,
 )
@@ -339,6 +340,10 @@ def prepare(opname: str, *xs, want_float: bool = False):
             and x.node.dtype is first.node.dtype and x.weak == first.weak for x in xs):
         if first.node.dtype.is_float or not want_float:
             return list(xs), first.weak
+    if len(xs) == 2:
+        pair = _with_python_scalar(*xs)
+        if pair is not None:
+            return pair, False
     ts = [to_tracer(x, opname) for x in xs]
     dt, weak = result_dtype(ts)
     if want_float and not dt.is_float:
@@ -351,6 +356,22 @@ def prepare(opname: str, *xs, want_float: bool = False):
             t = Tracer(broadcast_to(t, shape).node, weak=t.weak)
         out.append(t)
     return out, weak
+
+
+_EXACT_INT = 2 ** 53
+
+
+def _with_python_scalar(a, b) -> list[Tracer] | None:
+    """prepare's result for a strongly typed float Tracer and a Python float or int (either
+    order), the scalar a memoised splat of the Tracer's dtype and shape (what promotion and
+    broadcasting give); None for any other pair."""
+    t, k = (a, 0) if type(a) is Tracer else (b, 1)
+    s = b if k == 0 else a
+    if type(t) is not Tracer or t.weak or not t.node.dtype.is_float or not (
+            type(s) is float or (type(s) is int and -_EXACT_INT <= s <= _EXACT_INT)):
+        return None
+    c = Tracer(scalar_constant(s, t.node.dtype, t.node.shape), weak=True)
+    return [t, c] if k == 0 else [c, t]
 
 
 # numpy's arithmetic on two bools: + is `or`, * is `and`; - has no meaning (TypeError there)

@@ -236,6 +236,8 @@ def getitem(x: ArrayLike, idx) -> Tracer:
     """numpy indexing: static ints, slices, Ellipsis and None (views, free in C), and integer
     arrays (gathers checked at run time, see ops/gather.py)."""
     x = _tracer(x)
+    if type(idx) is int and len(x.shape) == 1:      # x[i] of a vector: the common read
+        return _element(x, idx)
     idx = idx if isinstance(idx, tuple) else (idx,)
     from .gather import advanced_getitem, is_advanced
     if any(is_advanced(i) for i in idx):
@@ -278,6 +280,17 @@ def getitem(x: ArrayLike, idx) -> Tracer:
     if window != tuple((0, 1, n) for n in x.shape):
         x = _apply(slice_p, x, window)
     return reshape(x, tuple(out_shape))
+
+
+def _element(x: Tracer, i: int) -> Tracer:
+    """x[i] of a 1-d x: the nodes getitem's general path builds, without its parsing."""
+    (n,) = x.shape
+    if not -n <= i < n:
+        raise IndexOutOfRange(f"getitem: index {i} is out of bounds for axis 0 with size {n} "
+                              f"(shape {x.shape})")
+    if n != 1:
+        x = _apply(slice_p, x, ((i % n, 1, 1),))
+    return _apply(reshape_p, x, ())
 
 
 # ---- concatenate ----
@@ -336,6 +349,9 @@ def prepare_same_dtype(xs):
     """Promote a list of arrays to one dtype without broadcasting their shapes."""
     from .elementwise import astype, result_dtype
     ts = [to_tracer(x, "concatenate") for x in xs]
+    first = ts[0]
+    if all(t.node.dtype is first.node.dtype and t.weak == first.weak for t in ts):
+        return ts, first.weak                   # already one dtype (stack's usual case)
     dt, weak = result_dtype(ts)
     return [astype(t, dt) for t in ts], weak
 
@@ -351,4 +367,6 @@ def stack(xs, axis: int = 0) -> Tracer:
     if len(shapes) > 1:
         raise ShapeError(f"stack: all arrays must have the same shape, got {sorted(shapes)}")
     axis = normalize_axis(axis, xs[0].ndim + 1, "stack")
-    return concatenate([expand_dims(x, axis) for x in xs], axis)
+    shape = xs[0].shape
+    shape = shape[:axis] + (1,) + shape[axis:]
+    return concatenate([_apply(reshape_p, x, shape) for x in xs], axis)
