@@ -35,6 +35,9 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
     (dataclasses, very large trees)."""
     if len(in_treedef.tokens) > MAX_TOKENS or len(out_treedef.tokens) > MAX_TOKENS:
         return None
+    fast = _fast_plan(in_treedef, specs, out_treedef, runner, general, weak_outputs)
+    if fast is not None:
+        return fast
     ns = {**guard_namespace(), "NANS": NANS, "general": general}
     guard = _guard(in_treedef, specs, ns)
     if guard is None:
@@ -58,6 +61,46 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
            *lines, *body, f"    return {result}"]
     exec("\n".join(src), ns)  # noqa: S102  (source built from this signature only)
     return ns["plan"]
+
+
+def _fast_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeDef, runner,
+               general: Callable, weak_outputs) -> Callable | None:
+    """The plan in C (the runner's fast_call, csrc/fastcall.c) where every argument is a
+    Python float or int (no container) and every output a Python scalar in tuples, lists and
+    Nones; None otherwise."""
+    fast_call = getattr(runner, "fast_call", None)
+    tokens = in_treedef.tokens
+    if (fast_call is None or tokens[0][0] != "tuple"
+            or any(tok != pytree.LEAF for tok in tokens[1:])
+            or any(len(spec) <= 2 for spec in specs)):
+        return None
+    tree = _tree_codes(out_treedef)
+    if tree is None:
+        return None
+    kinds = "".join("f" if spec[1].is_float else "i" for spec in specs)
+    return fast_call(general, kinds, tree, set(weak_outputs))
+
+
+def _tree_codes(treedef: pytree.TreeDef) -> tuple[int, ...] | None:
+    """The output tree as csrc/fastcall.c reads it (preorder: -1 a leaf, -2 None, 2n a tuple
+    of n, 2n + 1 a list of n), or None for other containers or a tree deeper than MAX_DEPTH."""
+    codes, open_ = [], []      # children still to come per enclosing container
+    for tok in treedef.tokens:
+        if tok in (pytree.LEAF, pytree.NONE):
+            codes.append(-1 if tok == pytree.LEAF else -2)
+        elif tok[0] in ("tuple", "list"):
+            codes.append(2 * tok[1] + (tok[0] == "list"))
+        else:
+            return None
+        if open_:
+            open_[-1] -= 1
+        if tok not in (pytree.LEAF, pytree.NONE) and tok[1]:
+            open_.append(tok[1])
+            if len(open_) > MAX_DEPTH:      # (finished containers counted until popped)
+                return None
+        while open_ and open_[-1] == 0:
+            open_.pop()
+    return tuple(codes)
 
 
 def guard_namespace() -> dict:

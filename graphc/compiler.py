@@ -30,7 +30,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("passes", ("passes",)),
     ("schedule", ("schedule",)),                              # kernels, buffers, memory plan
     ("codegen", ("codegen",)),
-    ("build", ("build", "rt", "_build_rt", "warm")),          # gcc via cffi, the disk cache
+    ("build", ("build", "rt", "_build_rt", "warm", "fastcall", "_build_fastcall")),
     ("execute", ("arrays", "interpret", "native", "nans",     # the two backends' runners,
                  "reverse_tape")),                            # and the reverse tape's
     ("compiler", ("compiler",)),

@@ -9,11 +9,12 @@ import threading
 
 import numpy as np
 
-from . import warm
+from . import fastcall, warm
 from .arrays import as_array, in_place_array
 from .build import load_built, load_module, load_module_tiered, module_key
 from .errors import GraphcError
 from .ir import Graph
+from .nans import STATE as NANS
 from .ops.elementwise import index_error
 from .rt import runtime_addresses
 
@@ -33,6 +34,7 @@ class CRunner:
         self._graph, self._fuse = graph, fuse
         self._gen_lock = threading.Lock()
         self._namespaces: list[dict] = []       # generated calls' globals (see bind)
+        self._fast_calls: list = []             # graphc._fastcall objects (see fast_call)
         self._swap_lock = threading.Lock()
         digest = warm.digest(graph, fuse)
         plan = warm.load(digest)
@@ -99,9 +101,11 @@ class CRunner:
     def _use(self, lib) -> None:
         if self._links_runtime:       # its gemm, or the thread count of parallel loops
             addr = runtime_addresses()
-            _, link, linked = self._entry_name
+            _, link, linked = self._entry_name[:3]
             getattr(lib, link)(*(addr[key] for key in linked))
         self._entry = getattr(lib, self._entry_name[0])
+        packed = self.ffi.addressof(lib, self._entry_name[3])
+        self._packed = int(self.ffi.cast("uintptr_t", packed))
 
     def bind(self, ns: dict) -> None:
         """Put the entry point into the globals of a generated call, and keep it there when
@@ -120,6 +124,35 @@ class CRunner:
             self._use(lib)
             for ns in self._namespaces:
                 ns["entry"] = self._entry
+            for fast in self._fast_calls:
+                fast.entry = self._packed
+
+    def fast_call(self, general, kinds: str, tree: tuple[int, ...], python=()):
+        """The call in C (graphc._fastcall) for positional arguments of the exact Python
+        types `kinds` ('f' float, 'i' int) whose outputs are all Python scalars (`python`)
+        read back from the workspace, in the tree `tree` (csrc/fastcall.c's codes); any other
+        call goes to `general`. None where this signature has arrays, the workspace is too
+        large for the C stack, or the extension is not available."""
+        fast = fastcall.module()
+        if (fast is None or self._ws_bytes > fast.WS_MAX
+                or kinds != "".join("f" if py is float else "i" for _, _, py in self._in)
+                or not all(scalar for scalar, _, _ in self._in)
+                or any(j not in self._scalar_out or j not in python
+                       for j in range(len(self._outs)))):
+            return None
+        n_out = len(self._outs)
+        fixed = [int(self.ffi.cast("uintptr_t", h)) for h in self._hidden] + [0] * n_out
+        ws_offsets = [-1] * len(self._hidden) + [self._scalar_out[j][0] for j in range(n_out)]
+        out_kinds = "".join(_OUT_KIND[self._scalar_out[j][1]] for j in range(n_out))
+        # a few 0-d nodes (no loop anywhere) hold the GIL, cheaper than releasing it
+        quick = len(self._graph.nodes) <= 64 and all(n.shape == () for n in self._graph.nodes)
+        with self._swap_lock:
+            call = fast.FastCall(self._packed, general, NANS, self, kinds, tuple(fixed),
+                                 tuple(ws_offsets), self._ws_bytes,
+                                 tuple(ws_offsets[len(self._hidden):]), out_kinds, tree,
+                                 not quick)
+            self._fast_calls.append(call)
+        return call
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
@@ -260,6 +293,9 @@ class CRunner:
                 *[r[8:] for r in reads]]
 
 
+_OUT_KIND = {"double": "d", "float": "f", "int64_t": "q", "int32_t": "i", "unsigned char": "?"}
+
+
 def generate_c(graph: Graph, fuse: bool) -> tuple:
     """codegen's (source, cdef, schedule, marks), its modules loaded only now (a warm start
     does without them)."""
@@ -270,8 +306,8 @@ def generate_c(graph: Graph, fuse: bool) -> tuple:
 def _plan(source: str, sched, key: str, hidden: list[np.ndarray]) -> dict:
     """What a runner needs besides the graph, as plain data (a warm start's record): the
     module's key, entry points, inputs, hidden arrays, workspace, aliases, check sites."""
-    from .codegen.c import ENTRY, LINK, LINKED, by_value, check_sites, uses_runtime
-    return {"module": key, "entry": (ENTRY, LINK, LINKED), "runtime": uses_runtime(source),
+    from .codegen.c import ENTRY, LINK, LINKED, PACKED, by_value, check_sites, uses_runtime
+    return {"module": key, "entry": (ENTRY, LINK, LINKED, PACKED), "runtime": uses_runtime(source),
             "inputs": [(by_value(b), b.dtype.np.str, b.dtype.is_float) for b in sched.inputs],
             "hidden": [warm.pack_array(h) for h in hidden],
             "ws_bytes": sched.ws_bytes, "aliases": [tuple(a) for a in sched.aliases],

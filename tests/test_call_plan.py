@@ -71,7 +71,8 @@ def test_the_plan_gives_what_the_general_path_gives(case, backend):
     fn, traces = counted(fn)
     f = graphc.compile(fn, backend=backend)
     first = f(*args)
-    assert f._call.__name__ == "plan"
+    assert f._call is not f._general    # the Python plan, or (scalars only) the C one
+    assert getattr(f._call, "__name__", None) == "plan" or type(f._call).__name__ == "FastCall"
     for _ in range(3):
         same(f(*args), first)
         same(general(f, *args), first)

@@ -34,6 +34,7 @@ from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
 ENTRY = "graphc_entry"
+PACKED = "graphc_entry_packed"  # the entry with its arguments in one array (csrc/fastcall.c)
 LINK = "graphc_link_runtime"    # gets the runtime's gemm and thread count (graphc/rt.py)
 # LINK's arguments: these keys of graphc.rt.runtime_addresses(), in order
 LINKED = ("f32", "f64", "threads", "update_f32", "update_f64")
@@ -771,7 +772,21 @@ class _Emitter:
             w.line("return 0;")
         if checked:
             self._allocating_entry()
+        self._packed_entry()
         return w.text()
+
+    def _packed_entry(self) -> None:
+        """PACKED(args, ws): the entry with each argument in an 8-byte slot of one array (a
+        double, an int64_t or a pointer), so graphc._fastcall calls any signature alike."""
+        w, s = self.w, self.s
+        slots = [f"a[{k}].{'d' if b.dtype.is_float else 'i'}" if by_value(b) else f"a[{k}].p"
+                 for k, b in enumerate(s.inputs)]
+        start = len(s.inputs)
+        slots += [f"a[{start + i}].p" for i in range(len(s.hidden) + len(s.outputs))]
+        with w.block(f"int {PACKED}(const void *args, void *ws)"):
+            w.line("const union { double d; int64_t i; void *p; } *a = args;")
+            w.line("(void)a;")
+            w.line(f"return {ENTRY}({', '.join([*slots, 'ws'])});")
 
     def _allocating_entry(self) -> None:
         """GRAPHC_SANITIZE: the entry mallocs every buffer into the table `ws` points to,
@@ -913,5 +928,6 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     emitter = _Emitter(sched, tape)
     source = emitter.render()
     cdef = (f"int {ENTRY}({entry_params(sched, named=False)});\n"
-            f"void {LINK}({', '.join('intptr_t' for _ in LINKED)});\n")
+            f"void {LINK}({', '.join('intptr_t' for _ in LINKED)});\n"
+            f"int {PACKED}(const void *, void *);\n")
     return source, cdef, sched, emitter.marks

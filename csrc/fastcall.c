@@ -1,0 +1,369 @@
+/* graphc._fastcall: a compiled function's call for one signature of scalar arguments, in C.
+
+   A FastCall holds the generated module's packed entry (`int graphc_entry_packed(const
+   graphc_slot *a, void *ws)`, codegen/c.py) and a compact description of the signature: per
+   positional argument the exact Python type it must be ('f': float, 'i': int in int64's
+   range), the other slots of the entry (fixed addresses, or offsets into the workspace), the
+   0-d outputs read back from the workspace, and the output tree. A call that matches runs the
+   entry on a workspace on the C stack and returns Python scalars in that tree; any other call
+   (keywords, other types or counts, the NaN locator on, a nonzero return code) goes to
+   `general`, the Python path, which converts, retraces or raises the proper GraphcError.
+   graphc/fastcall.py builds and loads it; callplan.py decides when it applies. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef GRAPHC_FASTCALL_HASH
+#define GRAPHC_FASTCALL_HASH ""
+#endif
+
+#define WS_MAX 8192         /* bytes: larger workspaces keep the Python plan */
+#define SLOTS_MAX 512
+
+typedef union { double d; int64_t i; void *p; } graphc_slot;
+typedef int (*packed_fn)(const graphc_slot *, void *);
+
+enum { TREE_LEAF = -1, TREE_NONE = -2 };    /* tree codes; 2n: a tuple of n, 2n+1: a list */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    unsigned long long entry;   /* packed_fn; settable: a tiered build swaps modules */
+    PyObject *general;          /* the Python path, called with the same arguments */
+    PyObject *nans;             /* graphc.nans.STATE: {'on': bool} */
+    PyObject *keep;             /* whatever owns the fixed addresses */
+    Py_ssize_t n_args, n_slots, n_outs, n_tree, ws_bytes;
+    int release_gil;            /* the kernels loop: other threads may run meanwhile */
+    char *in_kinds;             /* per argument: 'f' or 'i' */
+    graphc_slot *fixed;         /* slots after the arguments: an address, */
+    Py_ssize_t *ws_offset;      /* or (>= 0) an offset into the workspace */
+    Py_ssize_t *out_offset;     /* per output: its offset in the workspace, */
+    char *out_kind;             /* and its C type: 'd' double, 'f' float, 'q' int64, 'i' int32, '?' bool */
+    int *tree;                  /* the output tree in preorder */
+} FastCall;
+
+static PyObject *str_on;
+
+static PyObject *read_output(char kind, const char *at)
+{
+    switch (kind) {
+    case 'd': { double v; memcpy(&v, at, sizeof v); return PyFloat_FromDouble(v); }
+    case 'f': { float v; memcpy(&v, at, sizeof v); return PyFloat_FromDouble(v); }
+    case 'q': { int64_t v; memcpy(&v, at, sizeof v); return PyLong_FromLongLong(v); }
+    case 'i': { int32_t v; memcpy(&v, at, sizeof v); return PyLong_FromLong(v); }
+    default: return PyBool_FromLong(*(const unsigned char *)at);
+    }
+}
+
+/* The subtree at tree[*pos], taking the leaves from leaves[*leaf] on (their references pass
+   to the tree; on failure the caller releases the leaves not yet taken). */
+static PyObject *build_tree(const FastCall *self, PyObject **leaves, Py_ssize_t *pos,
+                            Py_ssize_t *leaf)
+{
+    int code = self->tree[(*pos)++];
+    if (code == TREE_LEAF) {
+        PyObject *v = leaves[*leaf];
+        leaves[(*leaf)++] = NULL;
+        return v;
+    }
+    if (code == TREE_NONE)
+        Py_RETURN_NONE;
+    Py_ssize_t n = code >> 1;
+    PyObject *node = (code & 1) ? PyList_New(n) : PyTuple_New(n);
+    if (node == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *child = build_tree(self, leaves, pos, leaf);
+        if (child == NULL) {
+            Py_DECREF(node);
+            return NULL;
+        }
+        if (code & 1)
+            PyList_SET_ITEM(node, k, child);
+        else
+            PyTuple_SET_ITEM(node, k, child);
+    }
+    return node;
+}
+
+/* 1: *result is the outputs; 0: the call is not of this signature, or failed in C (the
+   general path decides); -1: a Python error is set. */
+static int run(const FastCall *self, PyObject *const *args, PyObject **result)
+{
+    graphc_slot slots[SLOTS_MAX];
+    _Alignas(64) char ws[WS_MAX];
+    for (Py_ssize_t k = 0; k < self->n_args; k++) {
+        PyObject *x = args[k];
+        if (self->in_kinds[k] == 'f') {
+            if (!PyFloat_CheckExact(x))
+                return 0;
+            slots[k].d = PyFloat_AS_DOUBLE(x);
+        } else {
+            int overflow;
+            if (!PyLong_CheckExact(x))
+                return 0;
+            slots[k].i = PyLong_AsLongLongAndOverflow(x, &overflow);
+            if (overflow)
+                return 0;
+        }
+    }
+    for (Py_ssize_t k = self->n_args; k < self->n_slots; k++) {
+        Py_ssize_t off = self->ws_offset[k];
+        slots[k] = self->fixed[k];
+        if (off >= 0)
+            slots[k].p = ws + off;
+    }
+    packed_fn fn = (packed_fn)(uintptr_t)self->entry;
+    int rc;
+    if (self->release_gil) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = fn(slots, ws);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = fn(slots, ws);
+    }
+    if (rc)
+        return 0;
+    PyObject *leaves[SLOTS_MAX];
+    for (Py_ssize_t j = 0; j < self->n_outs; j++) {
+        leaves[j] = read_output(self->out_kind[j], ws + self->out_offset[j]);
+        if (leaves[j] == NULL) {
+            while (j--)
+                Py_DECREF(leaves[j]);
+            return -1;
+        }
+    }
+    Py_ssize_t pos = 0, leaf = 0;
+    *result = build_tree(self, leaves, &pos, &leaf);
+    for (Py_ssize_t j = 0; j < self->n_outs; j++)
+        Py_XDECREF(leaves[j]);       /* only on failure: the tree took the others */
+    return *result == NULL ? -1 : 1;
+}
+
+static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    FastCall *self = (FastCall *)callable;
+    if (PyVectorcall_NARGS(nargsf) == self->n_args
+            && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        PyObject *on = PyDict_GetItemWithError(self->nans, str_on);
+        if (on == NULL && PyErr_Occurred())
+            return NULL;
+        if (on == NULL || on == Py_False) {
+            PyObject *result;
+            int status = run(self, args, &result);
+            if (status)
+                return status > 0 ? result : NULL;
+        }
+    }
+    return PyObject_Vectorcall(self->general, args, nargsf, kwnames);
+}
+
+/* Sequences of Python ints into a C array of n elements. */
+static int int_items(PyObject *seq, Py_ssize_t n, const char *what, long long *out)
+{
+    if (!PyTuple_Check(seq) || PyTuple_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_ValueError, "FastCall: %s must be a tuple of %zd ints", what, n);
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        out[k] = PyLong_AsLongLong(PyTuple_GET_ITEM(seq, k));
+        if (out[k] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static void *alloc_array(Py_ssize_t n, size_t size)
+{
+    void *p = PyMem_Calloc(n ? (size_t)n : 1, size);
+    if (p == NULL)
+        PyErr_NoMemory();
+    return p;
+}
+
+static int fastcall_traverse(FastCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->general);
+    Py_VISIT(self->nans);
+    Py_VISIT(self->keep);
+    return 0;
+}
+
+static int fastcall_clear(FastCall *self)
+{
+    Py_CLEAR(self->general);
+    Py_CLEAR(self->nans);
+    Py_CLEAR(self->keep);
+    return 0;
+}
+
+static void fastcall_dealloc(FastCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    fastcall_clear(self);
+    PyMem_Free(self->in_kinds);
+    PyMem_Free(self->fixed);
+    PyMem_Free(self->ws_offset);
+    PyMem_Free(self->out_offset);
+    PyMem_Free(self->out_kind);
+    PyMem_Free(self->tree);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* FastCall(entry, general, nans, keep, in_kinds, fixed, ws_offsets, ws_bytes, outs, tree,
+            release_gil): see fastcall.py. */
+static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    unsigned long long entry;
+    PyObject *general, *nans, *keep, *fixed, *offsets, *outs, *tree;
+    const char *in_kinds, *out_kinds;
+    Py_ssize_t n_args, n_outs, ws_bytes;
+    int release_gil;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "FastCall takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "KOO!Os#OOnOs#Op", &entry, &general, &PyDict_Type, &nans,
+                          &keep, &in_kinds, &n_args, &fixed, &offsets, &ws_bytes, &outs,
+                          &out_kinds, &n_outs, &tree, &release_gil))
+        return NULL;
+    if (!PyTuple_Check(fixed) || !PyTuple_Check(tree)) {
+        PyErr_SetString(PyExc_TypeError, "FastCall: fixed and tree must be tuples");
+        return NULL;
+    }
+    Py_ssize_t n_rest = PyTuple_GET_SIZE(fixed), n_tree = PyTuple_GET_SIZE(tree);
+    if (n_args + n_rest > SLOTS_MAX || n_outs > SLOTS_MAX || ws_bytes > WS_MAX
+            || ws_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: too many slots or too large a workspace");
+        return NULL;
+    }
+    FastCall *self = (FastCall *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = fastcall_vectorcall;
+    self->entry = entry;
+    self->n_args = n_args;
+    self->n_slots = n_args + n_rest;
+    self->n_outs = n_outs;
+    self->n_tree = n_tree;
+    self->ws_bytes = ws_bytes;
+    self->release_gil = release_gil;
+    self->in_kinds = alloc_array(n_args, 1);
+    self->fixed = alloc_array(self->n_slots, sizeof(graphc_slot));
+    self->ws_offset = alloc_array(self->n_slots, sizeof(Py_ssize_t));
+    self->out_offset = alloc_array(n_outs, sizeof(Py_ssize_t));
+    self->out_kind = alloc_array(n_outs, 1);
+    self->tree = alloc_array(n_tree, sizeof(int));
+    long long *buf = alloc_array(n_rest + n_outs + n_tree + 1, sizeof(long long));
+    if (!self->in_kinds || !self->fixed || !self->ws_offset || !self->out_offset
+            || !self->out_kind || !self->tree || !buf)
+        goto fail;
+    memcpy(self->in_kinds, in_kinds, n_args);
+    memcpy(self->out_kind, out_kinds, n_outs);
+    for (Py_ssize_t k = 0; k < n_args; k++)
+        if (in_kinds[k] != 'f' && in_kinds[k] != 'i') {
+            PyErr_SetString(PyExc_ValueError, "FastCall: input kinds are 'f' or 'i'");
+            goto fail;
+        }
+    if (int_items(fixed, n_rest, "fixed", buf) < 0)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n_rest; k++)
+        self->fixed[n_args + k].p = (void *)(uintptr_t)buf[k];
+    if (int_items(offsets, n_rest, "ws_offsets", buf) < 0)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n_args; k++)
+        self->ws_offset[k] = -1;
+    for (Py_ssize_t k = 0; k < n_rest; k++) {
+        if (buf[k] >= ws_bytes) {
+            PyErr_SetString(PyExc_ValueError, "FastCall: a slot lies past the workspace");
+            goto fail;
+        }
+        self->ws_offset[n_args + k] = (Py_ssize_t)buf[k];
+    }
+    if (int_items(outs, n_outs, "outs", buf) < 0)
+        goto fail;
+    for (Py_ssize_t j = 0; j < n_outs; j++) {
+        if (buf[j] < 0 || buf[j] + 8 > ws_bytes) {
+            PyErr_SetString(PyExc_ValueError, "FastCall: an output lies past the workspace");
+            goto fail;
+        }
+        self->out_offset[j] = (Py_ssize_t)buf[j];
+    }
+    if (int_items(tree, n_tree, "tree", buf) < 0)
+        goto fail;
+    /* the tree must be well formed: exactly one subtree, n_outs leaves */
+    Py_ssize_t open = 1, leaves = 0;
+    for (Py_ssize_t k = 0; k < n_tree; k++) {
+        if (open <= 0 || buf[k] < TREE_NONE || buf[k] > 2 * (long long)SLOTS_MAX + 1) {
+            PyErr_SetString(PyExc_ValueError, "FastCall: malformed output tree");
+            goto fail;
+        }
+        self->tree[k] = (int)buf[k];
+        leaves += buf[k] == TREE_LEAF;
+        open += (buf[k] >= 0 ? buf[k] >> 1 : 0) - 1;
+    }
+    if (open != 0 || leaves != n_outs) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: malformed output tree");
+        goto fail;
+    }
+    PyMem_Free(buf);
+    Py_INCREF(general);
+    self->general = general;
+    Py_INCREF(nans);
+    self->nans = nans;
+    Py_INCREF(keep);
+    self->keep = keep;
+    return (PyObject *)self;
+fail:
+    PyMem_Free(buf);
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyMemberDef fastcall_members[] = {
+    {"entry", T_ULONGLONG, offsetof(FastCall, entry), 0,
+     "address of the packed entry (a tiered build's optimized module replaces it)"},
+    {"general", T_OBJECT, offsetof(FastCall, general), READONLY, "the Python path"},
+    {NULL}
+};
+
+static PyTypeObject FastCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "graphc._fastcall.FastCall",
+    .tp_doc = "A compiled function's call for one signature of scalar arguments.",
+    .tp_basicsize = sizeof(FastCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = fastcall_new,
+    .tp_dealloc = (destructor)fastcall_dealloc,
+    .tp_traverse = (traverseproc)fastcall_traverse,
+    .tp_clear = (inquiry)fastcall_clear,
+    .tp_vectorcall_offset = offsetof(FastCall, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_members = fastcall_members,
+};
+
+static struct PyModuleDef fastcall_module = {
+    PyModuleDef_HEAD_INIT, "_fastcall", "graphc's C call path (csrc/fastcall.c)", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastcall(void)
+{
+    str_on = PyUnicode_InternFromString("on");
+    if (str_on == NULL || PyType_Ready(&FastCallType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastcall_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "FastCall", (PyObject *)&FastCallType) < 0
+            || PyModule_AddIntConstant(m, "WS_MAX", WS_MAX) < 0
+            || PyModule_AddIntConstant(m, "SLOTS_MAX", SLOTS_MAX) < 0
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", GRAPHC_FASTCALL_HASH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,168 @@
+"""The call plan in C (graphc._fastcall, csrc/fastcall.c) for signatures of Python floats and
+ints with Python-scalar outputs: the same values and types as the Python path, every other
+call passed on to it, safe across threads, no references leaked, and the Python plan where
+the extension is off."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+from helpers import run_threads
+
+import graphc
+from graphc import build, callplan, fastcall, pytree
+
+pytestmark = pytest.mark.skipif(fastcall.module() is None,
+                                reason="graphc._fastcall could not be built here")
+
+
+def loss(w, b, x, y):
+    return (w * x + b - y) ** 2
+
+
+def w0():
+    return graphc.compile(graphc.value_and_grad(loss, argnums=(0, 1)))
+
+
+def reference(w, b, x, y):
+    r = w * x + b - y
+    return r * r, (2.0 * r * x, 2.0 * r)
+
+
+def is_fast(f) -> bool:
+    return isinstance(f._call, fastcall.module().FastCall)
+
+
+def test_w0_values_and_types():
+    f = w0()
+    for args in [(1.5, 0.5, 2.0, 1.0), (1.5, 0.5, 2.0, 1.0), (-3.25, 7.0, 0.125, 2.5)]:
+        got = f(*args)
+        assert is_fast(f)
+        assert type(got) is tuple and type(got[1]) is tuple
+        assert all(type(v) is float for v in (got[0], *got[1]))
+        np.testing.assert_allclose([got[0], *got[1]], [reference(*args)[0],
+                                   *reference(*args)[1]], rtol=1e-15)
+
+
+def test_ints_lists_and_nones_in_the_output_tree():
+    f = graphc.compile(lambda a, n: [(a * n, None), [n + n, n * 3, a - n], ()])
+    f(2.0, 3)
+    f(2.0, 3)
+    assert is_fast(f)
+    got = f(-1.5, 7)
+    assert got == [(-10.5, None), [14, 21, -8.5], ()]
+    assert [type(v) for v in got] == [tuple, list, tuple]
+    assert [type(v) for v in got[1]] == [int, int, float] and type(got[0][0]) is float
+
+
+def test_other_calls_take_the_general_path():
+    f = w0()
+    f(1.5, 0.5, 2.0, 1.0)
+    fast = f._call
+    assert is_fast(f)
+    want = f(1.5, 0.5, 2.0, 1.0)
+    # other types and counts: the Python path converts, retraces, or raises its error
+    assert fast(np.float64(1.5), 0.5, 2.0, 1.0)[0] == want[0]
+    assert fast(1.5, 0.5, 2, 1.0) == want
+    plain = graphc.compile(loss)
+    plain(1.5, 0.5, 2.0, 1.0)
+    assert isinstance(plain._call, type(fast)) and plain._call(1.5, 0.5, 2.0, y=1.0) == want[0]
+    with pytest.raises(graphc.GraphcError, match="missing 1 required positional"):
+        fast(1.5, 0.5, 2.0)
+    with pytest.raises(graphc.GraphcError, match="not supported"):
+        fast(1.5, 0.5, "2", 1.0)
+    previous = graphc.debug_nans(True)
+    try:
+        with pytest.raises(graphc.NaNError):
+            fast(1e200, 0.5, 1e200, 1.0)     # w * x overflows
+    finally:
+        graphc.debug_nans(previous)
+    assert fast(1.5, 0.5, 2.0, 1.0) == want
+
+
+def test_ints_out_of_int64_range_take_the_general_path():
+    f = graphc.compile(lambda n, x: n * x)
+    assert f(3, 2.0) == 6.0 and f(3, 2.0) == 6.0 and is_fast(f)
+    with pytest.raises(graphc.DTypeError, match="out of bounds for int64"):
+        f(1 << 63, 2.0)
+    assert f(-(1 << 63), 1.0) == float(-(1 << 63))
+    assert f(True, 2.0) == 2.0      # a bool is its own signature
+
+
+def test_threads_get_their_own_workspace():
+    f = w0()
+    f(0.0, 0.0, 0.0, 0.0)
+    f(0.0, 0.0, 0.0, 0.0)
+    assert is_fast(f)
+    results = {}
+
+    def work(k):
+        for j in range(2000):
+            args = (float(k), float(j), 0.5, 1.0)
+            results[(k, j)] = (args, f(*args))
+
+    assert run_threads(work, 4) == []
+    for args, got in results.values():
+        assert got == reference(*args)
+
+
+def test_no_references_leak_and_the_outputs_are_fresh():
+    f = w0()
+    args = (1.5, 0.5, 2.0, 1.0)
+    f(*args)
+    f(*args)
+    before = [sys.getrefcount(a) for a in args]
+    outs = [f(*args) for _ in range(1000)]
+    assert [sys.getrefcount(a) for a in args] == before
+    assert outs[0][0] is not outs[1][0] and outs[0][1] is not outs[1][1]
+    del outs
+    blocks = sys.getallocatedblocks()
+    for _ in range(10000):
+        f(*args)
+    assert sys.getallocatedblocks() - blocks < 100      # no outputs or tuples left behind
+    # the fast call and its compiled function form a cycle: the collector sees its links
+    referents = gc.get_referents(f._call)
+    assert any(r is f._call.general for r in referents) and graphc.nans.STATE in referents
+
+
+def test_output_tree_codes_are_preorder():
+    _, td = pytree.flatten([(1.0, None), [2.0, 3.0], ()])
+    assert callplan._tree_codes(td) == (7, 4, -1, -2, 5, -1, -1, 0)
+    deep = 1.0
+    for _ in range(callplan.MAX_DEPTH + 1):
+        deep = (deep,)
+    assert callplan._tree_codes(pytree.flatten(deep)[1]) is None
+    assert callplan._tree_codes(pytree.flatten({"a": 1.0})[1]) is None
+
+
+def test_the_python_plan_where_the_extension_is_off():
+    code = ("import graphc\n"
+            "f = graphc.compile(graphc.value_and_grad(lambda w, b: (w * 2.0 + b) ** 2, "
+            "argnums=(0, 1)))\n"
+            "print(f(1.5, 0.5), f(1.5, 0.5), f._call.__name__)\n")
+    env = {**os.environ, "GRAPHC_FASTCALL": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[-1] == "plan" and " ".join(out[:-1]) == "(12.25, (14.0, 7.0)) (12.25, (14.0, 7.0))"
+
+
+def test_a_tiered_build_swaps_the_entry(monkeypatch):
+    monkeypatch.setenv("GRAPHC_TIERED", "1")
+    scale = 1.0 + uuid.uuid4().int % 1000 / 1e4      # a graph no earlier test built
+    f = graphc.compile(graphc.value_and_grad(lambda w, x: graphc.tanh(w * x) * scale))
+    before = [f(0.5, 2.0), f(0.5, 2.0)]
+    assert is_fast(f)
+    runner = f.executable(0.5, 2.0).runner
+    quick = f._call.entry
+    build.wait_for_optimized_builds()
+    if runner._packed != quick:          # the -O3 module was not cached already: swapped
+        assert f._call.entry == runner._packed
+    assert f(0.5, 2.0) == before[1]
+    np.testing.assert_allclose(before[0], (np.tanh(1.0) * scale,
+                                           (1.0 - np.tanh(1.0) ** 2) * 2.0 * scale), rtol=1e-13)
