@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
-from bench.bench_peers import check  # noqa: E402
+from bench.bench_peers import check, steady_state  # noqa: E402
 from bench.peers import registry  # noqa: E402
 
 REPS = {"W0": 2000, "W1": 200, "W2": 30}       # calls per timed batch
@@ -28,6 +28,7 @@ def main(workloads: list[str], impls: list[str] | None) -> None:
                  if impls is None or name in impls}
         for step in steps.values():
             check(w, step)
+        steady_state()
         times: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(25):
             for name, step in steps.items():
