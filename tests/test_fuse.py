@@ -375,7 +375,7 @@ def test_recomputation_stops_at_its_flop_bound(monkeypatch):
                                graphc.compile(f, optimize=False)(x, b), rtol=1e-13)
 
 
-@pytest.mark.parametrize("rows", [40, 300])         # 300 > BLOCK: the blocked row order
+@pytest.mark.parametrize("rows", [40, 300])         # 300 > BLOCK: partial sums per block
 def test_a_reduction_over_leading_dims_keeps_the_contiguous_dims_innermost(rows):
     """A bias gradient (sum over the batch of a masked value, also stored): with the kept
     dims innermost, the loop reads rows contiguously; values as numpy's, NaN included."""
@@ -392,4 +392,19 @@ def test_a_reduction_over_leading_dims_keeps_the_contiguous_dims_innermost(rows)
     np.testing.assert_allclose(s, want.sum(0), rtol=1e-13)
     np.testing.assert_array_equal(m, want.max((0, 1)))
     assert np.isnan(s[2, 3]) and np.isnan(m[3])
-    assert ("acc0[15]" in c.source(x, y)) == (rows <= 128)
+    src = c.source(x, y)
+    assert "acc0[15]" in src and ("part0[15]" in src) == (rows > 128)
+
+
+def test_a_reduction_over_more_columns_than_accumulators_runs_in_column_blocks():
+    """W3's bias gradients (256 x 2048, float32): blocks of COLUMNS_MAX columns, each summing
+    its rows contiguously in blocks of BLOCK; values as numpy's in float64."""
+    def f(z, g):
+        return graphc.sum(graphc.where(z > 0, g, 0.0), axis=0)
+    rng = np.random.default_rng(3)
+    z, g = (rng.standard_normal((200, 2500)).astype(np.float32) for _ in range(2))
+    c = graphc.compile(f)
+    want = np.where(z > 0, g, 0).astype(np.float64).sum(0).astype(np.float32)
+    np.testing.assert_allclose(c(z, g), want, rtol=1e-6, atol=1e-6)
+    src = c.source(z, g)
+    assert "cb += 1024" in src and "part0[1024]" in src

@@ -471,23 +471,28 @@ class _Emitter:
 
     def _by_columns(self, k: Kernel, kept: list[int]) -> bool:
         """Whether a fused reduction runs with its kept dims innermost: it reduces leading
-        dims (a bias gradient: the sum over a batch's rows) of at most BLOCK elements (no
-        blocked sum to keep), into at most COLUMNS_MAX accumulators. Row order would walk
-        the contiguous dims with a stride in the innermost loop, which gcc does not vectorize
-        (W2's ReLU-mask-and-column-sum kernels ran at ~4 cycles an element)."""
+        dims (a bias gradient: the sum over a batch's rows). More than BLOCK rows need one
+        reduced dim (blocked sums over it); more than COLUMNS_MAX accumulators one kept dim
+        (taken in blocks of columns). Row order would walk the contiguous dims with a stride
+        in the innermost loop, which gcc does not vectorize (W2's ReLU-mask-and-column-sum
+        kernels ran at ~4 cycles an element; W3's 256 x 2048 ones ~5% of its step)."""
         axes, shape = k.fused.axes, k.shape
         if not axes or not kept or max(axes) > min(kept) or mutants.active("reduce_bound"):
             return False
         n_reds = sum(n.op.kind == "reduce" for n in k.fused.nodes)
-        return (math.prod(shape[d] for d in axes) <= BLOCK
-                and math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX)
+        return ((math.prod(shape[d] for d in axes) <= BLOCK or len(axes) == 1)
+                and (math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX
+                     or len(kept) == 1))
 
     def _columns(self, k: Kernel, kept: list[int], outer: list[View], inner: list[View],
                  ptr: dict, scalars: dict) -> None:
         """A fused reduction over leading dims, by rows: one accumulator per kept element
         (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
         between iterations: `omp simd`), then the accumulators stored. Each accumulator adds
-        its elements in the same order as the row-order nest.
+        its elements in row order, in blocks of BLOCK rows (a partial sum per block, as the
+        row-order nest) where there are more. More columns than COLUMNS_MAX accumulators
+        run in blocks of columns, each block on its own arrays (in parallel when large: a
+        column's sum does not depend on the thread that computes it).
         An element is added straight into an accumulator of its own type. One widened into
         a double accumulator (float32) is computed into `row<j>` first and added in a loop of
         its own: gcc 12's PRE turns `acc += (m ? 0 : x)` with a widening into a branch, which
@@ -499,39 +504,77 @@ class _Emitter:
         reds = [n for n in f.nodes if n.op.kind == "reduce"]
         kept_shape = tuple(shape[d] for d in kept)
         size = math.prod(kept_shape)
+        width = size if size * len(reds) <= COLUMNS_MAX else COLUMNS_MAX // len(reds)
+        at = View(None, 0, contiguous_strides(kept_shape))
+        n_full = len(inner)
+
+        def kept_loop(views: list[View], pragma: str = ""):
+            """Loops over the kept elements (of the column block); each view's index, then
+            the accumulators' (`at`), and the loops to close."""
+            if width == size:
+                return self.loops(kept_shape, views + [at], pragma=pragma)
+            if pragma:
+                w.line(pragma)
+            w.open("for (long c = 0; c < cw; c++)")
+            return [_index(v.offset, v.strides, ["(cb + c)"]) for v in views] + ["c"], 1
+
+        extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
+        blocked = bool(extents) and max(extents) > BLOCK and any(
+            r.op.c.blocked and r.dtype.is_float for r in reds)
+        if width < size:
+            if self.parallel_ok and math.prod(shape) >= PAR_MIN_ELEMS:
+                w.line(PARALLEL_FOR)
+            w.open(f"for (long cb = 0; cb < {size}; cb += {width})")
+            w.line(f"long cw = cb + {width} < {size} ? {width} : {size} - cb;")
         accs = []
         for j, r in enumerate(reds):
             acc_t = "double" if r.dtype.is_float else "int64_t"
             init = r.op.c.init["f" if r.dtype.is_float else "i"].format(T=acc_t)
-            w.line(f"{acc_t} acc{j}[{size}];")
+            w.line(f"{acc_t} acc{j}[{width}];")
+            if blocked:
+                w.line(f"{acc_t} part{j}[{width}];")
             row = f"row{j}" if r.src[0].dtype.c != acc_t else None
             if row:
-                w.line(f"{r.src[0].dtype.c} {row}[{size}];")       # the element type: above
-            w.line(f"for (long c = 0; c < {size}; c++) acc{j}[c] = {init};")
-            accs.append((f"acc{j}", row))
-        at = View(None, 0, contiguous_strides(kept_shape))
-        extents, strides = loop_dims(tuple(shape[d] for d in f.axes), inner)
+                w.line(f"{r.src[0].dtype.c} {row}[{width}];")      # the element type: above
+            w.line(f"for (long c = 0; c < {width}; c++) acc{j}[c] = {init};")
+            accs.append((f"acc{j}", f"part{j}" if blocked else f"acc{j}", row, init))
         ivars = [f"j{d}" for d in range(len(extents))]
-        for i, e in zip(ivars, extents):
+        for i, e in zip(ivars[:-1] if blocked else ivars, extents):
             w.open(f"for (long {i} = 0; {i} < {e}; {i}++)")
-        n_full = len(inner)
-        oidx, depth = self.loops(kept_shape, outer[:n_full] + [at], pragma=_simd([], []))
+        if blocked:
+            last, e = ivars[-1], extents[-1]
+            w.open(f"for (long jb = 0; jb < {e}; jb += {BLOCK})")
+            w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+            for _, part, _, init in accs:
+                w.line(f"for (long c = 0; c < {width}; c++) {part}[c] = {init};")
+            w.open(f"for (long {last} = jb; {last} < je; {last}++)")
+        oidx, depth = kept_loop(outer[:n_full], pragma=_simd([], []))
         idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-        self._members(k, ptr, scalars, idx, [(row or acc, row is not None)
-                                              for acc, row in accs], at=oidx[n_full])
+        self._members(k, ptr, scalars, idx, [(row or target, row is not None)
+                                              for _, target, row, _ in accs], at=oidx[n_full])
         self.close(depth)
-        if any(row for _, row in accs):
-            (c,), depth = self.loops(kept_shape, [at], pragma=_simd([], []))
-            for (acc, row), r in zip(accs, reds):
+        if any(row for _, _, row, _ in accs):
+            (c,), depth = kept_loop([], pragma=_simd([], []))
+            for (_, target, row, _), r in zip(accs, reds):
                 if row:
-                    w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{row}[{c}]") + ";")
+                    w.line(r.op.c.update.format(acc=f"{target}[{c}]", x=f"{row}[{c}]") + ";")
             self.close(depth)
-        self.close(len(extents))
+        if blocked:
+            self.close(1)
+            (c,), depth = kept_loop([])
+            for (acc, part, _, _), r in zip(accs, reds):
+                w.line(r.op.c.update.format(acc=f"{acc}[{c}]", x=f"{part}[{c}]") + ";")
+            self.close(depth + 1)
+            self.close(len(extents) - 1)
+        else:
+            self.close(len(extents))
         red_out = outer[n_full:]
-        oidx, depth = self.loops(kept_shape, red_out + [at])
-        for j, ((acc, _), r) in enumerate(zip(accs, reds)):
+        oidx, depth = kept_loop(red_out)
+        for j, ((acc, _, _, _), r) in enumerate(zip(accs, reds)):
             w.line(f"{ptr[n_full + j]}[{oidx[j]}] = ({r.dtype.c}){acc}[{oidx[-1]}];")
         self.close(depth)
+        if width < size:
+            self.close(1)
 
     @staticmethod
     def _scalar_sources(k: Kernel, ptr: dict) -> dict[int, str]:
