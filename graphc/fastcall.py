@@ -9,14 +9,14 @@ is None and compiled functions keep their Python call plans (callplan.py).
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import logging
 import os
 import shlex
 import subprocess
 import tempfile
 import threading
+
+from . import rt
 
 _lock = threading.Lock()
 _loaded: list = []          # [the module or None] once decided
@@ -36,7 +36,7 @@ def module():
 
 def _load():
     from . import _build_fastcall
-    csrc = _csrc_dir()
+    csrc = rt.csrc_dir("fastcall.c")
     try:
         from . import _fastcall as built
     except ImportError:
@@ -45,47 +45,26 @@ def _load():
             csrc):
         return built
     try:
-        return _load_from(_build_in_cache(csrc, _build_fastcall))
+        return rt.load_extension("graphc._fastcall", _build_in_cache(csrc, _build_fastcall))
     except (OSError, ImportError, subprocess.SubprocessError) as e:
         _log.debug("graphc._fastcall unavailable, Python call plans only: %s", e)
         return None
-
-
-def _csrc_dir() -> str | None:
-    """``graphc/csrc`` in an installed wheel, ``<repo>/csrc`` in a checkout."""
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    for d in (os.path.join(pkg, "csrc"), os.path.join(os.path.dirname(pkg), "csrc")):
-        if os.path.isfile(os.path.join(d, "fastcall.c")):
-            return d
-    return None
 
 
 def _build_in_cache(csrc: str, spec) -> str:
     import sys
     import sysconfig
 
-    from filelock import FileLock
+    def build(cache: str, path: str) -> None:
+        name, value = spec.hash_macro(csrc)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        cc = shlex.split(os.environ.get("CC") or "gcc")
+        subprocess.run([*cc, "-shared", "-fPIC", *spec.COMPILE_ARGS, f"-D{name}={value}",
+                        "-I", sysconfig.get_path("include"),
+                        os.path.join(csrc, spec.SOURCE), "-o", tmp],
+                       check=True, capture_output=True)
+        os.replace(tmp, path)       # atomic: readers see no half-written module
 
-    key = spec.source_hash(csrc)
     cache = os.path.join(tempfile.gettempdir(), "graphc-fastcall",
-                         f"{key}-{sys.implementation.cache_tag}")
-    path = os.path.join(cache, "_fastcall" + importlib.machinery.EXTENSION_SUFFIXES[0])
-    os.makedirs(cache, exist_ok=True)
-    with FileLock(os.path.join(cache, "build.lock")):
-        if not os.path.exists(path):
-            name, value = spec.hash_macro(csrc)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            cc = shlex.split(os.environ.get("CC") or "gcc")
-            subprocess.run([*cc, "-shared", "-fPIC", *spec.COMPILE_ARGS, f"-D{name}={value}",
-                            "-I", sysconfig.get_path("include"),
-                            os.path.join(csrc, spec.SOURCE), "-o", tmp],
-                           check=True, capture_output=True)
-            os.replace(tmp, path)       # atomic: readers see no half-written module
-    return path
-
-
-def _load_from(path: str):
-    spec = importlib.util.spec_from_file_location("graphc._fastcall", path)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
+                         f"{spec.source_hash(csrc)}-{sys.implementation.cache_tag}")
+    return rt.build_once(cache, "_fastcall", build)

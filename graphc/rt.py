@@ -39,13 +39,36 @@ _lock = threading.Lock()
 _module = None
 
 
-def _csrc_dir() -> str | None:
-    """The C sources: ``graphc/csrc`` in an installed wheel, ``<repo>/csrc`` in a checkout."""
+def csrc_dir(marker: str = "gemm.c") -> str | None:
+    """The C sources (those holding `marker`): ``graphc/csrc`` in an installed wheel,
+    ``<repo>/csrc`` in a checkout."""
     pkg = os.path.dirname(os.path.abspath(__file__))
     for d in (os.path.join(pkg, "csrc"), os.path.join(os.path.dirname(pkg), "csrc")):
-        if os.path.isfile(os.path.join(d, "gemm.c")):
+        if os.path.isfile(os.path.join(d, marker)):
             return d
     return None
+
+
+def build_once(cache: str, stem: str, build) -> str:
+    """The path of extension module `stem` in directory `cache`, made by `build(cache, path)`
+    the first time, under a file lock (one process builds, the others wait and load it).
+    `build` must write `path` atomically: readers never see a half-written module."""
+    from filelock import FileLock
+
+    path = os.path.join(cache, stem + importlib.machinery.EXTENSION_SUFFIXES[0])
+    os.makedirs(cache, exist_ok=True)
+    with FileLock(os.path.join(cache, "build.lock")):
+        if not os.path.exists(path):
+            build(cache, path)
+    return path
+
+
+def load_extension(name: str, path: str):
+    """Import the extension module at `path` under `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _build_in_cache(csrc: str, key: str) -> str:
@@ -53,17 +76,10 @@ def _build_in_cache(csrc: str, key: str) -> str:
     import tempfile  # builds only, as cffi and filelock
 
     import cffi
-    from filelock import FileLock
 
     from . import _build_rt
 
-    tag = f"{key}-{sys.implementation.cache_tag}-cffi{cffi.__version__}"
-    cache = os.path.join(tempfile.gettempdir(), "graphc-rt", tag)
-    path = os.path.join(cache, "_rt" + importlib.machinery.EXTENSION_SUFFIXES[0])
-    os.makedirs(cache, exist_ok=True)
-    with FileLock(os.path.join(cache, "build.lock")):
-        if os.path.exists(path):
-            return path
+    def build(cache: str, path: str) -> None:
         tmpdir = tempfile.mkdtemp(dir=cache, prefix="build-")
         try:  # note: cffi chdirs into tmpdir while it compiles
             built = _build_rt.make_ffibuilder(csrc).compile(tmpdir=tmpdir, verbose=False)
@@ -72,14 +88,9 @@ def _build_in_cache(csrc: str, key: str) -> str:
             raise CompileError(f"building graphc._rt from {csrc} failed: {e}") from e
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-    return path
 
-
-def _load_from(path: str):
-    spec = importlib.util.spec_from_file_location("graphc._rt", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    tag = f"{key}-{sys.implementation.cache_tag}-cffi{cffi.__version__}"
+    return build_once(os.path.join(tempfile.gettempdir(), "graphc-rt", tag), "_rt", build)
 
 
 def _built_hash(module) -> str:
@@ -99,13 +110,13 @@ def _runtime():
             from . import _rt as module
         except ImportError:
             module = None
-        csrc = _csrc_dir()
+        csrc = csrc_dir()
         if csrc is not None:
             from . import _build_rt
 
             key = _build_rt.source_hash(csrc)
             if module is None or _built_hash(module) != key:  # missing or older than csrc/
-                module = _load_from(_build_in_cache(csrc, key))
+                module = load_extension("graphc._rt", _build_in_cache(csrc, key))
         elif module is None:
             raise ImportError("graphc._rt is not built and graphc's csrc/ directory is missing")
         module.lib.graphc_set_num_threads(threads_from_env())
