@@ -4,12 +4,17 @@
  *
  *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, reverse?]
  *
- * case 0 gathers n elements from the places listed at ix[in0] (a concatenate), case 1 is
- * softmax of n elements (the encoder fuses the ~10 primitives ops/composite.py's softmax
- * traces into), case 2 adds the n scalars listed at ix[in0] from left to right (a chain of
- * `+`); the other cases come from the ops' declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j], reductions
- * fold n elements of in0 into v[out]. The generated source defines GC_ST_FORWARD_CASES and
- * GC_ST_REVERSE_CASES (the switch cases, using the names below) and then includes this file.
+ * The interpreter's own cases (GC_ST_GATHER...GC_ST_SOFTPLUS1) are rows the encoder fuses
+ * or specialises: a gather of n elements from the places listed at ix[in0] (a concatenate);
+ * softmax of n elements (the ~10 primitives ops/composite.py's softmax traces into), and of 4
+ * elements side by side (its exps as one SIMD kernel call); the n scalars listed at ix[in0],
+ * or for n <= GC_ST_ADD_INLINE in the row's cells 3..., added from left to right (a chain of
+ * `+`); softplus of one value, which also writes its derivative (the sigmoid, from the same
+ * exp) to the stash slot in cell 5 for the reverse sweep. The other cases come from the
+ * ops' declarations: elementwise rows write v[out + i] from v[in_j + i * stride_j],
+ * reductions fold n elements of in0 into v[out]. The generated source defines
+ * GC_ST_FORWARD_CASES and GC_ST_REVERSE_CASES (the switch cases, using the names below) and
+ * then includes this file.
  */
 #ifndef GRAPHC_SCALAR_TAPE_H
 #define GRAPHC_SCALAR_TAPE_H
@@ -18,6 +23,27 @@
 #include <string.h>
 
 #define GC_ST_WIDTH 10
+#define GC_ST_ADD_INLINE 6      /* cells 3..8 */
+enum { GC_ST_GATHER, GC_ST_SOFTMAX, GC_ST_ADDN, GC_ST_SOFTMAX4, GC_ST_ADD, GC_ST_SOFTPLUS1 };
+
+/* softmax of a[0], a[s], ... a[(n-1)s] into d, as composite.softmax: the max shift, 0 where it
+ * is infinite. Inlined with constant n and s, the exps are one vector of gc__exp_k (the SIMD
+ * kernel the symbolic path's loops run, not glibc's one value at a time). */
+static inline void gc_st_softmax(long n, const double *restrict a, long s, double *restrict d) {
+    double m = -INFINITY, sum = 0.0;
+    for (long i = 0; i < n; i++) m = gc_max(m, a[i * s]);
+    if (m == INFINITY || m == -INFINITY) m = 0.0;
+    for (long i = 0; i < n; i++) d[i] = gc__exp_k(a[i * s] - m);
+    for (long i = 0; i < n; i++) sum += d[i];
+    for (long i = 0; i < n; i++) d[i] = d[i] / sum;
+}
+
+static inline void gc_st_softmax_vjp(long n, const double *y, const double *gy, double *ga,
+                                     long s) {
+    double dot = 0.0;
+    for (long i = 0; i < n; i++) dot += gy[i] * y[i];
+    for (long i = 0; i < n; i++) ga[i * s] += y[i] * (gy[i] - dot);
+}
 
 /* d max(a, b) / da: 1 where a wins, 1/2 on ties, 0 where b wins (ops/elementwise.py) */
 static inline double gc_tie_share(double a, double b) {
@@ -32,21 +58,30 @@ static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double
         const long s0 = t[4], s1 = t[6], s2 = t[8];
         (void)a1; (void)a2; (void)s1; (void)s2;
         switch (t[0]) {
-        case 0: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) d[i] = v[k[i]]; }
+        case GC_ST_GATHER: {
+            const int32_t *k = ix + t[3];
+            for (long i = 0; i < n; i++) d[i] = v[k[i]];
             break;
-        case 2: {
+        }
+        case GC_ST_ADDN: {
             const int32_t *k = ix + t[3];
             double acc = v[k[0]];
             for (long i = 1; i < n; i++) acc += v[k[i]];
             d[0] = acc;
             break;
         }
-        case 1: {       /* as composite.softmax: the max shift, 0 if it is infinite */
-            double m = -INFINITY, sum = 0.0;
-            for (long i = 0; i < n; i++) m = gc_max(m, a0[i * s0]);
-            if (m == INFINITY || m == -INFINITY) m = 0.0;
-            for (long i = 0; i < n; i++) { d[i] = gc_exp(a0[i * s0] - m); sum += d[i]; }
-            for (long i = 0; i < n; i++) d[i] = d[i] / sum;
+        case GC_ST_ADD: {
+            double acc = v[t[3]];
+            for (long i = 1; i < n; i++) acc += v[t[3 + i]];
+            d[0] = acc;
+            break;
+        }
+        case GC_ST_SOFTMAX: gc_st_softmax(n, a0, s0, d); break;
+        case GC_ST_SOFTMAX4: gc_st_softmax(4, a0, 1, d); break;
+        case GC_ST_SOFTPLUS1: {     /* gc_softplus(a), and gc_sigmoid(a) from the same exp */
+            const double a = a0[0], e = gc_exp(-fabs(a));
+            d[0] = (a > 0 ? a : 0.0) + gc_log1p(e);
+            v[t[5]] = (a >= 0 ? 1.0 : e) / (1.0 + e);
             break;
         }
         GC_ST_FORWARD_CASES
@@ -68,16 +103,20 @@ static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, con
         (void)y; (void)a0; (void)a1; (void)a2; (void)g0; (void)g1; (void)g2;
         (void)s1; (void)s2;
         switch (t[0]) {
-        case 0: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) g[k[i]] += gy[i]; }
-            break;
-        case 2: { const int32_t *k = ix + t[3]; for (long i = 0; i < n; i++) g[k[i]] += gy[0]; }
-            break;
-        case 1: {
-            double dot = 0.0;
-            for (long i = 0; i < n; i++) dot += gy[i] * y[i];
-            for (long i = 0; i < n; i++) g0[i * s0] += y[i] * (gy[i] - dot);
+        case GC_ST_GATHER: {
+            const int32_t *k = ix + t[3];
+            for (long i = 0; i < n; i++) g[k[i]] += gy[i];
             break;
         }
+        case GC_ST_ADDN: {
+            const int32_t *k = ix + t[3];
+            for (long i = 0; i < n; i++) g[k[i]] += gy[0];
+            break;
+        }
+        case GC_ST_ADD: for (long i = 0; i < n; i++) g[t[3 + i]] += gy[0]; break;
+        case GC_ST_SOFTMAX: gc_st_softmax_vjp(n, y, gy, g0, s0); break;
+        case GC_ST_SOFTMAX4: gc_st_softmax_vjp(4, y, gy, g0, 1); break;
+        case GC_ST_SOFTPLUS1: g0[0] += gy[0] * v[t[5]]; break;
         GC_ST_REVERSE_CASES
         default: break;
         }

@@ -75,6 +75,31 @@ def test_pytrees_argnums_and_grad(monkeypatch):
     _close(got, ref)
 
 
+def _specialised(x, s):
+    """Each specialised row and its general form beside it: softplus of scalars (a stash for
+    the reverse sweep) and of a vector, softmax of 4 side by side, of 4 with a stride, of 5
+    and of a broadcast scalar, chains of `+` of 3 to 8 terms (in the row, or an index list),
+    a term used twice, a softplus past which no cotangent flows."""
+    p = [graphc.softplus(x[i] * s) for i in range(4)]
+    m4 = graphc.softmax(graphc.stack(p))
+    strided = graphc.softmax(x[1:9:2])
+    five = graphc.softmax(x[:5] * 3.0)
+    flat = graphc.softmax(graphc.broadcast_to(s, (4,)))
+    chain = p[0] + p[1] + p[0] + m4[2]
+    long = sum(x[i] * p[i % 4] for i in range(8))
+    dead = graphc.where(graphc.softplus(s) > 0.5, 1.0, 0.0)
+    return (chain * chain + long * 0.5 + graphc.sum(graphc.softplus(x) * strided[0])
+            + graphc.sum(five * m4[1]) + flat[3] * x[9] + dead)
+
+
+def test_specialised_rows_match_symbolic(monkeypatch):
+    x = np.random.default_rng(3).uniform(-3, 3, 10)
+    runner, got, ref = _both(graphc.value_and_grad, _specialised, (x, 0.8), monkeypatch,
+                             argnums=(0, 1))
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+
+
 def test_inputs_unchanged_and_outputs_owned(monkeypatch):
     monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
     f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(x * x)))

@@ -25,7 +25,9 @@ from ..ir import Graph, Node
 from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
-GATHER, SOFTMAX, ADDN = 0, 1, 2       # the interpreter's own cases
+# the interpreter's own cases (GC_ST_GATHER...), then one per op
+GATHER, SOFTMAX, ADDN, SOFTMAX4, ADD, SOFTPLUS1 = range(6)
+ADD_INLINE = 6       # terms of an ADD row, in its own cells (more: an ADDN row's index list)
 _VALUE_TYPES = (dtypes.float64, dtypes.bool_)
 
 
@@ -60,7 +62,7 @@ def case_numbers() -> dict[str, int]:
     """A case per op that has one, numbered by name after the interpreter's own (once per
     process: the encoder and the interpreter's C must agree)."""
     return {name: k for k, name in enumerate(sorted(n for n, op in OPS.items() if _cased(op)),
-                                              start=ADDN + 1)}
+                                              start=SOFTPLUS1 + 1)}
 
 
 # ---- the interpreter's C ----
@@ -155,6 +157,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         top += n.size
     rows: list[tuple] = []
     index: list[int] = []            # GATHER's and ADDN's lists of places, after the rows
+    stashed: list[int] = []          # SOFTPLUS1 rows, their stash numbered in cell 5
     fused = _fusions(graph)
     live = _live(graph, fused)
     reached = _reached(graph, fused)
@@ -170,16 +173,23 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         if n in fused:
             case, srcs = fused[n]
             if case == SOFTMAX:
-                row = (SOFTMAX, n.size, top, *place[srcs[0]], 0, 0, 0, 0)
+                slot, stride = place[srcs[0]]
+                row = ((SOFTMAX4, 4, top, slot, 1) if n.size == 4 and stride == 1
+                       else (SOFTMAX, n.size, top, slot, stride))
+            elif len(srcs) <= ADD_INLINE:
+                row = (ADD, len(srcs), top, *(place[t][0] for t in srcs))
             else:
-                row = (ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0)
+                row = (ADDN, len(srcs), top, len(index))
                 index.extend(place[t][0] for t in srcs)
+        elif op.name == "softplus" and n.size == 1:
+            row = (SOFTPLUS1, 1, top, *place[n.src[0]], len(stashed))
+            stashed.append(len(rows))
         elif op.name == "concatenate":
             run = _adjacent(n.src, place)
             if run is not None:          # pieces already side by side: a view, no row
                 place[n] = run
                 continue
-            row = (GATHER, n.size, top, len(index), 0, 0, 0, 0, 0)
+            row = (GATHER, n.size, top, len(index))
             for s in n.src:
                 slot, stride = place[s]
                 index.extend(range(slot, slot + stride * s.size, stride) if stride
@@ -189,9 +199,12 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
             continue
         else:
             row = _row(n, cases, place, top)
-        rows.append((*row[:WIDTH - 1], int(n in reached)))
+        rows.append((*row, *[0] * (WIDTH - 1 - len(row)), int(n in reached)))
         place[n] = (top, 1)
         top += n.size
+    for k, r in enumerate(stashed):     # the stashes after every node's slot
+        rows[r] = (*rows[r][:5], top + k, *rows[r][6:])
+    top += len(stashed)
     (out,) = graph.outputs
     if out.shape != () or out.dtype is not dtypes.float64:
         raise NotTapeable("the output is not a float64 scalar")
@@ -220,7 +233,7 @@ def _row(n: Node, cases: dict[str, int], place: dict, top: int) -> tuple:
     cells = [case, n.src[0].size if op.kind == REDUCE else n.size, top]
     for s in n.src:
         cells += place[s]
-    return tuple(cells + [0] * (WIDTH - len(cells)))
+    return tuple(cells)
 
 
 def _fusions(graph: Graph) -> dict[Node, tuple[int, list[Node]]]:
