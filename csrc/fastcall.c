@@ -8,7 +8,9 @@
    entry on a workspace on the C stack and returns Python scalars in that tree; any other call
    (keywords, other types or counts, the NaN locator on, a nonzero return code) goes to
    `general`, the Python path, which converts, retraces or raises the proper GraphcError.
-   graphc/fastcall.py builds and loads it; callplan.py decides when it applies. */
+   A TapeCall (below) does the same for a reverse tape's signature of float64 arrays and
+   floats, with fresh arrays out. graphc/fastcall.py builds and loads it; callplan.py
+   decides when it applies. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -60,10 +62,10 @@ static PyObject *read_output(char kind, const char *at)
 
 /* The subtree at tree[*pos], taking the leaves from leaves[*leaf] on (their references pass
    to the tree; on failure the caller releases the leaves not yet taken). */
-static PyObject *build_tree(const FastCall *self, PyObject **leaves, Py_ssize_t *pos,
+static PyObject *build_tree(const int *tree, PyObject **leaves, Py_ssize_t *pos,
                             Py_ssize_t *leaf)
 {
-    int code = self->tree[(*pos)++];
+    int code = tree[(*pos)++];
     if (code == TREE_LEAF) {
         PyObject *v = leaves[*leaf];
         leaves[(*leaf)++] = NULL;
@@ -76,7 +78,7 @@ static PyObject *build_tree(const FastCall *self, PyObject **leaves, Py_ssize_t 
     if (node == NULL)
         return NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *child = build_tree(self, leaves, pos, leaf);
+        PyObject *child = build_tree(tree, leaves, pos, leaf);
         if (child == NULL) {
             Py_DECREF(node);
             return NULL;
@@ -137,7 +139,7 @@ static int run(const FastCall *self, PyObject *const *args, PyObject **result)
         }
     }
     Py_ssize_t pos = 0, leaf = 0;
-    *result = build_tree(self, leaves, &pos, &leaf);
+    *result = build_tree(self->tree, leaves, &pos, &leaf);
     for (Py_ssize_t j = 0; j < self->n_outs; j++)
         Py_XDECREF(leaves[j]);       /* only on failure: the tree took the others */
     return *result == NULL ? -1 : 1;
@@ -183,6 +185,30 @@ static void *alloc_array(Py_ssize_t n, size_t size)
     if (p == NULL)
         PyErr_NoMemory();
     return p;
+}
+
+/* The output tree (a tuple of codes in preorder) into out, checked to be well formed: exactly
+   one subtree, n_leaves leaves. buf: scratch of as many long longs. */
+static int tree_codes(PyObject *tree, Py_ssize_t n_leaves, long long *buf, int *out)
+{
+    Py_ssize_t n_tree = PyTuple_GET_SIZE(tree);
+    if (int_items(tree, n_tree, "tree", buf) < 0)
+        return -1;
+    Py_ssize_t open = 1, leaves = 0;
+    for (Py_ssize_t k = 0; k < n_tree; k++) {
+        if (open <= 0 || buf[k] < TREE_NONE || buf[k] > 2 * (long long)SLOTS_MAX + 1) {
+            open = -1;          /* malformed */
+            break;
+        }
+        out[k] = (int)buf[k];
+        leaves += buf[k] == TREE_LEAF;
+        open += (buf[k] >= 0 ? buf[k] >> 1 : 0) - 1;
+    }
+    if (open != 0 || leaves != n_leaves) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: malformed output tree");
+        return -1;
+    }
+    return 0;
 }
 
 static int fastcall_traverse(FastCall *self, visitproc visit, void *arg)
@@ -293,23 +319,8 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         }
         self->out_offset[j] = (Py_ssize_t)buf[j];
     }
-    if (int_items(tree, n_tree, "tree", buf) < 0)
+    if (tree_codes(tree, n_outs, buf, self->tree) < 0)
         goto fail;
-    /* the tree must be well formed: exactly one subtree, n_outs leaves */
-    Py_ssize_t open = 1, leaves = 0;
-    for (Py_ssize_t k = 0; k < n_tree; k++) {
-        if (open <= 0 || buf[k] < TREE_NONE || buf[k] > 2 * (long long)SLOTS_MAX + 1) {
-            PyErr_SetString(PyExc_ValueError, "FastCall: malformed output tree");
-            goto fail;
-        }
-        self->tree[k] = (int)buf[k];
-        leaves += buf[k] == TREE_LEAF;
-        open += (buf[k] >= 0 ? buf[k] >> 1 : 0) - 1;
-    }
-    if (open != 0 || leaves != n_outs) {
-        PyErr_SetString(PyExc_ValueError, "FastCall: malformed output tree");
-        goto fail;
-    }
     PyMem_Free(buf);
     Py_INCREF(general);
     self->general = general;
@@ -346,6 +357,262 @@ static PyTypeObject FastCallType = {
     .tp_members = fastcall_members,
 };
 
+/* ---- TapeCall: a reverse tape's call (graphc/reverse_tape.py) ----
+
+   value_and_grad (or grad) of a reverse tape (csrc/graphc_scalar_tape.h's gc_scalar_tape, whose
+   address the interpreter's cffi module gives) for one signature of float64 arguments: per
+   positional argument 'f', an exact Python float, or 'a', an exact ndarray of float64 in native
+   byte order, C order, of the signature's shape (read in place, never written). The outputs
+   (the value, then the gradients) are fresh arrays made by `empty` (numpy.empty) per call, so
+   they belong to the caller. The interpreter runs without the GIL on the object's work array,
+   or on one of its own when another thread holds that. Any other call goes to `general`. */
+
+#define TAPE_ARGS_MAX 64     /* arguments, and outputs: more keep the Python plan */
+
+typedef double (*tape_fn)(const int32_t *, long, const int64_t *, const double *, void **,
+                          double *, double *);
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    tape_fn fn;
+    const int32_t *cells;       /* the tape's arrays, owned by `keep` */
+    const int64_t *layout;
+    const double *init;
+    long rows;
+    Py_ssize_t n_slots, n_args, n_outs;
+    int with_value;             /* outputs: the value (0-d) first, then the gradients */
+    PyObject *general, *nans, *keep, *ndarray, *empty;
+    PyObject *out_shapes;       /* a tuple: each output's shape */
+    char *in_kinds;             /* per argument: 'f' or 'a' */
+    Py_ssize_t *in_shape;       /* per argument: its length, or -1 for 0-d */
+    int *tree;
+    double *work;               /* 2 n_slots: values, then cotangents */
+    int busy;                   /* work in use (atomic) */
+} TapeCall;
+
+/* 1: *result is the outputs; 0: not this signature (the general path decides); -1: an error. */
+static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
+{
+    void *io[2 * TAPE_ARGS_MAX];
+    double floats[TAPE_ARGS_MAX];
+    Py_buffer views[TAPE_ARGS_MAX];
+    PyObject *outs[TAPE_ARGS_MAX];
+    Py_ssize_t n_views = 0, n_made = 0;
+    int status = 0;
+    for (Py_ssize_t k = 0; k < self->n_args; k++) {
+        PyObject *x = args[k];
+        if (self->in_kinds[k] == 'f') {
+            if (!PyFloat_CheckExact(x))
+                goto done;
+            floats[k] = PyFloat_AS_DOUBLE(x);
+            io[k] = &floats[k];
+            continue;
+        }
+        if (Py_TYPE(x) != (PyTypeObject *)self->ndarray)
+            goto done;
+        if (PyObject_GetBuffer(x, &views[n_views], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            PyErr_Clear();
+            goto done;
+        }
+        const Py_buffer *b = &views[n_views++];
+        Py_ssize_t n = self->in_shape[k];
+        if (b->ndim != (n >= 0) || (n >= 0 && b->shape[0] != n) || b->itemsize != 8
+                || b->format == NULL || strcmp(b->format, "d") != 0)
+            goto done;
+        io[k] = b->buf;
+    }
+    double *value_at = NULL;
+    for (; n_made < self->n_outs; n_made++) {
+        PyObject *out = PyObject_CallOneArg(self->empty, PyTuple_GET_ITEM(self->out_shapes,
+                                                                          n_made));
+        Py_buffer b;
+        if (out == NULL || PyObject_GetBuffer(out, &b, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+            Py_XDECREF(out);
+            status = -1;
+            goto done;
+        }
+        outs[n_made] = out;     /* its data stays put: nobody else holds it */
+        if (self->with_value && n_made == 0)
+            value_at = b.buf;
+        else
+            io[self->n_args + n_made - self->with_value] = b.buf;
+        PyBuffer_Release(&b);
+    }
+    double *work = self->work;
+    if (__atomic_exchange_n(&self->busy, 1, __ATOMIC_ACQUIRE)) {
+        work = PyMem_RawMalloc(2 * (size_t)self->n_slots * sizeof(double));
+        if (work == NULL) {
+            PyErr_NoMemory();
+            status = -1;
+            goto done;
+        }
+    }
+    double value;
+    Py_BEGIN_ALLOW_THREADS
+    value = self->fn(self->cells, self->rows, self->layout, self->init, io, work,
+                     work + self->n_slots);
+    Py_END_ALLOW_THREADS
+    if (work == self->work)
+        __atomic_store_n(&self->busy, 0, __ATOMIC_RELEASE);
+    else
+        PyMem_RawFree(work);
+    if (value_at != NULL)
+        *value_at = value;
+    Py_ssize_t pos = 0, leaf = 0;
+    *result = build_tree(self->tree, outs, &pos, &leaf);
+    status = *result == NULL ? -1 : 1;
+    for (Py_ssize_t j = 0; j < n_made; j++)
+        Py_XDECREF(outs[j]);     /* only on failure: the tree took the others */
+    n_made = 0;
+done:
+    for (Py_ssize_t j = 0; j < n_made; j++)
+        Py_DECREF(outs[j]);
+    while (n_views)
+        PyBuffer_Release(&views[--n_views]);
+    return status;
+}
+
+static PyObject *tapecall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    TapeCall *self = (TapeCall *)callable;
+    if (PyVectorcall_NARGS(nargsf) == self->n_args
+            && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        PyObject *on = PyDict_GetItemWithError(self->nans, str_on);
+        if (on == NULL && PyErr_Occurred())
+            return NULL;
+        if (on == NULL || on == Py_False) {
+            PyObject *result;
+            int status = tape_run(self, args, &result);
+            if (status)
+                return status > 0 ? result : NULL;
+        }
+    }
+    return PyObject_Vectorcall(self->general, args, nargsf, kwnames);
+}
+
+static int tapecall_traverse(TapeCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->general);
+    Py_VISIT(self->nans);
+    Py_VISIT(self->keep);
+    Py_VISIT(self->ndarray);
+    Py_VISIT(self->empty);
+    Py_VISIT(self->out_shapes);
+    return 0;
+}
+
+static int tapecall_clear(TapeCall *self)
+{
+    Py_CLEAR(self->general);
+    Py_CLEAR(self->nans);
+    Py_CLEAR(self->keep);
+    Py_CLEAR(self->ndarray);
+    Py_CLEAR(self->empty);
+    Py_CLEAR(self->out_shapes);
+    return 0;
+}
+
+static void tapecall_dealloc(TapeCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    tapecall_clear(self);
+    PyMem_Free(self->in_kinds);
+    PyMem_Free(self->in_shape);
+    PyMem_Free(self->tree);
+    PyMem_RawFree(self->work);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* TapeCall(entry, general, nans, keep, cells, rows, layout, init, n_slots, in_kinds,
+            in_shapes, out_shapes, with_value, tree, ndarray, empty): see reverse_tape.py. */
+static PyObject *tapecall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    unsigned long long entry, cells, layout, init;
+    long rows;
+    Py_ssize_t n_slots, n_args;
+    const char *in_kinds;
+    PyObject *general, *nans, *keep, *in_shapes, *out_shapes, *tree, *ndarray, *empty;
+    int with_value;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "TapeCall takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "KOO!OKlKKns#O!O!pO!O!O", &entry, &general, &PyDict_Type,
+                          &nans, &keep, &cells, &rows, &layout, &init, &n_slots, &in_kinds,
+                          &n_args, &PyTuple_Type, &in_shapes, &PyTuple_Type, &out_shapes,
+                          &with_value, &PyTuple_Type, &tree, &PyType_Type, &ndarray, &empty))
+        return NULL;
+    Py_ssize_t n_outs = PyTuple_GET_SIZE(out_shapes), n_tree = PyTuple_GET_SIZE(tree);
+    if (n_args > TAPE_ARGS_MAX || n_outs > TAPE_ARGS_MAX || n_outs < with_value || n_slots <= 0
+            || PyTuple_GET_SIZE(in_shapes) != n_args) {
+        PyErr_SetString(PyExc_ValueError, "TapeCall: too many arguments or outputs");
+        return NULL;
+    }
+    TapeCall *self = (TapeCall *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = tapecall_vectorcall;
+    self->fn = (tape_fn)(uintptr_t)entry;
+    self->cells = (const int32_t *)(uintptr_t)cells;
+    self->layout = (const int64_t *)(uintptr_t)layout;
+    self->init = (const double *)(uintptr_t)init;
+    self->rows = rows;
+    self->n_slots = n_slots;
+    self->n_args = n_args;
+    self->n_outs = n_outs;
+    self->with_value = with_value;
+    self->in_kinds = alloc_array(n_args, 1);
+    self->in_shape = alloc_array(n_args, sizeof(Py_ssize_t));
+    self->tree = alloc_array(n_tree, sizeof(int));
+    self->work = PyMem_RawMalloc(2 * (size_t)n_slots * sizeof(double));
+    long long *buf = alloc_array(n_args + n_tree + 1, sizeof(long long));
+    if (!self->in_kinds || !self->in_shape || !self->tree || !buf)
+        goto fail;
+    if (self->work == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    memcpy(self->in_kinds, in_kinds, n_args);
+    for (Py_ssize_t k = 0; k < n_args; k++)
+        if (in_kinds[k] != 'f' && in_kinds[k] != 'a') {
+            PyErr_SetString(PyExc_ValueError, "TapeCall: input kinds are 'f' or 'a'");
+            goto fail;
+        }
+    if (int_items(in_shapes, n_args, "in_shapes", buf) < 0)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n_args; k++)
+        self->in_shape[k] = (Py_ssize_t)buf[k];
+    if (tree_codes(tree, n_outs, buf, self->tree) < 0)
+        goto fail;
+    PyMem_Free(buf);
+    PyObject **refs[] = {&self->general, &self->nans, &self->keep, &self->ndarray, &self->empty,
+                         &self->out_shapes};
+    PyObject *given[] = {general, nans, keep, ndarray, empty, out_shapes};
+    for (size_t k = 0; k < sizeof given / sizeof *given; k++)
+        *refs[k] = Py_NewRef(given[k]);
+    return (PyObject *)self;
+fail:
+    PyMem_Free(buf);
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyTypeObject TapeCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "graphc._fastcall.TapeCall",
+    .tp_doc = "A reverse tape's call for one signature of float64 arguments.",
+    .tp_basicsize = sizeof(TapeCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = tapecall_new,
+    .tp_dealloc = (destructor)tapecall_dealloc,
+    .tp_traverse = (traverseproc)tapecall_traverse,
+    .tp_clear = (inquiry)tapecall_clear,
+    .tp_vectorcall_offset = offsetof(TapeCall, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
 static struct PyModuleDef fastcall_module = {
     PyModuleDef_HEAD_INIT, "_fastcall", "graphc's C call path (csrc/fastcall.c)", -1, NULL,
 };
@@ -353,14 +620,16 @@ static struct PyModuleDef fastcall_module = {
 PyMODINIT_FUNC PyInit__fastcall(void)
 {
     str_on = PyUnicode_InternFromString("on");
-    if (str_on == NULL || PyType_Ready(&FastCallType) < 0)
+    if (str_on == NULL || PyType_Ready(&FastCallType) < 0 || PyType_Ready(&TapeCallType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastcall_module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "FastCall", (PyObject *)&FastCallType) < 0
+            || PyModule_AddObjectRef(m, "TapeCall", (PyObject *)&TapeCallType) < 0
             || PyModule_AddIntConstant(m, "WS_MAX", WS_MAX) < 0
             || PyModule_AddIntConstant(m, "SLOTS_MAX", SLOTS_MAX) < 0
+            || PyModule_AddIntConstant(m, "TAPE_ARGS_MAX", TAPE_ARGS_MAX) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", GRAPHC_FASTCALL_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

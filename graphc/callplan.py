@@ -65,19 +65,20 @@ def make_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeD
 
 def _fast_plan(in_treedef: pytree.TreeDef, specs: list, out_treedef: pytree.TreeDef, runner,
                general: Callable, weak_outputs) -> Callable | None:
-    """The plan in C (the runner's fast_call, csrc/fastcall.c) where every argument is a
-    Python float or int (no container) and every output a Python scalar in tuples, lists and
-    Nones; None otherwise."""
+    """The plan in C (the runner's fast_call, csrc/fastcall.c) where the arguments are leaves
+    (no container) of the kinds it takes ('f' a Python float, 'i' a Python int, 'a' an array
+    of the spec's shape and dtype) and the outputs are in tuples, lists and Nones; None
+    otherwise."""
     fast_call = getattr(runner, "fast_call", None)
     tokens = in_treedef.tokens
     if (fast_call is None or tokens[0][0] != "tuple"
-            or any(tok != pytree.LEAF for tok in tokens[1:])
-            or any(len(spec) <= 2 for spec in specs)):
+            or any(tok != pytree.LEAF for tok in tokens[1:])):
         return None
     tree = _tree_codes(out_treedef)
     if tree is None:
         return None
-    kinds = "".join("f" if spec[1].is_float else "i" for spec in specs)
+    kinds = "".join("a" if len(spec) <= 2 else "f" if spec[1].is_float else "i"
+                    for spec in specs)
     return fast_call(general, kinds, tree, set(weak_outputs))
 
 

@@ -8,8 +8,10 @@ import threading
 
 import numpy as np
 
+from . import fastcall
 from .build import load_module
 from .codegen.scalar_tape import ReverseTape, interpreter_source
+from .nans import STATE as NANS
 
 
 @functools.cache
@@ -23,17 +25,18 @@ class ReverseTapeRunner:
     array (values, then cotangents) is kept per calling thread: thread-safe, and a large
     tape's is not allocated (and page-faulted) again on every call."""
 
-    def __init__(self, tape: ReverseTape, grad_shapes: list[tuple[int, ...]],
-                 with_value: bool = True):
-        self.ffi, lib = _interpreter()
+    def __init__(self, tape: ReverseTape, input_shapes: list[tuple[int, ...]],
+                 grad_shapes: list[tuple[int, ...]], with_value: bool = True):
+        self.ffi, self._lib = _interpreter()
         self.tape = tape
+        self.input_shapes = input_shapes
         self.grad_shapes = grad_shapes
         self.with_value = with_value
         self.stats = {"tape_rows": tape.n_rows, "slots": tape.n_slots}
         self.source = interpreter_source()[0]      # the same C for every graph
         ffi = self.ffi
         self._fn = functools.partial(
-            lib.gc_scalar_tape, ffi.from_buffer("int32_t[]", tape.cells), tape.n_rows,
+            self._lib.gc_scalar_tape, ffi.from_buffer("int32_t[]", tape.cells), tape.n_rows,
             ffi.from_buffer("int64_t[]", tape.layout), ffi.from_buffer("double[]", tape.init))
         self._local = threading.local()
 
@@ -55,6 +58,25 @@ class ReverseTapeRunner:
         _, values, cotangents = self._work()
         value = self._fn(io, values, cotangents)
         return [np.array(value), *grads] if self.with_value else grads
+
+    def fast_call(self, general, kinds: str, tree: tuple[int, ...], python=()):
+        """The call in C (graphc._fastcall.TapeCall) for positional arguments of the kinds
+        `kinds` ('f' a Python float, 'a' a float64 array of the input's shape), the outputs
+        fresh arrays in the tree `tree`; any other call goes to `general`. None where the
+        extension is not available or the signature has other kinds."""
+        fast = fastcall.module()
+        n = len(self.input_shapes)
+        if (fast is None or python or set(kinds) - {"f", "a"} or len(kinds) != n
+                or n > fast.TAPE_ARGS_MAX or len(self.grad_shapes) + 1 > fast.TAPE_ARGS_MAX):
+            return None
+        ffi, tape = self.ffi, self.tape
+        address = [tape.cells.ctypes.data, tape.layout.ctypes.data, tape.init.ctypes.data]
+        shapes = [() for _ in range(self.with_value)] + list(self.grad_shapes)
+        return fast.TapeCall(
+            int(ffi.cast("uintptr_t", ffi.addressof(self._lib, "gc_scalar_tape"))), general,
+            NANS, self, address[0], tape.n_rows, *address[1:], tape.n_slots, kinds,
+            tuple(s[0] if s else -1 for s in self.input_shapes), tuple(shapes),
+            self.with_value, tree, np.ndarray, np.empty)
 
     def annotated_source(self) -> str:
         return (f"/* reverse tape: {self.tape.n_rows} rows over {self.tape.n_slots} values, run "

@@ -215,7 +215,8 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
     except NotTapeable:
         _declined.trace = (fn, graph)      # a large graph: the symbolic path reuses it
         return None
-    runner = ReverseTapeRunner(tape, [graph.inputs[k].shape for k in wrt], with_value)
+    runner = ReverseTapeRunner(tape, [n.shape for n in graph.inputs],
+                               [graph.inputs[k].shape for k in wrt], with_value)
     grads = [pytree.unflatten(trees[i], [0.0] * trees[i].num_leaves) for i in positions]
     grads = grads[0] if isinstance(argnums, int) else tuple(grads)
     _, out_td = pytree.flatten((0.0, grads) if with_value else grads)

@@ -1,7 +1,7 @@
 """The call plan in C (graphc._fastcall, csrc/fastcall.c) for signatures of Python floats and
-ints with Python-scalar outputs: the same values and types as the Python path, every other
-call passed on to it, safe across threads, no references leaked, and the Python plan where
-the extension is off."""
+ints with Python-scalar outputs, and for a reverse tape's float64 arrays: the same values and
+types as the Python path, every other call passed on to it, safe across threads, no
+references leaked, and the Python plan where the extension is off."""
 
 from __future__ import annotations
 
@@ -166,3 +166,84 @@ def test_a_tiered_build_swaps_the_entry(monkeypatch):
     assert f(0.5, 2.0) == before[1]
     np.testing.assert_allclose(before[0], (np.tanh(1.0) * scale,
                                            (1.0 - np.tanh(1.0) ** 2) * 2.0 * scale), rtol=1e-13)
+
+
+# ---- a reverse tape's call (TapeCall): float64 arrays in, fresh arrays out ----
+
+def tape_loss(v, s, t):
+    return graphc.sum(graphc.softplus(v * s) * t) + graphc.softmax(v[:4])[1] * s
+
+
+def tape_reference(v, s, t):
+    """value_and_grad of tape_loss over (v, s), by the symbolic path."""
+    return graphc.compile(graphc.value_and_grad(tape_loss, argnums=(0, 1)))(v, s, t)
+
+
+@pytest.fixture
+def tape(monkeypatch):
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    f = graphc.compile(graphc.value_and_grad(tape_loss, argnums=(0, 1)))
+    args = (np.linspace(-1.0, 2.0, 6), 0.75, np.array(1.5))
+    f(*args)
+    assert isinstance(f._call, fastcall.module().TapeCall)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(10**9))
+    return f, args
+
+
+def _same(got, want):
+    value, (gv, gs) = got
+    assert type(value) is np.ndarray and value.shape == () and gv.shape == (6,)
+    assert np.shape(gs) == ()
+    np.testing.assert_allclose(value, want[0], rtol=1e-13)
+    np.testing.assert_allclose(gv, want[1][0], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(gs, want[1][1], rtol=1e-13)
+
+
+def test_a_tape_call_reads_arrays_in_place_and_returns_fresh_ones(tape):
+    f, (v, s, t) = tape
+    keep = v.copy(), t.copy()
+    first, second = f(v, s, t), f(v, s, t)
+    _same(first, tape_reference(v, s, t))
+    _same(second, tape_reference(v, s, t))
+    assert np.array_equal(v, keep[0]) and np.array_equal(t, keep[1])
+    assert all(a.flags.owndata and a.flags.writeable for a in (first[0], *first[1]))
+    assert first[0] is not second[0] and first[1][0] is not second[1][0]
+    first[1][0][:] = 7.0                         # the caller's to change
+    _same(f(v, s, t), tape_reference(v, s, t))
+    before = [sys.getrefcount(a) for a in (v, s, t)]
+    for _ in range(1000):
+        f(v, s, t)
+    assert [sys.getrefcount(a) for a in (v, s, t)] == before
+    blocks = sys.getallocatedblocks()
+    for _ in range(5000):
+        f(v, s, t)
+    assert sys.getallocatedblocks() - blocks < 100
+
+
+def test_other_arrays_take_the_general_path(tape):
+    f, (v, s, t) = tape
+    fast = f._call
+    wide = np.linspace(-1.0, 2.0, 12)
+    cases = [(wide[::2], s, t),                           # not contiguous
+             (v.astype(">f8"), s, t),                     # another byte order
+             (v, np.float64(s), t),                       # a numpy scalar for a float
+             (v, s, 1.5)]                                 # a float for a 0-d array
+    for args in cases:
+        _same(fast(*args), tape_reference(np.asarray(args[0], np.float64), s, t))
+    with pytest.raises(graphc.GraphcError):
+        fast(v, s)
+    _same(fast(v, s, t), tape_reference(v, s, t))
+
+
+def test_tape_calls_on_threads(tape):
+    f, (v, s, t) = tape
+    results = {}
+
+    def work(k):
+        for j in range(300):
+            x = v * (1 + k) + j / 100
+            results[(k, j)] = (x, f(x, s, t))
+
+    assert run_threads(work, 4) == []
+    for x, got in list(results.values())[::37]:
+        _same(got, tape_reference(x, s, t))
