@@ -26,14 +26,37 @@
 #define GC_ST_ADD_INLINE 6      /* cells 3..8 */
 enum { GC_ST_GATHER, GC_ST_SOFTMAX, GC_ST_ADDN, GC_ST_SOFTMAX4, GC_ST_ADD, GC_ST_SOFTPLUS1 };
 
+/* gc__exp_k (graphc_vmath.h) with its polynomial by Estrin's scheme instead of Horner's: the
+ * same terms, a dependency chain of 4 fmas instead of 10. The tape's rows are chains of
+ * dependent ops, where an exp's latency, not its throughput, is the cost. */
+static inline __attribute__((always_inline)) double gc_st_exp(double x) {
+    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
+    xc = gc__sel(xc < -746.0, -746.0, xc);
+    double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
+    double hi = xc - k * GC_LN2_HI;                     /* exact */
+    double lo = k * GC_LN2_LO;
+    double r = hi - lo, r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    /* expm1(r) - r - r^2/2 = r^3 (1/3! + r/4! + ... + r^10/13!), the sum in pairs of terms */
+    double p0 = fma(1.0 / 24.0, r, 1.0 / 6.0), p1 = fma(1.0 / 720.0, r, 1.0 / 120.0);
+    double p2 = fma(1.0 / 40320.0, r, 1.0 / 5040.0), p3 = fma(1.0 / 3628800.0, r, 1.0 / 362880.0);
+    double p4 = fma(1.0 / 479001600.0, r, 1.0 / 39916800.0);
+    double q = fma(fma(1.0 / 6227020800.0, r2, p4), r8,
+                   fma(fma(p3, r2, p2), r4, fma(p1, r2, p0)));
+    double t = fma(r2, fma(r, q, 0.5), -lo);
+    double s = 1.0 + hi;
+    double e1 = (1.0 - s) + hi;                         /* s + e1 == 1 + hi exactly */
+    double y = s + (e1 + t);
+    double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
+    return y * gc__pow2i(k1) * gc__pow2i(k2);
+}
+
 /* softmax of a[0], a[s], ... a[(n-1)s] into d, as composite.softmax: the max shift, 0 where it
- * is infinite. Inlined with constant n and s, the exps are one vector of gc__exp_k (the SIMD
- * kernel the symbolic path's loops run, not glibc's one value at a time). */
+ * is infinite. Inlined with constant n and s, the exps are one vector of gc_st_exp. */
 static inline void gc_st_softmax(long n, const double *restrict a, long s, double *restrict d) {
     double m = -INFINITY, sum = 0.0;
     for (long i = 0; i < n; i++) m = gc_max(m, a[i * s]);
     if (m == INFINITY || m == -INFINITY) m = 0.0;
-    for (long i = 0; i < n; i++) d[i] = gc__exp_k(a[i * s] - m);
+    for (long i = 0; i < n; i++) d[i] = gc_st_exp(a[i * s] - m);
     for (long i = 0; i < n; i++) sum += d[i];
     for (long i = 0; i < n; i++) d[i] = d[i] / sum;
 }
@@ -50,13 +73,24 @@ static inline double gc_tie_share(double a, double b) {
     return a > b ? 1.0 : (a == b ? 0.5 : 0.0);
 }
 
+/* A row's operands by the names the cases use, read from the row t where a case uses them
+ * (locals computed before the switch cost every row all of them, spilled to the stack). */
+#define n ((long)t[1])
+#define d (v + t[2])            /* the output's values, */
+#define y (v + t[2])
+#define gy (g + t[2])           /* and its cotangents */
+#define a0 (v + t[3])           /* operand j's values, cotangents and stride */
+#define a1 (v + t[5])
+#define a2 (v + t[7])
+#define g0 (g + t[3])
+#define g1 (g + t[5])
+#define g2 (g + t[7])
+#define s0 ((long)t[4])
+#define s1 ((long)t[6])
+#define s2 ((long)t[8])
+
 static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double *v) {
     for (long r = 0; r < rows; r++, t += GC_ST_WIDTH) {
-        const long n = t[1];
-        double *d = v + t[2];
-        const double *a0 = v + t[3], *a1 = v + t[5], *a2 = v + t[7];
-        const long s0 = t[4], s1 = t[6], s2 = t[8];
-        (void)a1; (void)a2; (void)s1; (void)s2;
         switch (t[0]) {
         case GC_ST_GATHER: {
             const int32_t *k = ix + t[3];
@@ -95,13 +129,6 @@ static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, con
     for (long r = rows - 1; r >= 0; r--) {
         const int32_t *t = tape + r * GC_ST_WIDTH;
         if (!t[GC_ST_WIDTH - 1]) continue;      /* no cotangent reaches this row */
-        const long n = t[1];
-        const double *y = v + t[2], *gy = g + t[2];
-        const double *a0 = v + t[3], *a1 = v + t[5], *a2 = v + t[7];
-        double *g0 = g + t[3], *g1 = g + t[5], *g2 = g + t[7];
-        const long s0 = t[4], s1 = t[6], s2 = t[8];
-        (void)y; (void)a0; (void)a1; (void)a2; (void)g0; (void)g1; (void)g2;
-        (void)s1; (void)s2;
         switch (t[0]) {
         case GC_ST_GATHER: {
             const int32_t *k = ix + t[3];
@@ -122,6 +149,20 @@ static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, con
         }
     }
 }
+
+#undef n
+#undef d
+#undef y
+#undef gy
+#undef a0
+#undef a1
+#undef a2
+#undef g0
+#undef g1
+#undef g2
+#undef s0
+#undef s1
+#undef s2
 
 /* One evaluation: constants and inputs into v, the forward sweep, the output's cotangent 1,
  * the reverse sweep, the gradients out. layout: n_slots, n_init, out_slot, n_in, n_grad,
