@@ -7,7 +7,7 @@
  * The interpreter's own cases (GC_ST_GATHER...GC_ST_SOFTPLUS1) are rows the encoder fuses
  * or specialises: a gather of n elements from the places listed at ix[in0] (a concatenate);
  * softmax of n elements (the ~10 primitives ops/composite.py's softmax traces into), and of 4
- * elements side by side (its exps as one SIMD kernel call); the n scalars listed at ix[in0],
+ * elements side by side (its exps one 4-lane call); the n scalars listed at ix[in0],
  * or for n <= GC_ST_ADD_INLINE in the row's cells 3..., added from left to right (a chain of
  * `+`); softplus of one value, which also writes its derivative (the sigmoid, from the same
  * exp) to the stash slot in cell 5 for the reverse sweep. The other cases come from the
@@ -61,6 +61,32 @@ static inline void gc_st_softmax(long n, const double *restrict a, long s, doubl
     for (long i = 0; i < n; i++) d[i] = d[i] / sum;
 }
 
+/* e[i] = exp(x[i]) for 4 lanes: glibc's libmvec where graphc links it (~1.5 scalar calls for
+ * the 4, <= 3 ulp), else gc_st_exp per lane (which gcc evaluates as one vector) */
+#if defined(GC_LIBMVEC) && defined(__x86_64__) && defined(__AVX2__)
+typedef double gc_st_v4 __attribute__((vector_size(32)));
+gc_st_v4 _ZGVdN4v_exp(gc_st_v4);
+static inline void gc_st_exp4(const double *x, double *e) {
+    gc_st_v4 v = _ZGVdN4v_exp((gc_st_v4){x[0], x[1], x[2], x[3]});
+    memcpy(e, &v, sizeof v);
+}
+#else
+static inline void gc_st_exp4(const double *x, double *e) {
+    for (int i = 0; i < 4; i++) e[i] = gc_st_exp(x[i]);
+}
+#endif
+
+/* gc_st_softmax of 4 elements side by side */
+static inline void gc_st_softmax4(const double *restrict a, double *restrict d) {
+    double m = -INFINITY, sum = 0.0, x[4], e[4];
+    for (int i = 0; i < 4; i++) m = gc_max(m, a[i]);
+    if (m == INFINITY || m == -INFINITY) m = 0.0;
+    for (int i = 0; i < 4; i++) x[i] = a[i] - m;
+    gc_st_exp4(x, e);
+    for (int i = 0; i < 4; i++) sum += e[i];
+    for (int i = 0; i < 4; i++) d[i] = e[i] / sum;
+}
+
 static inline void gc_st_softmax_vjp(long n, const double *y, const double *gy, double *ga,
                                      long s) {
     double dot = 0.0;
@@ -111,7 +137,7 @@ static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double
             break;
         }
         case GC_ST_SOFTMAX: gc_st_softmax(n, a0, s0, d); break;
-        case GC_ST_SOFTMAX4: gc_st_softmax(4, a0, 1, d); break;
+        case GC_ST_SOFTMAX4: gc_st_softmax4(a0, d); break;
         case GC_ST_SOFTPLUS1: {     /* gc_softplus(a), and gc_sigmoid(a) from the same exp */
             const double a = a0[0], e = gc_exp(-fabs(a));
             d[0] = (a > 0 ? a : 0.0) + gc_log1p(e);
