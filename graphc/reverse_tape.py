@@ -23,7 +23,8 @@ class ReverseTapeRunner:
     """Called with the inputs (arrays or Python floats, float64), returns [value (a 0-d
     array; left out without `with_value`), one gradient per differentiated input]. The work
     array (values, then cotangents) is kept per calling thread: thread-safe, and a large
-    tape's is not allocated (and page-faulted) again on every call."""
+    tape's is not allocated (and page-faulted) again on every call. A signature's plan is
+    the same call in C (fast_call), without this Python path's ~3 µs."""
 
     def __init__(self, tape: ReverseTape, input_shapes: list[tuple[int, ...]],
                  grad_shapes: list[tuple[int, ...]], with_value: bool = True):

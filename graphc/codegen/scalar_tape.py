@@ -10,6 +10,10 @@ broadcast from one element). Reshapes, broadcasts, 1-d slices and transposes are
 side), every other op is one row. The interpreter's C is rendered from the ops' own
 declarations (`c` forward, `tape_vjp` reverse) and does not depend on the graph, so it is
 built once and then comes from the disk cache; its scalar math is glibc's (GC_VMATH_LIBM).
+Some rows are the interpreter's own, chosen here: a fused softmax (of 4 side by side: one
+4-lane exp), a chain of `+` (up to ADD_INLINE terms in the row's cells, no index list), a
+scalar softplus that keeps its sigmoid in a stash slot for the reverse sweep (one exp
+less: W7's 4 ops cost 1 scalar exp, 1 log1p and one 4-lane exp per evaluation).
 """
 
 from __future__ import annotations
