@@ -247,17 +247,18 @@ class TrainStep:
         or an ndarray and the step returns the loss alone: the batch checked and passed,
         the entry called on the step's workspace, the loss read back, with no Python
         between; None otherwise. Any other call goes to the Python plan."""
-        kinds = {float: "f", int: "i", np.ndarray: "a"}
-        if any(type(b) not in kinds for b in example):
-            return None
+        kinds = ""
+        for b, (by_value, _, py) in zip(example, runner._in[n_mem + 1:]):
+            if type(b) is not (py if by_value else np.ndarray):
+                return None             # converted on the way (a 0-d array passed by value)
+            kinds += "a" if not by_value else "f" if py is float else "i"
         address = [int(runner.ffi.cast("uintptr_t", ns[f"M{k}"])) for k in range(n_mem)]
         hidden = [int(runner.ffi.cast("uintptr_t", h)) for h in runner._hidden]
         slots = ([("at", a) for a in address] + [("arg", k) for k in range(len(example) + 1)]
                  + [("at", h) for h in hidden] + [("out", 0)] + [("at", a) for a in address])
         arrays = (None, *((b.shape, memoryview(b).format.encode()) if type(b) is np.ndarray
                           else None for b in example))
-        return runner.fast_step(ns["plan"], "f" + "".join(kinds[type(b)] for b in example),
-                                slots, arrays, ns["keep"])
+        return runner.fast_step(ns["plan"], "f" + kinds, slots, arrays, ns["keep"])
 
 
 def _no_plan(lr, *batch):

@@ -216,3 +216,28 @@ def test_a_train_steps_other_batches_take_the_python_path():
     steps[0]._plan = fast[0]
     steps[0](z, y)
     z.resize((4, 5), refcheck=False)        # raises BufferError while a buffer is exported
+
+
+def test_a_train_steps_scalar_batch_leaves_pass_by_value():
+    """A float and an int in the batch go to C by value (kinds 'f', 'i'), with the Python
+    plan's results; an int where the signature has a float takes the Python path."""
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+    results = []
+    for in_c in (True, False):
+        model = graphc.nn.MLP([3, 2], seed=0)
+        step = graphc.train_step(
+            lambda p, x, y, w, n: w * n * graphc.nn.mse_loss(model.apply(p, x), y),  # noqa: B023
+            graphc.optim.SGD(model.params, lr=0.1))
+        losses = [step(x, y, 0.5, 3)]
+        assert isinstance(step._plan, fastcall.module().FastCall)
+        if not in_c:
+            step._plan = step._plan.general
+        losses += [step(x, y, 0.5, 3) for _ in range(3)]
+        plan = step._plan
+        losses.append(step(x, y, 1, 3))             # another signature: its own step
+        step._plan = plan
+        losses.append(step(x, y, 0.25, -2))
+        results.append((losses, model.params["W0"].copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert results[0][0][3] < results[0][0][0] and results[0][0][-1] < 0
