@@ -177,6 +177,18 @@ def build_location(where: tuple | None) -> tuple | None:
     return previous
 
 
+def keep_whole(on: bool) -> bool:
+    """Whether the ops of ops/whole.py build one node each from now on (the reverse tape's
+    trace) instead of their primitives; returns the previous setting, to restore."""
+    previous = getattr(_scope, "whole", False)
+    _scope.whole = on
+    return previous
+
+
+def keeping_whole() -> bool:
+    return getattr(_scope, "whole", False)
+
+
 class built_for:
     """Context manager: nodes built inside (e.g. by a derivative rule) are attributed to
     `node`'s source line, with its op's name as a third item (`(file, line, op)`: the NaN
