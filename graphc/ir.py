@@ -217,17 +217,17 @@ def adopt(node: Node) -> Node:
 def toposort(outputs) -> list[Node]:
     """All ancestors of `outputs`, each after its sources (iterative: no recursion limit)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()         # nodes hash by identity: no id() per visit
     for root in outputs:
-        if id(root) in seen:
+        if root in seen:
             continue
         stack = [(root, iter(root.src))]
-        seen.add(id(root))
+        seen.add(root)
         while stack:
             node, it = stack[-1]
             for s in it:
-                if id(s) not in seen:
-                    seen.add(id(s))
+                if s not in seen:
+                    seen.add(s)
                     stack.append((s, iter(s.src)))
                     break
             else:

@@ -250,8 +250,10 @@ def to_tracer(x, what: str = "value") -> Tracer:
 def in_trace(tree) -> bool:
     """Whether a call with these arguments must build nodes rather than compute: a trace is
     running on this thread, or some leaf is a traced value."""
+    if _stack():
+        return True
     from . import pytree
-    return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
+    return any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
 
 
 def tracing_now() -> bool:
