@@ -46,7 +46,10 @@ class Node:
 
     @property
     def size(self) -> int:
-        return prod(self.shape)
+        shape = self.shape
+        if len(shape) < 2:          # scalars and vectors (most nodes of large graphs)
+            return shape[0] if shape else 1
+        return prod(shape)
 
     def __repr__(self) -> str:
         return f"<Node {self.op.name} {self.dtype.short}{list(self.shape)}>"
