@@ -175,8 +175,9 @@ def _declined_trace(fn, args: tuple):
 
 
 def reverse_tape_min_nodes() -> int:
-    """Forward graphs of at least this many nodes are differentiated at run time by the
-    reverse tape when they can be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
+    """Forward graphs of at least this many nodes (primitives: a whole softmax counts as
+    the 13 it stands for) are differentiated at run time by the reverse tape when they can
+    be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
     value = os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES", "2000")
     try:
         return int(value)
@@ -207,7 +208,7 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
     finally:
         build_location(previous)
         keep_whole(was_whole)
-    if out_td.num_leaves != 1 or graph.weak_outputs or len(graph.nodes) < \
+    if out_td.num_leaves != 1 or graph.weak_outputs or whole.primitive_count(graph.nodes) < \
             reverse_tape_min_nodes():
         return None         # traced again (cheap: a small graph), each node to its own line
     trees = [pytree.flatten(a)[1] for a in args]

@@ -183,3 +183,17 @@ def test_whole_ops_numpy_references():
     assert {"element", "stack", "softmax"} <= {n.op.name for n in graph.nodes}
     (got,) = Interpreter(graph)([x])
     np.testing.assert_allclose(got, graphc.compile(_scalars_softmax)(x), **TIGHT)
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["chain", "stack"])
+def test_size_threshold_counts_primitives(stack, monkeypatch):
+    """GRAPHC_REVERSE_TAPE_MIN_NODES counts nodes as primitives: a whole softmax, x[i] or
+    stack counts as the nodes it expands to (the tape trace has 2-3x fewer)."""
+    x = P.w7_x()
+    primitives = len(graphc.trace(w7(40, stack), x).nodes)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(int(0.9 * primitives)))
+    f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
+    assert type(f.executable(x).runner) is ReverseTapeRunner
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(int(1.2 * primitives)))
+    f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
+    assert type(f.executable(x).runner) is CRunner

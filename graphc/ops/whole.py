@@ -118,6 +118,21 @@ stack.__doc__ = movement.stack.__doc__
 getitem.__doc__ = movement.getitem.__doc__
 
 
+# primitives an expansion builds, for size thresholds set in primitives (the reverse tape's)
+_PRIMITIVES = {element_p: lambda n: 2, stack_p: lambda n: len(n.src) + 1,
+               softmax_p: lambda n: 13}
+
+
+def primitive_count(nodes) -> int:
+    """How many nodes these would be with every whole op expanded into primitives."""
+    extra = 0
+    for n in nodes:
+        count = _PRIMITIVES.get(n.op)
+        if count is not None:
+            extra += count(n) - 1
+    return len(nodes) + extra
+
+
 def expand(outputs, mapping: dict[int, Node]) -> list[Node]:
     """`outputs` rebuilt with nodes replaced per `mapping` (keyed by id of the old node) and
     every whole op expanded into primitives, each expansion attributed to its node's line."""
