@@ -25,6 +25,7 @@
 
 #define WS_MAX 8192         /* bytes: larger workspaces keep the Python plan */
 #define SLOTS_MAX 512
+#define ARRAYS_MAX 32       /* array arguments (their buffer views live on the C stack) */
 
 typedef union { double d; int64_t i; void *p; } graphc_slot;
 typedef int (*packed_fn)(const graphc_slot *, void *);
@@ -103,7 +104,7 @@ static PyObject *build_tree(const FastCall *self, PyObject **leaves, Py_ssize_t 
 static int run(const FastCall *self, PyObject *const *args, PyObject **result)
 {
     graphc_slot slots[SLOTS_MAX];
-    Py_buffer views[SLOTS_MAX];
+    Py_buffer views[ARRAYS_MAX];
     Py_ssize_t n_views = 0;
     _Alignas(64) char stack_ws[WS_MAX];
     char *ws = self->ws_fixed ? self->ws_fixed : stack_ws;
@@ -282,7 +283,14 @@ static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char
     PyMem_Free(slot);
     if (!ok)
         return -1;
-    int has_arrays = memchr(self->in_kinds, 'a', n) != NULL;
+    Py_ssize_t n_arrays = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        n_arrays += self->in_kinds[k] == 'a';
+    if (n_arrays > ARRAYS_MAX) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: too many array arguments");
+        return -1;
+    }
+    int has_arrays = n_arrays > 0;
     if (has_arrays && (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != n
                        || !PyType_Check(self->array_type))) {
         PyErr_SetString(PyExc_ValueError, "FastCall: array arguments need their type and "
@@ -499,6 +507,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     if (PyModule_AddObjectRef(m, "FastCall", (PyObject *)&FastCallType) < 0
             || PyModule_AddIntConstant(m, "WS_MAX", WS_MAX) < 0
             || PyModule_AddIntConstant(m, "SLOTS_MAX", SLOTS_MAX) < 0
+            || PyModule_AddIntConstant(m, "ARRAYS_MAX", ARRAYS_MAX) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", GRAPHC_FASTCALL_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -161,10 +161,11 @@ class CRunner:
         int, 'a' an ndarray of arrays[k] = (shape, buffer format) in C order); ("at",
         address); or ("out", j), output j, 0-d, written into the workspace and returned
         alone as a Python scalar. Any other call goes to `general`. None where the extension
-        is not available."""
+        is not available or the signature is too large for it."""
         fast = fastcall.module()
         outs = [j for kind, j in slots if kind == "out"]
-        if fast is None or len(outs) != 1 or outs[0] not in self._scalar_out:
+        if (fast is None or len(outs) != 1 or outs[0] not in self._scalar_out
+                or kinds.count("a") > fast.ARRAYS_MAX or len(slots) > fast.SLOTS_MAX):
             return None
         offset, ctype = self._scalar_out[outs[0]]
         fixed = [v if kind == "at" else 0 for kind, v in slots if kind != "arg"]

@@ -241,3 +241,14 @@ def test_a_train_steps_scalar_batch_leaves_pass_by_value():
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert results[0][0][3] < results[0][0][0] and results[0][0][-1] < 0
+
+
+def test_a_train_step_with_more_batch_arrays_than_the_c_plan_takes_keeps_python():
+    n = fastcall.module().ARRAYS_MAX + 1
+    w = {"w": np.ones(3)}
+    step = graphc.train_step(lambda p, *xs: graphc.sum(p["w"] * sum(xs)),
+                             graphc.optim.SGD(w, lr=1e-3))
+    xs = [np.full(3, float(k)) for k in range(n)]
+    assert step(*xs) == 3 * sum(range(n)) and step(*xs) < 3 * sum(range(n))
+    assert not isinstance(step._plan, fastcall.module().FastCall)
+    np.testing.assert_allclose(w["w"], 1 - 2 * 1e-3 * sum(range(n)))
