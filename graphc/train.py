@@ -46,8 +46,9 @@ def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None
 
 def normalized_batch(batch: tuple) -> tuple[tuple, tuple]:
     """(batch, its signature key): Python scalars stay weakly typed (as in graphc.compile),
-    anything else becomes a C-contiguous array."""
-    batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
+    anything else becomes a C-contiguous array of its own shape (np.ascontiguousarray would
+    turn a numpy scalar or 0-d array into shape (1,))."""
+    batch = tuple(b if type(b) in (float, int) else np.asarray(b, order="C") for b in batch)
     return batch, tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype)
                          for b in batch])
 
