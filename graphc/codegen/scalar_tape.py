@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import dtypes
 from ..ir import Graph, Node
-from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef
+from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef, whole
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
 # the interpreter's own cases (GC_ST_GATHER...), then one per op
@@ -188,7 +188,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
         elif op.name == "softplus" and n.size == 1:
             row = (SOFTPLUS1, 1, top, *place[n.src[0]], len(stashed))
             stashed.append(len(rows))
-        elif op.name == "concatenate":
+        elif op.name == "concatenate" or op is whole.stack_p:
             run = _adjacent(n.src, place)
             if run is not None:          # pieces already side by side: a view, no row
                 place[n] = run
@@ -257,7 +257,7 @@ def _fusions(graph: Graph) -> dict[Node, tuple[int, list[Node]]]:
                 terms = [left]
             terms.append(right)
             chains[y] = terms
-        x = _softmax_source(y, users)
+        x = y.src[0] if y.op is whole.softmax_p else _softmax_source(y, users)
         if x is not None:
             found[y] = (SOFTMAX, [x])
     found.update((k, (ADDN, terms)) for k, terms in chains.items() if len(terms) > 2)
@@ -349,6 +349,8 @@ def _view(n: Node, src: tuple[int, int]) -> tuple[int, int]:
         return slot, stride
     if name == "broadcast_to" and s.size == 1:
         return slot, 0
+    if n.op is whole.element_p:
+        return slot + n.arg * stride, stride
     if name == "slice" and len(s.shape) == 1:
         ((start, step, _),) = n.arg
         return slot + start * stride, stride * step
