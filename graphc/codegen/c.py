@@ -230,8 +230,8 @@ class _Emitter:
                                     work=math.prod(full))
             self.w.line(f"{acc_t} acc = {init};")
             # a float sum vectorizes only if gcc may reorder it (`omp simd reduction`, built
-            # with -fopenmp-simd): each block is then summed in per-lane partials (4 doubles
-            # per AVX2 vector) added at the block's end; max/min keep their NaN-propagating
+            # with -fopenmp-simd): each block is then summed in per-lane partials (of the type
+            # `_part_type` gives) added at the block's end; max/min keep their NaN-propagating
             # scalar order
             simd_sum = red.blocked and dt.is_float
             chunks = None
