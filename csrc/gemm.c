@@ -22,10 +22,9 @@
  *
  * Few rows (at most 2 MC, padded; W3's M = 256 products with K = 1024-2048) take another
  * order (gemm_few_rows): the whole A block of a rank-KC update is packed once and stays in L2,
- * and B is packed one NR panel at a time right before the tiles that use it, while the source
- * of the next panel is prefetched. The general order would pack A once per NC block and
- * write the whole B block before reading it back from L3. Both orders block K the same way,
- * so an element of C gets the same bits in either.
+ * and B is packed a few NR panels at a time right before the tiles that use them. The general
+ * order would pack A once per NC block and write the whole B block before reading it back
+ * from L3. Both orders block K the same way, so an element of C gets the same bits in either.
  *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
@@ -351,14 +350,15 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
 #define VW ((int)(GEMM_VEC_BYTES / sizeof(T))) /* elements per vector */
 #define NR (NV * VW)
 #define FEW_ROWS (2 * GEMM_MC) /* at most this many rows (padded): gemm_few_rows */
-#define LINE ((long)(64 / sizeof(T))) /* elements per cache line */
+#define FEW_ROWS_PANELS 4      /* B panels packed at a time there (96 KiB on AVX2, f32) */
 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 #define V FI(vec)
 
-_Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTES,
-               "an A block of FEW_ROWS and one B panel must fit in the scratch area");
+_Static_assert((FEW_ROWS + FEW_ROWS_PANELS * NR) * GEMM_KC * sizeof(T) + 2 * ALIGN
+                   <= SCRATCH_BYTES,
+               "an A block of FEW_ROWS and FEW_ROWS_PANELS B panels must fit in the scratch area");
 _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
 _Static_assert(GEMM_KC >= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K, "an in-place update is one pass");
 
@@ -651,62 +651,35 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
 }
 
 /*
- * Lines [lo, hi) of the source of the B panel at B (kc x NR) into L2, out of the lines it
- * spans: one per row (row-major B) or kc / LINE per column (column-major B); other strides
- * are left to the hardware. Spread over the tiles of the panel before it, so that packing
- * the next panel reads L2 rather than memory.
- */
-ISA_FN long FI(panel_lines)(long kc, long rsb, long csb)
-{
-    return csb == 1 ? kc : rsb == 1 ? NR * ((kc + LINE - 1) / LINE) : 0;
-}
-
-ISA_FN void FI(prefetch_panel)(const T *B, long rsb, long csb, long kc, long lo, long hi)
-{
-    long per_col = (kc + LINE - 1) / LINE;
-    for (long l = lo; l < hi; l++) {
-        if (csb == 1) { /* a row's NR elements: both ends, as B need not be line-aligned */
-            __builtin_prefetch(B + l * rsb, 0, 2);
-            __builtin_prefetch(B + l * rsb + NR - 1, 0, 2);
-        } else {
-            __builtin_prefetch(B + l / per_col * csb + l % per_col * LINE, 0, 2);
-        }
-    }
-}
-
-/*
  * Few rows (W3's forward and data-gradient products: M = 256, K = 1024-2048): the whole
  * round_up(M, MR) x KC block of A is packed once per rank-KC update and stays in L2, and B is
- * packed one KC x NR panel at a time, just before the M / MR tiles that use it (so it is in
- * L1), while the next panel's source is prefetched. B is read from memory once in all, and
- * A is packed once, not once per NC block. The K blocking is the same as the general loops',
- * so every element of C gets the same sums in the same order (bit-identical either way).
+ * packed FEW_ROWS_PANELS KC x NR panels at a time (in L2; the last one packed is in L1), just
+ * before the M / MR tiles of each of them. B is read from memory once in all and A is packed
+ * once, not once per NC block. Packing several panels reads each row of a row-major B in
+ * several cache lines at once rather than one: its rows lie a power-of-two stride apart, so
+ * a software prefetch of the next panel's rows would not stay in cache (they share a few
+ * sets) and packing waits on memory, which longer runs per row halve (one panel at a time
+ * with its prefetch measured 5% slower on W3's forward products; bench/RESULTS.md). The K
+ * blocking is the same as the general loops', so every element of C gets the same sums in
+ * the same order (bit-identical either way).
  */
 ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
 {
     T *ap = scratch();
     T *bp = ap + round_up(round_up(p->M, MR) * kc_max, ALIGN / sizeof(T));
-    long tiles = (p->M + MR - 1) / MR;
+    long tiles = (p->M + MR - 1) / MR, group = FEW_ROWS_PANELS * NR;
     for (long pc = 0; pc < p->K; pc += kc_max) {
         long kc = min_l(kc_max, p->K - pc);
-        long lines = FI(panel_lines)(kc, p->rsb, p->csb);
-        long per_tile = (lines + tiles - 1) / tiles; /* lines of the next panel per tile */
         int overwrite = pc == 0 && !p->accumulate;
         const T *B = p->B + pc * p->rsb;
         FI(pack_a)(p->M, kc, p->A + pc * p->csa, p->rsa, p->csa, ap);
-        for (long jr = 0; jr < p->N; jr += NR) {
-            long n = min_l(NR, p->N - jr);
-            int next = jr + 2 * NR <= p->N; /* a whole next panel to prefetch */
-            FI(pack_b)(kc, n, B + jr * p->csb, p->rsb, p->csb, bp);
-            for (long t = 0; t < tiles; t++) {
-                if (next)
-                    FI(prefetch_panel)(B + (jr + NR) * p->csb, p->rsb, p->csb, kc,
-                                       min_l(lines, t * per_tile),
-                                       min_l(lines, (t + 1) * per_tile));
-                FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
-                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite,
-                         FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
-            }
+        for (long jg = 0; jg < p->N; jg += group) {
+            FI(pack_b)(kc, min_l(group, p->N - jg), B + jg * p->csb, p->rsb, p->csb, bp);
+            for (long jr = jg; jr < min_l(p->N, jg + group); jr += NR)
+                for (long t = 0; t < tiles; t++)
+                    FI(tile)(min_l(MR, p->M - t * MR), min_l(NR, p->N - jr), kc,
+                             ap + t * MR * kc, bp + (jr - jg) * kc, p->C + t * MR * p->ldc + jr,
+                             p->ldc, overwrite, FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
         }
     }
 }
@@ -881,7 +854,7 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef VW
 #undef NR
 #undef FEW_ROWS
-#undef LINE
+#undef FEW_ROWS_PANELS
 #undef V
 #undef GEMM_ISA
 #undef GEMM_TARGET
