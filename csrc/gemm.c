@@ -182,15 +182,23 @@ int graphc_gemm_set_isa(int isa)
 }
 
 #define GEMM_T float
+#define GEMM_T_BYTES 4 /* sizeof, for #if */
+#define GEMM_T_INT int32_t
 #define GEMM_SFX f32
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_T_BYTES
+#undef GEMM_T_INT
 #undef GEMM_SFX
 
 #define GEMM_T double
+#define GEMM_T_BYTES 8
+#define GEMM_T_INT int64_t
 #define GEMM_SFX f64
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_T_BYTES
+#undef GEMM_T_INT
 #undef GEMM_SFX
 
 #elif !defined(GEMM_ISA) /* ======= part 2: one element type (GEMM_T, GEMM_SFX) ======= */
@@ -355,6 +363,50 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 #define V FI(vec)
+typedef GEMM_T_INT FI(ivec) __attribute__((vector_size(GEMM_VEC_BYTES))); /* shuffle masks */
+
+/*
+ * A VW x VW transpose in registers (r[i][c] <- r[c][i]), for packing a column-major B: one
+ * level per power of two h < VW swaps the off-diagonal h x h blocks of every 2h x 2h block.
+ * The masks are constants (one list per vector width), so each shuffle is one or two
+ * instructions (vperm2f128, vshufps, vpermilps + vblendps on AVX2).
+ */
+#define VW_PP (GEMM_VEC_BYTES / GEMM_T_BYTES) /* VW for the preprocessor */
+#define TR_LO(h, c) (((c) & (h)) ? VW_PP + (c) - (h) : (c))
+#define TR_HI(h, c) (((c) & (h)) ? VW_PP + (c) : (c) + (h))
+#if VW_PP == 2
+#define TR_MASK(f, h) {f(h, 0), f(h, 1)}
+#elif VW_PP == 4
+#define TR_MASK(f, h) {f(h, 0), f(h, 1), f(h, 2), f(h, 3)}
+#elif VW_PP == 8
+#define TR_MASK(f, h) {f(h, 0), f(h, 1), f(h, 2), f(h, 3), f(h, 4), f(h, 5), f(h, 6), f(h, 7)}
+#elif VW_PP == 16
+#define TR_MASK(f, h)                                                                          \
+    {f(h, 0), f(h, 1), f(h, 2), f(h, 3), f(h, 4), f(h, 5), f(h, 6), f(h, 7),                   \
+     f(h, 8), f(h, 9), f(h, 10), f(h, 11), f(h, 12), f(h, 13), f(h, 14), f(h, 15)}
+#endif
+#define TR_LEVEL(r, h)                                                                         \
+    _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) if (!(i & (h)))                      \
+    {                                                                                          \
+        V lo_ = r[i], hi_ = r[i + (h)];                                                        \
+        r[i] = __builtin_shuffle(lo_, hi_, (FI(ivec))TR_MASK(TR_LO, h));                        \
+        r[i + (h)] = __builtin_shuffle(lo_, hi_, (FI(ivec))TR_MASK(TR_HI, h));                  \
+    }
+
+static inline __attribute__((always_inline)) GEMM_TARGET void FI(transpose)(V r[VW])
+{
+#if VW_PP > 8
+    TR_LEVEL(r, 8)
+#endif
+#if VW_PP > 4
+    TR_LEVEL(r, 4)
+#endif
+#if VW_PP > 2
+    TR_LEVEL(r, 2)
+#endif
+    TR_LEVEL(r, 1)
+}
+_Static_assert(VW_PP == VW, "GEMM_T_BYTES is sizeof(T)");
 
 _Static_assert((FEW_ROWS + FEW_ROWS_PANELS * NR) * GEMM_KC * sizeof(T) + 2 * ALIGN
                    <= SCRATCH_BYTES,
@@ -515,12 +567,18 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
         long n = min_l(NR, nc - j0);
         if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
             long k0 = 0;
-            for (; k0 + 8 <= kc; k0 += 8, bp += 8 * NR) /* 8 x NR blocks, in L1 both ways */
-#pragma GCC unroll 8
-                for (int j = 0; j < NR; j++)
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++)
-                        bp[k * NR + j] = B[k0 + k + j * csb];
+            for (; k0 + VW <= kc; k0 += VW, bp += VW * NR) /* VW x VW blocks in registers */
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    V r[VW];
+#pragma GCC unroll 16
+                    for (int j = 0; j < VW; j++)
+                        memcpy(&r[j], B + k0 + (v * VW + j) * csb, sizeof r[j]);
+                    FI(transpose)(r);
+#pragma GCC unroll 16
+                    for (int k = 0; k < VW; k++)
+                        ((V *)bp)[k * NV + v] = r[k];
+                }
             for (; k0 < kc; k0++, bp += NR)
                 for (int j = 0; j < NR; j++)
                     bp[j] = B[k0 + j * csb];
@@ -856,6 +914,11 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef FEW_ROWS
 #undef FEW_ROWS_PANELS
 #undef V
+#undef VW_PP
+#undef TR_LO
+#undef TR_HI
+#undef TR_MASK
+#undef TR_LEVEL
 #undef GEMM_ISA
 #undef GEMM_TARGET
 #undef GEMM_VEC_BYTES
