@@ -98,7 +98,10 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * one slab, not a fixed share): column slabs of whole COL_UNITs, else (N too narrow) row
  * slabs of whole ROW_UNITs, up to SLABS_PER_THREAD per thread. Each slab runs the whole
  * blocked algorithm in the scratch area of the thread that takes it, so threads never wait
- * for one another. An element of C is computed the same way in any slab (the K blocking
+ * for one another; but each slab packs again the operand all slabs share (A for column
+ * slabs: W3's whole 256 x K activations, or an M x KC block per NC block) and refills its
+ * L2 with it, so slabs are few: 2 per thread measured 1.3-1.5x faster than 4 on W3's
+ * products on 2 threads (bench/RESULTS.md). An element of C is computed the same way in any slab (the K blocking
  * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
  * bit-identical for any thread count. The units are multiples of every MR and NR below, so
  * only the last slab has edge tiles. Smaller products (under ~60 µs on one core) stay on the
@@ -111,7 +114,7 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 #define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
 #define COL_UNIT 96
 #define ROW_UNIT 48
-#define SLABS_PER_THREAD 4
+#define SLABS_PER_THREAD 2
 
 /* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
 struct slabs {
