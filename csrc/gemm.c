@@ -101,12 +101,12 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * for one another; but each slab packs again the operand all slabs share (A for column
  * slabs: W3's whole 256 x K activations, or an M x KC block per NC block) and refills its
  * L2 with it, so slabs are few: 2 per thread measured 1.3-1.5x faster than 4 on W3's
- * products on 2 threads (bench/RESULTS.md). An element of C is computed the same way in any slab (the K blocking
- * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
- * bit-identical for any thread count. The units are multiples of every MR and NR below, so
- * only the last slab has edge tiles. Smaller products (under ~60 µs on one core) stay on the
- * calling thread, where starting and joining a team would cost a good part of the gain: a
- * setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
+ * products on 2 threads (bench/RESULTS.md). An element of C is computed the same way in any
+ * slab (the K blocking depends on K alone; every lane of a tile does the same FMAs in the
+ * same order), so C is bit-identical for any thread count. The units are multiples of every
+ * MR and NR below, so only the last slab has edge tiles. Smaller products (under ~60 µs on
+ * one core) stay on the calling thread, where starting and joining a team would cost a good
+ * part of the gain: a setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
@@ -718,9 +718,9 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
  * before the M / MR tiles of each of them. B is read from memory once in all and A is packed
  * once, not once per NC block. Packing several panels reads each row of a row-major B in
  * several cache lines at once rather than one: its rows lie a power-of-two stride apart, so
- * a software prefetch of the next panel's rows would not stay in cache (they share a few
- * sets) and packing waits on memory, which longer runs per row halve (one panel at a time
- * with its prefetch measured 5% slower on W3's forward products; bench/RESULTS.md). The K
+ * a software prefetch of the next panel's rows does not stay in cache (they share a few
+ * sets) and packing waits on memory, less with longer runs per row (one panel at a time
+ * with that prefetch measured 5-9% slower on W3's forward products; bench/RESULTS.md). The K
  * blocking is the same as the general loops', so every element of C gets the same sums in
  * the same order (bit-identical either way).
  */
