@@ -106,7 +106,8 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * same order), so C is bit-identical for any thread count. The units are multiples of every
  * MR and NR below, so only the last slab has edge tiles. Smaller products (under ~60 µs on
  * one core) stay on the calling thread, where starting and joining a team would cost a good
- * part of the gain: a setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
+ * part of the gain: a setting, not yet a measurement (bench/RESULTS.md, "Threads";
+ * bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
