@@ -133,12 +133,16 @@ def test_sgd_step_updates_parameters_in_place_with_the_same_bits(sizes, monkeypa
         runs[in_place] = (losses, {k: v.copy() for k, v in model.params.items()})
         sched = generate(step.graph)[2]
         updates = [k for k in sched.kernels if k.epilogue]
-        direct = [k for k in updates if k.out.buf.kind == "out"]
+        direct = [k for k in updates if k.out.buf.kind == "in"]
         copied = [k for k in sched.kernels if k.note == "in place"
                   and any(k.srcs[0].buf is u.out.buf for u in updates)]
         assert len(updates) == 2                                   # W0 and W1
         assert len(direct) == (2 if in_place == "1" else 0)
         assert len(copied) == (0 if in_place == "1" else 2)
+        kinds = [k.kind for k in sched.kernels]         # one guard, before any input is written
+        writes = [i for i, k in enumerate(sched.kernels) for v in k.outs()
+                  if v.buf is not None and v.buf.kind == "in"]
+        assert kinds.count("guard") == 1 and kinds.index("guard") < min(writes)
         if in_place == "1":
             bad = y.copy()
             bad[7] = sizes[-1]
