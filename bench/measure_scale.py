@@ -7,13 +7,20 @@ size may cost at most RATIO_MAX times the time.
     taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
                                                [--only "reverse tape"]
 
-CPU time of this process, best of the repeats (the machine is shared). W7's size is its
-number of ops (about 20 nodes each), so W7 runs at a tenth of the other sizes by default.
+CPU time of this process (the machine is shared), best of the repeats, which alternate
+between the two sizes so that load from other processes weighs on both alike; each run starts
+with the previous run's garbage collected and runs with the collector paused. The small size
+is timed over as many runs in a row as the size ratio (the mean counts), so that both
+measurements last about as long and see the same load: a single small run could fall into a
+quiet moment that the ten-times-longer large run cannot (measured once at 12.1x for 12x).
+W7's size is its number of ops (about 20 nodes each), so W7 runs at a tenth of the other
+sizes by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -38,42 +45,49 @@ SHAPES = {   # name -> (loss for a size, its arguments, size scale)
 }
 
 
-def frontend_seconds(shape: str, n: int, repeats: int) -> float:
-    """Best CPU seconds over `repeats` from tracing value_and_grad to the C source."""
+def frontend_seconds(shape: str, n: int) -> float:
+    """CPU seconds of one run from tracing value_and_grad to the C source."""
     import graphc
     from graphc.capture import leaf_spec, trace_to_graph
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
     make, args, _ = SHAPES[shape]
-    best = float("inf")
-    for _ in range(repeats):
-        fn = graphc.value_and_grad(make(n))
-        with paused_gc():
-            t0 = time.process_time()
-            if "reverse tape" in shape:     # trace the forward graph, encode it (any size)
-                a, saved = args(n), os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES")
-                os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = "0"
-                try:
-                    assert fn.reverse_tape(a, [leaf_spec(x) for x in a], None) is not None
-                finally:
-                    if saved is None:
-                        del os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"]
-                    else:
-                        os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = saved
-            else:
-                graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
-                graph.structure_key()
-                generate(optimize(graph))
-            best = min(best, time.process_time() - t0)
-    return best
+    fn = graphc.value_and_grad(make(n))
+    gc.collect()                        # the previous run's garbage: not on this run's clock
+    with paused_gc():
+        t0 = time.process_time()
+        if "reverse tape" in shape:     # trace the forward graph, encode it (any size)
+            a, saved = args(n), os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES")
+            os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = "0"
+            try:
+                assert fn.reverse_tape(a, [leaf_spec(x) for x in a], None) is not None
+            finally:
+                if saved is None:
+                    del os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"]
+                else:
+                    os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = saved
+        else:
+            graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
+            graph.structure_key()
+            generate(optimize(graph))
+        return time.process_time() - t0
 
 
-def growth(shape: str, small: int, large: int, repeats: int = 2) -> tuple[float, float]:
-    """(seconds at the small size, seconds at the large size), each scaled by the shape."""
+def growth(shape: str, small: int, large: int, repeats: int = 2,
+           equal_time: bool = True) -> tuple[float, float]:
+    """(seconds at the small size, seconds at the large size), each size scaled by the shape:
+    the best of `repeats`, alternating small and large; with `equal_time` a small repeat is
+    the mean of large // small runs in a row (see the module docstring)."""
     scale = SHAPES[shape][2]
-    return (frontend_seconds(shape, max(1, int(small * scale)), repeats),
-            frontend_seconds(shape, max(1, int(large * scale)), repeats))
+    n_small, n_large = max(1, int(small * scale)), max(1, int(large * scale))
+    runs = max(1, large // small) if equal_time else 1
+    best_small = best_large = float("inf")
+    for _ in range(repeats):
+        best_small = min(best_small,
+                         sum(frontend_seconds(shape, n_small) for _ in range(runs)) / runs)
+        best_large = min(best_large, frontend_seconds(shape, n_large))
+    return best_small, best_large
 
 
 def main() -> None:
