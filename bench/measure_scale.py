@@ -4,17 +4,15 @@ does not grow with the graph) of value_and_grad of each shape at two sizes; for 
 tape (W7's default path), tracing the forward graph and encoding it. Ten times the
 size may cost at most RATIO_MAX times the time.
 
-    taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
+    taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 3]
                                                [--only "reverse tape"]
 
-CPU time of this process (the machine is shared), best of the repeats, which alternate
-between the two sizes so that load from other processes weighs on both alike; each run starts
-with the previous run's garbage collected and runs with the collector paused. The small size
-is timed over as many runs in a row as the size ratio (the mean counts), so that both
-measurements last about as long and see the same load: a single small run could fall into a
-quiet moment that the ten-times-longer large run cannot (measured once at 12.1x for 12x).
-W7's size is its number of ops (about 20 nodes each), so W7 runs at a tenth of the other
-sizes by default.
+CPU time of this process (the machine is shared), best of the repeats (3 by default: a
+burst of load must then hit every run of a size to move its time; it was 12.1x once for the
+12x bound with 2), which alternate between the two sizes so that a loaded stretch weighs on
+both alike; each run starts with the previous run's garbage collected, off its clock, and runs
+with the collector paused. W7's size is its number of ops (about 20 nodes each), so W7 runs
+at a tenth of the other sizes by default.
 """
 
 from __future__ import annotations
@@ -74,27 +72,23 @@ def frontend_seconds(shape: str, n: int) -> float:
         return time.process_time() - t0
 
 
-def growth(shape: str, small: int, large: int, repeats: int = 2,
-           equal_time: bool = True) -> tuple[float, float]:
+def growth(shape: str, small: int, large: int, repeats: int = 3) -> tuple[float, float]:
     """(seconds at the small size, seconds at the large size), each size scaled by the shape:
-    the best of `repeats`, alternating small and large; with `equal_time` a small repeat is
-    the mean of large // small runs in a row (see the module docstring)."""
+    the best of `repeats` runs of each, alternating small and large."""
     scale = SHAPES[shape][2]
-    n_small, n_large = max(1, int(small * scale)), max(1, int(large * scale))
-    runs = max(1, large // small) if equal_time else 1
-    best_small = best_large = float("inf")
+    sizes = (max(1, int(small * scale)), max(1, int(large * scale)))
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        best_small = min(best_small,
-                         sum(frontend_seconds(shape, n_small) for _ in range(runs)) / runs)
-        best_large = min(best_large, frontend_seconds(shape, n_large))
-    return best_small, best_large
+        for k, n in enumerate(sizes):
+            best[k] = min(best[k], frontend_seconds(shape, n))
+    return best[0], best[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="the shapes whose name contains this")
     args = parser.parse_args()
     print(f"| shape | size | CPU s | size ×{args.large / args.small:g} | CPU s | ratio |")
