@@ -7,18 +7,20 @@ size may cost at most RATIO_MAX times the time.
     taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 3]
                                                [--only "reverse tape"]
 
-CPU time of this process (the machine is shared), best of the repeats (3 by default: a
-burst of load must then hit every run of a size to move its time; it was 12.1x once for the
-12x bound with 2), which alternate between the two sizes so that a loaded stretch weighs on
-both alike; each run starts with the previous run's garbage collected, off its clock, and runs
-with the collector paused. W7's size is its number of ops (about 20 nodes each), so W7 runs
-at a tenth of the other sizes by default.
+CPU time of this process, with the collector paused (the machine is shared), best of 3
+repeats of each size by default: a burst of load must then hit every run of a size to move its
+time (with 2 the wide stack measured 12.1x once for the 12x bound). A size's repeats run one
+after the other, so that the best run of each size finds the memory its own previous run
+freed: alternating the sizes (each large run after a small one, each small after a large one),
+or timing ten small runs in a row, raised the ratio instead (13.7x and 11.7x where this way
+gave 9.7-10.5x, wide stack 2,000 vs 20,000, one loaded machine).
+W7's size is its number of ops (about 20 nodes each), so W7 runs at a tenth of the other
+sizes by default.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import time
 
@@ -43,45 +45,42 @@ SHAPES = {   # name -> (loss for a size, its arguments, size scale)
 }
 
 
-def frontend_seconds(shape: str, n: int) -> float:
-    """CPU seconds of one run from tracing value_and_grad to the C source."""
+def frontend_seconds(shape: str, n: int, repeats: int) -> float:
+    """Best CPU seconds over `repeats` from tracing value_and_grad to the C source."""
     import graphc
     from graphc.capture import leaf_spec, trace_to_graph
     from graphc.codegen.c import generate
     from graphc.passes import optimize
     from graphc.runtime import paused_gc
     make, args, _ = SHAPES[shape]
-    fn = graphc.value_and_grad(make(n))
-    gc.collect()                        # the previous run's garbage: not on this run's clock
-    with paused_gc():
-        t0 = time.process_time()
-        if "reverse tape" in shape:     # trace the forward graph, encode it (any size)
-            a, saved = args(n), os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES")
-            os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = "0"
-            try:
-                assert fn.reverse_tape(a, [leaf_spec(x) for x in a], None) is not None
-            finally:
-                if saved is None:
-                    del os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"]
-                else:
-                    os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = saved
-        else:
-            graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
-            graph.structure_key()
-            generate(optimize(graph))
-        return time.process_time() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        fn = graphc.value_and_grad(make(n))
+        with paused_gc():
+            t0 = time.process_time()
+            if "reverse tape" in shape:     # trace the forward graph, encode it (any size)
+                a, saved = args(n), os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES")
+                os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = "0"
+                try:
+                    assert fn.reverse_tape(a, [leaf_spec(x) for x in a], None) is not None
+                finally:
+                    if saved is None:
+                        del os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"]
+                    else:
+                        os.environ["GRAPHC_REVERSE_TAPE_MIN_NODES"] = saved
+            else:
+                graph, _ = trace_to_graph(fn.fresh_entry(), args(n))
+                graph.structure_key()
+                generate(optimize(graph))
+            best = min(best, time.process_time() - t0)
+    return best
 
 
 def growth(shape: str, small: int, large: int, repeats: int = 3) -> tuple[float, float]:
-    """(seconds at the small size, seconds at the large size), each size scaled by the shape:
-    the best of `repeats` runs of each, alternating small and large."""
+    """(seconds at the small size, seconds at the large size), each scaled by the shape."""
     scale = SHAPES[shape][2]
-    sizes = (max(1, int(small * scale)), max(1, int(large * scale)))
-    best = [float("inf"), float("inf")]
-    for _ in range(repeats):
-        for k, n in enumerate(sizes):
-            best[k] = min(best[k], frontend_seconds(shape, n))
-    return best[0], best[1]
+    return (frontend_seconds(shape, max(1, int(small * scale)), repeats),
+            frontend_seconds(shape, max(1, int(large * scale)), repeats))
 
 
 def main() -> None:
