@@ -8,12 +8,11 @@ size may cost at most RATIO_MAX times the time.
                                                [--only "reverse tape"]
 
 CPU time of this process, with the collector paused (the machine is shared), best of 3
-repeats of each size by default: a burst of load must then hit every run of a size to move its
-time (with 2 the wide stack measured 12.1x once for the 12x bound). A size's repeats run one
-after the other, so that the best run of each size finds the memory its own previous run
-freed: alternating the sizes (each large run after a small one, each small after a large one),
-or timing ten small runs in a row, raised the ratio instead (13.7x and 11.7x where this way
-gave 9.7-10.5x, wide stack 2,000 vs 20,000, one loaded machine).
+repeats of each size by default (with 2 the wide stack measured 12.1x once for the 12x
+bound): a burst of load must then hit every run of a size to move its time. A size's repeats
+run one after the other, each finding the memory its previous run freed (alternating the
+sizes, or timing ten small runs in a row, did not lower the ratio: bench/RESULTS.md, "Review
+leftovers folded").
 W7's size is its number of ops (about 20 nodes each), so W7 runs at a tenth of the other
 sizes by default.
 """
