@@ -4,15 +4,19 @@ step to its first value, graphc's disk cache warm and its memory caches cleared)
 evaluation (CPU time, median of alternating repeats) and total = first + 10,000 evaluations.
 
     taskset -c 0 python -m bench.measure_w7 [--sizes 1000 10000] [--reps 20]
+                                            [--no-symbolic] [--firsts 3]
 
 "before" is graphc's symbolic path (autodiff, passes, schedule, C), forced by setting
 GRAPHC_REVERSE_TAPE_MIN_NODES out of reach; "after" the reverse tape (the default).
+--no-symbolic leaves "before" out (minutes at 10,000 ops); --firsts k reports the median of
+k first results.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 import numpy as np
 
@@ -54,6 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--no-symbolic", action="store_true")
+    parser.add_argument("--firsts", type=int, default=1)
     args = parser.parse_args()
     print("| workload | implementation | first result s | per evaluation µs | total s | × C |")
     print("|---|---|---|---|---|---|")
@@ -62,11 +68,15 @@ def main() -> None:
             impls = {"C by hand (limit)": c_limit._w7(n),
                      "graphc before (symbolic)": _graphc(n, stack, False),
                      "graphc after (reverse tape)": _graphc(n, stack, True)}
+            if args.no_symbolic:
+                del impls["graphc before (symbolic)"]
             value, grad = P.w7_python(P.w7_x(), n)
             firsts, steps = {}, {}
             for name, make in impls.items():
                 first_result(make)                     # fills the disk cache (gcc)
-                firsts[name], steps[name] = first_result(make)
+                runs = [first_result(make) for _ in range(args.firsts)]
+                firsts[name] = statistics.median(t for t, _ in runs)
+                steps[name] = runs[-1][1]
                 v, g = steps[name]()
                 assert abs(v - value) <= 1e-12 * abs(value), (name, v, value)
                 np.testing.assert_allclose(g, grad, rtol=1e-12, atol=1e-12, err_msg=name)

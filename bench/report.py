@@ -210,7 +210,8 @@ def machine() -> str:
             + ", ".join(versions))
 
 
-TIMING_NOTE = ("W0 is CPU time per call (batches of 1,000 calls; 100 for the slow peers). "
+TIMING_NOTE = ("W0 is CPU time per call (batches of 1,000 calls; 100 for the slow peers), "
+               "W1 and W2 CPU time per step (batches of 100 and 10 steps). "
                "W6 (compile latency of the W2 step) is CPU seconds of a new process (user + "
                "system, gcc included), from `import` of the library to the first step's loss, "
                "numpy and the batch already loaded; cold: empty compilation cache, warm: "

@@ -1,14 +1,17 @@
-/* graphc._fastcall: a compiled function's call for one signature of scalar arguments, in C.
+/* graphc._fastcall: a compiled function's call for one signature, in C.
 
    A FastCall holds the generated module's packed entry (`int graphc_entry_packed(const
    graphc_slot *a, void *ws)`, codegen/c.py) and a compact description of the signature: per
    positional argument the exact Python type it must be ('f': float, 'i': int in int64's
-   range), the other slots of the entry (fixed addresses, or offsets into the workspace), the
-   0-d outputs read back from the workspace, and the output tree. A call that matches runs the
-   entry on a workspace on the C stack and returns Python scalars in that tree; any other call
-   (keywords, other types or counts, the NaN locator on, a nonzero return code) goes to
+   range, 'a': an array of the exact type, shape and buffer format given, in C order) and the
+   entry slot it goes to, the other slots of the entry (fixed addresses, or offsets into the
+   workspace), the 0-d outputs read back from the workspace, and the output tree. A call that
+   matches runs the entry and returns Python scalars in that tree; any other call (keywords,
+   other types, counts or shapes, the NaN locator on, a nonzero return code) goes to
    `general`, the Python path, which converts, retraces or raises the proper GraphcError.
-   graphc/fastcall.py builds and loads it; callplan.py decides when it applies. */
+   The workspace is on the C stack (a compiled function's: thread-safe), or a fixed one (a
+   train step's arena, which its caller does not share between threads).
+   graphc/fastcall.py builds and loads it; callplan.py and train.py decide when it applies. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,6 +25,7 @@
 
 #define WS_MAX 8192         /* bytes: larger workspaces keep the Python plan */
 #define SLOTS_MAX 512
+#define ARRAYS_MAX 32       /* array arguments (their buffer views live on the C stack) */
 
 typedef union { double d; int64_t i; void *p; } graphc_slot;
 typedef int (*packed_fn)(const graphc_slot *, void *);
@@ -37,7 +41,13 @@ typedef struct {
     PyObject *keep;             /* whatever owns the fixed addresses */
     Py_ssize_t n_args, n_slots, n_outs, n_tree, ws_bytes;
     int release_gil;            /* the kernels loop: other threads may run meanwhile */
-    char *in_kinds;             /* per argument: 'f' or 'i' */
+    char *in_kinds;             /* per argument: 'f', 'i' or 'a' */
+    Py_ssize_t *arg_slot;       /* per argument: its slot of the entry */
+    PyObject *array_type;       /* the exact type of 'a' arguments (numpy.ndarray) */
+    Py_ssize_t *array_dims;     /* per argument: where its ndim and shape start in dims */
+    Py_ssize_t *dims;           /* per 'a' argument: ndim, then the shape */
+    PyObject *formats;          /* per argument: its buffer format (bytes), or None */
+    char *ws_fixed;             /* the fixed workspace, or NULL: one on the C stack */
     graphc_slot *fixed;         /* slots after the arguments: an address, */
     Py_ssize_t *ws_offset;      /* or (>= 0) an offset into the workspace */
     Py_ssize_t *out_offset;     /* per output: its offset in the workspace, */
@@ -94,27 +104,47 @@ static PyObject *build_tree(const FastCall *self, PyObject **leaves, Py_ssize_t 
 static int run(const FastCall *self, PyObject *const *args, PyObject **result)
 {
     graphc_slot slots[SLOTS_MAX];
-    _Alignas(64) char ws[WS_MAX];
-    for (Py_ssize_t k = 0; k < self->n_args; k++) {
-        PyObject *x = args[k];
-        if (self->in_kinds[k] == 'f') {
-            if (!PyFloat_CheckExact(x))
-                return 0;
-            slots[k].d = PyFloat_AS_DOUBLE(x);
-        } else {
-            int overflow;
-            if (!PyLong_CheckExact(x))
-                return 0;
-            slots[k].i = PyLong_AsLongLongAndOverflow(x, &overflow);
-            if (overflow)
-                return 0;
-        }
-    }
-    for (Py_ssize_t k = self->n_args; k < self->n_slots; k++) {
+    Py_buffer views[ARRAYS_MAX];
+    Py_ssize_t n_views = 0;
+    _Alignas(64) char stack_ws[WS_MAX];
+    char *ws = self->ws_fixed ? self->ws_fixed : stack_ws;
+    for (Py_ssize_t k = 0; k < self->n_slots; k++) {
         Py_ssize_t off = self->ws_offset[k];
         slots[k] = self->fixed[k];
         if (off >= 0)
             slots[k].p = ws + off;
+    }
+    for (Py_ssize_t k = 0; k < self->n_args; k++) {
+        PyObject *x = args[k];
+        graphc_slot *slot = &slots[self->arg_slot[k]];
+        if (self->in_kinds[k] == 'f') {
+            if (!PyFloat_CheckExact(x))
+                goto miss;
+            slot->d = PyFloat_AS_DOUBLE(x);
+        } else if (self->in_kinds[k] == 'i') {
+            int overflow;
+            if (!PyLong_CheckExact(x))
+                goto miss;
+            slot->i = PyLong_AsLongLongAndOverflow(x, &overflow);
+            if (overflow)
+                goto miss;
+        } else {
+            if (Py_TYPE(x) != (PyTypeObject *)self->array_type)
+                goto miss;
+            if (PyObject_GetBuffer(x, &views[n_views], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+                PyErr_Clear();              /* not C-contiguous: the general path copies it */
+                goto miss;
+            }
+            Py_buffer *v = &views[n_views++];
+            const Py_ssize_t *dims = self->dims + self->array_dims[k];
+            const char *format = PyBytes_AS_STRING(PyTuple_GET_ITEM(self->formats, k));
+            if (v->ndim != dims[0] || strcmp(v->format ? v->format : "B", format) != 0)
+                goto miss;
+            for (Py_ssize_t d = 0; d < dims[0]; d++)
+                if (v->shape[d] != dims[1 + d])
+                    goto miss;
+            slot->p = v->buf;
+        }
     }
     packed_fn fn = (packed_fn)(uintptr_t)self->entry;
     int rc;
@@ -125,6 +155,8 @@ static int run(const FastCall *self, PyObject *const *args, PyObject **result)
     } else {
         rc = fn(slots, ws);
     }
+    while (n_views)
+        PyBuffer_Release(&views[--n_views]);
     if (rc)
         return 0;
     PyObject *leaves[SLOTS_MAX];
@@ -141,6 +173,10 @@ static int run(const FastCall *self, PyObject *const *args, PyObject **result)
     for (Py_ssize_t j = 0; j < self->n_outs; j++)
         Py_XDECREF(leaves[j]);       /* only on failure: the tree took the others */
     return *result == NULL ? -1 : 1;
+miss:
+    while (n_views)
+        PyBuffer_Release(&views[--n_views]);
+    return 0;
 }
 
 static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
@@ -190,6 +226,8 @@ static int fastcall_traverse(FastCall *self, visitproc visit, void *arg)
     Py_VISIT(self->general);
     Py_VISIT(self->nans);
     Py_VISIT(self->keep);
+    Py_VISIT(self->array_type);
+    Py_VISIT(self->formats);
     return 0;
 }
 
@@ -198,6 +236,8 @@ static int fastcall_clear(FastCall *self)
     Py_CLEAR(self->general);
     Py_CLEAR(self->nans);
     Py_CLEAR(self->keep);
+    Py_CLEAR(self->array_type);
+    Py_CLEAR(self->formats);
     return 0;
 }
 
@@ -206,6 +246,9 @@ static void fastcall_dealloc(FastCall *self)
     PyObject_GC_UnTrack(self);
     fastcall_clear(self);
     PyMem_Free(self->in_kinds);
+    PyMem_Free(self->arg_slot);
+    PyMem_Free(self->array_dims);
+    PyMem_Free(self->dims);
     PyMem_Free(self->fixed);
     PyMem_Free(self->ws_offset);
     PyMem_Free(self->out_offset);
@@ -214,30 +257,113 @@ static void fastcall_dealloc(FastCall *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The arguments' slots (arg_slots: a tuple of distinct slot indices, or None: the first
+   n_args) and, for 'a' arguments, their shapes and buffer formats (arrays: per argument None
+   or (shape tuple, format bytes)); 0 or -1 with a Python error set. */
+static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char *taken)
+{
+    Py_ssize_t n = self->n_args, n_dims = 0;
+    long long *slot = alloc_array(n, sizeof(long long));
+    self->arg_slot = alloc_array(n, sizeof(Py_ssize_t));
+    self->array_dims = alloc_array(n, sizeof(Py_ssize_t));
+    int ok = slot && self->arg_slot && self->array_dims;
+    if (ok && arg_slots != Py_None)
+        ok = int_items(arg_slots, n, "arg_slots", slot) == 0;
+    for (Py_ssize_t k = 0; ok && k < n; k++) {
+        if (arg_slots == Py_None)
+            slot[k] = k;
+        if (slot[k] < 0 || slot[k] >= self->n_slots || taken[slot[k]]) {
+            PyErr_SetString(PyExc_ValueError, "FastCall: bad argument slots");
+            ok = 0;
+            break;
+        }
+        taken[slot[k]] = 1;
+        self->arg_slot[k] = (Py_ssize_t)slot[k];
+    }
+    PyMem_Free(slot);
+    if (!ok)
+        return -1;
+    Py_ssize_t n_arrays = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        n_arrays += self->in_kinds[k] == 'a';
+    if (n_arrays > ARRAYS_MAX) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: too many array arguments");
+        return -1;
+    }
+    int has_arrays = n_arrays > 0;
+    if (has_arrays && (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != n
+                       || !PyType_Check(self->array_type))) {
+        PyErr_SetString(PyExc_ValueError, "FastCall: array arguments need their type and "
+                        "an (shape, format) per argument");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; has_arrays && k < n; k++) {
+        PyObject *spec = PyTuple_GET_ITEM(arrays, k);
+        if (self->in_kinds[k] != 'a')
+            continue;
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2
+                || !PyTuple_Check(PyTuple_GET_ITEM(spec, 0))
+                || !PyBytes_Check(PyTuple_GET_ITEM(spec, 1))) {
+            PyErr_SetString(PyExc_ValueError, "FastCall: an array's spec is (shape, format)");
+            return -1;
+        }
+        n_dims += 1 + PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 0));
+    }
+    self->dims = alloc_array(n_dims, sizeof(Py_ssize_t));
+    self->formats = PyTuple_New(n);
+    if (self->dims == NULL || self->formats == NULL)
+        return -1;
+    for (Py_ssize_t k = 0, at = 0; k < n; k++) {
+        PyObject *format = Py_None;
+        if (self->in_kinds[k] == 'a') {
+            PyObject *spec = PyTuple_GET_ITEM(arrays, k), *shape = PyTuple_GET_ITEM(spec, 0);
+            Py_ssize_t ndim = PyTuple_GET_SIZE(shape);
+            long long *extents = alloc_array(ndim, sizeof(long long));
+            if (extents == NULL || int_items(shape, ndim, "shape", extents) < 0) {
+                PyMem_Free(extents);
+                return -1;
+            }
+            self->array_dims[k] = at;
+            self->dims[at++] = ndim;
+            for (Py_ssize_t d = 0; d < ndim; d++)
+                self->dims[at++] = (Py_ssize_t)extents[d];
+            PyMem_Free(extents);
+            format = PyTuple_GET_ITEM(spec, 1);
+        }
+        Py_INCREF(format);
+        PyTuple_SET_ITEM(self->formats, k, format);
+    }
+    return 0;
+}
+
 /* FastCall(entry, general, nans, keep, in_kinds, fixed, ws_offsets, ws_bytes, outs, tree,
-            release_gil): see fastcall.py. */
+            release_gil[, arg_slots, array_type, arrays, ws_address]): see fastcall.py and
+   native.py. fixed and ws_offsets fill the slots the arguments do not take, in order. */
 static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    unsigned long long entry;
+    unsigned long long entry, ws_address = 0;
     PyObject *general, *nans, *keep, *fixed, *offsets, *outs, *tree;
+    PyObject *arg_slots = Py_None, *array_type = Py_None, *arrays = Py_None;
     const char *in_kinds, *out_kinds;
     Py_ssize_t n_args, n_outs, ws_bytes;
     int release_gil;
+    char *taken = NULL;
     if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
         PyErr_SetString(PyExc_TypeError, "FastCall takes positional arguments only");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "KOO!Os#OOnOs#Op", &entry, &general, &PyDict_Type, &nans,
+    if (!PyArg_ParseTuple(args, "KOO!Os#OOnOs#Op|OOOK", &entry, &general, &PyDict_Type, &nans,
                           &keep, &in_kinds, &n_args, &fixed, &offsets, &ws_bytes, &outs,
-                          &out_kinds, &n_outs, &tree, &release_gil))
+                          &out_kinds, &n_outs, &tree, &release_gil, &arg_slots, &array_type,
+                          &arrays, &ws_address))
         return NULL;
     if (!PyTuple_Check(fixed) || !PyTuple_Check(tree)) {
         PyErr_SetString(PyExc_TypeError, "FastCall: fixed and tree must be tuples");
         return NULL;
     }
     Py_ssize_t n_rest = PyTuple_GET_SIZE(fixed), n_tree = PyTuple_GET_SIZE(tree);
-    if (n_args + n_rest > SLOTS_MAX || n_outs > SLOTS_MAX || ws_bytes > WS_MAX
-            || ws_bytes < 0) {
+    if (n_args + n_rest > SLOTS_MAX || n_outs > SLOTS_MAX || ws_bytes < 0
+            || (ws_bytes > WS_MAX && ws_address == 0)) {
         PyErr_SetString(PyExc_ValueError, "FastCall: too many slots or too large a workspace");
         return NULL;
     }
@@ -252,38 +378,56 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     self->n_tree = n_tree;
     self->ws_bytes = ws_bytes;
     self->release_gil = release_gil;
+    self->ws_fixed = (char *)(uintptr_t)ws_address;
+    Py_INCREF(array_type);
+    self->array_type = array_type;
     self->in_kinds = alloc_array(n_args, 1);
     self->fixed = alloc_array(self->n_slots, sizeof(graphc_slot));
     self->ws_offset = alloc_array(self->n_slots, sizeof(Py_ssize_t));
     self->out_offset = alloc_array(n_outs, sizeof(Py_ssize_t));
     self->out_kind = alloc_array(n_outs, 1);
     self->tree = alloc_array(n_tree, sizeof(int));
+    taken = alloc_array(self->n_slots, 1);
     long long *buf = alloc_array(n_rest + n_outs + n_tree + 1, sizeof(long long));
     if (!self->in_kinds || !self->fixed || !self->ws_offset || !self->out_offset
-            || !self->out_kind || !self->tree || !buf)
+            || !self->out_kind || !self->tree || !taken || !buf)
         goto fail;
     memcpy(self->in_kinds, in_kinds, n_args);
     memcpy(self->out_kind, out_kinds, n_outs);
     for (Py_ssize_t k = 0; k < n_args; k++)
-        if (in_kinds[k] != 'f' && in_kinds[k] != 'i') {
-            PyErr_SetString(PyExc_ValueError, "FastCall: input kinds are 'f' or 'i'");
+        if (in_kinds[k] != 'f' && in_kinds[k] != 'i' && in_kinds[k] != 'a') {
+            PyErr_SetString(PyExc_ValueError, "FastCall: input kinds are 'f', 'i' or 'a'");
             goto fail;
         }
-    if (int_items(fixed, n_rest, "fixed", buf) < 0)
+    if (arguments(self, arg_slots, arrays, taken) < 0)
         goto fail;
-    for (Py_ssize_t k = 0; k < n_rest; k++)
-        self->fixed[n_args + k].p = (void *)(uintptr_t)buf[k];
-    if (int_items(offsets, n_rest, "ws_offsets", buf) < 0)
-        goto fail;
-    for (Py_ssize_t k = 0; k < n_args; k++)
+    for (Py_ssize_t k = 0; k < self->n_slots; k++)
         self->ws_offset[k] = -1;
+    Py_ssize_t *rest_slots = alloc_array(n_rest, sizeof(Py_ssize_t));  /* the others */
+    if (rest_slots == NULL)
+        goto fail;
+    for (Py_ssize_t k = 0, j = 0; k < self->n_slots; k++)
+        if (!taken[k])
+            rest_slots[j++] = k;
+    if (int_items(fixed, n_rest, "fixed", buf) < 0) {
+        PyMem_Free(rest_slots);
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < n_rest; k++)
+        self->fixed[rest_slots[k]].p = (void *)(uintptr_t)buf[k];
+    if (int_items(offsets, n_rest, "ws_offsets", buf) < 0) {
+        PyMem_Free(rest_slots);
+        goto fail;
+    }
     for (Py_ssize_t k = 0; k < n_rest; k++) {
         if (buf[k] >= ws_bytes) {
             PyErr_SetString(PyExc_ValueError, "FastCall: a slot lies past the workspace");
+            PyMem_Free(rest_slots);
             goto fail;
         }
-        self->ws_offset[n_args + k] = (Py_ssize_t)buf[k];
+        self->ws_offset[rest_slots[k]] = (Py_ssize_t)buf[k];
     }
+    PyMem_Free(rest_slots);
     if (int_items(outs, n_outs, "outs", buf) < 0)
         goto fail;
     for (Py_ssize_t j = 0; j < n_outs; j++) {
@@ -311,6 +455,7 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         goto fail;
     }
     PyMem_Free(buf);
+    PyMem_Free(taken);
     Py_INCREF(general);
     self->general = general;
     Py_INCREF(nans);
@@ -320,6 +465,7 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     return (PyObject *)self;
 fail:
     PyMem_Free(buf);
+    PyMem_Free(taken);
     Py_DECREF(self);
     return NULL;
 }
@@ -334,7 +480,7 @@ static PyMemberDef fastcall_members[] = {
 static PyTypeObject FastCallType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "graphc._fastcall.FastCall",
-    .tp_doc = "A compiled function's call for one signature of scalar arguments.",
+    .tp_doc = "A compiled function's (or train step's) call for one signature, in C.",
     .tp_basicsize = sizeof(FastCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = fastcall_new,
@@ -361,6 +507,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     if (PyModule_AddObjectRef(m, "FastCall", (PyObject *)&FastCallType) < 0
             || PyModule_AddIntConstant(m, "WS_MAX", WS_MAX) < 0
             || PyModule_AddIntConstant(m, "SLOTS_MAX", SLOTS_MAX) < 0
+            || PyModule_AddIntConstant(m, "ARRAYS_MAX", ARRAYS_MAX) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", GRAPHC_FASTCALL_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

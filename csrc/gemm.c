@@ -22,10 +22,9 @@
  *
  * Few rows (at most 2 MC, padded; W3's M = 256 products with K = 1024-2048) take another
  * order (gemm_few_rows): the whole A block of a rank-KC update is packed once and stays in L2,
- * and B is packed one NR panel at a time right before the tiles that use it, while the source
- * of the next panel is prefetched. The general order would pack A once per NC block and
- * write the whole B block before reading it back from L3. Both orders block K the same way,
- * so an element of C gets the same bits in either.
+ * and B is packed a few NR panels at a time right before the tiles that use them. The general
+ * order would pack A once per NC block and write the whole B block before reading it back
+ * from L3. Both orders block K the same way, so an element of C gets the same bits in either.
  *
  * Packing copies the operands into contiguous, zero-padded panels in exactly the order the
  * micro-kernel reads them. It absorbs any strides (a transposed operand costs nothing extra)
@@ -99,12 +98,16 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * one slab, not a fixed share): column slabs of whole COL_UNITs, else (N too narrow) row
  * slabs of whole ROW_UNITs, up to SLABS_PER_THREAD per thread. Each slab runs the whole
  * blocked algorithm in the scratch area of the thread that takes it, so threads never wait
- * for one another. An element of C is computed the same way in any slab (the K blocking
- * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
- * bit-identical for any thread count. The units are multiples of every MR and NR below, so
- * only the last slab has edge tiles. Smaller products (under ~60 µs on one core) stay on the
- * calling thread, where starting and joining a team would cost a good part of the gain: a
- * setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
+ * for one another; but each slab packs again the operand all slabs share (A for column
+ * slabs: W3's whole 256 x K activations, or an M x KC block per NC block) and refills its
+ * L2 with it, so slabs are few: 2 per thread measured 1.3-1.5x faster than 4 on W3's
+ * products on 2 threads (bench/RESULTS.md). An element of C is computed the same way in any
+ * slab (the K blocking depends on K alone; every lane of a tile does the same FMAs in the
+ * same order), so C is bit-identical for any thread count. The units are multiples of every
+ * MR and NR below, so only the last slab has edge tiles. Smaller products (under ~60 µs on
+ * one core) stay on the calling thread, where starting and joining a team would cost a good
+ * part of the gain: a setting, not yet a measurement (bench/RESULTS.md, "Threads";
+ * bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
@@ -112,7 +115,7 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 #define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
 #define COL_UNIT 96
 #define ROW_UNIT 48
-#define SLABS_PER_THREAD 4
+#define SLABS_PER_THREAD 2
 
 /* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
 struct slabs {
@@ -183,15 +186,23 @@ int graphc_gemm_set_isa(int isa)
 }
 
 #define GEMM_T float
+#define GEMM_T_BYTES 4 /* sizeof, for #if */
+#define GEMM_T_INT int32_t
 #define GEMM_SFX f32
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_T_BYTES
+#undef GEMM_T_INT
 #undef GEMM_SFX
 
 #define GEMM_T double
+#define GEMM_T_BYTES 8
+#define GEMM_T_INT int64_t
 #define GEMM_SFX f64
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_T_BYTES
+#undef GEMM_T_INT
 #undef GEMM_SFX
 
 #elif !defined(GEMM_ISA) /* ======= part 2: one element type (GEMM_T, GEMM_SFX) ======= */
@@ -351,14 +362,59 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
 #define VW ((int)(GEMM_VEC_BYTES / sizeof(T))) /* elements per vector */
 #define NR (NV * VW)
 #define FEW_ROWS (2 * GEMM_MC) /* at most this many rows (padded): gemm_few_rows */
-#define LINE ((long)(64 / sizeof(T))) /* elements per cache line */
+#define FEW_ROWS_PANELS 4      /* B panels packed at a time there (96 KiB on AVX2, f32) */
 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
 #define V FI(vec)
+typedef GEMM_T_INT FI(ivec) __attribute__((vector_size(GEMM_VEC_BYTES))); /* shuffle masks */
 
-_Static_assert((FEW_ROWS + NR) * GEMM_KC * sizeof(T) + 2 * ALIGN <= SCRATCH_BYTES,
-               "an A block of FEW_ROWS and one B panel must fit in the scratch area");
+/*
+ * A VW x VW transpose in registers (r[i][c] <- r[c][i]), for packing a column-major B: one
+ * level per power of two h < VW swaps the off-diagonal h x h blocks of every 2h x 2h block.
+ * The masks are constants (one list per vector width), so each shuffle is one or two
+ * instructions (vperm2f128, vshufps, vpermilps + vblendps on AVX2).
+ */
+#define VW_PP (GEMM_VEC_BYTES / GEMM_T_BYTES) /* VW for the preprocessor */
+#define TR_LO(h, c) (((c) & (h)) ? VW_PP + (c) - (h) : (c))
+#define TR_HI(h, c) (((c) & (h)) ? VW_PP + (c) : (c) + (h))
+#if VW_PP == 2
+#define TR_MASK(f, h) {f(h, 0), f(h, 1)}
+#elif VW_PP == 4
+#define TR_MASK(f, h) {f(h, 0), f(h, 1), f(h, 2), f(h, 3)}
+#elif VW_PP == 8
+#define TR_MASK(f, h) {f(h, 0), f(h, 1), f(h, 2), f(h, 3), f(h, 4), f(h, 5), f(h, 6), f(h, 7)}
+#elif VW_PP == 16
+#define TR_MASK(f, h)                                                                          \
+    {f(h, 0), f(h, 1), f(h, 2), f(h, 3), f(h, 4), f(h, 5), f(h, 6), f(h, 7),                   \
+     f(h, 8), f(h, 9), f(h, 10), f(h, 11), f(h, 12), f(h, 13), f(h, 14), f(h, 15)}
+#endif
+#define TR_LEVEL(r, h)                                                                         \
+    _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) if (!(i & (h)))                      \
+    {                                                                                          \
+        V lo_ = r[i], hi_ = r[i + (h)];                                                        \
+        r[i] = __builtin_shuffle(lo_, hi_, (FI(ivec))TR_MASK(TR_LO, h));                        \
+        r[i + (h)] = __builtin_shuffle(lo_, hi_, (FI(ivec))TR_MASK(TR_HI, h));                  \
+    }
+
+static inline __attribute__((always_inline)) GEMM_TARGET void FI(transpose)(V r[VW])
+{
+#if VW_PP > 8
+    TR_LEVEL(r, 8)
+#endif
+#if VW_PP > 4
+    TR_LEVEL(r, 4)
+#endif
+#if VW_PP > 2
+    TR_LEVEL(r, 2)
+#endif
+    TR_LEVEL(r, 1)
+}
+_Static_assert(VW_PP == VW, "GEMM_T_BYTES is sizeof(T)");
+
+_Static_assert((FEW_ROWS + FEW_ROWS_PANELS * NR) * GEMM_KC * sizeof(T) + 2 * ALIGN
+                   <= SCRATCH_BYTES,
+               "an A block of FEW_ROWS and FEW_ROWS_PANELS B panels must fit in the scratch area");
 _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
 _Static_assert(GEMM_KC >= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K, "an in-place update is one pass");
 
@@ -515,12 +571,18 @@ ISA_FN void FI(pack_b)(long kc, long nc, const T *restrict B, long rsb, long csb
         long n = min_l(NR, nc - j0);
         if (n == NR && rsb == 1) { /* B is column-major (a transpose): read columns */
             long k0 = 0;
-            for (; k0 + 8 <= kc; k0 += 8, bp += 8 * NR) /* 8 x NR blocks, in L1 both ways */
-#pragma GCC unroll 8
-                for (int j = 0; j < NR; j++)
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++)
-                        bp[k * NR + j] = B[k0 + k + j * csb];
+            for (; k0 + VW <= kc; k0 += VW, bp += VW * NR) /* VW x VW blocks in registers */
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    V r[VW];
+#pragma GCC unroll 16
+                    for (int j = 0; j < VW; j++)
+                        memcpy(&r[j], B + k0 + (v * VW + j) * csb, sizeof r[j]);
+                    FI(transpose)(r);
+#pragma GCC unroll 16
+                    for (int k = 0; k < VW; k++)
+                        ((V *)bp)[k * NV + v] = r[k];
+                }
             for (; k0 < kc; k0++, bp += NR)
                 for (int j = 0; j < NR; j++)
                     bp[j] = B[k0 + j * csb];
@@ -651,62 +713,35 @@ ISA_FN void FI(macro_kernel)(long mc, long nc, long kc, const T *ap, const T *bp
 }
 
 /*
- * Lines [lo, hi) of the source of the B panel at B (kc x NR) into L2, out of the lines it
- * spans: one per row (row-major B) or kc / LINE per column (column-major B); other strides
- * are left to the hardware. Spread over the tiles of the panel before it, so that packing
- * the next panel reads L2 rather than memory.
- */
-ISA_FN long FI(panel_lines)(long kc, long rsb, long csb)
-{
-    return csb == 1 ? kc : rsb == 1 ? NR * ((kc + LINE - 1) / LINE) : 0;
-}
-
-ISA_FN void FI(prefetch_panel)(const T *B, long rsb, long csb, long kc, long lo, long hi)
-{
-    long per_col = (kc + LINE - 1) / LINE;
-    for (long l = lo; l < hi; l++) {
-        if (csb == 1) { /* a row's NR elements: both ends, as B need not be line-aligned */
-            __builtin_prefetch(B + l * rsb, 0, 2);
-            __builtin_prefetch(B + l * rsb + NR - 1, 0, 2);
-        } else {
-            __builtin_prefetch(B + l / per_col * csb + l % per_col * LINE, 0, 2);
-        }
-    }
-}
-
-/*
  * Few rows (W3's forward and data-gradient products: M = 256, K = 1024-2048): the whole
  * round_up(M, MR) x KC block of A is packed once per rank-KC update and stays in L2, and B is
- * packed one KC x NR panel at a time, just before the M / MR tiles that use it (so it is in
- * L1), while the next panel's source is prefetched. B is read from memory once in all, and
- * A is packed once, not once per NC block. The K blocking is the same as the general loops',
- * so every element of C gets the same sums in the same order (bit-identical either way).
+ * packed FEW_ROWS_PANELS KC x NR panels at a time (in L2; the last one packed is in L1), just
+ * before the M / MR tiles of each of them. B is read from memory once in all and A is packed
+ * once, not once per NC block. Packing several panels reads each row of a row-major B in
+ * several cache lines at once rather than one: its rows lie a power-of-two stride apart, so
+ * a software prefetch of the next panel's rows does not stay in cache (they share a few
+ * sets) and packing waits on memory, less with longer runs per row (one panel at a time
+ * with that prefetch measured 5-9% slower on W3's forward products; bench/RESULTS.md). The K
+ * blocking is the same as the general loops', so every element of C gets the same sums in
+ * the same order (bit-identical either way).
  */
 ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
 {
     T *ap = scratch();
     T *bp = ap + round_up(round_up(p->M, MR) * kc_max, ALIGN / sizeof(T));
-    long tiles = (p->M + MR - 1) / MR;
+    long tiles = (p->M + MR - 1) / MR, group = FEW_ROWS_PANELS * NR;
     for (long pc = 0; pc < p->K; pc += kc_max) {
         long kc = min_l(kc_max, p->K - pc);
-        long lines = FI(panel_lines)(kc, p->rsb, p->csb);
-        long per_tile = (lines + tiles - 1) / tiles; /* lines of the next panel per tile */
         int overwrite = pc == 0 && !p->accumulate;
         const T *B = p->B + pc * p->rsb;
         FI(pack_a)(p->M, kc, p->A + pc * p->csa, p->rsa, p->csa, ap);
-        for (long jr = 0; jr < p->N; jr += NR) {
-            long n = min_l(NR, p->N - jr);
-            int next = jr + 2 * NR <= p->N; /* a whole next panel to prefetch */
-            FI(pack_b)(kc, n, B + jr * p->csb, p->rsb, p->csb, bp);
-            for (long t = 0; t < tiles; t++) {
-                if (next)
-                    FI(prefetch_panel)(B + (jr + NR) * p->csb, p->rsb, p->csb, kc,
-                                       min_l(lines, t * per_tile),
-                                       min_l(lines, (t + 1) * per_tile));
-                FI(tile)(min_l(MR, p->M - t * MR), n, kc, ap + t * MR * kc, bp,
-                         p->C + t * MR * p->ldc + jr, p->ldc, overwrite,
-                         FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
-            }
+        for (long jg = 0; jg < p->N; jg += group) {
+            FI(pack_b)(kc, min_l(group, p->N - jg), B + jg * p->csb, p->rsb, p->csb, bp);
+            for (long jr = jg; jr < min_l(p->N, jg + group); jr += NR)
+                for (long t = 0; t < tiles; t++)
+                    FI(tile)(min_l(MR, p->M - t * MR), min_l(NR, p->N - jr), kc,
+                             ap + t * MR * kc, bp + (jr - jg) * kc, p->C + t * MR * p->ldc + jr,
+                             p->ldc, overwrite, FI(epi_at)(p, pc + kc == p->K, t * MR, jr));
         }
     }
 }
@@ -881,8 +916,13 @@ ISA_FN void FI(gemm)(const struct F(problem) *p)
 #undef VW
 #undef NR
 #undef FEW_ROWS
-#undef LINE
+#undef FEW_ROWS_PANELS
 #undef V
+#undef VW_PP
+#undef TR_LO
+#undef TR_HI
+#undef TR_MASK
+#undef TR_LEVEL
 #undef GEMM_ISA
 #undef GEMM_TARGET
 #undef GEMM_VEC_BYTES

@@ -46,7 +46,10 @@ class Node:
 
     @property
     def size(self) -> int:
-        return prod(self.shape)
+        shape = self.shape
+        if len(shape) < 2:          # scalars and vectors (most nodes of large graphs)
+            return shape[0] if shape else 1
+        return prod(shape)
 
     def __repr__(self) -> str:
         return f"<Node {self.op.name} {self.dtype.short}{list(self.shape)}>"
@@ -177,6 +180,18 @@ def build_location(where: tuple | None) -> tuple | None:
     return previous
 
 
+def keep_whole(on: bool) -> bool:
+    """Whether the ops of ops/whole.py build one node each from now on (the reverse tape's
+    trace) instead of their primitives; returns the previous setting, to restore."""
+    previous = getattr(_scope, "whole", False)
+    _scope.whole = on
+    return previous
+
+
+def keeping_whole() -> bool:
+    return getattr(_scope, "whole", False)
+
+
 class built_for:
     """Context manager: nodes built inside (e.g. by a derivative rule) are attributed to
     `node`'s source line, with its op's name as a third item (`(file, line, op)`: the NaN
@@ -205,17 +220,17 @@ def adopt(node: Node) -> Node:
 def toposort(outputs) -> list[Node]:
     """All ancestors of `outputs`, each after its sources (iterative: no recursion limit)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()         # nodes hash by identity: no id() per visit
     for root in outputs:
-        if id(root) in seen:
+        if root in seen:
             continue
         stack = [(root, iter(root.src))]
-        seen.add(id(root))
+        seen.add(root)
         while stack:
             node, it = stack[-1]
             for s in it:
-                if id(s) not in seen:
-                    seen.add(id(s))
+                if s not in seen:
+                    seen.add(s)
                     stack.append((s, iter(s.src)))
                     break
             else:

@@ -163,6 +163,34 @@ class CRunner:
                 self._fast_calls.append(call)
         return call
 
+    def fast_step(self, general, kinds: str, slots: list, arrays: tuple, keep):
+        """A train step's call in C (graphc._fastcall) on this runner's own workspace, which
+        the caller does not share between threads. `slots` lists the entry's arguments:
+        ("arg", k), the call's kth positional argument, of kind kinds[k] ('f' float, 'i'
+        int, 'a' an ndarray of arrays[k] = (shape, buffer format) in C order); ("at",
+        address); or ("out", j), output j, 0-d, written into the workspace and returned
+        alone as a Python scalar. Any other call goes to `general`. None where the extension
+        is not available or the signature is too large for it."""
+        fast = fastcall.module()
+        outs = [j for kind, j in slots if kind == "out"]
+        if (fast is None or len(outs) != 1 or outs[0] not in self._scalar_out
+                or kinds.count("a") > fast.ARRAYS_MAX or len(slots) > fast.SLOTS_MAX):
+            return None
+        offset, ctype = self._scalar_out[outs[0]]
+        fixed = [v if kind == "at" else 0 for kind, v in slots if kind != "arg"]
+        ws_offsets = [offset if kind == "out" else -1 for kind, _ in slots if kind != "arg"]
+        arg_slots = tuple(at for at, (kind, _) in enumerate(slots) if kind == "arg")
+        order = [k for kind, k in slots if kind == "arg"]
+        if order != list(range(len(kinds))):
+            return None
+        with self._swap_lock:
+            call = fast.FastCall(self._packed, general, NANS, (self, keep), kinds, tuple(fixed),
+                                 tuple(ws_offsets), self._ws_bytes, (offset,),
+                                 _OUT_KIND[ctype], (-1,), True, arg_slots, np.ndarray,
+                                 arrays, int(self.ffi.cast("uintptr_t", self._ws_ptr)))
+            self._fast_calls.append(call)
+        return call
+
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
         from .schedule import describe

@@ -250,8 +250,10 @@ def to_tracer(x, what: str = "value") -> Tracer:
 def in_trace(tree) -> bool:
     """Whether a call with these arguments must build nodes rather than compute: a trace is
     running on this thread, or some leaf is a traced value."""
+    if _stack():
+        return True
     from . import pytree
-    return bool(_stack()) or any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
+    return any(isinstance(x, Tracer) for x in pytree.flatten(tree)[0])
 
 
 def tracing_now() -> bool:
@@ -284,9 +286,24 @@ class tracing:
         self._scope.__exit__(*exc)
 
 
+# Messages by where they were raised: list.extend(tracer) asks len() and drops the error,
+# once per call at the same line (W7: per softmax); composing one costs more than the op.
+_messages: dict = {}
+
+
 def _message(what: str, fix: str) -> str:
-    frame = user_frame()    # cheap: list.extend(tracer) raises this from len() per call
+    frame = user_frame()    # cheap: the walk caches per code object
     st = _stack()
+    key = (what, fix, st[-1] if st else None, frame and frame.f_code, frame and frame.f_lineno)
+    text = _messages.get(key)
+    if text is None:
+        if len(_messages) > 1024:
+            _messages.clear()
+        text = _messages[key] = _compose(what, fix, st, frame)
+    return text
+
+
+def _compose(what: str, fix: str, st: list, frame) -> str:
     where = f" while tracing {st[-1]!s}" if st else ""
     loc = ""
     if frame is not None:

@@ -46,8 +46,9 @@ def train_step(loss_fn: Callable, opt: Optimizer, clip_norm: float | None = None
 
 def normalized_batch(batch: tuple) -> tuple[tuple, tuple]:
     """(batch, its signature key): Python scalars stay weakly typed (as in graphc.compile),
-    anything else becomes a C-contiguous array."""
-    batch = tuple(b if type(b) in (float, int) else np.ascontiguousarray(b) for b in batch)
+    anything else becomes a C-contiguous array of its own shape (np.ascontiguousarray would
+    turn a numpy scalar or 0-d array into shape (1,))."""
+    batch = tuple(b if type(b) in (float, int) else np.asarray(b, order="C") for b in batch)
     return batch, tuple([type(b) if type(b) in (float, int) else (b.shape, b.dtype)
                          for b in batch])
 
@@ -96,7 +97,7 @@ class TrainStep:
         if nans.STATE["on"]:
             return self._call_checked(batch, lr)
         try:        # fast path: the plan of the signature used last (see _c_call)
-            out = self._plan(self.opt.lr if lr is None else lr, batch)
+            out = self._plan(self.opt.lr if lr is None else lr, *batch)
             if out is not MISS:
                 return out
         except (BufferError, ValueError):
@@ -186,9 +187,9 @@ class TrainStep:
     def _c_call(self, runner, first: int, example: tuple) -> Callable:
         """Straight-line Python for this signature: fixed pointers for parameters, state,
         hidden inputs and the loss; per step only the batch pointers and the lr. Its `plan`
-        attribute, `plan(lr, batch)`, first checks that batch has this signature (each
+        attribute, `plan(lr, *batch)`, first checks that batch has this signature (each
         leaf's type, and an array's shape, dtype and C order: callplan.flat_guard), else
-        returns MISS."""
+        returns MISS; the same in C where it can be (`_fast_plan`)."""
         ffi = runner.ffi
         n_batch = len(runner._in) - len(self.memory) - 1
         loss = np.zeros((), runner._outs[0][1])
@@ -229,7 +230,7 @@ class TrainStep:
             body.append("    return LP[0]")
         ns.update(guard_namespace())
         lines = [f"def call(lr, {', '.join(batch)}):", *body,
-                 "def plan(lr, batch):", *flat_guard(example, ns), *body]
+                 "def plan(lr, *batch):", *flat_guard(example, ns), *body]
         # and the bare C call's arguments, to measure what the Python side costs
         lines += [f"def args_of(lr, {', '.join(batch)}):"]
         lines += [f"    o{k} = empty(S{k}, T{k})" for k in range(1, first)]
@@ -237,9 +238,29 @@ class TrainStep:
         runner.bind(ns)
         exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
         self.entry, self.entry_args = runner._entry, ns["args_of"]
-        ns["call"].plan = ns["plan"]
+        ns["call"].plan = (first == 1 and self._fast_plan(runner, ns, example, len(mem))
+                           or ns["plan"])
         return ns["call"]
 
+    @staticmethod
+    def _fast_plan(runner, ns: dict, example: tuple, n_mem: int):
+        """The plan in C (csrc/fastcall.c) where every batch leaf is a Python float or int
+        or an ndarray and the step returns the loss alone: the batch checked and passed,
+        the entry called on the step's workspace, the loss read back, with no Python
+        between; None otherwise. Any other call goes to the Python plan."""
+        kinds = ""
+        for b, (by_value, _, py) in zip(example, runner._in[n_mem + 1:]):
+            if type(b) is not (py if by_value else np.ndarray):
+                return None             # converted on the way (a 0-d array passed by value)
+            kinds += "a" if not by_value else "f" if py is float else "i"
+        address = [int(runner.ffi.cast("uintptr_t", ns[f"M{k}"])) for k in range(n_mem)]
+        hidden = [int(runner.ffi.cast("uintptr_t", h)) for h in runner._hidden]
+        slots = ([("at", a) for a in address] + [("arg", k) for k in range(len(example) + 1)]
+                 + [("at", h) for h in hidden] + [("out", 0)] + [("at", a) for a in address])
+        arrays = (None, *((b.shape, memoryview(b).format.encode()) if type(b) is np.ndarray
+                          else None for b in example))
+        return runner.fast_step(ns["plan"], "f" + kinds, slots, arrays, ns["keep"])
 
-def _no_plan(lr, batch):
+
+def _no_plan(lr, *batch):
     return MISS

@@ -15,7 +15,8 @@ from . import dtypes, nans, pytree, sanitize
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
 from .capture import call_traced, function_name, trace_to_graph
 from .errors import DTypeError, GraphcError
-from .ir import adopt, build_location
+from .ir import adopt, build_location, keep_whole
+from .ops import whole
 from .runtime import CompiledFunction
 from .trace import Tracer, constant, in_trace, new_input, to_tracer
 
@@ -169,13 +170,14 @@ def _declined_trace(fn, args: tuple):
     for n in graph.nodes:           # its constants join this trace's (CSE with autodiff's)
         if n.op.name == "const":
             adopt(n)
-    (out,) = substitute(graph.outputs, {id(n): t.node for n, t in zip(graph.inputs, inputs)})
+    (out,) = whole.expand(graph.outputs, {id(n): t.node for n, t in zip(graph.inputs, inputs)})
     return Tracer(out)
 
 
 def reverse_tape_min_nodes() -> int:
-    """Forward graphs of at least this many nodes are differentiated at run time by the
-    reverse tape when they can be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
+    """Forward graphs of at least this many nodes (primitives: a whole softmax counts as
+    the 13 it stands for) are differentiated at run time by the reverse tape when they can
+    be (GRAPHC_REVERSE_TAPE_MIN_NODES)."""
     value = os.environ.get("GRAPHC_REVERSE_TAPE_MIN_NODES", "2000")
     try:
         return int(value)
@@ -200,11 +202,13 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
     # stack per node) was a third of the tracing time, and the tape reports no lines
     code = getattr(fn, "__code__", None)
     previous = build_location(None if code is None else (code.co_filename, code.co_firstlineno))
+    was_whole = keep_whole(True)        # softmax, x[i], stack of scalars: one node each
     try:
         graph, out_td = trace_to_graph(fn, args)
     finally:
         build_location(previous)
-    if out_td.num_leaves != 1 or graph.weak_outputs or len(graph.nodes) < \
+        keep_whole(was_whole)
+    if out_td.num_leaves != 1 or graph.weak_outputs or whole.primitive_count(graph.nodes) < \
             reverse_tape_min_nodes():
         return None         # traced again (cheap: a small graph), each node to its own line
     trees = [pytree.flatten(a)[1] for a in args]

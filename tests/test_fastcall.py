@@ -1,7 +1,7 @@
 """The call plan in C (graphc._fastcall, csrc/fastcall.c) for signatures of Python floats and
-ints with Python-scalar outputs: the same values and types as the Python path, every other
-call passed on to it, safe across threads, no references leaked, and the Python plan where
-the extension is off."""
+ints with Python-scalar outputs, and for train steps (batch arrays checked in C): the same
+values and types as the Python path, every other call passed on to it, safe across threads,
+no references leaked, and the Python plan where the extension is off."""
 
 from __future__ import annotations
 
@@ -166,3 +166,89 @@ def test_a_tiered_build_swaps_the_entry(monkeypatch):
     assert f(0.5, 2.0) == before[1]
     np.testing.assert_allclose(before[0], (np.tanh(1.0) * scale,
                                            (1.0 - np.tanh(1.0) ** 2) * 2.0 * scale), rtol=1e-13)
+
+
+def _train_step(seed: int = 0):
+    model = graphc.nn.MLP([5, 8, 3], seed=seed, dtype=np.float32)
+    step = graphc.train_step(lambda p, x, y: graphc.nn.cross_entropy(model.apply(p, x), y),
+                             graphc.optim.Adam(model.params, lr=1e-2))
+    return model, step
+
+
+def test_a_train_step_runs_in_c_with_the_python_plans_results():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.integers(0, 3, 16)
+    results = []
+    for in_c in (True, False):
+        model, step = _train_step()
+        losses = [step(x, y)]
+        assert isinstance(step._plan, fastcall.module().FastCall)
+        if not in_c:
+            step._plan = step._plan.general             # the Python plan it stands for
+        losses += [step(x, y, lr=0.02 + k / 100) for k in range(5)]
+        results.append((losses, {k: v.copy() for k, v in model.params.items()}))
+    assert all(type(v) is float for v in results[0][0])
+    assert results[0][0] == results[1][0] and results[0][0][-1] < results[0][0][0]
+    for k, v in results[0][1].items():
+        np.testing.assert_array_equal(v, results[1][1][k])
+
+
+def test_a_train_steps_other_batches_take_the_python_path():
+    """Another shape, dtype, byte order or layout, a subclass, a list or an int lr: the
+    Python plan or the slow path, with the losses of a twin step on the Python plan; the C
+    plan's buffers are released (no reference kept, nothing left exported)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.integers(0, 3, 16)
+    calls = [((x[:8], y[:8]), {}), ((x.astype(np.float64), y), {}),
+             ((x.astype(">f4"), y), {}), ((np.asfortranarray(x), y), {}),
+             ((x.view(np.matrix), y), {}), ((x.tolist(), y), {}),
+             ((x, y.astype(np.int32)), {}), ((x, y), {"lr": 1}), ((x, y), {})]
+    steps = [_train_step()[1], _train_step()[1]]
+    fast = [s(x, y) and s._plan for s in steps]
+    assert isinstance(fast[0], fastcall.module().FastCall)
+    refs = [sys.getrefcount(x), sys.getrefcount(y)]
+    for args, kw in calls:
+        steps[0]._plan = fast[0]           # the C plan of the first signature, tried first
+        steps[1]._plan = fast[1].general   # the Python plan of the same signature
+        assert steps[0](*args, **kw) == steps[1](*args, **kw)
+    assert [sys.getrefcount(x), sys.getrefcount(y)] == refs
+    z = x.copy()
+    steps[0]._plan = fast[0]
+    steps[0](z, y)
+    z.resize((4, 5), refcheck=False)        # raises BufferError while a buffer is exported
+
+
+def test_a_train_steps_scalar_batch_leaves_pass_by_value():
+    """A float and an int in the batch go to C by value (kinds 'f', 'i'), with the Python
+    plan's results; an int where the signature has a float takes the Python path."""
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+    results = []
+    for in_c in (True, False):
+        model = graphc.nn.MLP([3, 2], seed=0)
+        step = graphc.train_step(
+            lambda p, x, y, w, n: w * n * graphc.nn.mse_loss(model.apply(p, x), y),  # noqa: B023
+            graphc.optim.SGD(model.params, lr=0.1))
+        losses = [step(x, y, 0.5, 3)]
+        assert isinstance(step._plan, fastcall.module().FastCall)
+        if not in_c:
+            step._plan = step._plan.general
+        losses += [step(x, y, 0.5, 3) for _ in range(3)]
+        plan = step._plan
+        losses.append(step(x, y, 1, 3))             # another signature: its own step
+        step._plan = plan
+        losses.append(step(x, y, 0.25, -2))
+        results.append((losses, model.params["W0"].copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert results[0][0][3] < results[0][0][0] and results[0][0][-1] < 0
+
+
+def test_a_train_step_with_more_batch_arrays_than_the_c_plan_takes_keeps_python():
+    n = fastcall.module().ARRAYS_MAX + 1
+    w = {"w": np.ones(3)}
+    step = graphc.train_step(lambda p, *xs: graphc.sum(p["w"] * sum(xs)),
+                             graphc.optim.SGD(w, lr=1e-3))
+    xs = [np.full(3, float(k)) for k in range(n)]
+    assert step(*xs) == 3 * sum(range(n)) and step(*xs) < 3 * sum(range(n))
+    assert not isinstance(step._plan, fastcall.module().FastCall)
+    np.testing.assert_allclose(w["w"], 1 - 2 * 1e-3 * sum(range(n)))

@@ -412,3 +412,29 @@ def test_a_reduction_over_more_columns_than_accumulators_runs_in_column_blocks()
     np.testing.assert_allclose(c(z, g), want, rtol=1e-6, atol=1e-6)
     src = c.source(z, g)
     assert "cb += 1024" in src and "part0[1024]" in src
+
+
+def test_short_rows_with_a_max_or_exp_reduce_by_columns():
+    """Softmax over 10 classes (128 rows): the row max and the exp-and-sum run with the rows
+    innermost (one accumulator per row), each row in plain order; a NaN in a row is its max;
+    a sum of light arithmetic over short rows keeps the row order."""
+    def f(x, b):
+        z = x + b
+        m = graphc.max(z, axis=-1, keepdims=True)
+        return m, graphc.sum(graphc.exp(z - m), axis=-1)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((128, 10)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    x[5, 3] = np.nan
+    c = graphc.compile(f)
+    m, s = c(x, b)
+    z = x + b
+    want_m = z.max(-1, keepdims=True)
+    np.testing.assert_array_equal(m, want_m)
+    want_s = np.exp(z.astype(np.float64) - want_m).sum(-1).astype(np.float32)
+    np.testing.assert_allclose(s, want_s, rtol=1e-6)
+    assert np.isnan(s[5]) and np.isnan(m[5, 0])
+    assert c.source(x, b).count("acc0[128]") == 2
+    light = graphc.compile(lambda z: graphc.sum(z * 2.0, axis=-1))
+    np.testing.assert_allclose(light(z), (2 * z.astype(np.float64)).sum(-1), rtol=1e-6)
+    assert "acc0[" not in light.source(z) and "reduction(+:acc0)" in light.source(z)

@@ -113,17 +113,20 @@ def test_accumulate(isa, m, k, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_rows_of_c_do_not_depend_on_how_many_rows(isa, dtype):
+@pytest.mark.parametrize("lb", ["c", "t"])
+def test_rows_of_c_do_not_depend_on_how_many_rows(isa, dtype, lb):
     """A row of C has the same bits whether A has few rows (gemm_few_rows: A packed whole, B
-    panel by panel) or many (the general blocking): thread slabs of rows rely on it."""
+    a few panels at a time) or many (the general blocking): thread slabs of rows rely on it.
+    B row-major and transposed (packed by register transposes), N over one group of panels."""
     rng = np.random.default_rng(5)
     a = rng.standard_normal((700, 900)).astype(dtype)
-    b = rng.standard_normal((900, 70)).astype(dtype)
+    b = operand(rng, (900, 170), dtype, lb)
     rt.set_num_threads(1)       # else thread slabs of rows take the few-rows path too
     try:
         whole = rt.gemm(a, b)
         for lo, hi in [(0, 1), (0, 250), (300, 590)]:
             assert rt.gemm(a[lo:hi], b).tobytes() == whole[lo:hi].tobytes()
+        assert_matmul(whole, a, b)
     finally:
         rt.set_num_threads(None)
 

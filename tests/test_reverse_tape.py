@@ -141,3 +141,59 @@ def test_forward_mode_is_unaffected(monkeypatch):
     x, t = np.linspace(0.1, 0.9, 4), np.ones(4)
     out, tangent = graphc.compile(lambda a, b: graphc.jvp(graphc.tanh, (a,), (b,)))(x, t)
     np.testing.assert_allclose(tangent, 1 - np.tanh(x) ** 2, rtol=1e-12)
+
+
+_W = np.array([0.3, -1.2, 2.0, 0.5])
+
+
+def _scalars_softmax(v):
+    """x[i], stack of scalars and softmax: one node each in the tape's trace (ops/whole.py)."""
+    s = graphc.stack([v[0] * v[1], v[2], graphc.sin(v[3]), v[1]])
+    return graphc.sum(graphc.softmax(s) * _W)
+
+
+def _nested(v):
+    g = graphc.grad(_scalars_softmax)(v)
+    _, t = graphc.jvp(_scalars_softmax, (v,), (v * v,))
+    return graphc.sum(g * g * _W) + t * _scalars_softmax(v)
+
+
+@pytest.mark.parametrize("declined", [False, True], ids=["tape", "declined"])
+def test_whole_ops_rules_and_expansion(declined, monkeypatch):
+    """Derivatives taken inside the tape's trace apply the whole ops' own rules (reverse, and
+    forward by transposition or linearity); a trace the tape declines (cumsum has no case)
+    expands them into primitives for the symbolic path."""
+    fn = (lambda v: _nested(v) + graphc.sum(graphc.cumsum(v))) if declined else _nested
+    x = np.array([0.2, -0.7, 1.1, 0.4])
+    runner, got, ref = _both(graphc.value_and_grad, fn, (x,), monkeypatch)
+    assert runner is (CRunner if declined else ReverseTapeRunner)
+    _close(got, ref)
+
+
+def test_whole_ops_numpy_references():
+    from graphc.interpret import Interpreter
+    from graphc.ir import keep_whole
+
+    x = np.array([0.2, -0.7, 1.1, 0.4])
+    previous = keep_whole(True)
+    try:
+        graph = graphc.trace(_scalars_softmax, x)
+    finally:
+        keep_whole(previous)
+    assert {"element", "stack", "softmax"} <= {n.op.name for n in graph.nodes}
+    (got,) = Interpreter(graph)([x])
+    np.testing.assert_allclose(got, graphc.compile(_scalars_softmax)(x), **TIGHT)
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["chain", "stack"])
+def test_size_threshold_counts_primitives(stack, monkeypatch):
+    """GRAPHC_REVERSE_TAPE_MIN_NODES counts nodes as primitives: a whole softmax, x[i] or
+    stack counts as the nodes it expands to (the tape trace has 2-3x fewer)."""
+    x = P.w7_x()
+    primitives = len(graphc.trace(w7(40, stack), x).nodes)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(int(0.9 * primitives)))
+    f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
+    assert type(f.executable(x).runner) is ReverseTapeRunner
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(int(1.2 * primitives)))
+    f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
+    assert type(f.executable(x).runner) is CRunner

@@ -300,6 +300,18 @@ def test_scalar_batch_inputs_stay_weak():
     assert len(step._calls) == 1
 
 
+def test_numpy_scalar_batch_inputs_keep_their_shape():
+    """A numpy scalar or 0-d array in the batch is a 0-d input, not a (1,) array."""
+    w = np.ones(3)
+    step = graphc.train_step(lambda p, x, s: graphc.sum((p[0] * x) ** 2) * s,
+                             optim.SGD([w], lr=0.1))
+    x = np.arange(3.0)
+    expected = 2.0 * float(np.sum(x ** 2))
+    assert step(x, np.float64(2.0)) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(w, 1 - 0.1 * 2 * 2.0 * x ** 2, rtol=1e-12)
+    assert step(x, np.array(0.0)) == 0.0
+
+
 def test_the_last_signatures_plan_steps_aside():
     """A step whose batch differs from the last call's signature (dtype, a scalar's kind, a
     transposed array) runs its own signature, with the same losses as a fresh step's."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import dtypes, mutants, sanitize
 from ..errors import GraphcError
-from ..ir import Graph
+from ..ir import Graph, Node
 from ..ops.reduce import BLOCK
 from ..passes import enabled
 from ..schedule import (
@@ -52,6 +52,7 @@ VECTOR_BYTES = 32            # the explicit vectors of small products (AVX2; AVX
 SMALL_MATMUL_ACCS = 12       # accumulator vectors of a small product: they stay in registers
 _LANES = {"double": VECTOR_BYTES // 8, "float": VECTOR_BYTES // 4}   # by C element type
 COLUMNS_MAX = 1024           # accumulators of a leading-dims reduction (16 KB of stack)
+SHORT_ROWS = 16              # reduced extent up to which trailing-dims reductions run by columns
 # Loop nests over at least PAR_MIN_ELEMS elements run their outermost loop in parallel
 # (csrc/graphc_threads.h), in chunks of about PAR_CHUNK_ELEMS elements that the threads take
 # one at a time (a thread the OS leaves waiting holds up one chunk, not a fixed share). Both
@@ -145,6 +146,15 @@ def _index(offset: int, strides, ivars) -> str:
         elif s:
             terms.append(f"{i} * {s}")
     return " + ".join(terms) or "0"
+
+
+def _scalar_in_rows(n: Node) -> bool:
+    """Whether a fused member runs scalar in a short row: a max or min reduction (NaN order:
+    no simd reduction), or a gc_* vector-math call (vectorized across many elements only;
+    a row of 10 takes one vector and a scalar tail)."""
+    if n.op.kind == "reduce":
+        return not n.op.c.blocked
+    return isinstance(n.op.c, str) and "gc_" in n.op.c
 
 
 def check_sites(sched: Schedule) -> list[Kernel]:
@@ -475,18 +485,29 @@ class _Emitter:
         reduced dim (blocked sums over it); more than COLUMNS_MAX accumulators one kept dim
         (taken in blocks of columns). Row order would walk the contiguous dims with a stride
         in the innermost loop, which gcc does not vectorize (W2's ReLU-mask-and-column-sum
-        kernels ran at ~4 cycles an element; W3's 256 x 2048 ones ~5% of its step)."""
+        kernels ran at ~4 cycles an element; W3's 256 x 2048 ones ~5% of its step).
+        A reduction over short trailing rows (at most SHORT_ROWS elements: softmax over 10
+        classes) runs this way too where a row would be scalar (`_scalar_in_rows`): W2's
+        row max and exp-and-sum took 4.4k and 10.4k cycles for 128 rows of 10, 1.8k and
+        5.0k by columns (each row then adds in plain order, no per-lane partial sums)."""
         axes, shape = k.fused.axes, k.shape
-        if not axes or not kept or max(axes) > min(kept) or mutants.active("reduce_bound"):
+        if not axes or not kept or mutants.active("reduce_bound"):
             return False
         n_reds = sum(n.op.kind == "reduce" for n in k.fused.nodes)
+        if min(axes) > max(kept):
+            return (math.prod(shape[d] for d in axes) <= SHORT_ROWS
+                    and math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX
+                    and any(_scalar_in_rows(n) for n in k.fused.nodes))
+        if max(axes) > min(kept):
+            return False
         return ((math.prod(shape[d] for d in axes) <= BLOCK or len(axes) == 1)
                 and (math.prod(shape[d] for d in kept) * n_reds <= COLUMNS_MAX
                      or len(kept) == 1))
 
     def _columns(self, k: Kernel, kept: list[int], outer: list[View], inner: list[View],
                  ptr: dict, scalars: dict) -> None:
-        """A fused reduction over leading dims, by rows: one accumulator per kept element
+        """A fused reduction over leading dims (or short trailing rows), by rows of the
+        reduced dims: one accumulator per kept element
         (an array), the reduced dims outside, the kept dims inside (contiguous, no dependence
         between iterations: `omp simd`), then the accumulators stored. Each accumulator adds
         its elements in row order, in blocks of BLOCK rows (a partial sum per block, as the

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import dtypes
 from ..ir import Graph, Node
-from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef
+from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef, whole
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
 GATHER, SOFTMAX, ADDN = 0, 1, 2       # the interpreter's own cases
@@ -174,7 +174,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
             else:
                 row = (ADDN, len(srcs), top, len(index), 0, 0, 0, 0, 0)
                 index.extend(place[t][0] for t in srcs)
-        elif op.name == "concatenate":
+        elif op.name == "concatenate" or op is whole.stack_p:
             run = _adjacent(n.src, place)
             if run is not None:          # pieces already side by side: a view, no row
                 place[n] = run
@@ -240,7 +240,7 @@ def _fusions(graph: Graph) -> dict[Node, tuple[int, list[Node]]]:
                 terms = [left]
             terms.append(right)
             chains[y] = terms
-        x = _softmax_source(y, users)
+        x = y.src[0] if y.op is whole.softmax_p else _softmax_source(y, users)
         if x is not None:
             found[y] = (SOFTMAX, [x])
     found.update((k, (ADDN, terms)) for k, terms in chains.items() if len(terms) > 2)
@@ -332,6 +332,8 @@ def _view(n: Node, src: tuple[int, int]) -> tuple[int, int]:
         return slot, stride
     if name == "broadcast_to" and s.size == 1:
         return slot, 0
+    if n.op is whole.element_p:
+        return slot + n.arg * stride, stride
     if name == "slice" and len(s.shape) == 1:
         ((start, step, _),) = n.arg
         return slot + start * stride, stride * step

@@ -28,6 +28,7 @@ ELEMENTWISE, REDUCE, MOVEMENT, CONTRACT, SOURCE, ALIAS = (
 SCAN, GATHER, SCATTER = "scan", "gather", "scatter"
 # SCAN: a running accumulation along one axis (cumsum); GATHER/SCATTER: data-dependent loads
 # and accumulating stores along one axis. Each is a kernel of its own (never fused).
+COMPOSITE = "composite"   # a composite kept whole (ops/whole.py), neither view nor elementwise
 LINEAR, BILINEAR = "linear", "bilinear"
 
 OPS: dict[str, OpDef] = {}
@@ -50,6 +51,8 @@ class OpDef:
     # {1}.. (the sources) and, for reductions, {count} (elements equal to {y}); None: none.
     # An op has a tape case if it declares this (all None for ops without a derivative).
     tape_vjp: tuple[str | None, ...] | None = None
+    # A composite kept whole (ops/whole.py): expand(*src tracers, arg) -> its primitives
+    expand: Callable | None = None
     test: dict = field(default_factory=dict)   # input domain for the registry-driven tests
 
     def __call__(self, *srcs, arg=None):

@@ -20,7 +20,6 @@ from .composite import (
     pad,
     relu,
     repeat,
-    softmax,
     square,
     std,
     tile,
@@ -51,16 +50,15 @@ from .movement import (
     broadcast_to,
     concatenate,
     expand_dims,
-    getitem,
     reshape,
     squeeze,
-    stack,
     swapaxes,
     transpose,
 )
 from .norm import norm
 from .reduce import max, mean, min, sum  # noqa: A004
 from .scan import cumsum
+from .whole import getitem, softmax, stack  # whole in the reverse tape's trace
 
 exp = _ew._float_unary(_ew.exp)
 log = _ew._float_unary(_ew.log)

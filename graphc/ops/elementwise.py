@@ -379,6 +379,15 @@ _ON_BOOLS = {"add": "or", "mul": "and", "sub": None, "neg": None}
 
 
 def _elementwise(op, *xs, want_float=False):
+    first = xs[0]
+    if type(first) is Tracer and first.node.dtype.is_float:    # floats of one shape (W7's
+        a = first.node                                         # every op): nothing to
+        if len(xs) == 1:                                       # promote or broadcast
+            return Tracer(bind(op, (a,)), weak=first.weak)
+        second = xs[1]
+        if len(xs) == 2 and type(second) is Tracer and second.node.shape == a.shape and \
+                second.node.dtype is a.dtype and second.weak == first.weak:
+            return Tracer(bind(op, (a, second.node)), weak=first.weak)
     ts, weak = prepare(op.name, *xs, want_float=want_float)
     if op.name in _ON_BOOLS and ts[0].node.dtype is dtypes.bool_:
         logical = _ON_BOOLS[op.name]
