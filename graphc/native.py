@@ -188,7 +188,8 @@ class CRunner:
                                  tuple(ws_offsets), self._ws_bytes, (offset,),
                                  _OUT_KIND[ctype], (-1,), True, arg_slots, np.ndarray,
                                  arrays, int(self.ffi.cast("uintptr_t", self._ws_ptr)))
-            self._fast_calls.append(call)
+            if self._quick:
+                self._fast_calls.append(call)
         return call
 
     def describe(self) -> list[str]:
