@@ -4,11 +4,17 @@ does not grow with the graph) of value_and_grad of each shape at two sizes; for 
 tape (W7's default path), tracing the forward graph and encoding it. Ten times the
 size may cost at most RATIO_MAX times the time.
 
-    taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 2]
+    taskset -c 0 python -m bench.measure_scale [--small 10000 --large 100000] [--repeats 3]
                                                [--only "reverse tape"]
 
-CPU time of this process, best of the repeats (the machine is shared). W7's size is its
-number of ops (about 20 nodes each), so W7 runs at a tenth of the other sizes by default.
+CPU time of this process, with the collector paused (the machine is shared), best of 3
+repeats of each size by default (with 2 the wide stack measured 12.1x once for the 12x
+bound): a burst of load must then hit every run of a size to move its time. A size's repeats
+run one after the other, each finding the memory its previous run freed (alternating the
+sizes, or timing ten small runs in a row, did not lower the ratio: bench/RESULTS.md, "Review
+leftovers folded").
+W7's size is its number of ops (about 20 nodes each), so W7 runs at a tenth of the other
+sizes by default.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def frontend_seconds(shape: str, n: int, repeats: int) -> float:
     return best
 
 
-def growth(shape: str, small: int, large: int, repeats: int = 2) -> tuple[float, float]:
+def growth(shape: str, small: int, large: int, repeats: int = 3) -> tuple[float, float]:
     """(seconds at the small size, seconds at the large size), each scaled by the shape."""
     scale = SHAPES[shape][2]
     return (frontend_seconds(shape, max(1, int(small * scale)), repeats),
@@ -80,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="the shapes whose name contains this")
     args = parser.parse_args()
     print(f"| shape | size | CPU s | size ×{args.large / args.small:g} | CPU s | ratio |")

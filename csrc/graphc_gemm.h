@@ -16,6 +16,9 @@
  * Generated kernels are separate modules: they get the two addresses at load time (see
  * graphc/rt.py, gemm_addresses()) and call through the pointer types below.
  *
+ * The declarations between cdef:begin and cdef:end marks are also graphc._rt's cffi cdef
+ * (graphc/_build_rt.py reads them): plain declarations only, no preprocessor lines.
+ *
  * Plain C99.
  */
 #ifndef GRAPHC_GEMM_H
@@ -35,6 +38,7 @@ typedef void (*graphc_gemm_f64_fn)(long M, long N, long K,
                                    const double *B, long rsb, long csb,
                                    double *C, long ldc, int accumulate);
 
+/* cdef:begin */
 void graphc_gemm_f32(long M, long N, long K,
                      const float *A, long rsa, long csa,
                      const float *B, long rsb, long csb,
@@ -44,6 +48,7 @@ void graphc_gemm_f64(long M, long N, long K,
                      const double *A, long rsa, long csa,
                      const double *B, long rsb, long csb,
                      double *C, long ldc, int accumulate);
+/* cdef:end */
 
 /*
  * C[M,N] = D + alpha * (A @ B): the product as above (accumulated in the element type, the
@@ -71,6 +76,7 @@ typedef void (*graphc_gemm_update_f64_fn)(long M, long N, long K,
                                           double *C, long ldc, const double *D, long ldd,
                                           double alpha);
 
+/* cdef:begin */
 void graphc_gemm_update_f32(long M, long N, long K, const float *A, long rsa, long csa,
                             const float *B, long rsb, long csb, float *C, long ldc,
                             const float *D, long ldd, float alpha);
@@ -78,6 +84,7 @@ void graphc_gemm_update_f32(long M, long N, long K, const float *A, long rsa, lo
 void graphc_gemm_update_f64(long M, long N, long K, const double *A, long rsa, long csa,
                             const double *B, long rsb, long csb, double *C, long ldc,
                             const double *D, long ldd, double alpha);
+/* cdef:end */
 
 /* Instruction-set paths of the micro-kernel, best last. */
 enum { GRAPHC_GEMM_GENERIC = 0, GRAPHC_GEMM_AVX2 = 1, GRAPHC_GEMM_AVX512 = 2 };
@@ -87,7 +94,9 @@ enum { GRAPHC_GEMM_GENERIC = 0, GRAPHC_GEMM_AVX2 = 1, GRAPHC_GEMM_AVX512 = 2 };
  * this CPU supports; a negative value selects the best one) for all later calls in the
  * process. Returns the path now in force. Do not call it while another thread is in a gemm.
  */
+/* cdef:begin */
 int graphc_gemm_set_isa(int isa);
+/* cdef:end */
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 extern "C" {
 #endif
 
+/* cdef:begin (graphc/_build_rt.py: graphc._rt's cffi cdef; plain declarations only) */
 /* The count, at least 1. Read it with graphc_num_threads() or an atomic load. */
 extern int graphc_threads;
 
@@ -28,6 +29,7 @@ int graphc_num_threads(void);
 
 /* Use n threads (values below 1 mean 1) in later parallel regions; returns the new count. */
 int graphc_set_num_threads(int n);
+/* cdef:end */
 
 #ifdef __cplusplus
 }

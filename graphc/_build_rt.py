@@ -10,28 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import cffi
-
-CDEF = """
-void graphc_gemm_f32(long M, long N, long K, const float *A, long rsa, long csa,
-                     const float *B, long rsb, long csb, float *C, long ldc, int accumulate);
-void graphc_gemm_f64(long M, long N, long K, const double *A, long rsa, long csa,
-                     const double *B, long rsb, long csb, double *C, long ldc, int accumulate);
-void graphc_gemm_update_f32(long M, long N, long K, const float *A, long rsa, long csa,
-                            const float *B, long rsb, long csb, float *C, long ldc,
-                            const float *D, long ldd, float alpha);
-void graphc_gemm_update_f64(long M, long N, long K, const double *A, long rsa, long csa,
-                            const double *B, long rsb, long csb, double *C, long ldc,
-                            const double *D, long ldd, double alpha);
-int graphc_gemm_set_isa(int isa);
-int graphc_num_threads(void);
-int graphc_set_num_threads(int n);
-extern int graphc_threads;
-const char *graphc_rt_source_hash(void);
-"""
 
 SOURCES = ("gemm.c", "threads.c")
 HEADERS = ("graphc_gemm.h", "graphc_threads.h")
@@ -43,14 +26,29 @@ HEADERS = ("graphc_gemm.h", "graphc_threads.h")
 EXTRA_COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fopenmp"]
 EXTRA_LINK_ARGS = ["-fopenmp"]
 
+# cffi's cdef cannot read the headers' preprocessor lines: each header marks the blocks of plain
+# declarations it shares with the cdef, so the C and the Python see one text.
+_CDEF_BLOCK = re.compile(r"/\* cdef:begin\b.*?\*/(.*?)/\* cdef:end \*/", re.S)
+_CDEF_OWN = "const char *graphc_rt_source_hash(void);\n"     # defined in the preamble
+
+
+def cdef(csrc: str) -> str:
+    """The cdef of graphc._rt: the marked blocks of HEADERS in ``csrc``, and the source hash."""
+    blocks = []
+    for name in HEADERS:
+        with open(os.path.join(csrc, name)) as f:
+            blocks += _CDEF_BLOCK.findall(f.read())
+    return "".join(blocks) + _CDEF_OWN
+
 
 def source_hash(csrc: str) -> str:
-    """Hash of everything that determines the built module: C sources, cdef, compile flags."""
+    """Hash of everything that determines the built module: C sources and headers (the cdef
+    is read from the headers), compile flags."""
     h = hashlib.sha256()
     for name in SOURCES + HEADERS:
         with open(os.path.join(csrc, name), "rb") as f:
             h.update(name.encode() + b"\0" + f.read() + b"\0")
-    h.update(CDEF.encode() + " ".join(EXTRA_COMPILE_ARGS + EXTRA_LINK_ARGS).encode())
+    h.update(_CDEF_OWN.encode() + " ".join(EXTRA_COMPILE_ARGS + EXTRA_LINK_ARGS).encode())
     return h.hexdigest()[:20]
 
 
@@ -58,7 +56,7 @@ def make_ffibuilder(csrc: str = "csrc") -> cffi.FFI:
     """An FFI that builds ``graphc._rt`` from the C files in ``csrc`` (relative to the cwd)."""
     import cffi  # here: rt.py imports this module for source_hash in every process
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(cdef(csrc))
     # The module records its sources' hash, so rt.py can tell a stale in-place build.
     preamble = (
         '#include "graphc_gemm.h"\n'

@@ -65,7 +65,7 @@ _runners_lock = threading.Lock()
 # settings read while optimizing and lowering: a runner built under others is not reused
 _LOWERING_ENV = ("GRAPHC_TAPE_MIN_KERNELS", "GRAPHC_DISABLE_PASSES", "GRAPHC_VERIFY",
                  "GRAPHC_VALUE_CHANGING_REWRITES", "GRAPHC_VMATH", "GRAPHC_NO_LIBMVEC",
-                 "GRAPHC_MUTANT", "GRAPHC_SANITIZE")
+                 "GRAPHC_MUTANT", "GRAPHC_SANITIZE", "GRAPHC_UPDATE_IN_PLACE")
 
 
 def lower(graph: Graph, backend: str, optimize: bool) -> tuple[Graph, Interpreter | CRunner]:

@@ -33,8 +33,13 @@ class CRunner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self._graph, self._fuse = graph, fuse
         self._gen_lock = threading.Lock()
-        self._namespaces: list[dict] = []       # generated calls' globals (see bind)
-        self._fast_calls: list = []             # graphc._fastcall objects (see fast_call)
+        # Until the optimized module of a tiered build is swapped in, the generated calls'
+        # globals (see bind) and graphc._fastcall objects (see fast_call), to switch then;
+        # dropped at the swap, as they hold their compiled functions' general path (a cached
+        # runner would keep every function compiled to it alive).
+        self._namespaces: list[dict] = []
+        self._fast_calls: list = []
+        self._quick = False                     # running the quick module: a swap is due
         self._swap_lock = threading.Lock()
         digest = warm.digest(graph, fuse)
         plan = warm.load(digest)
@@ -77,6 +82,7 @@ class CRunner:
         self._sites = plan["sites"]
         self.ws_offset = ws_bytes
         self.stats = dict(plan["stats"])
+        self._quick = pending is not None
         self.call = self._make_call()
         if pending is not None:
             pending.add_done_callback(self._swap)
@@ -112,20 +118,22 @@ class CRunner:
         the optimized module of a tiered build replaces the quick one."""
         with self._swap_lock:
             ns["entry"] = self._entry
-            self._namespaces.append(ns)
+            if self._quick:
+                self._namespaces.append(ns)
 
     def _swap(self, pending) -> None:
         """The optimized build is ready: later calls use it (the same C, so the same
         arguments and workspace; a call under way finishes in the quick module)."""
-        if pending.exception() is not None:
-            return                  # the quick module stays (it computes the same values)
-        _, lib = pending.result()
         with self._swap_lock:
-            self._use(lib)
-            for ns in self._namespaces:
-                ns["entry"] = self._entry
-            for fast in self._fast_calls:
-                fast.entry = self._packed
+            if pending.exception() is None:   # else the quick module stays (the same values)
+                self._use(pending.result()[1])
+                for ns in self._namespaces:
+                    ns["entry"] = self._entry
+                for fast in self._fast_calls:
+                    fast.entry = self._packed
+            self._quick = False
+            self._namespaces.clear()
+            self._fast_calls.clear()
 
     def fast_call(self, general, kinds: str, tree: tuple[int, ...], python=()):
         """The call in C (graphc._fastcall) for positional arguments of the exact Python
@@ -151,7 +159,8 @@ class CRunner:
                                  tuple(ws_offsets), self._ws_bytes,
                                  tuple(ws_offsets[len(self._hidden):]), out_kinds, tree,
                                  not quick)
-            self._fast_calls.append(call)
+            if self._quick:
+                self._fast_calls.append(call)
         return call
 
     def fast_step(self, general, kinds: str, slots: list, arrays: tuple, keep):
@@ -179,7 +188,8 @@ class CRunner:
                                  tuple(ws_offsets), self._ws_bytes, (offset,),
                                  _OUT_KIND[ctype], (-1,), True, arg_slots, np.ndarray,
                                  arrays, int(self.ffi.cast("uintptr_t", self._ws_ptr)))
-            self._fast_calls.append(call)
+            if self._quick:
+                self._fast_calls.append(call)
         return call
 
     def describe(self) -> list[str]:

@@ -3,9 +3,11 @@
 Movement ops (broadcast_to, transpose, slice, and reshape of contiguous data) become index
 arithmetic on views and cost nothing at run time; everything else is a kernel writing a
 buffer. Graph outputs are written straight into the caller's arrays where possible. An output
-aliased to an input (an in-place update) is written straight into the input's memory when no
-later kernel reads that input (`direct_writes`); otherwise it is computed in the arena and
-copied into the input's memory by kernels placed after every other kernel (`_alias_copies`).
+aliased to an input (an in-place update) is written straight into the input's memory, by its
+own kernel or by the update gemm that computes it, when no later kernel reads that input
+(`plan_in_place`, which also places the one guard that stops a failed run before an input is
+written); otherwise it is computed in the arena and copied into the input's memory by kernels
+placed after every other kernel (`_Planner.copy_back`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,35 @@ class Schedule:
     inplace: dict = field(default_factory=dict)    # donor buffer -> buffer written over it
 
 
+@dataclass(frozen=True)
+class InPlaceWrite:
+    """Aliased output k computed straight into input j's memory (no copy from the arena) by
+    the kernel of unit `at` of the unit order: the output's own unit, or with `gemm` the
+    update gemm at its matmul's place (`_Planner.lower_update`)."""
+    k: int
+    j: int
+    at: int
+    gemm: bool = False
+
+
+@dataclass
+class InPlacePlan:
+    """Which aliased outputs are written in place and by which writer (`plan_in_place`), and
+    where the one guard goes: before unit `guard` of the unit order (len(order): before the
+    copies into place at the end); None when no check may fail or nothing is aliased."""
+    writes: list[InPlaceWrite]
+    guard: int | None
+
+    def written(self, gemm: bool) -> dict[int, int]:
+        """Output k -> input j of the writes by an update gemm (`gemm`) or by the others."""
+        return {w.k: w.j for w in self.writes if w.gemm == gemm}
+
+
+def guard_kernel() -> Kernel:
+    """A kernel that stops the run if a check has failed (codegen: before inputs are written)."""
+    return Kernel("guard", None, (), View(None, 0, ()), [])
+
+
 class _Planner:
     def __init__(self, graph: Graph, groups: list[Group], direct: bool = True):
         self.graph = graph
@@ -112,6 +143,8 @@ class _Planner:
         self.views: dict[int, View] = {}
         self.kernels: list[Kernel] = []
         self.updates = update_epilogues(graph, self.groups)    # by matmul (lower_update)
+        self.direct: dict[int, Buffer] = {}      # node -> input its own kernel writes
+        self.by_gemm: dict[int, Buffer] = {}     # update group's top -> input its gemm writes
         self.in_gemm: set[int] = set()      # groups the gemm computed as its epilogue
         self.n_ws = 0
         self.consts: list = []
@@ -151,15 +184,14 @@ class _Planner:
         groups = self.groups
         self.outside = used_outside(self.graph, groups) if groups else set()
         order = unit_order(self.graph, groups)
-        self.direct = ({id(self.graph.outputs[k]): self.inputs[j] for k, j in
-                        direct_writes(self.graph, order)}
-                       if self.direct_ok else {})
-        for upd in self.updates.values():     # an update gemm writes its own (_updates_in_place)
-            self.direct.pop(id(upd.group.nodes[-1]), None)
-        guard = self._guard_position(order) if self.direct else None
+        plan = plan_in_place(self.graph, order, self.updates, kernels=self.direct_ok,
+                             gemm=os.environ.get("GRAPHC_UPDATE_IN_PLACE", "1") != "0")
+        out = self.graph.outputs
+        self.direct = {id(out[k]): self.inputs[j] for k, j in plan.written(False).items()}
+        self.by_gemm = {id(out[k]): self.inputs[j] for k, j in plan.written(True).items()}
         for u, unit in enumerate(order):
-            if u == guard:          # a failed check stops the run before an input is written
-                self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
+            if u == plan.guard:     # a failed check stops the run before an input is written
+                self.kernels.append(guard_kernel())
             if isinstance(unit, Group):
                 if id(unit) not in self.in_gemm:
                     self.lower_group(unit)
@@ -171,7 +203,7 @@ class _Planner:
             if v.buf is not b and k not in aliased:
                 self.kernels.append(Kernel("copy", n, n.shape, View(b, 0, contiguous_strides(
                     n.shape)), [v], note="output"))
-        self._alias_copies()
+        self.copy_back(guard=plan.guard == len(order))
         peak, slots, handed = plan_memory(self.kernels)
         sched = Schedule(self.graph, self.kernels, self.inputs, self.hidden, self.outputs,
                          self.consts, peak, buffers=self.n_ws + len(self.outputs),
@@ -182,79 +214,25 @@ class _Planner:
         check_aliases(sched)
         return sched
 
-    def _guard_position(self, order: list) -> int | None:
-        """The first unit writing an input directly, if the graph has run-time checks."""
-        if not any(n.op.may_fail for n in self.graph.nodes):
-            return None
-        return next(u for u, unit in enumerate(order) if any(
-            id(n) in self.direct for n in (unit.nodes if isinstance(unit, Group) else [unit])))
-
-    def _alias_copies(self) -> None:
-        """Aliased outputs last: values still in caller memory (an input, or a view of one)
-        are first copied to the arena, then a guard stops a failed run before any input is
-        overwritten, then each value is copied into its input's memory. An update gemm
-        (Kernel.epilogue) instead writes its input's memory itself where it may
-        (`_updates_in_place`); the guard then comes before the first of them."""
-        if not self.graph.aliases:
-            return
-        direct = self._updates_in_place()
+    def copy_back(self, guard: bool) -> None:
+        """Aliased outputs not written in place, after every other kernel: values still in
+        caller memory (an input, or a view of one) are first copied to the arena, then (with
+        `guard`) a failed run stops, then each value is copied into its input's memory."""
         values = {}
         for k, j in self.graph.aliases:
             n = self.graph.outputs[k]
             v = self.views[id(n)]
-            if v.buf is self.inputs[j] and self.direct.get(id(n)) is v.buf:
+            if v.buf is self.inputs[j] and (id(n) in self.direct or id(n) in self.by_gemm):
                 continue                         # computed straight into the input's memory
-            if k not in direct and v.buf is not None and v.buf.kind != "ws":
+            if v.buf is not None and v.buf.kind != "ws":
                 v = self.materialize(n, v)
             values[k] = v
-        if any(n.op.may_fail for n in self.graph.nodes) and direct:
-            at = min(self.kernels.index(kern) for kern in direct.values())
-            self.kernels.insert(at, Kernel("guard", None, (), View(None, 0, ()), []))
-        elif values and any(n.op.may_fail for n in self.graph.nodes):
-            self.kernels.append(Kernel("guard", None, (), View(None, 0, ()), []))
-        for k in values:
+        if guard:
+            self.kernels.append(guard_kernel())
+        for k, v in values.items():
             n = self.graph.outputs[k]
-            if k in direct:
-                direct[k].out = View(self.outputs[k], 0, contiguous_strides(n.shape))
-                continue
             out = View(self.outputs[k], 0, contiguous_strides(n.shape))
-            self.kernels.append(Kernel("copy", n, n.shape, out, [values[k]], note="in place"))
-
-    def _updates_in_place(self) -> dict[int, Kernel]:
-        """Aliased outputs k an update gemm can write into its input's memory, by k: the
-        value is `input ± scale * (A @ B)` (the input its addend, read whole, in order),
-        K <= UPDATE_IN_PLACE_MAX_K (one pass: csrc/graphc_gemm.h), every check that may fail
-        comes before it (so the guard can stop a failed run before it), and no later kernel
-        reads the input or the value."""
-        if os.environ.get("GRAPHC_UPDATE_IN_PLACE", "1") == "0":      # A/B measurements
-            return {}
-        writer = {id(kern.out.buf): i for i, kern in enumerate(self.kernels)
-                  if kern.epilogue and kern.out.buf is not None}
-        fails = [i for i, kern in enumerate(self.kernels)
-                 if kern.node is not None and kern.node.op.may_fail]
-        last_read: dict[int, int] = {}
-        for i, kern in enumerate(self.kernels):
-            for w in kern.srcs:
-                last_read[id(w.buf)] = i
-        direct: dict[int, Kernel] = {}
-        taken: set[int] = set()         # a kernel writes one output
-        for k, j in self.graph.aliases:
-            n = self.graph.outputs[k]
-            v = self.views[id(n)]
-            i = writer.get(id(v.buf), -1)
-            if i < 0 or (fails and i < fails[-1]):
-                continue
-            kern, inp = self.kernels[i], self.inputs[j]
-            d = kern.srcs[2]
-            if (d.buf is not inp or d.offset or not d.is_contiguous(n.shape)
-                    or kern.node.src[0].shape[-1] > UPDATE_IN_PLACE_MAX_K
-                    or any(w.buf is inp for w in kern.srcs[:2])
-                    or last_read.get(id(inp), -1) > i or last_read.get(id(v.buf), -1) > i
-                    or id(kern) in taken):
-                continue
-            direct[k] = kern
-            taken.add(id(kern))
-        return direct
+            self.kernels.append(Kernel("copy", n, n.shape, out, [v], note="in place"))
 
     def lower_group(self, g: Group) -> None:
         """One fused kernel: outside sources are loaded through their views, members used
@@ -337,7 +315,10 @@ class _Planner:
         """The matmul n and the update group that reads it (fuse.update_epilogues) as one
         gemm with an epilogue, when the group's addend and scale are already computed (the
         group's work moves to the matmul's place), the addend is in memory with unit stride
-        along columns and the scale is one value. Returns the group's value, or None."""
+        along columns and the scale is one value. The gemm writes the group's value straight
+        into an input's memory where `plan_in_place` chose it and its addend is that input,
+        whole (graphc_gemm_update then reads each element of D before it stores it in C).
+        Returns the group's value, or None."""
         upd = self.updates[id(n)]
         addend = self.views.get(id(upd.addend))
         scale = self._scalar_view(upd.scale)
@@ -346,7 +327,12 @@ class _Planner:
                 or any(v.literal is not None for v in srcs)):
             return None
         top = upd.group.nodes[-1]
-        out = self.dest(top)
+        inp = self.by_gemm.get(id(top))
+        if (inp is not None and addend.buf is inp and not addend.offset
+                and addend.is_contiguous(top.shape)):
+            out = View(inp, 0, contiguous_strides(top.shape))
+        else:
+            out = self.dest(top)
         self.kernels.append(Kernel("matmul", n, n.shape, out, [*srcs, addend, scale],
                                    note=f"{top.op.name} update",
                                    epilogue=top.op.name))
@@ -380,23 +366,36 @@ class _Planner:
         return View(b, 0, contiguous_strides(n.shape))
 
 
-def direct_writes(graph: Graph, order: list) -> list[tuple[int, int]]:
-    """The aliased outputs (k, j) that may be computed straight into input j's memory in a
-    run of the units in `order` (no copy from the arena afterwards). Output k's node n must
-    be computed by a kernel (not a view of memory), read by no other unit (in its own fused
-    nest a value passes in a register) and returned once,
-    and every read of input j (through any view) must
-    come before n's unit, or be in it: an elementwise n reading input j itself, contiguous,
-    each element read before it is written in the same iteration. n's unit must come after
-    every run-time check (a failed run leaves the inputs intact: the planner puts a guard
-    before the first direct write), and input j must not be 0-d (passed by value)."""
+def plan_in_place(graph: Graph, order: list, updates: dict, kernels: bool = True,
+                  gemm: bool = True) -> InPlacePlan:
+    """The aliased outputs (k, j) computed straight into input j's memory in a run of the units
+    in `order` (no copy from the arena afterwards), by which writer, and where the guard goes.
+
+    Output k's node n must be computed by a kernel (not a view of memory), read by no other
+    unit (in its own fused nest a value passes in a register) and returned once, its writer
+    must come after every run-time check (the guard before the first writer stops a failed
+    run with every input intact), and input j must not be 0-d (passed by value). The writer:
+    - when n is the value of an update group (`updates`, fuse.update_epilogues) and `gemm`:
+      the update gemm, at its matmul's unit, with K <= UPDATE_IN_PLACE_MAX_K (one pass:
+      csrc/graphc_gemm.h) and every read of input j before it, except the group's own (the
+      addend, which lower_update checks is input j whole); else nothing (copied back);
+    - else, with `kernels`, n's own unit's kernel, when every read of input j (through any
+      view) comes before n's unit, or is in it: an elementwise n reading input j itself,
+      each element read before it is written in the same iteration (`_reads_in_step`).
+    An output that is (a view of) input j reads it after every kernel."""
     if not graph.aliases:
-        return []
+        return InPlacePlan([], None)
     base = {id(x): j for j, x in enumerate(graph.inputs) if x.shape != ()}
     readers: dict[int, set[int]] = {}
     unit_at: dict[int, int] = {}
-    last_read: dict[int, int] = {}
+    reads: dict[int, list[int]] = {}         # input j -> the units reading it, in order
     fails = -1                                  # the last unit with a run-time check
+
+    def read(j: int, u: int) -> None:
+        units = reads.setdefault(j, [-1])
+        if units[-1] != u:
+            units.append(u)
+
     for u, unit in enumerate(order):
         members = unit.nodes if isinstance(unit, Group) else [unit]
         for n in members:
@@ -405,26 +404,35 @@ def direct_writes(graph: Graph, order: list) -> list[tuple[int, int]]:
                 fails = u
             for s in n.src:
                 readers.setdefault(id(s), set()).add(u)
-            for s in n.src:
                 if id(s) in base:
-                    last_read[base[id(s)]] = u
+                    read(base[id(s)], u)
             if (n.op.name in VIEW_OPS or n.op.kind == "alias") and id(n.src[0]) in base:
                 base[id(n)] = base[id(n.src[0])]
+    for n in graph.outputs:                     # copied out after every kernel
+        if id(n) in base:
+            read(base[id(n)], len(order))
     returned = Counter(id(n) for n in graph.outputs)
-    direct = []
+    update_of = {id(upd.group.nodes[-1]): upd for upd in updates.values()}
+    writes = []
     for k, j in graph.aliases:
         n = graph.outputs[k]
         u = unit_at.get(id(n))
         if (u is None or readers.get(id(n), {u}) != {u} or returned[id(n)] > 1 or id(n) in base
                 or n.op.name in VIEW_OPS or n.op.kind in ("alias", "source")):
             continue
-        if last_read.get(j, -1) > u or u <= fails:
-            continue
-        if last_read.get(j, -1) == u and not _reads_in_step(order[u], n, graph.inputs[j],
-                                                          base, j):
-            continue
-        direct.append((k, j))
-    return direct
+        units = reads.get(j, [-1])
+        upd = update_of.get(id(n))
+        if upd is not None:
+            at = unit_at[id(upd.product)]
+            before = max(r for r in units[-2:] if r != u)      # reads outside the group
+            if (gemm and fails < at and before < at
+                    and upd.product.src[0].shape[-1] <= UPDATE_IN_PLACE_MAX_K):
+                writes.append(InPlaceWrite(k, j, at, gemm=True))
+        elif kernels and fails < u and (units[-1] < u or units[-1] == u and _reads_in_step(
+                order[u], n, graph.inputs[j], base, j)):
+            writes.append(InPlaceWrite(k, j, u))
+    guard = min((w.at for w in writes), default=len(order)) if fails >= 0 else None
+    return InPlacePlan(writes, guard)
 
 
 def _reads_in_step(unit, n: Node, x: Node, base: dict, j: int) -> bool:
@@ -665,7 +673,8 @@ def schedule(graph: Graph, fuse: bool = False, min_size: int = 0,
              direct: bool = True) -> Schedule:
     """Kernels in order and the memory plan; with `fuse`, nests of at least `min_size`
     elements are fused (passes/fuse.py); with `direct`, aliased outputs may be written
-    straight into their inputs (`direct_writes`)."""
+    straight into their inputs by their own kernels (`plan_in_place`; an update gemm's write
+    in place is switched off by GRAPHC_UPDATE_IN_PLACE=0 instead)."""
     groups: list[Group] = []
     if fuse:
         graph, groups = fuse_groups(graph, min_size)

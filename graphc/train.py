@@ -5,7 +5,7 @@ The step is traced once per batch signature into one graph whose outputs are the
 aux), then every new parameter and state array, each aliased to the input it replaces
 (`Graph.aliases`): the schedule writes each straight into the caller's memory once nothing
 reads the old value any more, or computes it in the arena and copies it in after every read
-(schedule.direct_writes). The learning rate is a run-time scalar input. The per-step Python is
+(schedule.plan_in_place). The learning rate is a run-time scalar input. The per-step Python is
 a pre-built argument tuple, the batch pointers and one cffi call.
 """
 

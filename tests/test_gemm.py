@@ -4,6 +4,7 @@ operands, accumulate, K = 0, concurrent calls, the addresses handed to generated
 build-on-first-use fallback of a source checkout."""
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -257,6 +258,21 @@ def test_import_builds_nothing_and_source_checkout_builds_once(tmp_path):
     builds = os.listdir(tmp_path / "graphc-rt")
     assert len(builds) == 1
     assert any(f.startswith("_rt") for f in os.listdir(tmp_path / "graphc-rt" / builds[0]))
+
+
+def test_the_cdef_is_read_from_the_headers():
+    """graphc._rt's cffi cdef is the headers' marked declarations (one source): it declares
+    every function the headers declare, and the built module has each of them."""
+    from graphc import _build_rt
+    csrc = rt.csrc_dir()
+    cdef = _build_rt.cdef(csrc)
+    in_cdef = re.findall(r"(graphc_\w+)\(", cdef)
+    for name in _build_rt.HEADERS:
+        with open(os.path.join(csrc, name)) as f:
+            declared = re.findall(r"^(?:void|int) (graphc_\w+)\(", f.read(), re.M)
+        assert declared and set(declared) <= set(in_cdef), name
+    lib = rt._runtime().lib
+    assert all(callable(getattr(lib, fn)) for fn in in_cdef)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

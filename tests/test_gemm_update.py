@@ -7,7 +7,7 @@ import pytest
 from test_gemm import ISAS, operand
 
 import graphc
-from graphc import rt
+from graphc import compiler, rt
 from graphc import schedule as schedule_module
 from graphc.capture import trace_to_graph
 from graphc.codegen.c import generate
@@ -89,6 +89,8 @@ def test_sgd_update_is_the_gemm_epilogue_with_the_fused_loops_bits(dtype, rows, 
         assert graphc.compile(sgd).source(*args).count("gc_gemm_update_") >= 2
     fused = graphc.compile(sgd)(*args)
     monkeypatch.setattr(schedule_module, "update_epilogues", lambda graph, groups: {})
+    monkeypatch.setenv("GRAPHC_WARM_START", "0")     # a patched plan: no records, and no
+    monkeypatch.setattr(compiler, "_RUNNERS", type(compiler._RUNNERS)())   # runner reused
     loops = graphc.compile(sgd)(*args)
     for a, b in zip(fused, loops):
         assert a.tobytes() == b.tobytes()
@@ -133,12 +135,16 @@ def test_sgd_step_updates_parameters_in_place_with_the_same_bits(sizes, monkeypa
         runs[in_place] = (losses, {k: v.copy() for k, v in model.params.items()})
         sched = generate(step.graph)[2]
         updates = [k for k in sched.kernels if k.epilogue]
-        direct = [k for k in updates if k.out.buf.kind == "out"]
+        direct = [k for k in updates if k.out.buf.kind == "in"]
         copied = [k for k in sched.kernels if k.note == "in place"
                   and any(k.srcs[0].buf is u.out.buf for u in updates)]
         assert len(updates) == 2                                   # W0 and W1
         assert len(direct) == (2 if in_place == "1" else 0)
         assert len(copied) == (0 if in_place == "1" else 2)
+        kinds = [k.kind for k in sched.kernels]         # one guard, before any input is written
+        writes = [i for i, k in enumerate(sched.kernels) for v in k.outs()
+                  if v.buf is not None and v.buf.kind == "in"]
+        assert kinds.count("guard") == 1 and kinds.index("guard") < min(writes)
         if in_place == "1":
             bad = y.copy()
             bad[7] = sizes[-1]

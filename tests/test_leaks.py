@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -100,6 +101,24 @@ def test_2000_shapes_each_built_keep_memory_bounded():
     # each new module stays mapped (Python never unloads one): ~35 KB apiece measured, so
     # memory grows with the number of distinct kernels ever built, and by nothing else
     assert (samples[-1] - samples[len(samples) // 2]) / 1000 < 0.1
+
+
+def test_a_compiled_function_out_of_scope_is_freed():
+    """compiler._RUNNERS shares built runners between functions of the same graph, by design
+    (bounded); it must not keep the functions themselves: their call plans hold their general
+    path, and a runner keeps the plans only until a tiered build's optimized module is in."""
+    c = float(np.random.default_rng().integers(1, 2**40))      # a new graph: built fresh
+    x = np.arange(3.0)
+    refs = []
+    for _ in range(3):                  # the same graph each time: one shared runner
+        f = graphc.compile(lambda v: graphc.sum(v * c))      # a generated plan (arrays)
+        g = graphc.compile(lambda a: a * c + 1.0)            # a C fast call (Python floats)
+        assert [f(x), f(x), g(1.5), g(1.5)] == [3 * c, 3 * c, 1.5 * c + 1.0, 1.5 * c + 1.0]
+        refs += [weakref.ref(f), weakref.ref(g)]
+        del f, g
+    build.wait_for_optimized_builds()
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
 
 
 def test_no_file_descriptor_leaks():

@@ -467,6 +467,7 @@ def test_updates_are_written_straight_into_parameters_after_every_check(monkeypa
     writes = [i for i, k in enumerate(sched.kernels) for v in k.outs()
               if v.buf is not None and v.buf.kind == "in"]
     assert checks and len(writes) >= 4 and max(checks) < guard < min(writes)
+    assert [k.kind for k in sched.kernels].count("guard") == 1
     with pytest.raises(graphc.GraphcError, match="label"):
         step(x, np.full(8, 7))
     for a, b in zip(step.memory, memory):
@@ -492,6 +493,17 @@ def test_alias_plan_is_verified():
         check_aliases(sched)
     with pytest.raises(graphc.GraphcError, match="at most once"):
         Graph(graph.inputs, graph.outputs, aliases=[(0, 0), (1, 0)])
+
+
+def test_an_input_also_returned_is_copied_out_before_it_is_overwritten():
+    """x returned as it is and x * 2 aliased to x: x * 2 cannot be written straight into x
+    (the copy of x to its output slot reads x after every kernel), so it is copied back last."""
+    from graphc.schedule import schedule
+    graph, _ = graphc.capture.trace_to_graph(lambda x: (x, x * 2), (np.zeros(3),))
+    sched = schedule(Graph(graph.inputs, graph.outputs, aliases=[(1, 0)]), fuse=True)
+    notes = [k.note for k in sched.kernels if k.kind == "copy"]
+    assert notes == ["output", "in place"]
+    assert not any(v.buf.kind == "in" for k in sched.kernels for v in k.outs())
 
 
 # ---- nn ----
