@@ -510,7 +510,8 @@ static PyTypeObject FastCallType = {
    positional argument 'f', an exact Python float, or 'a', an exact ndarray of float64 in native
    byte order, C order, of the signature's shape (read in place, never written). The outputs
    (the value, then the gradients) are fresh arrays made by `empty` (numpy.empty) per call, so
-   they belong to the caller. The interpreter runs without the GIL on the object's work array,
+   they belong to the caller; an output whose shape is None (the gradient of a Python float) is
+   a Python float, as on the Python path. The interpreter runs without the GIL on the object's work array,
    or on one of its own when another thread holds that. Any other call goes to `general`. */
 
 #define TAPE_ARGS_MAX 64     /* arguments, and outputs: more keep the Python plan */
@@ -544,6 +545,7 @@ static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
     double floats[TAPE_ARGS_MAX];
     Py_buffer views[TAPE_ARGS_MAX];
     PyObject *outs[TAPE_ARGS_MAX];
+    double scalars[TAPE_ARGS_MAX];      /* the outputs that are Python floats */
     Py_ssize_t n_views = 0, n_made = 0;
     int status = 0;
     for (Py_ssize_t k = 0; k < self->n_args; k++) {
@@ -570,8 +572,13 @@ static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
     }
     double *value_at = NULL;
     for (; n_made < self->n_outs; n_made++) {
-        PyObject *out = PyObject_CallOneArg(self->empty, PyTuple_GET_ITEM(self->out_shapes,
-                                                                          n_made));
+        PyObject *shape = PyTuple_GET_ITEM(self->out_shapes, n_made);
+        if (shape == Py_None) {     /* a Python float, made after the run */
+            outs[n_made] = NULL;
+            io[self->n_args + n_made - self->with_value] = &scalars[n_made];
+            continue;
+        }
+        PyObject *out = PyObject_CallOneArg(self->empty, shape);
         Py_buffer b;
         if (out == NULL || PyObject_GetBuffer(out, &b, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
             Py_XDECREF(out);
@@ -605,6 +612,11 @@ static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
         PyMem_RawFree(work);
     if (value_at != NULL)
         *value_at = value;
+    for (Py_ssize_t j = 0; j < n_made; j++)
+        if (outs[j] == NULL && (outs[j] = PyFloat_FromDouble(scalars[j])) == NULL) {
+            status = -1;
+            goto done;
+        }
     Py_ssize_t pos = 0, leaf = 0;
     *result = build_tree(self->tree, outs, &pos, &leaf);
     status = *result == NULL ? -1 : 1;
@@ -613,7 +625,7 @@ static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
     n_made = 0;
 done:
     for (Py_ssize_t j = 0; j < n_made; j++)
-        Py_DECREF(outs[j]);
+        Py_XDECREF(outs[j]);
     while (n_views)
         PyBuffer_Release(&views[--n_views]);
     return status;

@@ -63,16 +63,18 @@ class ReverseTapeRunner:
     def fast_call(self, general, kinds: str, tree: tuple[int, ...], python=()):
         """The call in C (graphc._fastcall.TapeCall) for positional arguments of the kinds
         `kinds` ('f' a Python float, 'a' a float64 array of the input's shape), the outputs
-        fresh arrays in the tree `tree`; any other call goes to `general`. None where the
-        extension is not available or the signature has other kinds."""
+        fresh arrays in the tree `tree` (Python floats at the positions `python`); any other
+        call goes to `general`. None where the extension is not available or the signature
+        has other kinds."""
         fast = fastcall.module()
         n = len(self.input_shapes)
-        if (fast is None or python or set(kinds) - {"f", "a"} or len(kinds) != n
+        if (fast is None or set(kinds) - {"f", "a"} or len(kinds) != n
                 or n > fast.TAPE_ARGS_MAX or len(self.grad_shapes) + 1 > fast.TAPE_ARGS_MAX):
             return None
         ffi, tape = self.ffi, self.tape
         address = [tape.cells.ctypes.data, tape.layout.ctypes.data, tape.init.ctypes.data]
         shapes = [() for _ in range(self.with_value)] + list(self.grad_shapes)
+        shapes = [None if j in python else shape for j, shape in enumerate(shapes)]
         return fast.TapeCall(
             int(ffi.cast("uintptr_t", ffi.addressof(self._lib, "gc_scalar_tape"))), general,
             NANS, self, address[0], tape.n_rows, *address[1:], tape.n_slots, kinds,

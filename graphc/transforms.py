@@ -224,7 +224,9 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
     grads = [pytree.unflatten(trees[i], [0.0] * trees[i].num_leaves) for i in positions]
     grads = grads[0] if isinstance(argnums, int) else tuple(grads)
     _, out_td = pytree.flatten((0.0, grads) if with_value else grads)
-    return Executable(graph, out_td, runner, specs, (), treedef)
+    # the gradient of a Python float is a Python float, as on the symbolic path
+    weak = tuple(j + with_value for j, k in enumerate(wrt) if specs[k][2:] == ("weak",))
+    return Executable(graph, out_td, runner, specs, weak, treedef)
 
 
 def _named(fn, wrapper):
