@@ -391,6 +391,18 @@ def test_has_aux_returns_fresh_aux():
     assert aux2["logits"] is not aux["logits"] and loss2 < loss
 
 
+@pytest.mark.parametrize("empty", [{}, None, ()], ids=["dict", "none", "tuple"])
+def test_has_aux_without_leaves_returns_it_every_step(empty):
+    """An aux with no arrays leaves the loss the step's only output; it is still returned."""
+    w = np.ones(3)
+    step = graphc.train_step(lambda p, x: (graphc.sum(p[0] * x), empty),
+                             optim.SGD([w], lr=0.5), has_aux=True)
+    x = np.ones(3)
+    for want in (3.0, 1.5, 0.0):
+        loss, aux = step(x)
+        assert loss == want and aux == empty
+
+
 def test_comm_and_bad_arguments_are_clear_errors():
     model = _model()
     opt = optim.SGD(model.params, lr=0.1)
