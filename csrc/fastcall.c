@@ -101,10 +101,24 @@ static PyObject *build_tree(const int *tree, PyObject **leaves, Py_ssize_t *pos,
     return node;
 }
 
+/* 1: *view is x's buffer (the caller releases it); 0: x is not an exact `array_type` with a
+   C-contiguous buffer (the general path converts it). */
+static int array_view(PyObject *x, PyObject *array_type, Py_buffer *view)
+{
+    if (Py_TYPE(x) != (PyTypeObject *)array_type)
+        return 0;
+    if (PyObject_GetBuffer(x, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 /* 1: *result is the outputs; 0: the call is not of this signature, or failed in C (the
    general path decides); -1: a Python error is set. */
-static int run(const FastCall *self, PyObject *const *args, PyObject **result)
+static int run(void *callable, PyObject *const *args, PyObject **result)
 {
+    const FastCall *self = callable;
     graphc_slot slots[SLOTS_MAX];
     Py_buffer views[ARRAYS_MAX];
     Py_ssize_t n_views = 0;
@@ -131,12 +145,8 @@ static int run(const FastCall *self, PyObject *const *args, PyObject **result)
             if (overflow)
                 goto miss;
         } else {
-            if (Py_TYPE(x) != (PyTypeObject *)self->array_type)
+            if (!array_view(x, self->array_type, &views[n_views]))
                 goto miss;
-            if (PyObject_GetBuffer(x, &views[n_views], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-                PyErr_Clear();              /* not C-contiguous: the general path copies it */
-                goto miss;
-            }
             Py_buffer *v = &views[n_views++];
             const Py_ssize_t *dims = self->dims + self->array_dims[k];
             const char *format = PyBytes_AS_STRING(PyTuple_GET_ITEM(self->formats, k));
@@ -181,13 +191,15 @@ miss:
     return 0;
 }
 
-static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                     PyObject *kwnames)
+/* The call of either type: `run` (1: done, 0: not this signature, -1: an error) on exactly
+   n_args positional arguments while the NaN locator (nans["on"]) is off, else `general`. */
+static PyObject *run_or_general(void *self, int (*run)(void *, PyObject *const *, PyObject **),
+                                Py_ssize_t n_args, PyObject *nans, PyObject *general,
+                                PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    FastCall *self = (FastCall *)callable;
-    if (PyVectorcall_NARGS(nargsf) == self->n_args
+    if (PyVectorcall_NARGS(nargsf) == n_args
             && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
-        PyObject *on = PyDict_GetItemWithError(self->nans, str_on);
+        PyObject *on = PyDict_GetItemWithError(nans, str_on);
         if (on == NULL && PyErr_Occurred())
             return NULL;
         if (on == NULL || on == Py_False) {
@@ -197,7 +209,15 @@ static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, 
                 return status > 0 ? result : NULL;
         }
     }
-    return PyObject_Vectorcall(self->general, args, nargsf, kwnames);
+    return PyObject_Vectorcall(general, args, nargsf, kwnames);
+}
+
+static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    FastCall *self = (FastCall *)callable;
+    return run_or_general(self, run, self->n_args, self->nans, self->general, args,
+                          nargsf, kwnames);
 }
 
 /* Sequences of Python ints into a C array of n elements. */
@@ -539,8 +559,9 @@ typedef struct {
 } TapeCall;
 
 /* 1: *result is the outputs; 0: not this signature (the general path decides); -1: an error. */
-static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
+static int tape_run(void *callable, PyObject *const *args, PyObject **result)
 {
+    TapeCall *self = callable;
     void *io[2 * TAPE_ARGS_MAX];
     double floats[TAPE_ARGS_MAX];
     Py_buffer views[TAPE_ARGS_MAX];
@@ -557,12 +578,8 @@ static int tape_run(TapeCall *self, PyObject *const *args, PyObject **result)
             io[k] = &floats[k];
             continue;
         }
-        if (Py_TYPE(x) != (PyTypeObject *)self->ndarray)
+        if (!array_view(x, self->ndarray, &views[n_views]))
             goto done;
-        if (PyObject_GetBuffer(x, &views[n_views], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-            PyErr_Clear();
-            goto done;
-        }
         const Py_buffer *b = &views[n_views++];
         Py_ssize_t n = self->in_shape[k];
         if (b->ndim != (n >= 0) || (n >= 0 && b->shape[0] != n) || b->itemsize != 8
@@ -635,19 +652,8 @@ static PyObject *tapecall_vectorcall(PyObject *callable, PyObject *const *args, 
                                      PyObject *kwnames)
 {
     TapeCall *self = (TapeCall *)callable;
-    if (PyVectorcall_NARGS(nargsf) == self->n_args
-            && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
-        PyObject *on = PyDict_GetItemWithError(self->nans, str_on);
-        if (on == NULL && PyErr_Occurred())
-            return NULL;
-        if (on == NULL || on == Py_False) {
-            PyObject *result;
-            int status = tape_run(self, args, &result);
-            if (status)
-                return status > 0 ? result : NULL;
-        }
-    }
-    return PyObject_Vectorcall(self->general, args, nargsf, kwnames);
+    return run_or_general(self, tape_run, self->n_args, self->nans, self->general, args,
+                          nargsf, kwnames);
 }
 
 static int tapecall_traverse(TapeCall *self, visitproc visit, void *arg)

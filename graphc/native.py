@@ -154,11 +154,15 @@ class CRunner:
         out_kinds = "".join(_OUT_KIND[self._scalar_out[j][1]] for j in range(n_out))
         # a few 0-d nodes (no loop anywhere) hold the GIL, cheaper than releasing it
         quick = len(self._graph.nodes) <= 64 and all(n.shape == () for n in self._graph.nodes)
+        return self._fast_call_of(fast, general, NANS, self, kinds, tuple(fixed), tuple(ws_offsets),
+                                  self._ws_bytes, tuple(ws_offsets[len(self._hidden):]),
+                                  out_kinds, tree, not quick)
+
+    def _fast_call_of(self, fast, *args):
+        """fast.FastCall(self's packed entry, *args), its entry swapped with this runner's
+        when the optimized build comes in."""
         with self._swap_lock:
-            call = fast.FastCall(self._packed, general, NANS, self, kinds, tuple(fixed),
-                                 tuple(ws_offsets), self._ws_bytes,
-                                 tuple(ws_offsets[len(self._hidden):]), out_kinds, tree,
-                                 not quick)
+            call = fast.FastCall(self._packed, *args)
             if self._quick:
                 self._fast_calls.append(call)
         return call
@@ -183,14 +187,10 @@ class CRunner:
         order = [k for kind, k in slots if kind == "arg"]
         if order != list(range(len(kinds))):
             return None
-        with self._swap_lock:
-            call = fast.FastCall(self._packed, general, NANS, (self, keep), kinds, tuple(fixed),
-                                 tuple(ws_offsets), self._ws_bytes, (offset,),
-                                 _OUT_KIND[ctype], (-1,), True, arg_slots, np.ndarray,
-                                 arrays, int(self.ffi.cast("uintptr_t", self._ws_ptr)))
-            if self._quick:
-                self._fast_calls.append(call)
-        return call
+        return self._fast_call_of(fast, general, NANS, (self, keep), kinds, tuple(fixed),
+                                  tuple(ws_offsets), self._ws_bytes, (offset,),
+                                  _OUT_KIND[ctype], (-1,), True, arg_slots, np.ndarray, arrays,
+                                  int(self.ffi.cast("uintptr_t", self._ws_ptr)))
 
     def describe(self) -> list[str]:
         """One line per kernel (explain())."""
