@@ -238,10 +238,10 @@ class TrainStep:
         runner.bind(ns)
         exec("\n".join(lines), ns)  # noqa: S102  (source built from this signature only)
         self.entry, self.entry_args = runner._entry, ns["args_of"]
-        # an aux with no leaves also leaves the loss the only output: the C plan returns
-        # the loss alone, so it serves only steps without aux
-        ns["call"].plan = (first == 1 and not self.has_aux
-                           and self._fast_plan(runner, ns, example, len(mem)) or ns["plan"])
+        # the C plan returns the loss alone: only for steps without aux (an aux with no
+        # leaves also leaves the loss the only output, yet must be returned)
+        ns["call"].plan = (not self.has_aux and self._fast_plan(runner, ns, example, len(mem))
+                           or ns["plan"])
         return ns["call"]
 
     @staticmethod

@@ -213,7 +213,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     if out.shape != () or out.dtype is not dtypes.float64:
         raise NotTapeable("the output is not a float64 scalar")
     out_slot = place[out][0]
-    if place[out][0] < n_init:      # a constant output: the sweep must not write it
+    if out_slot < n_init:           # a constant output: the sweep must not write it
         raise NotTapeable("a constant output")
     layout = [top, n_init, out_slot, len(graph.inputs), len(wrt)]
     for n in graph.inputs:
