@@ -133,6 +133,13 @@ def gemm_at(rev: str, where: str) -> dict[str, int]:
 _LOADED: list = []      # libraries loaded by gemm_at, kept for the life of the process
 
 
+def threads_at(lib) -> int:
+    """The address of the thread count of a library loaded by gemm_at (its own, 1 until its
+    graphc_set_num_threads is called)."""
+    import ctypes
+    return ctypes.addressof(ctypes.c_int.in_dll(lib, "graphc_threads"))
+
+
 def ab(rev: str, rounds: int) -> None:
     """W3's train step and its eight products with this tree's gemm and with git revision
     rev's, alternating, on one thread (CPU time): between steps the step's C module is linked

@@ -94,20 +94,21 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 
 /*
  * Threads (graphc_threads.h). A product of at least PAR_MIN_FLOPS (2*M*N*K) is cut into
- * slabs of C, which the team takes one at a time (a thread the OS leaves waiting holds up
- * one slab, not a fixed share): column slabs of whole COL_UNITs, else (N too narrow) row
- * slabs of whole ROW_UNITs, up to SLABS_PER_THREAD per thread. Each slab runs the whole
- * blocked algorithm in the scratch area of the thread that takes it, so threads never wait
- * for one another; but each slab packs again the operand all slabs share (A for column
- * slabs: W3's whole 256 x K activations, or an M x KC block per NC block) and refills its
- * L2 with it, so slabs are few: 2 per thread measured 1.3-1.5x faster than 4 on W3's
- * products on 2 threads (bench/RESULTS.md). An element of C is computed the same way in any
- * slab (the K blocking depends on K alone; every lane of a tile does the same FMAs in the
- * same order), so C is bit-identical for any thread count. The units are multiples of every
- * MR and NR below, so only the last slab has edge tiles. Smaller products (under ~60 µs on
- * one core) stay on the calling thread, where starting and joining a team would cost a good
- * part of the gain: a setting, not yet a measurement (bench/RESULTS.md, "Threads";
- * bench/measure_threads.py).
+ * slabs of C, one per thread, which the team takes one at a time (a thread the OS has not
+ * started yet leaves its slab to the first one free): column slabs when N has a COL_UNIT for
+ * each thread or more COL_UNITs than M has ROW_UNITs, else (N too narrow) row slabs. The cuts
+ * fall on whole micro-tiles of the instruction set in force (NR columns or MR rows), as even
+ * as those allow: N = 2048 splits 1024 / 1024. Each slab runs the whole blocked algorithm in
+ * the scratch area of the thread that takes it, so threads never wait for one another; but
+ * each slab packs again the operand all slabs share (A for column slabs: W3's whole 256 x K
+ * activations, or an M x KC block per NC block) and refills its L2 with it, so there is one
+ * slab per thread: on W3's products 2 slabs per thread cost 2-9% more CPU time in all than
+ * one thread, one slab per thread -2-4% (bench/profile_step_kernels.py --threads 2,
+ * bench/RESULTS.md). An element of C is computed the same way in any slab (the K blocking
+ * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
+ * bit-identical for any thread count. Smaller products (under ~60 µs on one core) stay on
+ * the calling thread, where starting and joining a team would cost a good part of the gain:
+ * a setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
@@ -115,7 +116,6 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 #define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
 #define COL_UNIT 96
 #define ROW_UNIT 48
-#define SLABS_PER_THREAD 2
 
 /* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
 struct slabs {
@@ -123,7 +123,8 @@ struct slabs {
     long count, unit, units; /* count slabs of whole units (units of them in all) */
 };
 
-static struct slabs slabs_of(long M, long N, long K)
+/* The slabs of an M x N x K product whose micro-tile is mr x nr. */
+static struct slabs slabs_of(long M, long N, long K, long mr, long nr)
 {
     struct slabs s = {1, 1, 1, 0, 0};
 #ifdef _OPENMP
@@ -132,12 +133,12 @@ static struct slabs slabs_of(long M, long N, long K)
     if (n < 2 || 2.0 * M * N * K < PAR_MIN_FLOPS || omp_in_parallel())
         return s;
     s.by_cols = cols >= n || cols >= rows;
-    s.unit = s.by_cols ? COL_UNIT : ROW_UNIT;
-    s.units = s.by_cols ? cols : rows;
-    s.count = min_l(s.units, (long)n * SLABS_PER_THREAD);
-    s.threads = (int)min_l(n, s.count);
+    s.unit = s.by_cols ? nr : mr;
+    s.units = ((s.by_cols ? N : M) + s.unit - 1) / s.unit;
+    s.count = min_l(s.units, n);
+    s.threads = (int)s.count;
 #else
-    (void)M, (void)N, (void)K;
+    (void)M, (void)N, (void)K, (void)mr, (void)nr;
 #endif
     return s;
 }
@@ -272,10 +273,28 @@ static void F(dispatch)(const struct F(problem) *p)
     }
 }
 
+/* The slabs of a call, cut at the micro-tiles of the instruction set in force. */
+static struct slabs F(slabs)(const struct F(problem) *p)
+{
+    switch (current_isa()) {
+#if GEMM_X86
+    case GRAPHC_GEMM_AVX512:
+        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, avx512),
+                        GEMM_CAT3(tile_cols, GEMM_SFX, avx512));
+    case GRAPHC_GEMM_AVX2:
+        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, avx2),
+                        GEMM_CAT3(tile_cols, GEMM_SFX, avx2));
+#endif
+    default:
+        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, generic),
+                        GEMM_CAT3(tile_cols, GEMM_SFX, generic));
+    }
+}
+
 /* A whole call: on the calling thread, or cut into slabs of C for the team. */
 static void F(run)(const struct F(problem) *p)
 {
-    struct slabs s = slabs_of(p->M, p->N, p->K);
+    struct slabs s = F(slabs)(p);
     if (s.threads < 2) {
         F(dispatch)(p);
         return;
@@ -363,6 +382,8 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
 #define NR (NV * VW)
 #define FEW_ROWS (2 * GEMM_MC) /* at most this many rows (padded): gemm_few_rows */
 #define FEW_ROWS_PANELS 4      /* B panels packed at a time there (96 KiB on AVX2, f32) */
+
+enum { FI(tile_rows) = MR, FI(tile_cols) = NR }; /* where slabs of C are cut (F(slabs)) */
 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
