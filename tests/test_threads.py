@@ -19,6 +19,8 @@ from graphc.errors import GraphcError
 
 COUNTS = (1, 2, 3)
 DTYPES = (np.float32, np.float64)
+ISAS = [isa for isa in rt.ISAS if rt.set_gemm_isa(isa) == isa]   # this CPU's gemm paths
+rt.set_gemm_isa(None)
 
 
 @pytest.fixture
@@ -46,12 +48,22 @@ def assert_bit_identical(results: list) -> None:
 
 
 # (a, b): split by B panels; by A blocks (N = 10, M large); transposed operands; K not a
-# multiple of the blocking
+# multiple of the blocking. Slabs are cut at whole micro-tiles of the path in force, so each
+# path cuts C in its own places.
 GEMM_SHAPES = [((300, 700), (700, 500)), ((3000, 200), (200, 10)), ((257, 1000), (1000, 300))]
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gemm_bit_identical_for_any_thread_count(dtype, restore_threads):
+def test_gemm_bit_identical_for_any_thread_count(dtype, isa, restore_threads):
+    rt.set_gemm_isa(isa)
+    try:
+        gemm_bit_identical_for_any_thread_count(dtype)
+    finally:
+        rt.set_gemm_isa(None)
+
+
+def gemm_bit_identical_for_any_thread_count(dtype) -> None:
     rng = np.random.default_rng(0)
     cases = []
     for sa, sb in GEMM_SHAPES:
