@@ -102,19 +102,22 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
  * the scratch area of the thread that takes it, so threads never wait for one another; but
  * each slab packs again the operand all slabs share (A for column slabs: W3's whole 256 x K
  * activations, or an M x KC block per NC block) and refills its L2 with it, so there is one
- * slab per thread: on W3's products 2 slabs per thread cost 2-9% more CPU time in all than
- * one thread, one slab per thread -2-4% (bench/profile_step_kernels.py --threads 2,
- * bench/RESULTS.md). An element of C is computed the same way in any slab (the K blocking
- * depends on K alone; every lane of a tile does the same FMAs in the same order), so C is
- * bit-identical for any thread count. Smaller products (under ~60 µs on one core) stay on
- * the calling thread, where starting and joining a team would cost a good part of the gain:
- * a setting, not yet a measurement (bench/RESULTS.md, "Threads"; bench/measure_threads.py).
+ * slab per thread: on W3's few-rows products 2 slabs per thread took 6% more CPU time in all
+ * than one thread, and the busier thread 1.13x half of it; one slab per thread 1-3% and 1.03x
+ * (bench/RESULTS.md). Sharing one packed A between the slabs of a few-rows product (a barrier
+ * before and after each A block) saved no measurable CPU time, and a thread the OS holds up
+ * then stalls every barrier (1.5x the wall time at load 6). An element of C is computed the
+ * same way in any slab (the K blocking depends on K alone; every lane of a tile does the same
+ * FMAs in the same order), so C is bit-identical for any thread count. Smaller products
+ * (under ~60 µs on one core) stay on the calling thread, where starting and joining a team
+ * would cost a good part of the gain: a setting, not yet a measurement (bench/RESULTS.md,
+ * "Threads"; bench/measure_threads.py).
  */
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
 #define SMALL_MACS 2097152.0 /* 2M: below PAR_MIN_FLOPS, so one thread either way */
 #define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
-#define COL_UNIT 96
+#define COL_UNIT 96 /* slabs by columns when N has one for each thread (see above) */
 #define ROW_UNIT 48
 
 /* How a product is cut for threads: the thread count (1: not at all), and the slabs. */
@@ -256,47 +259,29 @@ struct F(problem) {
 #define GEMM_MC 128
 #include "gemm.c"
 
-/* The blocked gemm on the calling thread, by the instruction set in force. */
-static void F(dispatch)(const struct F(problem) *p)
-{
-    switch (current_isa()) {
-#if GEMM_X86
-    case GRAPHC_GEMM_AVX512:
-        GEMM_CAT3(gemm, GEMM_SFX, avx512)(p);
-        return;
-    case GRAPHC_GEMM_AVX2:
-        GEMM_CAT3(gemm, GEMM_SFX, avx2)(p);
-        return;
-#endif
-    default:
-        GEMM_CAT3(gemm, GEMM_SFX, generic)(p);
-    }
-}
+/* One instruction set's blocked gemm (on the calling thread) and its micro-tile. */
+struct F(path) {
+    void (*gemm)(const struct F(problem) *);
+    long mr, nr;
+};
 
-/* The slabs of a call, cut at the micro-tiles of the instruction set in force. */
-static struct slabs F(slabs)(const struct F(problem) *p)
-{
-    switch (current_isa()) {
-#if GEMM_X86
-    case GRAPHC_GEMM_AVX512:
-        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, avx512),
-                        GEMM_CAT3(tile_cols, GEMM_SFX, avx512));
-    case GRAPHC_GEMM_AVX2:
-        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, avx2),
-                        GEMM_CAT3(tile_cols, GEMM_SFX, avx2));
+#define PATH(isa)                                                                              \
+    {GEMM_CAT3(gemm, GEMM_SFX, isa), GEMM_CAT3(tile_rows, GEMM_SFX, isa),                      \
+     GEMM_CAT3(tile_cols, GEMM_SFX, isa)}
+#if GEMM_X86 /* indexed by GRAPHC_GEMM_GENERIC, _AVX2, _AVX512 */
+static const struct F(path) F(paths)[] = {PATH(generic), PATH(avx2), PATH(avx512)};
+#else
+static const struct F(path) F(paths)[] = {PATH(generic)};
 #endif
-    default:
-        return slabs_of(p->M, p->N, p->K, GEMM_CAT3(tile_rows, GEMM_SFX, generic),
-                        GEMM_CAT3(tile_cols, GEMM_SFX, generic));
-    }
-}
+#undef PATH
 
 /* A whole call: on the calling thread, or cut into slabs of C for the team. */
 static void F(run)(const struct F(problem) *p)
 {
-    struct slabs s = F(slabs)(p);
+    const struct F(path) *path = &F(paths)[current_isa()];
+    struct slabs s = slabs_of(p->M, p->N, p->K, path->mr, path->nr);
     if (s.threads < 2) {
-        F(dispatch)(p);
+        path->gemm(p);
         return;
     }
 #ifdef _OPENMP
@@ -316,7 +301,7 @@ static void F(run)(const struct F(problem) *p)
                 q.D += lo * p->ldd;
         }
         if (q.M > 0 && q.N > 0)
-            F(dispatch)(&q);
+            path->gemm(&q);
     }
 #endif
 }
