@@ -368,7 +368,7 @@ void GEMM_CAT(graphc_gemm_update, GEMM_SFX)(long M, long N, long K, const T *A, 
 #define FEW_ROWS (2 * GEMM_MC) /* at most this many rows (padded): gemm_few_rows */
 #define FEW_ROWS_PANELS 4      /* B panels packed at a time there (96 KiB on AVX2, f32) */
 
-enum { FI(tile_rows) = MR, FI(tile_cols) = NR }; /* where slabs of C are cut (F(slabs)) */
+enum { FI(tile_rows) = MR, FI(tile_cols) = NR }; /* where slabs of C are cut (F(run)) */
 
 /* may_alias: panels of T are read through V pointers (like the __m512 of immintrin.h). */
 typedef T FI(vec) __attribute__((vector_size(GEMM_VEC_BYTES), may_alias));
