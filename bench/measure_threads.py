@@ -7,6 +7,7 @@ where threads start to pay for an elementwise loop.
     taskset -c 0,1 python -m bench.measure_threads threshold         # 1 vs 2 threads by size
     taskset -c 0 python -m bench.measure_threads ab --rev main       # this gemm vs main's
     taskset -c 0,1 python -m bench.measure_threads split             # 2 threads' work split
+    taskset -c 0,1 python -m bench.measure_threads scaling --rev main # 1 vs 2 threads, 2 gemms
     taskset -c 0 python -m bench.measure_threads plans               # the SGD update's plans
 
 Every implementation gets the same thread count (GRAPHC_NUM_THREADS, OPENBLAS_NUM_THREADS,
@@ -203,6 +204,46 @@ def ab(rev: str, rounds: int) -> None:
         for name in names) + " |")
 
 
+def scaling(rev: str, rounds: int) -> None:
+    """W3's graphc step in wall time on 1 and 2 threads, linked to this tree's gemm and to git
+    revision rev's in turn (as in ab), the four alternating round after round: each gemm's
+    2-thread speed-up over its own 1-thread step, in one process (meaningful on idle cores)."""
+    import tempfile
+
+    import numpy as np
+
+    import graphc
+    from bench import problems as P
+    from bench.peers import graphc_impl as G
+    from graphc import rt
+    from graphc.build import load_module
+    from graphc.codegen.c import LINK, LINKED, generate
+    here = rt.runtime_addresses()
+    theirs = here | gemm_at(rev, tempfile.mkdtemp())
+    theirs["threads"] = threads_at(_LOADED[-1])
+    gemms = {"this tree": (here, rt.set_num_threads),
+             rev: (theirs, _LOADED[-1].graphc_set_num_threads)}
+    step = graphc.train_step(G._ce, graphc.optim.SGD(
+        G._as_dict(P.init_mlp(P.W3_SIZES, 0, "float32")), lr=P.W3_LR))
+    batch = P.w3_batch()
+    step(*batch)
+    link = getattr(load_module(*generate(step.graph)[:2])[1], LINK)
+
+    def on(name, n):
+        addresses, set_threads = gemms[name]
+        return lambda: (link(*(addresses[key] for key in LINKED)), set_threads(n),
+                        step(*batch))
+    times = alternate({(name, n): on(name, n) for name in gemms for n in (1, 2)}, rounds,
+                      time.perf_counter)
+    link(*(here[key] for key in LINKED))
+    print(f"W3 step, {rounds} alternating rounds, wall ms (median [min])")
+    for name in gemms:
+        one, two = (times[name, n] for n in (1, 2))
+        print(f"| {name} | 1 thread {1e3 * np.median(one):.1f} [{1e3 * min(one):.1f}] | "
+              f"2 threads {1e3 * np.median(two):.1f} [{1e3 * min(two):.1f}] | "
+              f"{np.median(one) / np.median(two):.2f}x [{min(one) / min(two):.2f}x] |")
+
+
 def plans(rounds: int) -> None:
     """W3's train step built three ways, alternating on one thread (CPU time): the SGD
     update as an epilogue of the weight-gradient gemms writing the parameters in place (the
@@ -313,7 +354,8 @@ def threshold(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split", "plans"))
+    parser.add_argument("what", choices=("w3", "gemm", "threshold", "ab", "split", "plans",
+                                                 "scaling"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rev", default="main", help="ab: the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=30)
@@ -324,7 +366,8 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     {"w3": lambda: w3(args.threads, args.rounds), "gemm": lambda: gemm(args.rounds),
      "threshold": lambda: threshold(args.rounds), "ab": lambda: ab(args.rev, args.rounds),
-     "split": lambda: split(args.rounds), "plans": lambda: plans(args.rounds)}[args.what]()
+     "split": lambda: split(args.rounds), "plans": lambda: plans(args.rounds),
+     "scaling": lambda: scaling(args.rev, args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":
