@@ -849,13 +849,13 @@ ISA_FN void FI(gemm_small)(const struct F(problem) *p)
     int packed = p->csb != 1 || p->N % VW != 0
                  || p->K * labs(p->rsb) * (long)sizeof(T) > SMALL_B_SPAN;
     T *bp = scratch();
-    if (packed)
-        FI(pack_b)(p->K, p->N, p->B, p->rsb, p->csb, bp);
     long ldb = packed ? NR : p->rsb;
     long j0 = 0;
-    for (; j0 + NR <= p->N; j0 += NR)
-        FI(direct_rows)(p, NV, VW, packed ? bp + j0 * p->K : p->B + j0, ldb, p->C + j0,
-                        overwrite);
+    for (; j0 + NR <= p->N; j0 += NR) {
+        if (packed) /* each panel right before its rows: it stays in L1 */
+            FI(pack_b)(p->K, NR, p->B + j0 * p->csb, p->rsb, p->csb, bp);
+        FI(direct_rows)(p, NV, VW, packed ? bp : p->B + j0, ldb, p->C + j0, overwrite);
+    }
     if (j0 == p->N)
         return;
     if (!packed) { /* whole vectors, one at a time */
@@ -863,21 +863,21 @@ ISA_FN void FI(gemm_small)(const struct F(problem) *p)
             FI(direct_rows)(p, 1, VW, p->B + j0, ldb, p->C + j0, overwrite);
         return;
     }
-    const T *b = bp + j0 * p->K; /* the partial panel */
-    long n = p->N - j0;
+    long n = p->N - j0; /* the partial panel */
     int last = (int)((n - 1) % VW) + 1;
+    FI(pack_b)(p->K, n, p->B + j0 * p->csb, p->rsb, p->csb, bp);
     switch ((n + VW - 1) / VW) {
     case 1:
-        FI(direct_rows)(p, 1, last, b, ldb, p->C + j0, overwrite);
+        FI(direct_rows)(p, 1, last, bp, ldb, p->C + j0, overwrite);
         return;
 #if NV > 1
     case 2:
-        FI(direct_rows)(p, 2, last, b, ldb, p->C + j0, overwrite);
+        FI(direct_rows)(p, 2, last, bp, ldb, p->C + j0, overwrite);
         return;
 #endif
 #if NV > 2
     case 3:
-        FI(direct_rows)(p, 3, last, b, ldb, p->C + j0, overwrite);
+        FI(direct_rows)(p, 3, last, bp, ldb, p->C + j0, overwrite);
         return;
 #endif
     }
