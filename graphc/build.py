@@ -247,6 +247,8 @@ def prebuild(root: Path, source: str, cdef: str) -> None:
     one entry (an install step: setup.py builds graphc's prebuilt C this way)."""
     shutil.rmtree(root, ignore_errors=True)
     _load_from_disk_or_build(root, module_key(source, cdef), source, cdef)
+    for scratch in ("locks", "tmp"):        # the build's, not the entry's
+        shutil.rmtree(root / scratch, ignore_errors=True)
 
 
 def load_prebuilt(root: Path, source: str, cdef: str) -> tuple[cffi.FFI, object] | None:
