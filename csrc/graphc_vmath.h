@@ -136,9 +136,7 @@ GC_VM double gc__exp_reduce(double x, double *r) {
 /* e^x = 2^k (1 + hi + t) with hi = x - k LN2_HI exact and t = e^r - 1 - hi (r = hi - lo):
  * 1 + hi is summed exactly (s + e1, Fast2Sum), so only the last addition rounds at full
  * size and the result is within ~0.52 ulp (0.5 + the polynomial's and t's tiny errors). */
-GC_VM double gc__exp_k(double x) {
-    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
-    xc = gc__sel(xc < -746.0, -746.0, xc);
+GC_VM double gc__exp_core(double xc) {             /* xc in [-746, 710] or NaN */
     double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
     double hi = xc - k * GC_LN2_HI;                     /* exact */
     double lo = k * GC_LN2_LO;
@@ -149,6 +147,11 @@ GC_VM double gc__exp_k(double x) {
     double y = s + (e1 + t);
     double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
     return y * gc__pow2i(k1) * gc__pow2i(k2);
+}
+
+GC_VM double gc__exp_k(double x) {
+    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
+    return gc__exp_core(gc__sel(xc < -746.0, -746.0, xc));
 }
 
 GC_VM double gc__expm1_k(double x) {
@@ -346,13 +349,15 @@ GC_VM double gc__expm1_neg(double x) {
 /* a = |x| (clamped where tanh is 1 to the last bit), em = e^-2a - 1 in [-1, 0]:
  * tanh a = -em / (2 + em) for a <= 0.55; above, where the result is >= 1/2, 1 - 2e / (1 + e)
  * with e = 1 + em, so em's error counts against 1 instead of against em (one division). */
-GC_VM double gc__tanh_k(double x) {
-    double a = fabs(x);
-    a = gc__sel(a > 20.0, 20.0, a);                     /* NaN stays NaN */
+GC_VM double gc__tanh_core(double x, double a) {   /* a = |x| <= 20, or NaN */
     double em = gc__expm1_neg(-2.0 * a), e = 1.0 + em;
     int big = a > 0.55;
     double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
     return copysign(gc__sel(big, 1.0 - q, q), x);
+}
+GC_VM double gc__tanh_k(double x) {
+    double a = fabs(x);
+    return gc__tanh_core(x, gc__sel(a > 20.0, 20.0, a));  /* NaN stays NaN */
 }
 /* float: tanh x = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1), P and Q of
  * degree 4, fitted for minimal relative error on [0, 9.1] (Loeb/Lawson least squares in
@@ -361,8 +366,7 @@ GC_VM double gc__tanh_k(double x) {
  * ulp but W4 was ~13% slower, so float it is (bound stated in tests/test_vmath.py). A third of
  * the instructions of the expm1 route it replaced, one division. Odd, so a small x keeps full
  * relative accuracy (tanh of a subnormal x is x, -0 stays -0). */
-GC_VM float gc__tanhf_k(float x) {
-    float xc = gc__maxf(gc__minf(x, 9.1f), -9.1f);         /* NaN passes through both */
+GC_VM float gc__tanhf_core(float xc) {              /* |xc| <= 9.1, or NaN */
     float z = xc * xc, z2 = z * z;                          /* Estrin: a shorter chain */
     float p = fmaf(z2, fmaf(z2, 1.3177252742308059e-08f, fmaf(2.048098457294148e-05f, z,
                                                                0.003487798614892063f)),
@@ -372,14 +376,17 @@ GC_VM float gc__tanhf_k(float x) {
                    fmaf(0.46707778518166937f, z, 1.0f));
     return xc * p / q;
 }
+GC_VM float gc__tanhf_k(float x) {
+    return gc__tanhf_core(gc__maxf(gc__minf(x, 9.1f), -9.1f));   /* NaN passes through both */
+}
 
-GC_VM double gc__sigmoid_k(double x) {
-    double e = gc__exp_k(-fabs(x));
+GC_VM double gc__sigmoid_e(double x, double e) {    /* e = e^-|x| */
     return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
 }
+GC_VM double gc__sigmoid_k(double x) { return gc__sigmoid_e(x, gc__exp_k(-fabs(x))); }
+GC_VM float gc__sigmoidf_e(float x, float e) { return (x >= 0 ? 1.0f : e) / (1.0f + e); }
 GC_VM float gc__sigmoidf_k(float x) {
-    float e = gc__expf_core(gc__maxf(-fabsf(x), -104.0f));
-    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+    return gc__sigmoidf_e(x, gc__expf_core(gc__maxf(-fabsf(x), -104.0f)));
 }
 
 GC_VM double gc__softplus_k(double x) {
@@ -391,6 +398,11 @@ GC_VM float gc__softplusf_k(float x) {
 
 /* ------------------------------------------------------------------ the public names */
 
+/* gc_<fn>_in: the same kernel without its argument clamps, bit for bit the same result
+ * wherever |x| <= the bound its op declares (OpDef.c_in_range: exp 89 / 708, tanh 9.1 / 20,
+ * sigmoid 104 / 708 for float / double); outside it, anything. Fused loops call them on
+ * blocks whose magnitudes are proven in range (graphc/codegen/ranges.py): the clamps' compares
+ * and blends were ~15% of W4's loop. */
 #if defined(GC__USE_LIBMVEC) || defined(GC_VMATH_LIBM)
 GC_VM double gc_exp(double x) { return exp(x); }
 GC_VM float gc_expf(float x) { return expf(x); }
@@ -412,7 +424,14 @@ GC_VM float gc_sigmoidf(float x) {
 }
 GC_VM double gc_softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
 GC_VM float gc_softplusf(float x) { return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x))); }
+#define GC__IN_RANGE_CLAMPED 1      /* the library's functions: no unclamped variant */
 #else
+GC_VM double gc_exp_in(double x) { return gc__exp_core(x); }
+GC_VM float gc_expf_in(float x) { return gc__expf_core(x); }
+GC_VM double gc_tanh_in(double x) { return gc__tanh_core(x, fabs(x)); }
+GC_VM float gc_tanhf_in(float x) { return gc__tanhf_core(x); }
+GC_VM double gc_sigmoid_in(double x) { return gc__sigmoid_e(x, gc__exp_core(-fabs(x))); }
+GC_VM float gc_sigmoidf_in(float x) { return gc__sigmoidf_e(x, gc__expf_core(-fabsf(x))); }
 GC_VM double gc_exp(double x) { return gc__exp_k(x); }
 GC_VM double gc_expm1(double x) { return gc__expm1_k(x); }
 GC_VM float gc_expf(float x) { return gc__expf_k(x); }
@@ -428,6 +447,28 @@ GC_VM float gc_sigmoidf(float x) { return gc__sigmoidf_k(x); }
 GC_VM double gc_softplus(double x) { return gc__softplus_k(x); }
 GC_VM float gc_softplusf(float x) { return gc__softplusf_k(x); }
 #endif
+#ifdef GC__IN_RANGE_CLAMPED
+GC_VM double gc_exp_in(double x) { return gc_exp(x); }
+GC_VM float gc_expf_in(float x) { return gc_expf(x); }
+GC_VM double gc_tanh_in(double x) { return gc_tanh(x); }
+GC_VM float gc_tanhf_in(float x) { return gc_tanhf(x); }
+GC_VM double gc_sigmoid_in(double x) { return gc_sigmoid(x); }
+GC_VM float gc_sigmoidf_in(float x) { return gc_sigmoidf(x); }
+#endif
+
+/* The bits of the largest |x| so far, for a block's magnitude bound (`omp simd reduction(max)`
+ * vectorizes the integer max): a NaN's bits exceed inf's, so NaN or inf makes the bound NaN or
+ * inf and no in-range test passes. */
+GC_VM uint32_t gc_absmax_bitsf(uint32_t m, float x) {
+    uint32_t u = gc__u32(x) & 0x7fffffffu;
+    return m > u ? m : u;
+}
+GC_VM int64_t gc_absmax_bits(int64_t m, double x) {
+    int64_t u = (int64_t)(gc__u64(x) & 0x7fffffffffffffffULL);
+    return m > u ? m : u;
+}
+GC_VM double gc_bits_magf(uint32_t m) { return gc__f32(m); }
+GC_VM double gc_bits_mag(int64_t m) { return gc__f64((uint64_t)m); }
 
 /* ------------------------------------------------------------------ sin, cos (|x| <= 2^20) */
 
