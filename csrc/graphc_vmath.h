@@ -136,7 +136,7 @@ GC_VM double gc__exp_reduce(double x, double *r) {
 /* e^x = 2^k (1 + hi + t) with hi = x - k LN2_HI exact and t = e^r - 1 - hi (r = hi - lo):
  * 1 + hi is summed exactly (s + e1, Fast2Sum), so only the last addition rounds at full
  * size and the result is within ~0.52 ulp (0.5 + the polynomial's and t's tiny errors). */
-GC_VM double gc__exp_core(double xc) {             /* xc in [-746, 710] or NaN */
+GC_VM double gc__exp_y(double xc, double *kp) {   /* e^x = y 2^k */
     double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
     double hi = xc - k * GC_LN2_HI;                     /* exact */
     double lo = k * GC_LN2_LO;
@@ -144,9 +144,18 @@ GC_VM double gc__exp_core(double xc) {             /* xc in [-746, 710] or NaN *
     double t = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);
     double s = 1.0 + hi;
     double e1 = (1.0 - s) + hi;                         /* s + e1 == 1 + hi exactly */
-    double y = s + (e1 + t);
+    *kp = k;
+    return s + (e1 + t);
+}
+GC_VM double gc__exp_core(double xc) {             /* xc in [-746, 710] or NaN */
+    double k, y = gc__exp_y(xc, &k);
     double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
     return y * gc__pow2i(k1) * gc__pow2i(k2);
+}
+/* |x| <= 700: the result is normal, so one factor 2^k scales exactly as the two do */
+GC_VM double gc__exp_normal(double x) {
+    double k, y = gc__exp_y(x, &k);
+    return y * gc__pow2i(k);
 }
 
 GC_VM double gc__exp_k(double x) {
@@ -207,7 +216,7 @@ GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
  * shifts out of a 32-bit word: (b >> 1) << 23 = k1 << 23 and b << 23 = k << 23. 2^k1 (>= 2^-75,
  * so no rounding) scales the last FMA's operands instead of its result: the same bits as
  * (1 + r (1 + r q)) 2^k1, one multiplication fewer on the chain (W4 6% faster on Zen 3). */
-GC_VM float gc__expf_core(float x) {
+GC_VM float gc__expf_p(float x, float *rp, uint32_t *bp) {   /* 1 + r q(r), r and b */
     float kk = fmaf(x, GC_LOG2EF, 0x1.8p23f);
     float k = kk - 0x1.8p23f;
     float r = fmaf(-k, GC_LN2_HIF, x);
@@ -216,10 +225,26 @@ GC_VM float gc__expf_core(float x) {
     float q = fmaf(fmaf(0.0013814613004687459f, r2, fmaf(0.008368709866854746f, r,
                                                           0.041668387368428275f)),
                    r2, fmaf(0.16666520689434905f, r, 0.49999993451668817f));
-    uint32_t b = gc__u32(kk);
+    *rp = r;
+    *bp = gc__u32(kk);
+    return fmaf(r, q, 1.0f);
+}
+GC_VM float gc__expf_core(float x) {
+    float r;
+    uint32_t b;
+    float p = gc__expf_p(x, &r, &b);
     float s1 = gc__f32(((b >> 1) << 23) + (127u << 23));              /* 2^k1 */
     float s2 = gc__f32((b << 23) + (254u << 23) - gc__u32(s1));       /* 2^(k - k1) */
-    return fmaf(r * s1, fmaf(r, q, 1.0f), s1) * s2;           /* (1 + r (1 + r q)) 2^k */
+    return fmaf(r * s1, p, s1) * s2;                          /* (1 + r (1 + r q)) 2^k */
+}
+/* |x| <= 86: the result is normal (k in [-124, 124]), so the same bits from one factor 2^k =
+ * b << 23 (plus the bias) after the last FMA: one multiplication and three integer ops fewer
+ * (all 2^31 floats of the range compared with gc__expf_core, also through sigmoid: 0 differ) */
+GC_VM float gc__expf_normal(float x) {
+    float r;
+    uint32_t b;
+    float p = gc__expf_p(x, &r, &b);
+    return fmaf(r, p, 1.0f) * gc__f32((b << 23) + (127u << 23));
 }
 
 GC_VM float gc__expf_k(float x) {
@@ -399,10 +424,10 @@ GC_VM float gc__softplusf_k(float x) {
 /* ------------------------------------------------------------------ the public names */
 
 /* gc_<fn>_in: the same kernel without its argument clamps, bit for bit the same result
- * wherever |x| <= the bound its op declares (OpDef.c_in_range: exp 89 / 708, tanh 9.1 / 20,
- * sigmoid 104 / 708 for float / double); outside it, anything. Fused loops call them on
- * blocks whose magnitudes are proven in range (graphc/codegen/ranges.py): the clamps' compares
- * and blends were ~15% of W4's loop. */
+ * wherever |x| <= the bound its op declares (OpDef.c_in_range: exp and sigmoid 86 / 700, tanh
+ * 9.1 / 20 for float / double; there exp's result is normal, so one factor 2^k does); outside
+ * it, anything. Fused sums call them on blocks whose magnitudes are proven in range
+ * (graphc/codegen/ranges.py): the clamps' compares and blends were ~15% of W4's loop. */
 #if defined(GC__USE_LIBMVEC) || defined(GC_VMATH_LIBM)
 GC_VM double gc_exp(double x) { return exp(x); }
 GC_VM float gc_expf(float x) { return expf(x); }
@@ -426,12 +451,12 @@ GC_VM double gc_softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(
 GC_VM float gc_softplusf(float x) { return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x))); }
 #define GC__IN_RANGE_CLAMPED 1      /* the library's functions: no unclamped variant */
 #else
-GC_VM double gc_exp_in(double x) { return gc__exp_core(x); }
-GC_VM float gc_expf_in(float x) { return gc__expf_core(x); }
+GC_VM double gc_exp_in(double x) { return gc__exp_normal(x); }
+GC_VM float gc_expf_in(float x) { return gc__expf_normal(x); }
 GC_VM double gc_tanh_in(double x) { return gc__tanh_core(x, fabs(x)); }
 GC_VM float gc_tanhf_in(float x) { return gc__tanhf_core(x); }
-GC_VM double gc_sigmoid_in(double x) { return gc__sigmoid_e(x, gc__exp_core(-fabs(x))); }
-GC_VM float gc_sigmoidf_in(float x) { return gc__sigmoidf_e(x, gc__expf_core(-fabsf(x))); }
+GC_VM double gc_sigmoid_in(double x) { return gc__sigmoid_e(x, gc__exp_normal(-fabs(x))); }
+GC_VM float gc_sigmoidf_in(float x) { return gc__sigmoidf_e(x, gc__expf_normal(-fabsf(x))); }
 GC_VM double gc_exp(double x) { return gc__exp_k(x); }
 GC_VM double gc_expm1(double x) { return gc__expm1_k(x); }
 GC_VM float gc_expf(float x) { return gc__expf_k(x); }

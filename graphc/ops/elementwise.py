@@ -60,7 +60,7 @@ div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1}
             test={"domain": [None, "nonzero"]},
             tape_vjp=("{g} / {1}", "-{g} * {y} / {1}"))
 exp = defop("exp", ELEMENTWISE, infer=float_only, numpy=np.exp, c="gc_exp{f}({0})",
-            bound="exp({0})", c_in_range=("gc_exp{f}_in({0})", {"f": 89.0, "": 708.0}),
+            bound="exp({0})", c_in_range=("gc_exp{f}_in({0})", {"f": 86.0, "": 700.0}),
             vjp=lambda g, y, x: (g * y,), jvp=(lambda t, y, x: t * y,),
             tape_vjp=("{g} * {y}",))
 log = defop("log", ELEMENTWISE, infer=float_only, numpy=np.log, c="gc_log{f}({0})",
@@ -116,7 +116,7 @@ def _np_softplus(x):
 # neither overflows for |x| = 1000 (gc_sigmoid/gc_softplus in csrc/graphc_vmath.h).
 sigmoid = defop("sigmoid", ELEMENTWISE, infer=float_only, numpy=_np_sigmoid,
                 c="gc_sigmoid{f}({0})",
-                bound="1.0", c_in_range=("gc_sigmoid{f}_in({0})", {"f": 104.0, "": 708.0}),
+                bound="1.0", c_in_range=("gc_sigmoid{f}_in({0})", {"f": 86.0, "": 700.0}),
                 vjp=lambda g, y, x: (g * y * (1 - y),), jvp=(lambda t, y, x: t * y * (1 - y),),
                 tape_vjp=("{g} * {y} * (1 - {y})",))
 softplus = defop("softplus", ELEMENTWISE, infer=float_only, numpy=_np_softplus,
