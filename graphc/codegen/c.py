@@ -446,18 +446,24 @@ class _Emitter:
                 for (part, part_t), (_, _, _, init) in zip(parts, accs):
                     w.line(f"{part_t} {part} = {init};")
                 w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
-                if not odepth and len(extents) == 1:
-                    plan = self._in_range_block(k, ptr, scalars, idx, last)
+                if simd and not odepth and len(extents) == 1:
+                    plan, maxima = self._in_range_plan(k, ptr, scalars, idx)
+                    for line in maxima[:len(plan.sources) if plan else 0]:
+                        w.line(line)
                 if simd:
-                    w.line(simd)
+                    w.line(simd + (f" reduction(max : {', '.join(f'm{j}' for j in plan.sources)})"
+                                   if plan else ""))
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
+                for line in maxima[len(plan.sources):] if plan else ():
+                    w.line(line)
             self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs],
                           fast=plan.fast if plan else ())
             if blocked:
                 self.close(1)
                 if plan:
-                    self.close(1)
-                    with w.block("else"):
+                    with w.block(f"if (!({plan.test}))"):
+                        for (part, _), (_, _, _, init) in zip(parts, accs):
+                            w.line(f"{part} = {init};")
                         w.line(self._clamped_block(k, decls, ptr, scalars, idx, parts, simd,
                                                    last) + ";")
                 for (acc, part, _, _), r in zip(accs, reds):
@@ -473,11 +479,13 @@ class _Emitter:
                 w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
             self.close(odepth)
 
-    def _in_range_block(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
-                        var: str) -> RangePlan | None:
-        """In a block of a fused sum (`var` from jb to je): the block maxima of the sources
-        that bound kernel arguments (ranges.py), and `if (<all in range>) {` opened for the
-        unclamped loop; None (nothing written) if no member has an unclamped kernel."""
+    def _in_range_plan(self, k: Kernel, ptr: dict, scalars: dict,
+                       idx: list[str]) -> tuple[RangePlan | None, list[str]]:
+        """For a block of a fused sum: which members call unclamped kernels (ranges.py) and
+        the lines that take the block's largest |source| as it runs (declarations, then the
+        updates inside the loop). The block runs unclamped first; where a bound fails, the
+        caller runs it again clamped (`_clamped_block`), so no source may share memory with
+        an output (None then, as when no member has an unclamped kernel)."""
         suffix: dict[int, str] = {}
 
         def source_bound(s):
@@ -494,24 +502,20 @@ class _Emitter:
             return f"gc_bits_mag{suffix[j]}(m{j})", frozenset({j})
 
         plan = plan_ranges(k.fused.nodes, source_bound)
-        if plan is None:
-            return None
-        w = self.w
-        for j in plan.sources:
-            w.line(f"{'uint32_t' if suffix[j] else 'int64_t'} m{j} = 0;")
-        w.line(f"#pragma omp simd reduction(max : {', '.join(f'm{j}' for j in plan.sources)})")
-        with w.block(f"for (long {var} = jb; {var} < je; {var}++)"):
-            for j in plan.sources:
-                w.line(f"m{j} = gc_absmax_bits{suffix[j]}(m{j}, {ptr[j]}[{idx[j]}]);")
-        w.open(f"if ({plan.test})")
-        return plan
+        written = {name for j, name in ptr.items() if j >= len(k.srcs)}
+        if plan is None or any(ptr[j] in written for j in plan.sources):
+            return None, []
+        return plan, [f"{'uint32_t' if suffix[j] else 'int64_t'} m{j} = 0;"
+                      for j in plan.sources] + [
+            f"m{j} = gc_absmax_bits{suffix[j]}(m{j}, {ptr[j]}[{idx[j]}]);"
+            for j in plan.sources]
 
     def _clamped_block(self, k: Kernel, decls: list[str], ptr: dict, scalars: dict,
                        idx: list[str], parts: list[tuple[str, str]], simd: str,
                        var: str) -> str:
         """A block of a fused sum with the clamped kernels, as a helper function apart (in
         the same function as the unclamped loop, gcc 12 spilled that loop's constants: W4
-        ~6% slower); returns its call."""
+        ~6% slower); returns its call. It writes every output of the block again."""
         name = f"gc_clamped{self.n_helpers}"
         self.n_helpers += 1
         pointers = [d.split(" = ")[0] for d in decls]
