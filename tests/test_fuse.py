@@ -446,20 +446,22 @@ def _w4_numpy(x):
     with np.errstate(all="ignore"):
         s = np.where(x64 >= 0, 1 / (1 + np.exp(-np.abs(x64))),
                      np.exp(-np.abs(x64)) / (1 + np.exp(-np.abs(x64))))
-        t = np.tanh(np.float32(0.7) * x64 + np.float32(0.1))
+        t = np.tanh(np.float64(x.dtype.type(0.7)) * x64 + np.float64(x.dtype.type(0.1)))
         e = np.exp(-x64 * x64)
         return np.sum(t * s + e), 0.7 * s * (1 - t * t) + t * s * (1 - s) - 2 * x64 * e
 
 
-def test_sum_blocks_in_range_call_unclamped_kernels_and_others_stay_exact():
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_sum_blocks_in_range_call_unclamped_kernels_and_others_stay_exact(dt):
     """W4's fused sum calls exp/tanh/sigmoid without clamps (`_in`) where a block's largest |x|
     bounds their arguments within range (codegen/ranges.py); blocks with a large value, inf or
     NaN run the clamped kernels: each element's gradient is numpy's, NaN and inf as numpy's."""
     f = graphc.compile(graphc.value_and_grad(w4))
-    x = np.random.default_rng(5).uniform(-3, 3, 128 * 40 + 77).astype(np.float32)
+    x = np.random.default_rng(5).uniform(-3, 3, 128 * 40 + 77).astype(dt)
     src = f.source(x, annotated=False)
-    assert "gc_tanhf_in(" in src and "gc_expf_in(" in src and "gc_sigmoidf_in(" in src
-    assert "gc_tanhf(" in src and "gc_clamped0(" in src              # the clamped blocks
+    f_ = "f" if dt == np.float32 else ""
+    assert all(f"gc_{fn}{f_}_in(" in src for fn in ("tanh", "exp", "sigmoid"))
+    assert f"gc_tanh{f_}(" in src and "gc_clamped0(" in src          # the clamped blocks
     x[[5, 128 * 3 + 1, 128 * 7 + 100]] = [40.0, -2e30, 12.5]
     for special in (None, np.inf, -np.inf, np.nan):
         y = x.copy()
@@ -469,5 +471,6 @@ def test_sum_blocks_in_range_call_unclamped_kernels_and_others_stay_exact():
         value, grad = f(y)
         assert np.array_equal(np.isnan(grad), np.isnan(want_grad))
         ok = ~np.isnan(want_grad)
-        np.testing.assert_allclose(grad[ok], want_grad[ok], rtol=2e-6, atol=2e-7)
-        np.testing.assert_allclose(value, want_value, rtol=1e-5)
+        tol = 2e-6 if dt == np.float32 else 1e-13
+        np.testing.assert_allclose(grad[ok], want_grad[ok], rtol=tol, atol=tol / 10)
+        np.testing.assert_allclose(value, want_value, rtol=tol * 5)
