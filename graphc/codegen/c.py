@@ -63,6 +63,9 @@ SHORT_ROWS = 16              # reduced extent up to which trailing-dims reductio
 # of work) is a setting, not yet a measurement: `python -m bench.measure_threads threshold`
 # on a quiet machine (bench/RESULTS.md, "Threads").
 PAR_MIN_ELEMS = 1 << 16
+# A block of a fused sum out of its kernels' range (ranges.py) runs twice, unclamped then
+# clamped; the next RANGE_RETRY blocks go straight to the clamped loop.
+RANGE_RETRY = 32
 PAR_CHUNK_ELEMS = 1 << 13
 OMP_PARALLEL = "#pragma omp parallel"
 PARALLEL_FOR = f"{OMP_PARALLEL} for schedule(dynamic) num_threads(GC_THREADS) if (GC_THREADS > 1)"
@@ -440,15 +443,20 @@ class _Emitter:
             plan = None
             if blocked:
                 last, e = ivars[-1], extents[-1]
+                if simd and not odepth and len(extents) == 1:
+                    plan, maxima = self._in_range_plan(k, ptr, scalars, idx)
+                if plan:
+                    w.line("int gc_skip = 0;")
                 self._block_loop(e, chunks is not None)
                 parts = [(part, _part_type(r.dtype, acc_t)) for (_, part, acc_t, _), r
                          in zip(accs, reds)]
                 for (part, part_t), (_, _, _, init) in zip(parts, accs):
                     w.line(f"{part_t} {part} = {init};")
                 w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
-                if simd and not odepth and len(extents) == 1:
-                    plan, maxima = self._in_range_plan(k, ptr, scalars, idx)
-                    for line in maxima[:len(plan.sources) if plan else 0]:
+                if plan:
+                    clamped = self._clamped_block(k, decls, ptr, scalars, idx, parts, simd, last)
+                    self._skip_block(clamped)
+                    for line in maxima[:len(plan.sources)]:
                         w.line(line)
                 if simd:
                     w.line(simd + (f" reduction(max : {', '.join(f'm{j}' for j in plan.sources)})"
@@ -464,8 +472,9 @@ class _Emitter:
                     with w.block(f"if (!({plan.test}))"):
                         for (part, _), (_, _, _, init) in zip(parts, accs):
                             w.line(f"{part} = {init};")
-                        w.line(self._clamped_block(k, decls, ptr, scalars, idx, parts, simd,
-                                                   last) + ";")
+                        w.line(clamped + ";")
+                        w.line(f"gc_skip = {RANGE_RETRY};")
+                    self.close(1)
                 for (acc, part, _, _), r in zip(accs, reds):
                     w.line(r.op.c.update.format(acc=f"{acc}_c" if chunks else acc, x=part)
                            + ";")
@@ -510,19 +519,29 @@ class _Emitter:
             f"m{j} = gc_absmax_bits{suffix[j]}(m{j}, {ptr[j]}[{idx[j]}]);"
             for j in plan.sources]
 
+    def _skip_block(self, clamped: str) -> None:
+        """Open the block's unclamped path; the RANGE_RETRY blocks after one out of range
+        run clamped without trying it (data out of range throughout costs ~1/RANGE_RETRY
+        more, not twice)."""
+        with self.w.block("if (gc_skip)"):
+            self.w.line("gc_skip--;")
+            self.w.line(clamped + ";")
+        self.w.open("else")
+
     def _clamped_block(self, k: Kernel, decls: list[str], ptr: dict, scalars: dict,
                        idx: list[str], parts: list[tuple[str, str]], simd: str,
                        var: str) -> str:
         """A block of a fused sum with the clamped kernels, as a helper function apart (in
         the same function as the unclamped loop, gcc 12 spilled that loop's constants: W4
-        ~6% slower); returns its call. It writes every output of the block again."""
+        ~6% slower; not `cold` either: gcc optimizes those for size, and data out of range
+        throughout ran ~10% slower); returns its call. It writes every output of the block."""
         name = f"gc_clamped{self.n_helpers}"
         self.n_helpers += 1
         pointers = [d.split(" = ")[0] for d in decls]
         params = pointers + [f"{k.srcs[j].buf.dtype.c} {s}" for j, s in scalars.items()] + [
             "long jb", "long je"] + [f"{t} *{p}_io" for p, t in parts]
         main, self.w = self.w, CWriter()
-        with self.w.block(f"static __attribute__((noinline, cold)) void {name}("
+        with self.w.block(f"static __attribute__((noinline)) void {name}("
                           f"{', '.join(params)})"):
             for p, t in parts:
                 self.w.line(f"{t} {p} = *{p}_io;")
