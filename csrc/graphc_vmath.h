@@ -473,12 +473,12 @@ GC_VM double gc_softplus(double x) { return gc__softplus_k(x); }
 GC_VM float gc_softplusf(float x) { return gc__softplusf_k(x); }
 #endif
 #ifdef GC__IN_RANGE_CLAMPED
-GC_VM double gc_exp_in(double x) { return gc_exp(x); }
-GC_VM float gc_expf_in(float x) { return gc_expf(x); }
-GC_VM double gc_tanh_in(double x) { return gc_tanh(x); }
-GC_VM float gc_tanhf_in(float x) { return gc_tanhf(x); }
-GC_VM double gc_sigmoid_in(double x) { return gc_sigmoid(x); }
-GC_VM float gc_sigmoidf_in(float x) { return gc_sigmoidf(x); }
+#define GC__IN_RANGE_AS_CLAMPED(fn) \
+    GC_VM double fn##_in(double x) { return fn(x); } \
+    GC_VM float fn##f_in(float x) { return fn##f(x); }
+GC__IN_RANGE_AS_CLAMPED(gc_exp)
+GC__IN_RANGE_AS_CLAMPED(gc_tanh)
+GC__IN_RANGE_AS_CLAMPED(gc_sigmoid)
 #endif
 
 /* The bits of the largest |x| so far, for a block's magnitude bound (`omp simd reduction(max)`
