@@ -444,7 +444,7 @@ class _Emitter:
             if blocked:
                 last, e = ivars[-1], extents[-1]
                 if simd and not odepth and len(extents) == 1:
-                    plan, maxima = self._in_range_plan(k, ptr, scalars, idx)
+                    plan, maxima, updates = self._in_range_plan(k, ptr, scalars, idx)
                 if plan:
                     w.line("int gc_skip = 0;")
                 self._block_loop(e, chunks is not None)
@@ -456,13 +456,13 @@ class _Emitter:
                 if plan:
                     clamped = self._clamped_block(k, decls, ptr, scalars, idx, parts, simd, last)
                     self._skip_block(clamped)
-                    for line in maxima[:len(plan.sources)]:
+                    for line in maxima:
                         w.line(line)
                 if simd:
                     w.line(simd + (f" reduction(max : {', '.join(f'm{j}' for j in plan.sources)})"
                                    if plan else ""))
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
-                for line in maxima[len(plan.sources):] if plan else ():
+                for line in updates if plan else ():
                     w.line(line)
             self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs],
                           fast=plan.fast if plan else ())
@@ -488,13 +488,14 @@ class _Emitter:
                 w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
             self.close(odepth)
 
-    def _in_range_plan(self, k: Kernel, ptr: dict, scalars: dict,
-                       idx: list[str]) -> tuple[RangePlan | None, list[str]]:
-        """For a block of a fused sum: which members call unclamped kernels (ranges.py) and
-        the lines that take the block's largest |source| as it runs (declarations, then the
-        updates inside the loop). The block runs unclamped first; where a bound fails, the
-        caller runs it again clamped (`_clamped_block`), so no source may share memory with
-        an output (None then, as when no member has an unclamped kernel)."""
+    def _in_range_plan(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str]
+                       ) -> tuple[RangePlan | None, list[str], list[str]]:
+        """For a block of a fused sum: which members call unclamped kernels (ranges.py), and
+        the lines that take the block's largest |source| as it runs (declarations, updates
+        inside the loop). The block runs unclamped first; where a bound fails, the caller
+        runs it again clamped (`_clamped_block`), so no source may share memory with an
+        output, and no member may record an error (GC_ERR is the part function's): None
+        then, as when no member has an unclamped kernel."""
         suffix: dict[int, str] = {}
 
         def source_bound(s):
@@ -510,12 +511,14 @@ class _Emitter:
             suffix[j] = "f" if s.dtype is dtypes.float32 else ""
             return f"gc_bits_mag{suffix[j]}(m{j})", frozenset({j})
 
+        if any(n.op.may_fail for n in k.fused.nodes):
+            return None, [], []
         plan = plan_ranges(k.fused.nodes, source_bound)
         written = {name for j, name in ptr.items() if j >= len(k.srcs)}
         if plan is None or any(ptr[j] in written for j in plan.sources):
-            return None, []
+            return None, [], []
         return plan, [f"{'uint32_t' if suffix[j] else 'int64_t'} m{j} = 0;"
-                      for j in plan.sources] + [
+                      for j in plan.sources], [
             f"m{j} = gc_absmax_bits{suffix[j]}(m{j}, {ptr[j]}[{idx[j]}]);"
             for j in plan.sources]
 
