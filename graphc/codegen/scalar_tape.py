@@ -19,7 +19,6 @@ less: W7's 4 ops cost 1 scalar exp, 1 log1p and one 4-lane exp per evaluation).
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,136 +135,197 @@ def interpreter_source() -> tuple[str, str]:
 
 
 # ---- the encoder ----
+# Nodes are numbered by their place in the graph's topological order, and what the passes
+# keep per node is a list or bytearray indexed by that number: a single dict (node -> number)
+# in all. Dicts and sets of a million nodes cost a cache miss per lookup, which is what made
+# 100,000 W7 ops cost 14x 10,000 to encode.
 
 def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     """The rows of `graph` (one float64 scalar output) differentiated with respect to the
     inputs numbered in `wrt`. Raises NotTapeable for a node without a tape case."""
-    cases = case_numbers()
-    place: dict[Node, tuple[int, int]] = {}       # node -> (slot, stride)
+    nodes = graph.nodes
+    number = dict(zip(nodes, range(len(nodes)))).__getitem__
+    srcs = [tuple(map(number, n.src)) for n in nodes]
+    outs = [number(n) for n in graph.outputs]
+    order, fused, reached = _needed(nodes, srcs, outs, number)
+    slot, stride = [-1] * len(nodes), [1] * len(nodes)
     init: list[float] = []
-    for n in graph.nodes:
+    for k in order:
+        n = nodes[k]
         if n.op.name == "const":
             _check_value(n)
             value = n.arg.value
-            place[n] = (len(init), 0 if value.size == 1 else 1)
+            slot[k], stride[k] = len(init), 0 if value.size == 1 else 1
             init.extend(value.reshape(-1).astype(np.float64).tolist())
-    n_init = len(init)
-    top = n_init
+    n_init = top = len(init)
     sizes = []
     for n in graph.inputs:
         _check_value(n)
         if n.dtype is not dtypes.float64:
             raise NotTapeable(f"input of dtype {n.dtype}")
-        place[n] = (top, 1)
+        k = number(n)
+        slot[k] = top
         sizes.append(n.size)
         top += n.size
-    rows: list[tuple] = []
+    cells: list[int] = []            # the rows, WIDTH cells each
     index: list[int] = []            # GATHER's and ADDN's lists of places, after the rows
-    stashed: list[int] = []          # SOFTPLUS1 rows, their stash numbered in cell 5
-    fused = _fusions(graph)
-    live = _live(graph, fused)
-    reached = _reached(graph, fused)
-    for n in graph.nodes:
+    stashed: list[int] = []          # the stash cells of SOFTPLUS1 rows
+    cases = case_numbers()
+    padding = [0] * WIDTH
+    for k in order:
+        n = nodes[k]
         op = n.op
         if op.kind == SOURCE:
-            if n not in place:
+            if slot[k] < 0:
                 raise NotTapeable("a source node that is not an input")
             continue
-        if n not in live:
-            continue
         _check_value(n)
-        if n in fused:
-            case, srcs = fused[n]
+        size = n.size
+        f = fused[k]
+        if f is not None:
+            case, terms = f
             if case == SOFTMAX:
-                slot, stride = place[srcs[0]]
-                row = ((SOFTMAX4, 4, top, slot, 1) if n.size == 4 and stride == 1
-                       else (SOFTMAX, n.size, top, slot, stride))
-            elif len(srcs) <= ADD_INLINE:
-                row = (ADD, len(srcs), top, *(place[t][0] for t in srcs))
+                x = terms[0]
+                row = ((SOFTMAX4, 4, top, slot[x], 1) if size == 4 and stride[x] == 1
+                       else (SOFTMAX, size, top, slot[x], stride[x]))
+            elif len(terms) <= ADD_INLINE:
+                row = (ADD, len(terms), top, *[slot[t] for t in terms])
             else:
-                row = (ADDN, len(srcs), top, len(index))
-                index.extend(place[t][0] for t in srcs)
-        elif op.name == "softplus" and n.size == 1:
-            row = (SOFTPLUS1, 1, top, *place[n.src[0]], len(stashed))
-            stashed.append(len(rows))
+                row = (ADDN, len(terms), top, len(index))
+                index.extend([slot[t] for t in terms])
+        elif op.name == "softplus" and size == 1:
+            x = srcs[k][0]
+            row = (SOFTPLUS1, 1, top, slot[x], stride[x])
+            stashed.append(len(cells) + 5)
         elif op.name == "concatenate" or op is whole.stack_p:
-            run = _adjacent(n.src, place)
+            run = _adjacent(n.src, srcs[k], slot, stride)
             if run is not None:          # pieces already side by side: a view, no row
-                place[n] = run
+                slot[k], stride[k] = run
                 continue
-            row = (GATHER, n.size, top, len(index))
-            for s in n.src:
-                slot, stride = place[s]
-                index.extend(range(slot, slot + stride * s.size, stride) if stride
-                             else [slot] * s.size)
+            row = (GATHER, size, top, len(index))
+            for s, j in zip(n.src, srcs[k]):
+                index.extend(range(slot[j], slot[j] + stride[j] * s.size, stride[j])
+                             if stride[j] else [slot[j]] * s.size)
         elif op.kind == MOVEMENT:
-            place[n] = _view(n, place[n.src[0]])
+            j = srcs[k][0]
+            slot[k], stride[k] = _view(n, slot[j], stride[j])
             continue
         else:
-            row = _row(n, cases, place, top)
-        rows.append((*row, *[0] * (WIDTH - 1 - len(row)), int(n in reached)))
-        place[n] = (top, 1)
-        top += n.size
-    for k, r in enumerate(stashed):     # the stashes after every node's slot
-        rows[r] = (*rows[r][:5], top + k, *rows[r][6:])
+            row = _row(n, cases, srcs[k], slot, stride, top)
+        cells += row
+        cells += padding[:WIDTH - 1 - len(row)]
+        cells.append(reached[k])
+        slot[k] = top
+        top += size
+    for k, cell in enumerate(stashed):     # the stashes after every node's slot
+        cells[cell] = top + k
     top += len(stashed)
     (out,) = graph.outputs
     if out.shape != () or out.dtype is not dtypes.float64:
         raise NotTapeable("the output is not a float64 scalar")
-    out_slot = place[out][0]
+    out_slot = slot[outs[0]]
     if out_slot < n_init:           # a constant output: the sweep must not write it
         raise NotTapeable("a constant output")
     layout = [top, n_init, out_slot, len(graph.inputs), len(wrt)]
     for n in graph.inputs:
-        layout += [place[n][0], n.size]
+        layout += [slot[number(n)], n.size]
     for k in wrt:
-        layout += [place[graph.inputs[k]][0], graph.inputs[k].size]
-    return ReverseTape(np.concatenate([np.array(rows, dtype=np.int32).reshape(-1),
-                                       np.array(index, dtype=np.int32)]), len(rows),
+        layout += [slot[number(graph.inputs[k])], graph.inputs[k].size]
+    return ReverseTape(np.array(cells + index, dtype=np.int32), len(cells) // WIDTH,
                        np.array(init, dtype=np.float64), np.array(layout, dtype=np.int64),
                        top, sizes)
 
 
-def _row(n: Node, cases: dict[str, int], place: dict, top: int) -> tuple:
+def _row(n: Node, cases: dict[str, int], srcs: tuple[int, ...], slot: list[int],
+         stride: list[int], top: int) -> tuple:
     """The row of an op's own case."""
     op = n.op
     case = cases.get(op.name)
-    if case is None or len(n.src) > 3 or (op.kind == REDUCE and n.size != 1):
+    if case is None or len(srcs) > 3 or (op.kind == REDUCE and n.size != 1):
         raise NotTapeable(f"op {op.name}")
     if n.dtype is dtypes.bool_ and not op.nondiff:
         raise NotTapeable(f"{op.name} of bools")
     cells = [case, n.src[0].size if op.kind == REDUCE else n.size, top]
-    for s in n.src:
-        cells += place[s]
+    for j in srcs:
+        cells += (slot[j], stride[j])
     return tuple(cells)
 
 
-def _fusions(graph: Graph) -> dict[Node, tuple[int, list[Node]]]:
-    """{node: (case, sources)} for the nodes one row of the interpreter's own computes,
-    their inner nodes used nowhere else: y = softmax(x) of a vector as composite.softmax
-    traces it (exp(x - shift) / sum(exp(x - shift)), the shift the guarded, gradient-stopped
-    max of x), and chains ((a + b) + c) + ... of three or more scalars (W7's loss)."""
-    users = Counter(graph.outputs)
-    users.update(s for n in graph.nodes for s in n.src)
-    found: dict[Node, tuple[int, list[Node]]] = {}
-    chains: dict[Node, list[Node]] = {}
-    for y in graph.nodes:
-        if y.op.name == "add" and y.size == 1 and y.dtype is dtypes.float64:
-            left, right = y.src
-            terms = chains.pop(left, None) if users[left] == 1 else None
-            if terms is None:
-                terms = [left]
+def _needed(nodes: list[Node], srcs: list[tuple[int, ...]], outs: list[int],
+            number) -> tuple[list[int], list, bytearray]:
+    """One pass from the outputs back: (the numbers of the nodes the outputs need, in
+    topological order; per node, None or the (case, sources) of the interpreter's own row
+    that computes it, its inner nodes used nowhere else; per node, whether a cotangent
+    reaches it). A fused node needs only its row's sources. Cotangents reach the nodes as
+    in symbolic autodiff: none passes a comparison or stop_gradient, and only the rows of
+    nodes reached run in reverse, so a NaN or inf behind a comparison never turns 0 * NaN
+    into the gradient."""
+    users = [0] * len(nodes)
+    for t in srcs:
+        for j in t:
+            users[j] += 1
+    for j in outs:
+        users[j] += 1
+    live, reached = bytearray(len(nodes)), bytearray(len(nodes))
+    fused: list = [None] * len(nodes)
+    order = []
+    for j in outs:
+        live[j] = reached[j] = 1
+    for k in range(len(nodes) - 1, -1, -1):
+        if not live[k]:
+            continue
+        order.append(k)
+        n = nodes[k]
+        f = _fusion(n, k, nodes, srcs, users, number)
+        needs = srcs[k] if f is None else f[1]
+        fused[k] = f
+        for j in needs:
+            live[j] = 1
+        if not reached[k]:
+            continue
+        if f is None and n.op.kind != MOVEMENT:
+            needs = [j for j, r in zip(needs, n.op.tape_vjp or ()) if r is not None]
+        for j in needs:
+            reached[j] = 1
+    order.reverse()
+    return order, fused, reached
+
+
+def _fusion(y: Node, k: int, nodes: list[Node], srcs: list, users: list[int], number):
+    """(case, sources) where one row of the interpreter's own computes y: softmax of a
+    vector (whole, or as composite.softmax traces it: exp(x - shift) / sum(exp(x - shift)),
+    the shift the guarded, gradient-stopped max of x), or a chain ((a + b) + c) + ... of
+    three or more scalars (W7's loss), y its last `+`; else None."""
+    op = y.op
+    if op is whole.softmax_p:
+        return SOFTMAX, srcs[k]
+    if op.name == "add":
+        if not _scalar_add(y):
+            return None
+        terms = []
+        while True:                 # down the left operands used only by the next `+`
+            left, right = srcs[k]
             terms.append(right)
-            chains[y] = terms
-        x = y.src[0] if y.op is whole.softmax_p else _softmax_source(y, users)
-        if x is not None:
-            found[y] = (SOFTMAX, [x])
-    found.update((k, (ADDN, terms)) for k, terms in chains.items() if len(terms) > 2)
-    return found
+            if users[left] != 1 or not _scalar_add(nodes[left]):
+                terms.append(left)
+                break
+            k = left
+        if len(terms) < 3:
+            return None
+        terms.reverse()
+        return ADDN, terms
+    if op.name == "div":
+        x = _softmax_source(y, lambda n: users[number(n)])
+        return None if x is None else (SOFTMAX, [number(x)])
+    return None
 
 
-def _softmax_source(y: Node, users: dict[Node, int]) -> Node | None:
-    if y.op.name != "div" or len(y.shape) != 1:
+def _scalar_add(n: Node) -> bool:
+    return n.op.name == "add" and n.size == 1 and n.dtype is dtypes.float64
+
+
+def _softmax_source(y: Node, users) -> Node | None:
+    if len(y.shape) != 1:
         return None
     e, b = y.src
     r = b.src[0] if b.op.name == "broadcast_to" else None
@@ -275,28 +335,9 @@ def _softmax_source(y: Node, users: dict[Node, int]) -> Node | None:
     z = e.src[0]
     if z.op.name != "sub" or not _is_max_shift(z.src[1], z.src[0]):
         return None
-    if users[e] == 2 and all(users[k] == 1 for k in (b, r, s, z)):
+    if users(e) == 2 and all(users(k) == 1 for k in (b, r, s, z)):
         return z.src[0]
     return None
-
-
-def _reached(graph: Graph, fused: dict) -> set[Node]:
-    """The nodes a cotangent reaches from the output (as in symbolic autodiff, none passes a
-    comparison or stop_gradient): only their rows run in reverse, so a NaN or inf behind a
-    comparison never turns 0 * NaN into the gradient."""
-    reached = set(graph.outputs)
-    for n in reversed(graph.nodes):
-        if n not in reached:
-            continue
-        f = fused.get(n)
-        if f is not None:
-            srcs = f[1]
-        elif n.op.kind == MOVEMENT:
-            srcs = n.src
-        else:
-            srcs = [s for s, r in zip(n.src, n.op.tape_vjp or ()) if r is not None]
-        reached.update(srcs)
-    return reached
 
 
 def _is_max_shift(b: Node, x: Node) -> bool:
@@ -310,16 +351,6 @@ def _is_max_shift(b: Node, x: Node) -> bool:
     return mx is not None and mx.op.name == "max" and mx.src[0] is x and len(x.shape) == 1
 
 
-def _live(graph: Graph, fused: dict) -> set[Node]:
-    """The nodes the outputs need, a fused node needing only its source."""
-    live = set(graph.outputs)
-    for n in reversed(graph.nodes):
-        if n in live:
-            f = fused.get(n)
-            live.update(f[1] if f is not None else n.src)
-    return live
-
-
 def _check_value(n: Node) -> None:
     if n.dtype not in _VALUE_TYPES:
         raise NotTapeable(f"dtype {n.dtype}")
@@ -329,21 +360,20 @@ def _check_value(n: Node) -> None:
         raise NotTapeable("too large")
 
 
-def _adjacent(pieces: tuple[Node, ...], place: dict) -> tuple[int, int] | None:
+def _adjacent(pieces: tuple[Node, ...], numbers: tuple[int, ...], slot: list[int],
+              stride: list[int]) -> tuple[int, int] | None:
     """The place of the concatenation of pieces that lie one after the other with stride 1
     (W7's stack of the last four nodes, computed in order), else None."""
-    start, end = place[pieces[0]][0], None
-    for s in pieces:
-        slot, stride = place[s]
-        if (end is not None and slot != end) or (stride != 1 and s.size != 1):
+    end = None
+    for s, j in zip(pieces, numbers):
+        if (end is not None and slot[j] != end) or (stride[j] != 1 and s.size != 1):
             return None
-        end = slot + s.size
-    return start, 1
+        end = slot[j] + s.size
+    return slot[numbers[0]], 1
 
 
-def _view(n: Node, src: tuple[int, int]) -> tuple[int, int]:
+def _view(n: Node, slot: int, stride: int) -> tuple[int, int]:
     """The place of a movement node that reads its source's elements in place."""
-    slot, stride = src
     name, s = n.op.name, n.src[0]
     if name in ("reshape", "transpose") or (name == "broadcast_to" and s.size == n.size):
         return slot, stride
