@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -179,8 +180,12 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
             if slot[k] < 0:
                 raise NotTapeable("a source node that is not an input")
             continue
-        _check_value(n)
-        size = n.size
+        shape = n.shape
+        if shape or n.dtype is not dtypes.float64:     # all but float64 scalars
+            _check_value(n)
+            size = n.size
+        else:
+            size = 1
         f = fused[k]
         if f is not None:
             case, terms = f
@@ -260,10 +265,8 @@ def _needed(nodes: list[Node], srcs: list[tuple[int, ...]], outs: list[int],
     in symbolic autodiff: none passes a comparison or stop_gradient, and only the rows of
     nodes reached run in reverse, so a NaN or inf behind a comparison never turns 0 * NaN
     into the gradient."""
-    users = [0] * len(nodes)
-    for t in srcs:
-        for j in t:
-            users[j] += 1
+    users = np.bincount(np.fromiter(chain.from_iterable(srcs), np.intp),
+                        minlength=len(nodes)).tolist()
     for j in outs:
         users[j] += 1
     live, reached = bytearray(len(nodes)), bytearray(len(nodes))
@@ -276,7 +279,7 @@ def _needed(nodes: list[Node], srcs: list[tuple[int, ...]], outs: list[int],
             continue
         order.append(k)
         n = nodes[k]
-        f = _fusion(n, k, nodes, srcs, users, number)
+        f = _fusion(n, k, nodes, srcs, users, number) if n.op in _FUSIBLE else None
         needs = srcs[k] if f is None else f[1]
         fused[k] = f
         for j in needs:
@@ -321,7 +324,11 @@ def _fusion(y: Node, k: int, nodes: list[Node], srcs: list, users: list[int], nu
 
 
 def _scalar_add(n: Node) -> bool:
-    return n.op.name == "add" and n.size == 1 and n.dtype is dtypes.float64
+    return n.op is _ADD and n.dtype is dtypes.float64 and (not n.shape or n.size == 1)
+
+
+_ADD = OPS["add"]
+_FUSIBLE = (whole.softmax_p, _ADD, OPS["div"])      # the ops _fusion looks at
 
 
 def _softmax_source(y: Node, users) -> Node | None:
@@ -366,9 +373,10 @@ def _adjacent(pieces: tuple[Node, ...], numbers: tuple[int, ...], slot: list[int
     (W7's stack of the last four nodes, computed in order), else None."""
     end = None
     for s, j in zip(pieces, numbers):
-        if (end is not None and slot[j] != end) or (stride[j] != 1 and s.size != 1):
+        size = s.size if s.shape else 1
+        if (end is not None and slot[j] != end) or (stride[j] != 1 and size != 1):
             return None
-        end = slot[j] + s.size
+        end = slot[j] + size
     return slot[numbers[0]], 1
 
 
