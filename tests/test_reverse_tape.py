@@ -11,6 +11,7 @@ import graphc
 from bench import problems as P
 from bench.workloads import w7
 from graphc.native import CRunner
+from graphc.ops import composite
 from graphc.reverse_tape import ReverseTapeRunner
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-13}
@@ -99,6 +100,23 @@ def test_specialised_rows_match_symbolic(monkeypatch):
                              argnums=(0, 1))
     assert runner is ReverseTapeRunner
     _close(got, ref)
+
+
+def test_a_fused_softmax_leaves_its_inner_nodes_out(monkeypatch):
+    """composite.softmax's primitives (as traced where softmax is not kept whole) are one
+    SOFTMAX row: its max, exp, sum, the inf guard and its constants get no row and no slot."""
+    def f(x):
+        return graphc.sum(composite.softmax(x * 2.0) * x)
+
+    x = np.random.default_rng(5).uniform(-2, 2, 6)
+    runner, got, ref = _both(graphc.value_and_grad, f, (x,), monkeypatch)
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    tape = graphc.compile(graphc.value_and_grad(f)).executable(x).runner.tape
+    assert tape.n_rows == 4                      # x * 2, SOFTMAX, * x, sum
+    assert tape.init.tolist() == [2.0]           # the guard's inf and 0 are not placed
+    assert tape.n_slots == 1 + 6 + 6 + 6 + 6 + 1
 
 
 def test_inputs_unchanged_and_outputs_owned(monkeypatch):

@@ -137,9 +137,9 @@ def interpreter_source() -> tuple[str, str]:
 
 # ---- the encoder ----
 # Nodes are numbered by their place in the graph's topological order, and what the passes
-# keep per node is a list or bytearray indexed by that number: a single dict (node -> number)
-# in all. Dicts and sets of a million nodes cost a cache miss per lookup, which is what made
-# 100,000 W7 ops cost 14x 10,000 to encode.
+# keep per node is a list or bytearray indexed by that number: one dict (node -> number) in
+# all, where there were six dicts and sets keyed by node (each a cache miss per lookup once
+# the graph outgrows the cache: 100,000 W7 ops encoded in 12-15x the time of 10,000).
 
 def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     """The rows of `graph` (one float64 scalar output) differentiated with respect to the
