@@ -119,6 +119,20 @@ def test_a_fused_softmax_leaves_its_inner_nodes_out(monkeypatch):
     assert tape.n_slots == 1 + 6 + 6 + 6 + 6 + 1
 
 
+def test_an_input_the_output_does_not_need(monkeypatch):
+    """An unused input (not among the graph's nodes) still has its place: a zero gradient."""
+    def f(x, y, z):
+        return graphc.sum(graphc.softplus(x) * z)
+
+    x, y = np.linspace(-1, 1, 5), np.ones(3)
+    runner, got, ref = _both(graphc.value_and_grad, f, (x, y, 0.5), monkeypatch,
+                             argnums=(0, 1, 2))
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    np.testing.assert_array_equal(got[1][1], np.zeros(3))
+    np.testing.assert_allclose(got[1][2], float(np.sum(np.logaddexp(0, x))), rtol=1e-12)
+
+
 def test_inputs_unchanged_and_outputs_owned(monkeypatch):
     monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
     f = graphc.compile(graphc.value_and_grad(lambda x: graphc.sum(x * x)))

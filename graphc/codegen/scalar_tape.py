@@ -145,7 +145,8 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     """The rows of `graph` (one float64 scalar output) differentiated with respect to the
     inputs numbered in `wrt`. Raises NotTapeable for a node without a tape case."""
     nodes = graph.nodes
-    number = dict(zip(nodes, range(len(nodes)))).__getitem__
+    numbers = dict(zip(nodes, range(len(nodes))))
+    number = numbers.__getitem__
     srcs = [tuple(map(number, n.src)) for n in nodes]
     outs = [number(n) for n in graph.outputs]
     order, fused, reached = _needed(nodes, srcs, outs, number)
@@ -159,13 +160,15 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
             slot[k], stride[k] = len(init), 0 if value.size == 1 else 1
             init.extend(value.reshape(-1).astype(np.float64).tolist())
     n_init = top = len(init)
-    sizes = []
+    sizes, inputs = [], []          # an input the output does not need has a slot, no number
     for n in graph.inputs:
         _check_value(n)
         if n.dtype is not dtypes.float64:
             raise NotTapeable(f"input of dtype {n.dtype}")
-        k = number(n)
-        slot[k] = top
+        k = numbers.get(n)
+        if k is not None:
+            slot[k] = top
+        inputs.append(top)
         sizes.append(n.size)
         top += n.size
     cells: list[int] = []            # the rows, WIDTH cells each
@@ -232,10 +235,10 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
     if out_slot < n_init:           # a constant output: the sweep must not write it
         raise NotTapeable("a constant output")
     layout = [top, n_init, out_slot, len(graph.inputs), len(wrt)]
-    for n in graph.inputs:
-        layout += [slot[number(n)], n.size]
+    for at, size in zip(inputs, sizes):
+        layout += [at, size]
     for k in wrt:
-        layout += [slot[number(graph.inputs[k])], graph.inputs[k].size]
+        layout += [inputs[k], sizes[k]]
     return ReverseTape(np.array(cells + index, dtype=np.int32), len(cells) // WIDTH,
                        np.array(init, dtype=np.float64), np.array(layout, dtype=np.int64),
                        top, sizes)
