@@ -4,7 +4,7 @@
  *
  *     [case, n, out, in0, stride0, in1, stride1, in2, stride2, reverse?]
  *
- * The interpreter's own cases (GC_ST_GATHER...GC_ST_SOFTPLUS1) are rows the encoder fuses
+ * The interpreter's own cases (GC_ST_GATHER...GC_ST_ADD6) are rows the encoder fuses
  * or specialises: a gather of n elements from the places listed at ix[in0] (a concatenate);
  * softmax of n elements (the ~10 primitives ops/composite.py's softmax traces into), and of 4
  * elements side by side (its exps one 4-lane call); the n scalars listed at ix[in0],
@@ -24,7 +24,10 @@
 
 #define GC_ST_WIDTH 10
 #define GC_ST_ADD_INLINE 6      /* cells 3..8 */
-enum { GC_ST_GATHER, GC_ST_SOFTMAX, GC_ST_ADDN, GC_ST_SOFTMAX4, GC_ST_ADD, GC_ST_SOFTPLUS1 };
+/* GC_ST_ADD3...GC_ST_ADD6: a chain of 3...GC_ST_ADD_INLINE terms, one case per count (the
+ * additions unrolled, no loop) */
+enum { GC_ST_GATHER, GC_ST_SOFTMAX, GC_ST_ADDN, GC_ST_SOFTMAX4, GC_ST_SOFTPLUS1, GC_ST_ADD3,
+       GC_ST_ADD4, GC_ST_ADD5, GC_ST_ADD6 };
 
 /* gc__exp_k (graphc_vmath.h) with its polynomial by Estrin's scheme instead of Horner's: the
  * same terms, a dependency chain of 4 fmas instead of 10. The tape's rows are chains of
@@ -87,6 +90,22 @@ static inline void gc_st_softmax4(const double *restrict a, double *restrict d) 
     for (int i = 0; i < 4; i++) d[i] = e[i] / sum;
 }
 
+/* the n terms at v[k[0]], v[k[1]], ... added from left to right (n a constant where it is
+ * inlined: unrolled), and the reverse: c added to each term's cotangent */
+static inline __attribute__((always_inline)) double gc_st_add(long n, const int32_t *k,
+                                                              const double *v) {
+    double acc = v[k[0]];
+#pragma GCC unroll 4
+    for (long i = 1; i < n; i++) acc += v[k[i]];
+    return acc;
+}
+
+static inline __attribute__((always_inline)) void gc_st_add_vjp(long n, const int32_t *k,
+                                                                double c, double *g) {
+#pragma GCC unroll 4
+    for (long i = 0; i < n; i++) g[k[i]] += c;
+}
+
 static inline void gc_st_softmax_vjp(long n, const double *y, const double *gy, double *ga,
                                      long s) {
     double dot = 0.0;
@@ -123,19 +142,11 @@ static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double
             for (long i = 0; i < n; i++) d[i] = v[k[i]];
             break;
         }
-        case GC_ST_ADDN: {
-            const int32_t *k = ix + t[3];
-            double acc = v[k[0]];
-            for (long i = 1; i < n; i++) acc += v[k[i]];
-            d[0] = acc;
-            break;
-        }
-        case GC_ST_ADD: {
-            double acc = v[t[3]];
-            for (long i = 1; i < n; i++) acc += v[t[3 + i]];
-            d[0] = acc;
-            break;
-        }
+        case GC_ST_ADDN: d[0] = gc_st_add(n, ix + t[3], v); break;
+        case GC_ST_ADD3: d[0] = gc_st_add(3, t + 3, v); break;
+        case GC_ST_ADD4: d[0] = gc_st_add(4, t + 3, v); break;
+        case GC_ST_ADD5: d[0] = gc_st_add(5, t + 3, v); break;
+        case GC_ST_ADD6: d[0] = gc_st_add(6, t + 3, v); break;
         case GC_ST_SOFTMAX: gc_st_softmax(n, a0, s0, d); break;
         case GC_ST_SOFTMAX4: gc_st_softmax4(a0, d); break;
         case GC_ST_SOFTPLUS1: {     /* gc_softplus(a), and gc_sigmoid(a) from the same exp */
@@ -161,12 +172,12 @@ static void gc_st_reverse(const int32_t *tape, long rows, const int32_t *ix, con
             for (long i = 0; i < n; i++) g[k[i]] += gy[i];
             break;
         }
-        case GC_ST_ADDN: {
-            const int32_t *k = ix + t[3];
-            for (long i = 0; i < n; i++) g[k[i]] += gy[0];
-            break;
-        }
-        case GC_ST_ADD: for (long i = 0; i < n; i++) g[t[3 + i]] += gy[0]; break;
+        /* (a row's output is never its own term: its cotangent read once) */
+        case GC_ST_ADDN: gc_st_add_vjp(n, ix + t[3], gy[0], g); break;
+        case GC_ST_ADD3: gc_st_add_vjp(3, t + 3, gy[0], g); break;
+        case GC_ST_ADD4: gc_st_add_vjp(4, t + 3, gy[0], g); break;
+        case GC_ST_ADD5: gc_st_add_vjp(5, t + 3, gy[0], g); break;
+        case GC_ST_ADD6: gc_st_add_vjp(6, t + 3, gy[0], g); break;
         case GC_ST_SOFTMAX: gc_st_softmax_vjp(n, y, gy, g0, s0); break;
         case GC_ST_SOFTMAX4: gc_st_softmax_vjp(4, y, gy, g0, 1); break;
         case GC_ST_SOFTPLUS1: g0[0] += gy[0] * v[t[5]]; break;

@@ -30,8 +30,9 @@ from ..ops import ELEMENTWISE, MOVEMENT, OPS, REDUCE, SOURCE, OpDef, whole
 
 WIDTH = 10           # int32 cells per row (csrc/graphc_scalar_tape.h)
 # the interpreter's own cases (GC_ST_GATHER...), then one per op
-GATHER, SOFTMAX, ADDN, SOFTMAX4, ADD, SOFTPLUS1 = range(6)
+GATHER, SOFTMAX, ADDN, SOFTMAX4, SOFTPLUS1, ADD = range(6)
 ADD_INLINE = 6       # terms of an ADD row, in its own cells (more: an ADDN row's index list)
+LAST_OWN = ADD + ADD_INLINE - 3     # ADD + k - 3: a chain of k terms (3 <= k <= ADD_INLINE)
 _VALUE_TYPES = (dtypes.float64, dtypes.bool_)
 
 
@@ -66,7 +67,7 @@ def case_numbers() -> dict[str, int]:
     """A case per op that has one, numbered by name after the interpreter's own (once per
     process: the encoder and the interpreter's C must agree)."""
     return {name: k for k, name in enumerate(sorted(n for n, op in OPS.items() if _cased(op)),
-                                              start=SOFTPLUS1 + 1)}
+                                              start=LAST_OWN + 1)}
 
 
 # ---- the interpreter's C ----
@@ -97,9 +98,11 @@ def _reverse_case(op: OpDef, arity: int) -> str:
         count = ""
         if any("{count}" in r for _, r in rules):
             count = "long count = 0; for (long i = 0; i < n; i++) count += a0[i * s0] == y[0]; "
-        names = {"g": "gy[0]", "y": "y[0]", "count": "(double)count"}
+        names = {"g": "c", "y": "y[0]", "count": "(double)count"}
         body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, **names)};" for j, r in rules)
-        return "{ " + count + "for (long i = 0; i < n; i++) { " + body + " } } break;"
+        # the output's cotangent read once (the loop's stores cannot be to it)
+        return ("{ const double c = gy[0]; " + count + "for (long i = 0; i < n; i++) { " + body
+                + " } } break;")
     ones = _operands("a", arity, scalar=True)
     one = " ".join(f"g{j}[0] += {r.format(*ones, g='gy[0]', y='y[0]')};" for j, r in rules)
     body = " ".join(f"g{j}[i * s{j}] += {r.format(*values, g='gy[i]', y='y[i]')};"
@@ -181,7 +184,7 @@ def encode(graph: Graph, wrt: list[int]) -> ReverseTape:
                 row = ((SOFTMAX4, 4, top, slot, 1) if n.size == 4 and stride == 1
                        else (SOFTMAX, n.size, top, slot, stride))
             elif len(srcs) <= ADD_INLINE:
-                row = (ADD, len(srcs), top, *(place[t][0] for t in srcs))
+                row = (ADD + len(srcs) - 3, len(srcs), top, *(place[t][0] for t in srcs))
             else:
                 row = (ADDN, len(srcs), top, len(index))
                 index.extend(place[t][0] for t in srcs)
