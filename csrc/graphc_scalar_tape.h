@@ -53,6 +53,16 @@ static inline __attribute__((always_inline)) double gc_st_exp(double x) {
     return y * gc__pow2i(k1) * gc__pow2i(k2);
 }
 
+/* log1p(e) for e in [0, 1] or NaN (softplus's log1p(exp(-|a|))): log(u) + (e - (u - 1)) / u,
+ * u = 1 + e rounded, the quotient the first-order correction for u's rounding (u - 1 and the
+ * difference are exact). glibc's log is its table-driven one, a third of log1p's
+ * instructions, and the division runs beside it: W7's softplus rows ~10% faster. Within 2 ulp
+ * of softplus with the exp (glibc's log1p: 1.6; 2e7 random a, against long double). */
+static inline double gc_st_log1p01(double e) {
+    const double u = 1.0 + e;
+    return log(u) + (e - (u - 1.0)) / u;
+}
+
 /* softmax of a[0], a[s], ... a[(n-1)s] into d, as composite.softmax: the max shift, 0 where it
  * is infinite. Inlined with constant n and s, the exps are one vector of gc_st_exp. */
 static inline void gc_st_softmax(long n, const double *restrict a, long s, double *restrict d) {
@@ -151,7 +161,7 @@ static void gc_st_forward(const int32_t *t, long rows, const int32_t *ix, double
         case GC_ST_SOFTMAX4: gc_st_softmax4(a0, d); break;
         case GC_ST_SOFTPLUS1: {     /* gc_softplus(a), and gc_sigmoid(a) from the same exp */
             const double a = a0[0], e = gc_exp(-fabs(a));
-            d[0] = (a > 0 ? a : 0.0) + gc_log1p(e);
+            d[0] = (a > 0 ? a : 0.0) + gc_st_log1p01(e);
             v[t[5]] = (a >= 0 ? 1.0 : e) / (1.0 + e);
             break;
         }
