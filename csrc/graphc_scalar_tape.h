@@ -89,14 +89,15 @@ static inline void gc_st_exp4(const double *x, double *e) {
 }
 #endif
 
-/* gc_st_softmax of 4 elements side by side */
+/* gc_st_softmax of 4 elements side by side, the same values: its sum starts at e[0] (0 + e[0]
+ * is e[0]: an exp is never -0), one addition less on the chain of softmax rows */
 static inline void gc_st_softmax4(const double *restrict a, double *restrict d) {
-    double m = -INFINITY, sum = 0.0, x[4], e[4];
+    double m = -INFINITY, x[4], e[4];
     for (int i = 0; i < 4; i++) m = gc_max(m, a[i]);
     if (m == INFINITY || m == -INFINITY) m = 0.0;
     for (int i = 0; i < 4; i++) x[i] = a[i] - m;
     gc_st_exp4(x, e);
-    for (int i = 0; i < 4; i++) sum += e[i];
+    const double sum = ((e[0] + e[1]) + e[2]) + e[3];
     for (int i = 0; i < 4; i++) d[i] = e[i] / sum;
 }
 
