@@ -224,3 +224,31 @@ def test_size_threshold_counts_primitives(stack, monkeypatch):
     monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", str(int(1.2 * primitives)))
     f = graphc.compile(graphc.value_and_grad(w7(40, stack)))
     assert type(f.executable(x).runner) is CRunner
+
+
+def test_the_interpreter_built_at_install_is_used_unless_stale(tmp_path, monkeypatch):
+    """setup.py builds the interpreter into the package (reverse_tape.prebuild): the first
+    tape then runs no compiler; where that build is absent or of other C (an op changed since
+    the install), the first use builds it into the disk cache instead. A tiny C source, new
+    to the cache, stands for the interpreter's (the same path, without its gcc time)."""
+    import os
+
+    from graphc import build, reverse_tape
+
+    token = os.urandom(8).hex()
+
+    def source(value: int) -> tuple[str, str]:
+        return f"int gc_probe(void) {{ return {value}; }} /* {token} */\n", "int gc_probe(void);"
+
+    def in_cache(value: int) -> bool:
+        return build._entry_dir(build.cache_dir(), build.module_key(*source(value))).exists()
+
+    monkeypatch.setattr(reverse_tape, "PREBUILT", tmp_path / "package" / "_prebuilt")
+    monkeypatch.setattr(reverse_tape, "interpreter_source", lambda: source(7))
+    reverse_tape.prebuild(str(tmp_path / "package"))
+    assert reverse_tape._interpreter.__wrapped__()[1].gc_probe() == 7
+    assert not in_cache(7)                                  # no build at first use
+    monkeypatch.setattr(reverse_tape, "interpreter_source", lambda: source(8))
+    assert build.load_prebuilt(reverse_tape.PREBUILT, *source(8)) is None      # stale
+    assert reverse_tape._interpreter.__wrapped__()[1].gc_probe() == 8
+    assert in_cache(8)                                      # built at first use
