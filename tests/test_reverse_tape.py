@@ -81,7 +81,8 @@ def _specialised(x, s):
     """Each specialised row and its general form beside it: softplus of scalars (a stash for
     the reverse sweep) and of a vector, softmax of 4 side by side, of 4 with a stride, of 5
     and of a broadcast scalar, chains of `+` of 3 to 8 terms (in the row, or an index list),
-    a term used twice, a softplus past which no cotangent flows."""
+    a term used twice, a softplus past which no cotangent flows, sums of contiguous and of
+    strided elements (W7's stack form sums more than a block of them)."""
     p = [graphc.softplus(x[i] * s) for i in range(4)]
     m4 = graphc.softmax(graphc.stack(p))
     strided = graphc.softmax(x[1:9:2])
@@ -91,7 +92,7 @@ def _specialised(x, s):
     long = sum(x[i] * p[i % 4] for i in range(8))
     dead = graphc.where(graphc.softplus(s) > 0.5, 1.0, 0.0)
     return (chain * chain + long * 0.5 + graphc.sum(graphc.softplus(x) * strided[0])
-            + graphc.sum(five * m4[1]) + flat[3] * x[9] + dead)
+            + graphc.sum(five * m4[1]) + flat[3] * x[9] + dead + graphc.sum(x[::3]) * s)
 
 
 def test_specialised_rows_match_symbolic(monkeypatch):
