@@ -34,18 +34,36 @@ typedef int (*packed_fn)(const graphc_slot *, void *);
 
 enum { TREE_LEAF = -1, TREE_NONE = -2 };    /* tree codes; 2n: a tuple of n, 2n+1: a list */
 
+/* What a call type adds to the head below: its run (1: *result is the outputs; 0: not this
+   signature, the general path decides; -1: a Python error is set), and the offsets of the
+   Python objects it owns and of the PyMem blocks it frees (each list ends at 0). */
+typedef struct {
+    int (*run)(void *self, PyObject *const *args, PyObject **result);
+    Py_ssize_t objects[4];
+    Py_ssize_t blocks[10];
+} CallKind;
+
+/* The head both call types start with: one vectorcall, traverse, clear and dealloc for both
+   (call_* below). */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    unsigned long long entry;   /* packed_fn; settable: a tiered build swaps modules */
+    const CallKind *kind;
+    Py_ssize_t n_args;
     PyObject *general;          /* the Python path, called with the same arguments */
     PyObject *nans;             /* graphc.nans.STATE: {'on': bool} */
     PyObject *keep;             /* whatever owns the fixed addresses */
-    Py_ssize_t n_args, n_slots, n_outs, n_tree, ws_bytes;
-    int release_gil;            /* the kernels loop: other threads may run meanwhile */
-    char *in_kinds;             /* per argument: 'f', 'i' or 'a' */
-    Py_ssize_t *arg_slot;       /* per argument: its slot of the entry */
     PyObject *array_type;       /* the exact type of 'a' arguments (numpy.ndarray) */
+    char *in_kinds;             /* per argument: 'f' float, 'i' int or 'a' array */
+    int *tree;                  /* the output tree in preorder */
+} CallHead;
+
+typedef struct {
+    CallHead head;
+    unsigned long long entry;   /* packed_fn; settable: a tiered build swaps modules */
+    Py_ssize_t n_slots, n_outs, n_tree, ws_bytes;
+    int release_gil;            /* the kernels loop: other threads may run meanwhile */
+    Py_ssize_t *arg_slot;       /* per argument: its slot of the entry */
     Py_ssize_t *array_dims;     /* per argument: where its ndim and shape start in dims */
     Py_ssize_t *dims;           /* per 'a' argument: ndim, then the shape */
     PyObject *formats;          /* per argument: its buffer format (bytes), or None */
@@ -54,7 +72,6 @@ typedef struct {
     Py_ssize_t *ws_offset;      /* or (>= 0) an offset into the workspace */
     Py_ssize_t *out_offset;     /* per output: its offset in the workspace, */
     char *out_kind;             /* and its C type: 'd' double, 'f' float, 'q' int64, 'i' int32, '?' bool */
-    int *tree;                  /* the output tree in preorder */
 } FastCall;
 
 static PyObject *str_on;
@@ -130,14 +147,14 @@ static int run(void *callable, PyObject *const *args, PyObject **result)
         if (off >= 0)
             slots[k].p = ws + off;
     }
-    for (Py_ssize_t k = 0; k < self->n_args; k++) {
+    for (Py_ssize_t k = 0; k < self->head.n_args; k++) {
         PyObject *x = args[k];
         graphc_slot *slot = &slots[self->arg_slot[k]];
-        if (self->in_kinds[k] == 'f') {
+        if (self->head.in_kinds[k] == 'f') {
             if (!PyFloat_CheckExact(x))
                 goto miss;
             slot->d = PyFloat_AS_DOUBLE(x);
-        } else if (self->in_kinds[k] == 'i') {
+        } else if (self->head.in_kinds[k] == 'i') {
             int overflow;
             if (!PyLong_CheckExact(x))
                 goto miss;
@@ -145,7 +162,7 @@ static int run(void *callable, PyObject *const *args, PyObject **result)
             if (overflow)
                 goto miss;
         } else {
-            if (!array_view(x, self->array_type, &views[n_views]))
+            if (!array_view(x, self->head.array_type, &views[n_views]))
                 goto miss;
             Py_buffer *v = &views[n_views++];
             const Py_ssize_t *dims = self->dims + self->array_dims[k];
@@ -181,7 +198,7 @@ static int run(void *callable, PyObject *const *args, PyObject **result)
         }
     }
     Py_ssize_t pos = 0, leaf = 0;
-    *result = build_tree(self->tree, leaves, &pos, &leaf);
+    *result = build_tree(self->head.tree, leaves, &pos, &leaf);
     for (Py_ssize_t j = 0; j < self->n_outs; j++)
         Py_XDECREF(leaves[j]);       /* only on failure: the tree took the others */
     return *result == NULL ? -1 : 1;
@@ -189,35 +206,6 @@ miss:
     while (n_views)
         PyBuffer_Release(&views[--n_views]);
     return 0;
-}
-
-/* The call of either type: `run` (1: done, 0: not this signature, -1: an error) on exactly
-   n_args positional arguments while the NaN locator (nans["on"]) is off, else `general`. */
-static PyObject *run_or_general(void *self, int (*run)(void *, PyObject *const *, PyObject **),
-                                Py_ssize_t n_args, PyObject *nans, PyObject *general,
-                                PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    if (PyVectorcall_NARGS(nargsf) == n_args
-            && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
-        PyObject *on = PyDict_GetItemWithError(nans, str_on);
-        if (on == NULL && PyErr_Occurred())
-            return NULL;
-        if (on == NULL || on == Py_False) {
-            PyObject *result;
-            int status = run(self, args, &result);
-            if (status)
-                return status > 0 ? result : NULL;
-        }
-    }
-    return PyObject_Vectorcall(general, args, nargsf, kwnames);
-}
-
-static PyObject *fastcall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                     PyObject *kwnames)
-{
-    FastCall *self = (FastCall *)callable;
-    return run_or_general(self, run, self->n_args, self->nans, self->general, args,
-                          nargsf, kwnames);
 }
 
 /* Sequences of Python ints into a C array of n elements. */
@@ -267,40 +255,94 @@ static int tree_codes(PyObject *tree, Py_ssize_t n_leaves, long long *buf, int *
     return 0;
 }
 
-static int fastcall_traverse(FastCall *self, visitproc visit, void *arg)
+/* The call of either type: its run on exactly n_args positional arguments while the NaN
+   locator (nans["on"]) is off, else `general`. */
+static PyObject *call_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    CallHead *self = (CallHead *)callable;
+    if (PyVectorcall_NARGS(nargsf) == self->n_args
+            && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        PyObject *on = PyDict_GetItemWithError(self->nans, str_on);
+        if (on == NULL && PyErr_Occurred())
+            return NULL;
+        if (on == NULL || on == Py_False) {
+            PyObject *result;
+            int status = self->kind->run(self, args, &result);
+            if (status)
+                return status > 0 ? result : NULL;
+        }
+    }
+    return PyObject_Vectorcall(self->general, args, nargsf, kwnames);
+}
+
+#define FIELD(self, offset) ((char *)(self) + (offset))
+
+static int call_traverse(CallHead *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->general);
     Py_VISIT(self->nans);
     Py_VISIT(self->keep);
     Py_VISIT(self->array_type);
-    Py_VISIT(self->formats);
+    for (const Py_ssize_t *at = self->kind->objects; *at; at++)
+        Py_VISIT(*(PyObject **)FIELD(self, *at));
     return 0;
 }
 
-static int fastcall_clear(FastCall *self)
+static int call_clear(CallHead *self)
 {
     Py_CLEAR(self->general);
     Py_CLEAR(self->nans);
     Py_CLEAR(self->keep);
     Py_CLEAR(self->array_type);
-    Py_CLEAR(self->formats);
+    for (const Py_ssize_t *at = self->kind->objects; *at; at++)
+        Py_CLEAR(*(PyObject **)FIELD(self, *at));
     return 0;
 }
 
-static void fastcall_dealloc(FastCall *self)
+static void call_dealloc(CallHead *self)
 {
     PyObject_GC_UnTrack(self);
-    fastcall_clear(self);
+    call_clear(self);
     PyMem_Free(self->in_kinds);
-    PyMem_Free(self->arg_slot);
-    PyMem_Free(self->array_dims);
-    PyMem_Free(self->dims);
-    PyMem_Free(self->fixed);
-    PyMem_Free(self->ws_offset);
-    PyMem_Free(self->out_offset);
-    PyMem_Free(self->out_kind);
     PyMem_Free(self->tree);
+    for (const Py_ssize_t *at = self->kind->blocks; *at; at++)
+        PyMem_Free(*(void **)FIELD(self, *at));
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A new call object with its head filled: its kind, the arguments' kinds (each one of
+   `allowed`), room for an output tree of n_tree codes, and references to the objects it
+   keeps; NULL with a Python error set. */
+static void *call_new(PyTypeObject *type, const CallKind *kind, const char *in_kinds,
+                      Py_ssize_t n_args, const char *allowed, Py_ssize_t n_tree,
+                      PyObject *general, PyObject *nans, PyObject *keep, PyObject *array_type)
+{
+    CallHead *self = (CallHead *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = call_vectorcall;
+    self->kind = kind;
+    self->n_args = n_args;
+    self->general = Py_NewRef(general);
+    self->nans = Py_NewRef(nans);
+    self->keep = Py_NewRef(keep);
+    self->array_type = Py_NewRef(array_type);
+    self->in_kinds = alloc_array(n_args, 1);
+    self->tree = alloc_array(n_tree, sizeof(int));
+    if (self->in_kinds == NULL || self->tree == NULL)
+        goto fail;
+    for (Py_ssize_t k = 0; k < n_args; k++)
+        if (in_kinds[k] == '\0' || strchr(allowed, in_kinds[k]) == NULL) {
+            PyErr_Format(PyExc_ValueError, "%s: input kinds are one of '%s'", type->tp_name,
+                         allowed);
+            goto fail;
+        }
+    memcpy(self->in_kinds, in_kinds, n_args);
+    return self;
+fail:
+    Py_DECREF(self);
+    return NULL;
 }
 
 /* The arguments' slots (arg_slots: a tuple of distinct slot indices, or None: the first
@@ -308,7 +350,7 @@ static void fastcall_dealloc(FastCall *self)
    or (shape tuple, format bytes)); 0 or -1 with a Python error set. */
 static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char *taken)
 {
-    Py_ssize_t n = self->n_args, n_dims = 0;
+    Py_ssize_t n = self->head.n_args, n_dims = 0;
     long long *slot = alloc_array(n, sizeof(long long));
     self->arg_slot = alloc_array(n, sizeof(Py_ssize_t));
     self->array_dims = alloc_array(n, sizeof(Py_ssize_t));
@@ -331,21 +373,21 @@ static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char
         return -1;
     Py_ssize_t n_arrays = 0;
     for (Py_ssize_t k = 0; k < n; k++)
-        n_arrays += self->in_kinds[k] == 'a';
+        n_arrays += self->head.in_kinds[k] == 'a';
     if (n_arrays > ARRAYS_MAX) {
         PyErr_SetString(PyExc_ValueError, "FastCall: too many array arguments");
         return -1;
     }
     int has_arrays = n_arrays > 0;
     if (has_arrays && (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != n
-                       || !PyType_Check(self->array_type))) {
+                       || !PyType_Check(self->head.array_type))) {
         PyErr_SetString(PyExc_ValueError, "FastCall: array arguments need their type and "
                         "an (shape, format) per argument");
         return -1;
     }
     for (Py_ssize_t k = 0; has_arrays && k < n; k++) {
         PyObject *spec = PyTuple_GET_ITEM(arrays, k);
-        if (self->in_kinds[k] != 'a')
+        if (self->head.in_kinds[k] != 'a')
             continue;
         if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2
                 || !PyTuple_Check(PyTuple_GET_ITEM(spec, 0))
@@ -361,7 +403,7 @@ static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char
         return -1;
     for (Py_ssize_t k = 0, at = 0; k < n; k++) {
         PyObject *format = Py_None;
-        if (self->in_kinds[k] == 'a') {
+        if (self->head.in_kinds[k] == 'a') {
             PyObject *spec = PyTuple_GET_ITEM(arrays, k), *shape = PyTuple_GET_ITEM(spec, 0);
             Py_ssize_t ndim = PyTuple_GET_SIZE(shape);
             long long *extents = alloc_array(ndim, sizeof(long long));
@@ -381,6 +423,13 @@ static int arguments(FastCall *self, PyObject *arg_slots, PyObject *arrays, char
     }
     return 0;
 }
+
+static const CallKind fastcall_kind = {
+    run, {offsetof(FastCall, formats)},
+    {offsetof(FastCall, arg_slot), offsetof(FastCall, array_dims), offsetof(FastCall, dims),
+     offsetof(FastCall, fixed), offsetof(FastCall, ws_offset), offsetof(FastCall, out_offset),
+     offsetof(FastCall, out_kind)},
+};
 
 /* FastCall(entry, general, nans, keep, in_kinds, fixed, ws_offsets, ws_bytes, outs, tree,
             release_gil[, arg_slots, array_type, arrays, ws_address]): see fastcall.py and
@@ -413,38 +462,27 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         PyErr_SetString(PyExc_ValueError, "FastCall: too many slots or too large a workspace");
         return NULL;
     }
-    FastCall *self = (FastCall *)type->tp_alloc(type, 0);
+    FastCall *self = call_new(type, &fastcall_kind, in_kinds, n_args, "fia", n_tree, general,
+                              nans, keep, array_type);
     if (self == NULL)
         return NULL;
-    self->vectorcall = fastcall_vectorcall;
     self->entry = entry;
-    self->n_args = n_args;
     self->n_slots = n_args + n_rest;
     self->n_outs = n_outs;
     self->n_tree = n_tree;
     self->ws_bytes = ws_bytes;
     self->release_gil = release_gil;
     self->ws_fixed = (char *)(uintptr_t)ws_address;
-    Py_INCREF(array_type);
-    self->array_type = array_type;
-    self->in_kinds = alloc_array(n_args, 1);
     self->fixed = alloc_array(self->n_slots, sizeof(graphc_slot));
     self->ws_offset = alloc_array(self->n_slots, sizeof(Py_ssize_t));
     self->out_offset = alloc_array(n_outs, sizeof(Py_ssize_t));
     self->out_kind = alloc_array(n_outs, 1);
-    self->tree = alloc_array(n_tree, sizeof(int));
     taken = alloc_array(self->n_slots, 1);
     long long *buf = alloc_array(n_rest + n_outs + n_tree + 1, sizeof(long long));
-    if (!self->in_kinds || !self->fixed || !self->ws_offset || !self->out_offset
-            || !self->out_kind || !self->tree || !taken || !buf)
+    if (!self->fixed || !self->ws_offset || !self->out_offset || !self->out_kind || !taken
+            || !buf)
         goto fail;
-    memcpy(self->in_kinds, in_kinds, n_args);
     memcpy(self->out_kind, out_kinds, n_outs);
-    for (Py_ssize_t k = 0; k < n_args; k++)
-        if (in_kinds[k] != 'f' && in_kinds[k] != 'i' && in_kinds[k] != 'a') {
-            PyErr_SetString(PyExc_ValueError, "FastCall: input kinds are 'f', 'i' or 'a'");
-            goto fail;
-        }
     if (arguments(self, arg_slots, arrays, taken) < 0)
         goto fail;
     for (Py_ssize_t k = 0; k < self->n_slots; k++)
@@ -483,16 +521,10 @@ static PyObject *fastcall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         }
         self->out_offset[j] = (Py_ssize_t)buf[j];
     }
-    if (tree_codes(tree, n_outs, buf, self->tree) < 0)
+    if (tree_codes(tree, n_outs, buf, self->head.tree) < 0)
         goto fail;
     PyMem_Free(buf);
     PyMem_Free(taken);
-    Py_INCREF(general);
-    self->general = general;
-    Py_INCREF(nans);
-    self->nans = nans;
-    Py_INCREF(keep);
-    self->keep = keep;
     return (PyObject *)self;
 fail:
     PyMem_Free(buf);
@@ -504,7 +536,7 @@ fail:
 static PyMemberDef fastcall_members[] = {
     {"entry", T_ULONGLONG, offsetof(FastCall, entry), 0,
      "address of the packed entry (a tiered build's optimized module replaces it)"},
-    {"general", T_OBJECT, offsetof(FastCall, general), READONLY, "the Python path"},
+    {"general", T_OBJECT, offsetof(FastCall, head.general), READONLY, "the Python path"},
     {NULL}
 };
 
@@ -515,10 +547,10 @@ static PyTypeObject FastCallType = {
     .tp_basicsize = sizeof(FastCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = fastcall_new,
-    .tp_dealloc = (destructor)fastcall_dealloc,
-    .tp_traverse = (traverseproc)fastcall_traverse,
-    .tp_clear = (inquiry)fastcall_clear,
-    .tp_vectorcall_offset = offsetof(FastCall, vectorcall),
+    .tp_dealloc = (destructor)call_dealloc,
+    .tp_traverse = (traverseproc)call_traverse,
+    .tp_clear = (inquiry)call_clear,
+    .tp_vectorcall_offset = offsetof(CallHead, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_members = fastcall_members,
 };
@@ -540,20 +572,17 @@ typedef double (*tape_fn)(const int32_t *, long, const int64_t *, const double *
                           double *, double *);
 
 typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
+    CallHead head;              /* array_type: numpy.ndarray */
     tape_fn fn;
     const int32_t *cells;       /* the tape's arrays, owned by `keep` */
     const int64_t *layout;
     const double *init;
     long rows;
-    Py_ssize_t n_slots, n_args, n_outs;
+    Py_ssize_t n_slots, n_outs;
     int with_value;             /* outputs: the value (0-d) first, then the gradients */
-    PyObject *general, *nans, *keep, *ndarray, *empty;
+    PyObject *empty;            /* numpy.empty */
     PyObject *out_shapes;       /* a tuple: each output's shape */
-    char *in_kinds;             /* per argument: 'f' or 'a' */
     Py_ssize_t *in_shape;       /* per argument: its length, or -1 for 0-d */
-    int *tree;
     double *work;               /* 2 n_slots: values, then cotangents */
     int busy;                   /* work in use (atomic) */
 } TapeCall;
@@ -569,16 +598,17 @@ static int tape_run(void *callable, PyObject *const *args, PyObject **result)
     double scalars[TAPE_ARGS_MAX];      /* the outputs that are Python floats */
     Py_ssize_t n_views = 0, n_made = 0;
     int status = 0;
-    for (Py_ssize_t k = 0; k < self->n_args; k++) {
+    Py_ssize_t n_args = self->head.n_args;
+    for (Py_ssize_t k = 0; k < n_args; k++) {
         PyObject *x = args[k];
-        if (self->in_kinds[k] == 'f') {
+        if (self->head.in_kinds[k] == 'f') {
             if (!PyFloat_CheckExact(x))
                 goto done;
             floats[k] = PyFloat_AS_DOUBLE(x);
             io[k] = &floats[k];
             continue;
         }
-        if (!array_view(x, self->ndarray, &views[n_views]))
+        if (!array_view(x, self->head.array_type, &views[n_views]))
             goto done;
         const Py_buffer *b = &views[n_views++];
         Py_ssize_t n = self->in_shape[k];
@@ -592,7 +622,7 @@ static int tape_run(void *callable, PyObject *const *args, PyObject **result)
         PyObject *shape = PyTuple_GET_ITEM(self->out_shapes, n_made);
         if (shape == Py_None) {     /* a Python float, made after the run */
             outs[n_made] = NULL;
-            io[self->n_args + n_made - self->with_value] = &scalars[n_made];
+            io[n_args + n_made - self->with_value] = &scalars[n_made];
             continue;
         }
         PyObject *out = PyObject_CallOneArg(self->empty, shape);
@@ -606,7 +636,7 @@ static int tape_run(void *callable, PyObject *const *args, PyObject **result)
         if (self->with_value && n_made == 0)
             value_at = b.buf;
         else
-            io[self->n_args + n_made - self->with_value] = b.buf;
+            io[n_args + n_made - self->with_value] = b.buf;
         PyBuffer_Release(&b);
     }
     double *work = self->work;
@@ -635,7 +665,7 @@ static int tape_run(void *callable, PyObject *const *args, PyObject **result)
             goto done;
         }
     Py_ssize_t pos = 0, leaf = 0;
-    *result = build_tree(self->tree, outs, &pos, &leaf);
+    *result = build_tree(self->head.tree, outs, &pos, &leaf);
     status = *result == NULL ? -1 : 1;
     for (Py_ssize_t j = 0; j < n_made; j++)
         Py_XDECREF(outs[j]);     /* only on failure: the tree took the others */
@@ -648,46 +678,10 @@ done:
     return status;
 }
 
-static PyObject *tapecall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                     PyObject *kwnames)
-{
-    TapeCall *self = (TapeCall *)callable;
-    return run_or_general(self, tape_run, self->n_args, self->nans, self->general, args,
-                          nargsf, kwnames);
-}
-
-static int tapecall_traverse(TapeCall *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->general);
-    Py_VISIT(self->nans);
-    Py_VISIT(self->keep);
-    Py_VISIT(self->ndarray);
-    Py_VISIT(self->empty);
-    Py_VISIT(self->out_shapes);
-    return 0;
-}
-
-static int tapecall_clear(TapeCall *self)
-{
-    Py_CLEAR(self->general);
-    Py_CLEAR(self->nans);
-    Py_CLEAR(self->keep);
-    Py_CLEAR(self->ndarray);
-    Py_CLEAR(self->empty);
-    Py_CLEAR(self->out_shapes);
-    return 0;
-}
-
-static void tapecall_dealloc(TapeCall *self)
-{
-    PyObject_GC_UnTrack(self);
-    tapecall_clear(self);
-    PyMem_Free(self->in_kinds);
-    PyMem_Free(self->in_shape);
-    PyMem_Free(self->tree);
-    PyMem_RawFree(self->work);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+static const CallKind tapecall_kind = {
+    tape_run, {offsetof(TapeCall, empty), offsetof(TapeCall, out_shapes)},
+    {offsetof(TapeCall, in_shape), offsetof(TapeCall, work)},
+};
 
 /* TapeCall(entry, general, nans, keep, cells, rows, layout, init, n_slots, in_kinds,
             in_shapes, out_shapes, with_value, tree, ndarray, empty): see reverse_tape.py. */
@@ -714,48 +708,32 @@ static PyObject *tapecall_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         PyErr_SetString(PyExc_ValueError, "TapeCall: too many arguments or outputs");
         return NULL;
     }
-    TapeCall *self = (TapeCall *)type->tp_alloc(type, 0);
+    TapeCall *self = call_new(type, &tapecall_kind, in_kinds, n_args, "fa", n_tree, general,
+                              nans, keep, ndarray);
     if (self == NULL)
         return NULL;
-    self->vectorcall = tapecall_vectorcall;
     self->fn = (tape_fn)(uintptr_t)entry;
     self->cells = (const int32_t *)(uintptr_t)cells;
     self->layout = (const int64_t *)(uintptr_t)layout;
     self->init = (const double *)(uintptr_t)init;
     self->rows = rows;
     self->n_slots = n_slots;
-    self->n_args = n_args;
     self->n_outs = n_outs;
     self->with_value = with_value;
-    self->in_kinds = alloc_array(n_args, 1);
+    self->empty = Py_NewRef(empty);
+    self->out_shapes = Py_NewRef(out_shapes);
     self->in_shape = alloc_array(n_args, sizeof(Py_ssize_t));
-    self->tree = alloc_array(n_tree, sizeof(int));
-    self->work = PyMem_RawMalloc(2 * (size_t)n_slots * sizeof(double));
+    self->work = alloc_array(2 * n_slots, sizeof(double));
     long long *buf = alloc_array(n_args + n_tree + 1, sizeof(long long));
-    if (!self->in_kinds || !self->in_shape || !self->tree || !buf)
+    if (!self->in_shape || !self->work || !buf)
         goto fail;
-    if (self->work == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    memcpy(self->in_kinds, in_kinds, n_args);
-    for (Py_ssize_t k = 0; k < n_args; k++)
-        if (in_kinds[k] != 'f' && in_kinds[k] != 'a') {
-            PyErr_SetString(PyExc_ValueError, "TapeCall: input kinds are 'f' or 'a'");
-            goto fail;
-        }
     if (int_items(in_shapes, n_args, "in_shapes", buf) < 0)
         goto fail;
     for (Py_ssize_t k = 0; k < n_args; k++)
         self->in_shape[k] = (Py_ssize_t)buf[k];
-    if (tree_codes(tree, n_outs, buf, self->tree) < 0)
+    if (tree_codes(tree, n_outs, buf, self->head.tree) < 0)
         goto fail;
     PyMem_Free(buf);
-    PyObject **refs[] = {&self->general, &self->nans, &self->keep, &self->ndarray, &self->empty,
-                         &self->out_shapes};
-    PyObject *given[] = {general, nans, keep, ndarray, empty, out_shapes};
-    for (size_t k = 0; k < sizeof given / sizeof *given; k++)
-        *refs[k] = Py_NewRef(given[k]);
     return (PyObject *)self;
 fail:
     PyMem_Free(buf);
@@ -770,10 +748,10 @@ static PyTypeObject TapeCallType = {
     .tp_basicsize = sizeof(TapeCall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = tapecall_new,
-    .tp_dealloc = (destructor)tapecall_dealloc,
-    .tp_traverse = (traverseproc)tapecall_traverse,
-    .tp_clear = (inquiry)tapecall_clear,
-    .tp_vectorcall_offset = offsetof(TapeCall, vectorcall),
+    .tp_dealloc = (destructor)call_dealloc,
+    .tp_traverse = (traverseproc)call_traverse,
+    .tp_clear = (inquiry)call_clear,
+    .tp_vectorcall_offset = offsetof(CallHead, vectorcall),
     .tp_call = PyVectorcall_Call,
 };
 

@@ -64,6 +64,7 @@
 #include "graphc_threads.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -112,7 +113,10 @@ static long round_up(long x, long m) { return (x + m - 1) / m * m; }
 #define PAR_MIN_FLOPS 4000000.0
 /* At most this many multiply-adds (M*N*K): the small path, without packing A (gemm_small). */
 #define SMALL_MACS 2097152.0 /* 2M: below PAR_MIN_FLOPS, so one thread either way */
-#define SMALL_K_IN_PLACE 64 /* B rows read in place up to this K (strided rows stay in L1) */
+/* B read in place when its K rows span at most this many bytes: half of a 32 KiB 8-way L1,
+   so no set holds more than half its ways of them. W2's x @ W0 (64 rows 512 bytes apart, on 8
+   of the 64 sets) ran 6% faster packed. */
+#define SMALL_B_SPAN 16384
 #define COL_UNIT 96
 #define ROW_UNIT 48
 #define SLABS_PER_THREAD 2
@@ -419,15 +423,24 @@ _Static_assert(GEMM_MC % MR == 0, "pack_a fills whole MR-row panels");
 _Static_assert(GEMM_KC >= GRAPHC_GEMM_UPDATE_IN_PLACE_MAX_K, "an in-place update is one pass");
 
 /* A tile's accumulators into C (added to it unless `overwrite`); shared by the packed and
- * the direct micro-kernels, inlined into both so acc stays in registers. */
+ * the direct micro-kernels, inlined into both so acc stays in registers. Each row's last
+ * vector stores its first `last` lanes (VW: all; fewer: C's last columns, N % VW). */
 static inline __attribute__((always_inline)) GEMM_TARGET void
-FI(store_tile)(int rows, int nv, V acc[MR][NV], T *restrict c, long ldc, int overwrite)
+FI(store_tile)(int rows, int nv, int last, V acc[MR][NV], T *restrict c, long ldc,
+               int overwrite)
 {
 #pragma GCC unroll 16
     for (int i = 0; i < rows; i++) {
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             T *p = c + i * ldc + v * VW; /* C rows need not be aligned: memcpy */
+            if (v == nv - 1 && last < VW) {
+                T t[VW];
+                memcpy(t, &acc[i][v], sizeof t);
+                for (int j = 0; j < last; j++)
+                    p[j] = overwrite ? t[j] : p[j] + t[j];
+                continue;
+            }
             if (!overwrite) {
                 V old;
                 memcpy(&old, p, sizeof old);
@@ -473,7 +486,7 @@ FI(kernel)(int rows, int nv, long kc, const T *restrict a, const T *restrict b, 
                 acc[i][v] += a[i] * bk[v]; /* contracted to one FMA where available */
     }
 
-    FI(store_tile)(rows, nv, acc, c, ldc, overwrite);
+    FI(store_tile)(rows, nv, VW, acc, c, ldc, overwrite);
 }
 
 /* The whole tile, and the parts that edge tiles use: fewer rows, and/or one vector. */
@@ -754,8 +767,9 @@ ISA_FN void FI(gemm_few_rows)(const struct F(problem) *p, long kc_max)
  * multiply-add products (bench/RESULTS.md, issue 13 W1/W2).
  */
 static inline __attribute__((always_inline)) GEMM_TARGET void
-FI(kernel_direct)(int rows, int nv, long kc, const T *restrict a, long rsa, long csa,
-                  const T *restrict b, long ldb, T *restrict c, long ldc, int overwrite)
+FI(kernel_direct)(int rows, int nv, int last, long kc, const T *restrict a, long rsa,
+                  long csa, const T *restrict b, long ldb, T *restrict c, long ldc,
+                  int overwrite)
 {
     V acc[MR][NV];
 
@@ -778,18 +792,18 @@ FI(kernel_direct)(int rows, int nv, long kc, const T *restrict a, long rsa, long
                 acc[i][v] += a[i * rsa] * bk[v];
     }
 
-    FI(store_tile)(rows, nv, acc, c, ldc, overwrite);
+    FI(store_tile)(rows, nv, last, acc, c, ldc, overwrite);
 }
 
 /* The last m < MR rows of one column panel: the kernel takes its row count as a constant. */
 static inline __attribute__((always_inline)) GEMM_TARGET void
-FI(direct_rest)(long m, int nv, long kc, const T *a, long rsa, long csa, const T *b, long ldb,
-                T *c, long ldc, int overwrite)
+FI(direct_rest)(long m, int nv, int last, long kc, const T *a, long rsa, long csa, const T *b,
+                long ldb, T *c, long ldc, int overwrite)
 {
     switch (m) {
 #define REST_CASE(r)                                                                           \
     case r:                                                                                    \
-        FI(kernel_direct)(r, nv, kc, a, rsa, csa, b, ldb, c, ldc, overwrite);                  \
+        FI(kernel_direct)(r, nv, last, kc, a, rsa, csa, b, ldb, c, ldc, overwrite);            \
         return;
         REST_CASE(1)
         REST_CASE(2)
@@ -810,65 +824,64 @@ FI(direct_rest)(long m, int nv, long kc, const T *a, long rsa, long csa, const T
     }
 }
 
-/* Rows of one column panel (nv vectors wide, 1 or NV) into c (row stride ldc): MR at a time,
-   then the rest at once. */
-#define DIRECT_ROWS(NVC, c, ldc, ovw)                                                          \
-    do {                                                                                       \
-        long i0 = 0;                                                                           \
-        for (; i0 + MR <= p->M; i0 += MR)                                                      \
-            FI(kernel_direct)(MR, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,       \
-                              (c) + i0 * (ldc), ldc, ovw);                                     \
-        if (i0 < p->M)                                                                         \
-            FI(direct_rest)(p->M - i0, NVC, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,  \
-                            (c) + i0 * (ldc), ldc, ovw);                                       \
-    } while (0)
+/* All rows of one column panel (NVC vectors wide, the last one's first `last` lanes) into C:
+   MR at a time, then the rest at once. */
+static inline __attribute__((always_inline)) GEMM_TARGET void
+FI(direct_rows)(const struct F(problem) *p, int nv, int last, const T *b, long ldb, T *c,
+                int overwrite)
+{
+    long i0 = 0;
+    for (; i0 + MR <= p->M; i0 += MR)
+        FI(kernel_direct)(MR, nv, last, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,
+                          c + i0 * p->ldc, p->ldc, overwrite);
+    if (i0 < p->M)
+        FI(direct_rest)(p->M - i0, nv, last, p->K, p->A + i0 * p->rsa, p->rsa, p->csa, b, ldb,
+                        c + i0 * p->ldc, p->ldc, overwrite);
+}
 
-/* B is read in place when its rows are contiguous, short (K <= SMALL_K_IN_PLACE: strided rows
-   stay in L1) and a whole number of vectors wide; else packed into NR-wide zero-padded panels,
-   the last of which (if partial) is computed into a buffer and cropped into C. */
+/* B is read in place when its rows are contiguous, close (SMALL_B_SPAN: they stay in L1) and
+   a whole number of vectors wide; else packed into NR-wide zero-padded panels,
+   the last of which (if partial: W2's N = 10) is computed as that many vectors, the last one
+   stored in part. */
 ISA_FN void FI(gemm_small)(const struct F(problem) *p)
 {
     int overwrite = !p->accumulate;
-    int packed = p->csb != 1 || p->N % VW != 0 || p->K > SMALL_K_IN_PLACE;
+    int packed = p->csb != 1 || p->N % VW != 0
+                 || p->K * labs(p->rsb) * (long)sizeof(T) > SMALL_B_SPAN;
     T *bp = scratch();
-    if (packed)
-        FI(pack_b)(p->K, p->N, p->B, p->rsb, p->csb, bp);
     long ldb = packed ? NR : p->rsb;
     long j0 = 0;
     for (; j0 + NR <= p->N; j0 += NR) {
-        const T *b = packed ? bp + j0 * p->K : p->B + j0;
-        DIRECT_ROWS(NV, p->C + j0, p->ldc, overwrite);
+        if (packed) /* each panel right before its rows: it stays in L1 */
+            FI(pack_b)(p->K, NR, p->B + j0 * p->csb, p->rsb, p->csb, bp);
+        FI(direct_rows)(p, NV, VW, packed ? bp : p->B + j0, ldb, p->C + j0, overwrite);
     }
     if (j0 == p->N)
         return;
     if (!packed) { /* whole vectors, one at a time */
-        for (; j0 < p->N; j0 += VW) {
-            const T *b = p->B + j0;
-            DIRECT_ROWS(1, p->C + j0, p->ldc, overwrite);
-        }
+        for (; j0 < p->N; j0 += VW)
+            FI(direct_rows)(p, 1, VW, p->B + j0, ldb, p->C + j0, overwrite);
         return;
     }
-    const T *b = bp + j0 * p->K; /* the partial panel: MR rows at a time into buf */
-    long n = p->N - j0;
-    T buf[MR * NR];
-    for (long r0 = 0; r0 < p->M; r0 += MR) {
-        long m = min_l(MR, p->M - r0);
-        if (m == MR)
-            FI(kernel_direct)(MR, NV, p->K, p->A + r0 * p->rsa, p->rsa, p->csa, b, ldb, buf,
-                              NR, 1);
-        else
-            for (long i = 0; i < m; i++)
-                FI(kernel_direct)(1, NV, p->K, p->A + (r0 + i) * p->rsa, p->rsa, p->csa, b,
-                                  ldb, buf + i * NR, NR, 1);
-        for (long i = 0; i < m; i++) {
-            T *c = p->C + (r0 + i) * p->ldc + j0;
-            for (long j = 0; j < n; j++)
-                c[j] = overwrite ? buf[i * NR + j] : c[j] + buf[i * NR + j];
-        }
+    long n = p->N - j0; /* the partial panel */
+    int last = (int)((n - 1) % VW) + 1;
+    FI(pack_b)(p->K, n, p->B + j0 * p->csb, p->rsb, p->csb, bp);
+    switch ((n + VW - 1) / VW) {
+    case 1:
+        FI(direct_rows)(p, 1, last, bp, ldb, p->C + j0, overwrite);
+        return;
+#if NV > 1
+    case 2:
+        FI(direct_rows)(p, 2, last, bp, ldb, p->C + j0, overwrite);
+        return;
+#endif
+#if NV > 2
+    case 3:
+        FI(direct_rows)(p, 3, last, bp, ldb, p->C + j0, overwrite);
+        return;
+#endif
     }
 }
-
-#undef DIRECT_ROWS
 
 /* The five blocking loops (see the top of the file); M, N, K > 0. */
 ISA_FN void FI(gemm)(const struct F(problem) *p)

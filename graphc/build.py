@@ -242,6 +242,25 @@ def key_context() -> list[str]:
             *([f"mutant {mutant}"] if mutant else [])]
 
 
+def prebuild(root: Path, source: str, cdef: str) -> None:
+    """Build the module of (source, cdef) into `root`, a cache root of its own holding that
+    one entry (an install step: setup.py builds graphc's prebuilt C this way)."""
+    shutil.rmtree(root, ignore_errors=True)
+    _load_from_disk_or_build(root, module_key(source, cdef), source, cdef)
+    for scratch in ("locks", "tmp"):        # the build's, not the entry's
+        shutil.rmtree(root / scratch, ignore_errors=True)
+
+
+def load_prebuilt(root: Path, source: str, cdef: str) -> tuple[cffi.FFI, object] | None:
+    """`(ffi, lib)` of the module of (source, cdef) if `prebuild` left it intact in `root`
+    under today's key (source, toolchain, versions...); None where it is absent or stale.
+    Never builds."""
+    if sanitizing():
+        return None
+    key = module_key(source, cdef)
+    return _load_if_intact(_entry_dir(root, key), f"_graphc_{key[:20]}")
+
+
 def load_built(key: str) -> tuple[cffi.FFI, object] | None:
     """`(ffi, lib)` of the module named `key` (module_key) if it is built and intact in the
     cache (a warm start, graphc/warm.py, knows the key but not the C); None otherwise. Never

@@ -46,11 +46,11 @@ def _as_traced(spec: tuple, label: str) -> Any:
     return Tracer(new_input(spec[0], spec[1], label), weak=len(spec) > 2)
 
 
-def call_traced(fn: Callable, args: tuple) -> Any:
+def call_traced(fn: Callable, args: tuple, kwargs: dict | None = None) -> Any:
     """Call fn on tracers; turn user mistakes about input structure into GraphcErrors."""
     with tracing(fn):
         try:
-            return fn(*args)
+            return fn(*args, **kwargs or {})
         except GraphcError:
             raise
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
@@ -99,6 +99,19 @@ def input_labels(fn: Callable, args: tuple, static=()) -> list[str]:
         labels += [name + path for path in pytree.leaf_paths(pytree.flatten(a)[1])]
     return labels
 
+
+
+def keywords_last(fn: Callable, n_pos: int, names: tuple[str, ...]) -> Callable:
+    """fn taking the values of its keyword arguments `names` as trailing positional ones (so
+    a call with keywords traces and caches like any other: the values are inputs)."""
+    if not names:
+        return fn
+
+    def call(*args):
+        return fn(*args[:n_pos], **dict(zip(names, args[n_pos:])))
+    call.__name__ = call.__qualname__ = function_name(fn)
+    call.keyword_names = names
+    return call
 
 
 def function_name(fn) -> str:

@@ -148,18 +148,17 @@ def make_node(op: OpDef, src: tuple[Node, ...], shape: tuple[int, ...], dtype: D
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
-_internal: dict = {}       # code object -> whether it is graphc's or numpy's own
+_internal: dict = {}       # file name -> whether it is graphc's or numpy's own
 
 
 def user_frame():
     """The innermost caller's frame outside graphc and numpy (None if there is none)."""
     f = sys._getframe(1)
     while f is not None:
-        code = f.f_code
-        internal = _internal.get(code)
+        fname = f.f_code.co_filename
+        internal = _internal.get(fname)
         if internal is None:
-            fname = code.co_filename
-            internal = _internal[code] = fname.startswith((_PKG_DIR, _NUMPY_DIR))
+            internal = _internal[fname] = fname.startswith((_PKG_DIR, _NUMPY_DIR))
         if not internal:
             return f
         f = f.f_back

@@ -96,7 +96,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """torch.optim.Adam: g += wd*p (L2); m = lerp(m, g, 1-β1); v = β2 v + (1-β2) g²;
-    p -= lr/(1-β1^t) * m / (sqrt(v)/sqrt(1-β2^t) + eps). The step count t lives in
+    p -= lr/(1-β1^t) * m / (sqrt(v)/sqrt(1-β2^t) + eps), computed as
+    p -= (lr sqrt(1-β2^t)/(1-β1^t)) * m / (sqrt(v) + eps sqrt(1-β2^t)). The step count t lives in
     state["step"] and advances inside the compiled step, which also computes the bias
     corrections (in float64, as torch does in Python)."""
 
@@ -120,11 +121,14 @@ class Adam(Optimizer):
         m, v = slots["exp_avg"], slots["exp_avg_sq"]
         m = m + (1 - b1) * (g - m)                  # torch's lerp for a weight below 1/2
         v = v * b2 + (1 - b2) * g * g
+        # torch's lr/bc1 * m / (sqrt(v)/bc2 + eps), with bc2 moved into the two scalars: one
+        # division and one square root per element instead of two divisions (the divider
+        # bounds this loop); the same value to a few ulps
         dt = p.dtype
-        step_size = ops.astype(lr / (1 - ops.power(b1, step)), dt)
-        bc2_sqrt = ops.astype(ops.power(1 - ops.power(b2, step), 0.5), dt)
-        denom = ops.sqrt(v) / bc2_sqrt + self.eps
-        return p + (-step_size) * m / denom, {"exp_avg": m, "exp_avg_sq": v}
+        bc2_sqrt = ops.power(1 - ops.power(b2, step), 0.5)
+        scale = ops.astype(-lr * bc2_sqrt / (1 - ops.power(b1, step)), dt)
+        eps = ops.astype(self.eps * bc2_sqrt, dt)
+        return p + scale * m / (ops.sqrt(v) + eps), {"exp_avg": m, "exp_avg_sq": v}
 
 
 class AdamW(Adam):

@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import functools
 import threading
+from pathlib import Path
 
 import numpy as np
 
-from . import fastcall
-from .build import load_module
+from . import build, fastcall
+from .build import load_module, load_prebuilt
 from .codegen.scalar_tape import ReverseTape, interpreter_source
 from .nans import STATE as NANS
+
+# The interpreter built at install (setup.py runs `prebuild`), so that a fresh install's
+# first tape runs no compiler; absent or stale (other C, toolchain or versions), the first
+# use builds it into the disk cache as any module.
+PREBUILT = Path(__file__).resolve().parent / "_prebuilt"
 
 
 @functools.cache
 def _interpreter():
-    return load_module(*interpreter_source())
+    return load_prebuilt(PREBUILT, *interpreter_source()) or load_module(*interpreter_source())
+
+
+def prebuild(package_dir: str) -> None:
+    """Build the interpreter into `package_dir`/_prebuilt (graphc's package as installed)."""
+    build.prebuild(Path(package_dir) / PREBUILT.name, *interpreter_source())
 
 
 class ReverseTapeRunner:

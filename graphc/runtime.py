@@ -13,7 +13,7 @@ import numpy as np
 
 from . import nans, pytree
 from .callplan import make_plan
-from .capture import leaf_spec, trace_to_graph
+from .capture import keywords_last, leaf_spec, trace_to_graph
 from .compiler import BACKENDS, default_backend, lower
 from .errors import GraphcError, TracerError
 from .ir import Graph
@@ -116,8 +116,8 @@ class CompiledFunction:
         try:
             specs = [leaf_spec(x) for x in leaves]
         except GraphcError:             # again, naming the input at fault (no cost otherwise)
-            for k, x in enumerate(leaves):
-                leaf_spec(x, f"{_name(self.fn)}: input {k}")
+            for x, what in zip(leaves, _input_names(self.fn, dyn, len(leaves))):
+                leaf_spec(x, f"{_name(self.fn)}: {what}")
             raise
         statics = tuple(_static_key(args[i]) for i in static)
         try:
@@ -184,17 +184,16 @@ class CompiledFunction:
         return exe(leaves)
 
     def _with_keywords(self, n_pos: int, names: tuple[str, ...]) -> CompiledFunction:
-        """Keyword arguments become trailing positional ones of a cached variant."""
+        """Keyword arguments become trailing positional ones of a cached variant (their values
+        are inputs, part of its signature; a transformation keeps its fast entries)."""
         key = ("kw", n_pos, names)
         variant = self._cache.get(key)
         if variant is None:
-            fn = self.fn
-
-            def call(*a):
-                return fn(*a[:n_pos], **dict(zip(names, a[n_pos:])))
-            call.__name__ = self.__name__
-            variant = CompiledFunction(call, self.backend, self.optimize,
+            bind = getattr(self.fn, "with_keywords", None)
+            fn = bind(n_pos, names) if bind is not None else keywords_last(self.fn, n_pos, names)
+            variant = CompiledFunction(fn, self.backend, self.optimize,
                                        self._static_positions(n_pos), self.retrace)
+            variant.__name__ = self.__name__
             _bounded_put(self._cache, key, variant)
         return variant
 
@@ -266,6 +265,19 @@ SIGNATURES_MAX = 256     # per compiled function
 
 def _name(fn) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _input_names(fn, args: tuple, n_leaves: int) -> list[str]:
+    """'input k' for each of the n_leaves leaves of args; those of a keyword argument's value
+    (the trailing args of a keyword variant) say whose they are."""
+    names = [f"input {k}" for k in range(n_leaves)]
+    keywords = getattr(fn, "keyword_names", ())
+    counts = [len(pytree.flatten(a)[0]) for a in args[len(args) - len(keywords):]]
+    owners = [keyword for keyword, count in zip(keywords, counts) for _ in range(count)]
+    for k, keyword in enumerate(owners, n_leaves - len(owners)):
+        names[k] += (f" (keyword argument {keyword!r}: a value other than an array or "
+                     "scalar can be bound with functools.partial)")
+    return names
 
 
 def _bounded_put(cache: dict, key, value, limit: int | None = None) -> None:

@@ -288,16 +288,21 @@ class tracing:
 
 # Messages by where they were raised: list.extend(tracer) asks len() and drops the error,
 # once per call at the same line (W7: per softmax); composing one costs more than the op.
+# Bounded (cleared past _MESSAGES_MAX). The key names the file as well as the code object:
+# code objects compare by content, and two files can hold the same function at one line.
 _messages: dict = {}
+_MESSAGES_MAX = 1024
 
 
 def _message(what: str, fix: str) -> str:
     frame = user_frame()    # cheap: the walk caches per code object
     st = _stack()
-    key = (what, fix, st[-1] if st else None, frame and frame.f_code, frame and frame.f_lineno)
+    code = frame and frame.f_code
+    key = (what, fix, st[-1] if st else None, code, code and code.co_filename,
+           frame and frame.f_lineno)
     text = _messages.get(key)
     if text is None:
-        if len(_messages) > 1024:
+        if len(_messages) >= _MESSAGES_MAX:
             _messages.clear()
         text = _messages[key] = _compose(what, fix, st, frame)
     return text

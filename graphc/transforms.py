@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes, nans, pytree, sanitize
 from .autodiff import jvp_nodes, substitute, vjp_nodes, zeros
-from .capture import call_traced, function_name, trace_to_graph
+from .capture import call_traced, function_name, keywords_last, trace_to_graph
 from .errors import DTypeError, GraphcError
 from .ir import adopt, build_location, keep_whole
 from .ops import whole
@@ -25,22 +25,36 @@ from .trace import Tracer, constant, in_trace, new_input, to_tracer
 class _Transformed:
     """A transformation's result: symbolic inside a trace, compiled when called on arrays.
 
-    `symbolic(*args, fresh=...)`: fresh=True promises that the traced arguments are inputs
-    nothing else has seen (the compiled top-level call), so they can serve directly as the
-    differentiation variables without placeholders and a substitution pass."""
+    `symbolic(args, kwargs, fresh)`: keyword arguments pass through to the function (never
+    differentiated: argnums count positional arguments, as in JAX); fresh=True promises that
+    the traced arguments are inputs nothing else has seen (the compiled top-level call), so
+    they can serve directly as the differentiation variables without placeholders and a
+    substitution pass."""
 
     def __init__(self, symbolic: Callable, name: str):
         self._symbolic = symbolic
         self.__name__ = self.__qualname__ = name
 
-    def __call__(self, *args):
-        if in_trace(args):
-            return self._symbolic(*args, fresh=False)
-        return run_now(self, *args)
+    def __call__(self, *args, **kwargs):
+        if in_trace((args, kwargs)):
+            return self._symbolic(args, kwargs, False)
+        return run_now(self, *args, **kwargs)
 
     def fresh_entry(self) -> Callable:
         """What compile() traces: called once, directly on brand-new input tracers."""
-        return functools.partial(self._symbolic, fresh=True)
+        return lambda *args: self._symbolic(args, {}, True)
+
+    def with_keywords(self, n_pos: int, names: tuple[str, ...]) -> _Transformed:
+        """This transformation taking the keyword arguments `names` as trailing positional
+        ones (compile's variant for a call with keywords: runtime.py), reverse tape and all."""
+        def symbolic(args, kwargs, fresh):
+            return self._symbolic(args[:n_pos], dict(zip(names, args[n_pos:])) | kwargs, fresh)
+        out = _Transformed(symbolic, self.__name__)
+        out.keyword_names = names
+        tape = getattr(self, "reverse_tape", None)
+        if tape is not None:
+            out.reverse_tape = functools.partial(tape, keywords=names)
+        return out
 
 
 def _placeholders(tree, label: str, need_float: bool, fresh: bool = False):
@@ -69,14 +83,16 @@ def _bind_back(nodes: list, phs: list[Tracer], actual: list[Tracer]) -> list:
     return [None if n is None else Tracer(next(done), weak=n.weak) for n in nodes]
 
 
-def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
+def _argnums(argnums, nargs: int, name: str, keywords=()) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if isinstance(argnums, str) or not all(isinstance(a, int) for a in nums):
         raise GraphcError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
     for a in nums:
         if not -nargs <= a < nargs:
+            hint = (f" (keyword arguments, here {', '.join(keywords)}, are passed through, "
+                    "not differentiated: pass the argument positionally)" if keywords else "")
             raise GraphcError(f"{name}: argnums {argnums!r} is out of range for a function "
-                              f"called with {nargs} positional argument(s)")
+                              f"called with {nargs} positional argument(s){hint}")
     positions = tuple(a % nargs for a in nums)
     if len(set(positions)) != len(positions):
         raise GraphcError(f"{name}: argnums {argnums!r} names an argument twice; list each "
@@ -84,12 +100,12 @@ def _argnums(argnums, nargs: int, name: str) -> tuple[int, ...]:
     return positions
 
 
-def _differentiated_args(args, argnums, fresh: bool, name: str):
+def _differentiated_args(args, kwargs, argnums, fresh: bool, name: str):
     """args with each argument in argnums replaced by placeholders; and per such argument
     (placeholders, the values they stand for, its treedef)."""
     args = list(args)
     groups = []
-    for i in _argnums(argnums, len(args), name):
+    for i in _argnums(argnums, len(args), name, tuple(kwargs)):
         ph, actual, td = _placeholders(args[i], f"argument {i}", need_float=True, fresh=fresh)
         args[i] = pytree.unflatten(td, ph)
         groups.append((ph, actual, td))
@@ -105,11 +121,11 @@ def _zero_fill(cts: list, phs: list[Tracer]) -> list[Tracer]:
 
 # ---- reverse mode ----
 
-def _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh):
-    args, groups = _differentiated_args(args, argnums, fresh, "grad")
-    out = _declined_trace(fn, args) if fresh else None
+def _value_and_grad_symbolic(fn, argnums, has_aux, args, kwargs, fresh):
+    args, groups = _differentiated_args(args, kwargs, argnums, fresh, "grad")
+    out = _declined_trace(fn, args + tuple(kwargs.values())) if fresh else None
     if out is None:
-        out = call_traced(fn, args)
+        out = call_traced(fn, args, kwargs)
     value, aux = out if has_aux else (out, None)
     value = to_tracer(value, "grad output")
     if value.shape != () or not value.node.dtype.is_float:
@@ -133,8 +149,8 @@ def _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh):
 
 def value_and_grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     """(value, gradient) of a scalar-valued fn; with has_aux fn returns (value, aux)."""
-    def symbolic(*args, fresh=False):
-        return _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
+    def symbolic(args, kwargs, fresh):
+        return _value_and_grad_symbolic(fn, argnums, has_aux, args, kwargs, fresh)
     out = _Transformed(symbolic, f"value_and_grad({function_name(fn)})")
     if not has_aux:
         out.reverse_tape = functools.partial(_reverse_tape, fn, argnums, True)
@@ -143,8 +159,8 @@ def value_and_grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
 
 def grad(fn: Callable, argnums=0, has_aux: bool = False) -> Callable:
     """Gradient of a scalar-valued fn w.r.t. argument(s) argnums, shaped like them."""
-    def symbolic(*args, fresh=False):
-        (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args, fresh)
+    def symbolic(args, kwargs, fresh):
+        (value_aux, g) = _value_and_grad_symbolic(fn, argnums, has_aux, args, kwargs, fresh)
         return (g, value_aux[1]) if has_aux else g
     out = _Transformed(symbolic, f"grad({function_name(fn)})")
     if not has_aux:
@@ -186,30 +202,34 @@ def reverse_tape_min_nodes() -> int:
             from None
 
 
-def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treedef):
+def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treedef,
+                  keywords: tuple[str, ...] = ()):
     """The Executable of value_and_grad (or grad) of fn at args as a reverse tape
     (codegen/scalar_tape.py), or None where the usual path applies: arguments that are not
     float64 scalars or vectors, a small graph, an op without a tape case, a function that
-    is itself a transformation (higher-order derivatives)."""
+    is itself a transformation (higher-order derivatives). The last len(keywords) args are
+    the values of those keyword arguments."""
     from .codegen.scalar_tape import NotTapeable, encode
     from .reverse_tape import ReverseTapeRunner
     from .runtime import Executable
     if isinstance(fn, _Transformed) or nans.enabled() or sanitize.enabled() or any(
             s[0] == "static" or s[1] is not dtypes.float64 or len(s[0]) > 1 for s in specs):
         return None
-    positions = _argnums(argnums, len(args), "grad")
+    n_pos = len(args) - len(keywords)
+    positions = _argnums(argnums, n_pos, "grad", keywords)
     # nodes are attributed to fn's first line: finding each one's own line (a walk up the
     # stack per node) was a third of the tracing time, and the tape reports no lines
     code = getattr(fn, "__code__", None)
     previous = build_location(None if code is None else (code.co_filename, code.co_firstlineno))
     was_whole = keep_whole(True)        # softmax, x[i], stack of scalars: one node each
     try:
-        graph, out_td = trace_to_graph(fn, args)
+        graph, out_td = trace_to_graph(keywords_last(fn, n_pos, keywords), args)
     finally:
         build_location(previous)
         keep_whole(was_whole)
-    if out_td.num_leaves != 1 or graph.weak_outputs or whole.primitive_count(graph.nodes) < \
-            reverse_tape_min_nodes():
+    least = reverse_tape_min_nodes()   # whole ops count as their primitives, so never fewer
+    if out_td.num_leaves != 1 or graph.weak_outputs or (
+            len(graph.nodes) < least and whole.primitive_count(graph.nodes) < least):
         return None         # traced again (cheap: a small graph), each node to its own line
     trees = [pytree.flatten(a)[1] for a in args]
     starts = np.cumsum([0] + [td.num_leaves for td in trees])
@@ -318,9 +338,9 @@ def jvp(fn: Callable, primals, tangents):
 
 # ---- Jacobians ----
 
-def _jacobian_symbolic(fn, argnums, args, fresh):
-    args, groups = _differentiated_args(args, argnums, fresh, "jacobian")
-    out = call_traced(fn, args)
+def _jacobian_symbolic(fn, argnums, args, kwargs, fresh):
+    args, groups = _differentiated_args(args, kwargs, argnums, fresh, "jacobian")
+    out = call_traced(fn, args, kwargs)
     out_leaves, out_td = pytree.flatten(out)
     outs = [to_tracer(o, "jacobian output") for o in out_leaves]
     ins = [p for ph, _, _ in groups for p in ph]
@@ -381,8 +401,8 @@ def _assemble(sweeps, k, o: Tracer, i: Tracer, mode: str) -> Tracer:
 def jacobian(fn: Callable, argnums=0) -> Callable:
     """Full Jacobian, shaped out.shape + in.shape (reverse or forward mode, whichever is
     fewer sweeps)."""
-    def symbolic(*args, fresh=False):
-        return _jacobian_symbolic(fn, argnums, args, fresh)
+    def symbolic(args, kwargs, fresh):
+        return _jacobian_symbolic(fn, argnums, args, kwargs, fresh)
     return _named(fn, _Transformed(symbolic, f"jacobian({function_name(fn)})"))
 
 
@@ -393,10 +413,11 @@ def hessian(fn: Callable, argnums=0) -> Callable:
 
 # ---- the concrete paths: trace now, run compiled ----
 
-def run_now(fn: Callable, *args):
-    """fn(*args) compiled, traced at this call so it sees today's globals and closures (never a
-    trace cached on the function object); the built code is reused while the graph is equal."""
-    return CompiledFunction(fn, retrace=True)(*args)
+def run_now(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs) compiled, traced at this call so it sees today's globals and
+    closures (never a trace cached on the function object); the built code is reused while
+    the graph is equal."""
+    return CompiledFunction(fn, retrace=True)(*args, **kwargs)
 
 
 def _vjp_now(fn: Callable, primals: tuple):

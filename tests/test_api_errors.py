@@ -140,6 +140,19 @@ def test_tracer_error_in_array_branch():
     _check_tracer_message(ei.value, branch_on_reduced_sum)
 
 
+def test_tracer_error_names_the_file_of_the_function_traced(tmp_path):
+    """The same function at the same line of two files has equal code objects: each error
+    (messages are cached by where they were raised) names its own file."""
+    for name in ("first.py", "second.py"):
+        path = tmp_path / name
+        path.write_text("def f(x):\n    if x > 0:\n        return x\n    return -x\n")
+        namespace: dict = {}
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+        with pytest.raises(graphc.TracerError) as ei:
+            graphc.compile(namespace["f"])(_SCALAR)
+        assert f"at {path}:2 in f\n    if x > 0:" in str(ei.value)
+
+
 def test_tracer_error_is_catchable_as_type_error():
     with pytest.raises(TypeError):
         graphc.compile(float_of_tracer)(_SCALAR)

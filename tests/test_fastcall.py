@@ -194,6 +194,34 @@ def test_a_train_step_runs_in_c_with_the_python_plans_results():
         np.testing.assert_array_equal(v, results[1][1][k])
 
 
+def test_a_failed_check_in_the_c_plan_updates_nothing_and_raises_the_python_plans_error():
+    """A bad label fails the step's run-time check inside the C plan, which then passes the
+    call to the Python plan: that reruns the step and raises. The guard before every
+    in-place write stopped the failed run, so the rerun sees every array as it was and
+    stops the same way: the same error, nothing updated (once or twice), and the next steps
+    equal those of a twin step that never saw the bad batch."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.integers(0, 3, 16)
+    bad = y.copy()
+    bad[5] = 3
+    _, twin = _train_step()
+    _, step = _train_step()
+    assert step(x, y) == twin(x, y)
+    assert isinstance(step._plan, fastcall.module().FastCall)
+    before = [a.copy() for a in step.memory]
+    errors = []
+    for plan in (step._plan, step._plan.general):     # the C plan, the Python plan behind it
+        with pytest.raises(graphc.GraphcError) as caught:
+            plan(0.01, x, bad)
+        errors.append((type(caught.value), str(caught.value)))
+        for a, b in zip(step.memory, before):
+            np.testing.assert_array_equal(a, b)
+    assert errors[0] == errors[1] and "label 3 at position 5" in errors[0][1]
+    assert [step(x, y) for _ in range(3)] == [twin(x, y) for _ in range(3)]
+    for a, b in zip(step.memory, twin.memory):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_train_steps_other_batches_take_the_python_path():
     """Another shape, dtype, byte order or layout, a subclass, a list or an int lr: the
     Python plan or the slow path, with the losses of a twin step on the Python plan; the C

@@ -90,6 +90,23 @@ def test_small_and_blocked_paths_give_the_same_bits(isa, la, lb, dtype):
         assert_matmul(whole, a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_path_b_in_place_or_packed_gives_the_same_bits(isa, dtype):
+    """The small path reads B in place when its rows lie close (W1's 16-column weights) and
+    packs it when they lie far apart (W2's 64 x 128 weight: 512-byte rows on few L1 sets),
+    and computes a ragged last panel (N = 10) straight into C: the same bits either way."""
+    rng = np.random.default_rng(6)
+    a, b = operand(rng, (128, 64), dtype), operand(rng, (64, 128), dtype)
+    whole = rt.gemm(a, b)                                   # B's rows 128 elements apart
+    for cols in (slice(0, 16), slice(8, 18), slice(0, 10)):
+        near = np.ascontiguousarray(b[:, cols])             # 16 or 10 elements apart
+        assert rt.gemm(a, near).tobytes() == np.ascontiguousarray(whole[:, cols]).tobytes()
+    c0 = operand(rng, (128, 10), dtype)
+    out = c0.copy()
+    rt.gemm(a, b[:, :10], out, accumulate=True)
+    assert_matmul(out, a, b[:, :10], c0)
+
+
 def test_column_slices_and_wide_ldc(isa):
     rng = np.random.default_rng(2)
     a = rng.standard_normal((40, 31))

@@ -76,3 +76,32 @@ def test_tape_source_does_not_grow_with_the_graph(tape_everywhere, symbolic_grad
 def test_straight_line_code_for_small_graphs(never_tape):
     src = graphc.compile(lambda a, b: a * b + 1.0).source(np.ones(3), np.ones(3))
     assert "gc_tape" not in src
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["large nests", "aliased outputs"])
+def test_a_tape_with_its_own_schedule_is_scheduled_once(train, monkeypatch):
+    """Where the tape plans a schedule of its own (nests of TAPE_FUSE_MIN elements fused, or
+    in-place outputs copied at the end), the unfused one is not planned just to count its
+    kernels when the count surely passes the threshold; the C is what the count gave."""
+    import graphc.codegen.c as codegen
+    from graphc.capture import trace_to_graph
+    from graphc.passes import optimize
+    from graphc.schedule import schedule
+    from graphc.train import aliased_graph
+
+    monkeypatch.setenv("GRAPHC_TAPE_MIN_KERNELS", "2")
+    x = np.linspace(-1.0, 1.0, codegen.TAPE_FUSE_MIN)
+    if train:
+        graph = aliased_graph(lambda w, v: [w - 0.1 * graphc.cos(v) * w, w * v], (x[:8], x[:8]),
+                              [0])
+    else:
+        graph = optimize(trace_to_graph(lambda v: graphc.sum(graphc.sin(v) * v + v), (x,))[0])
+    plans = []
+    monkeypatch.setattr(codegen, "schedule",
+                        lambda *a, **kw: plans.append(kw) or schedule(*a, **kw))
+    source, _, sched, _ = codegen.generate(graph)
+    assert plans == [{"fuse": not train, "min_size": codegen.TAPE_FUSE_MIN if not train else 0,
+                      "direct": False}]
+    assert sched.stats["tape_rows"] > 0
+    monkeypatch.setattr(codegen, "_unfused_floor", lambda graph: 0)     # counted, as before
+    assert codegen.generate(graph)[0] == source and len(plans) == 3

@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtypes, mutants, sanitize
 from ..errors import GraphcError
 from ..ir import Graph, Node
+from ..ops import CONTRACT, ELEMENTWISE, GATHER, REDUCE, SCAN, SCATTER
 from ..ops.reduce import BLOCK
 from ..passes import enabled
 from ..schedule import (
@@ -1069,10 +1070,21 @@ def tape_threshold() -> int:
         raise GraphcError(f"GRAPHC_TAPE_MIN_KERNELS={value!r}: expected an integer") from None
 
 
+_OWN_KERNEL = (ELEMENTWISE, REDUCE, CONTRACT, GATHER, SCATTER, SCAN)
+
+
 def _unfused_bound(graph: Graph) -> int:
     """At least the number of kernels of the unfused schedule (no planning needed)."""
     return len(graph.outputs) + sum(len(n.src) if n.op.name == "concatenate" else 2
                                     for n in graph.nodes)
+
+
+def _unfused_floor(graph: Graph) -> int:
+    """At most the number of kernels of the unfused schedule: a node that computes has one
+    of its own there (inputs, constants, views and aliases have none: schedule.py's lower)."""
+    return sum(1 for n in graph.nodes
+               if n.op.kind in _OWN_KERNEL and n.op.name != "stop_gradient"
+               or n.op.name in ("concatenate", "unslice"))
 
 
 def annotate(source: str, marks: list[tuple[int, Kernel]], graph: Graph) -> str:
@@ -1097,11 +1109,16 @@ def generate(graph: Graph, fuse: bool = True) -> tuple[str, str, Schedule, list]
     # sanitized code addresses buffers through a table (sanitize.py), tape rows by arena
     # offset: sanitized graphs run as straight-line code
     tape = None
-    if not fuse or _unfused_bound(graph) > tape_threshold():
-        sched = schedule(graph)
-        if len(sched.kernels) > tape_threshold() and not sanitize.enabled():
+    threshold = tape_threshold()
+    if not fuse or _unfused_bound(graph) > threshold:
+        big = fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src)
+        # the unfused schedule is planned to count its kernels, and is the tape's own unless
+        # the tape's is planned anew below: not planned where the count surely passes
+        known = ((big or bool(graph.aliases)) and not sanitize.enabled()
+                 and _unfused_floor(graph) > threshold)
+        sched = None if known else schedule(graph)
+        if known or len(sched.kernels) > threshold and not sanitize.enabled():
             # tape rows copy in-place outputs at the end (no direct writes into inputs)
-            big = fuse and any(n.size >= TAPE_FUSE_MIN for n in graph.nodes if n.src)
             if big or graph.aliases:
                 sched = schedule(graph, fuse=big, min_size=TAPE_FUSE_MIN if big else 0,
                                  direct=False)

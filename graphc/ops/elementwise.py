@@ -339,11 +339,8 @@ def _fits(v: int, dt: dtypes.DType) -> bool:
 def prepare(opname: str, *xs, want_float: bool = False):
     """Convert, promote and broadcast operands; returns (tracers, weak result?)."""
     first = xs[0]
-    if type(first) is Tracer and all(        # common case (e.g. every derivative rule):
-            type(x) is Tracer and x.node.shape == first.node.shape      # nothing to do
-            and x.node.dtype is first.node.dtype and x.weak == first.weak for x in xs):
-        if first.node.dtype.is_float or not want_float:
-            return list(xs), first.weak
+    if _alike(xs) and (first.node.dtype.is_float or not want_float):
+        return list(xs), first.weak
     if len(xs) == 2:
         pair = _with_python_scalar(*xs)
         if pair is not None:
@@ -360,6 +357,20 @@ def prepare(opname: str, *xs, want_float: bool = False):
             t = Tracer(broadcast_to(t, shape).node, weak=t.weak)
         out.append(t)
     return out, weak
+
+
+def _alike(xs) -> bool:
+    """Every operand a Tracer of the first's shape, dtype and weakness: nothing to convert,
+    promote or broadcast (the common case: every derivative rule, W7's every op)."""
+    first = xs[0]
+    if type(first) is not Tracer:
+        return False
+    a = first.node
+    for x in xs[1:]:
+        if type(x) is not Tracer or x.node.shape != a.shape or x.node.dtype is not a.dtype \
+                or x.weak != first.weak:
+            return False
+    return True
 
 
 _EXACT_INT = 2 ** 53
@@ -384,14 +395,11 @@ _ON_BOOLS = {"add": "or", "mul": "and", "sub": None, "neg": None}
 
 def _elementwise(op, *xs, want_float=False):
     first = xs[0]
-    if type(first) is Tracer and first.node.dtype.is_float:    # floats of one shape (W7's
-        a = first.node                                         # every op): nothing to
-        if len(xs) == 1:                                       # promote or broadcast
-            return Tracer(bind(op, (a,)), weak=first.weak)
-        second = xs[1]
-        if len(xs) == 2 and type(second) is Tracer and second.node.shape == a.shape and \
-                second.node.dtype is a.dtype and second.weak == first.weak:
-            return Tracer(bind(op, (a, second.node)), weak=first.weak)
+    if _alike(xs) and first.node.dtype.is_float:       # no promotion, no bool operators
+        a = first.node
+        return Tracer(bind(op, (a, xs[1].node) if len(xs) == 2 else
+                           (a,) if len(xs) == 1 else tuple([x.node for x in xs])),
+                      weak=first.weak)
     ts, weak = prepare(op.name, *xs, want_float=want_float)
     if op.name in _ON_BOOLS and ts[0].node.dtype is dtypes.bool_:
         logical = _ON_BOOLS[op.name]
