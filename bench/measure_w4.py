@@ -1,10 +1,11 @@
 """W4 side by side in one run: graphc, jax.jit and the hand-written AVX C loop (bench/peers),
 timed in alternation in CPU time (the machine is shared), each checked against numpy first.
 
-    taskset -c 0 python bench/measure_w4.py [--repeat 41] [--all] [--no-schedule-row]
+    taskset -c 0 python bench/measure_w4.py [--repeat 41] [--all] [--no-schedule-row] [--wide]
 
 --no-schedule-row adds graphc built without gcc's pre-RA scheduling flags (build._SCHEDULE_FLAGS),
-a before/after of that change in one process.
+a before/after of that change in one process. --wide adds graphc on x uniform in (-20, 20):
+tanh's argument out of the unclamped kernels' range in every block (codegen/ranges.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))    # run as a script from anywhere
+import numpy as np  # noqa: E402
+
+import graphc  # noqa: E402
+from bench import problems as P  # noqa: E402
 from bench.bench_peers import check  # noqa: E402
 from bench.measure_passes import per_call_us  # noqa: E402
 from bench.peers import registry  # noqa: E402
+from bench.workloads import w4  # noqa: E402
 from graphc.build import wait_for_optimized_builds  # noqa: E402
 
 
@@ -55,6 +61,7 @@ def main() -> None:
                     "graphc, jax.jit and the C limit")
     ap.add_argument("--no-schedule-row", action="store_true",
                     help="also graphc built without build._SCHEDULE_FLAGS")
+    ap.add_argument("--wide", action="store_true", help="also graphc on x in (-20, 20)")
     args = ap.parse_args()
     impls = {k: v for k, v in registry()["W4"].items()
              if args.all or k in ("graphc", "jax.jit") or "limit" in k}
@@ -66,6 +73,11 @@ def main() -> None:
             step = steps["graphc without pre-RA scheduling"] = impls["graphc"]()
             check("W4", step)                       # builds (the first call does)
             wait_for_optimized_builds()             # its -O3 tier, under these flags
+    if args.wide:
+        wide = np.random.default_rng(7).uniform(-20, 20, P.W4_N).astype(np.float32)
+        f = graphc.compile(graphc.value_and_grad(w4))
+        steps["graphc, x uniform(-20, 20)"] = P.value_and_grad_call(f, wide)
+        steps["graphc, x uniform(-20, 20)"]()
     wait_for_optimized_builds()
     times = per_call_us(list(steps.values()), (), args.reps, args.repeat)
     base = dict(zip(steps, times)).get("jax.jit")

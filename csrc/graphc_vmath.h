@@ -136,9 +136,7 @@ GC_VM double gc__exp_reduce(double x, double *r) {
 /* e^x = 2^k (1 + hi + t) with hi = x - k LN2_HI exact and t = e^r - 1 - hi (r = hi - lo):
  * 1 + hi is summed exactly (s + e1, Fast2Sum), so only the last addition rounds at full
  * size and the result is within ~0.52 ulp (0.5 + the polynomial's and t's tiny errors). */
-GC_VM double gc__exp_k(double x) {
-    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
-    xc = gc__sel(xc < -746.0, -746.0, xc);
+GC_VM double gc__exp_y(double xc, double *kp) {   /* e^x = y 2^k */
     double k = fma(xc, GC_LOG2E, 0x1.8p52) - 0x1.8p52;
     double hi = xc - k * GC_LN2_HI;                     /* exact */
     double lo = k * GC_LN2_LO;
@@ -146,9 +144,23 @@ GC_VM double gc__exp_k(double x) {
     double t = fma(r * r, fma(r, gc__exp_tail(r), 0.5), -lo);
     double s = 1.0 + hi;
     double e1 = (1.0 - s) + hi;                         /* s + e1 == 1 + hi exactly */
-    double y = s + (e1 + t);
+    *kp = k;
+    return s + (e1 + t);
+}
+GC_VM double gc__exp_core(double xc) {             /* xc in [-746, 710] or NaN */
+    double k, y = gc__exp_y(xc, &k);
     double k1 = gc__rint(0.5 * k), k2 = k - k1;         /* 2^k as two factors: no overflow */
     return y * gc__pow2i(k1) * gc__pow2i(k2);
+}
+/* |x| <= 700: the result is normal, so one factor 2^k scales exactly as the two do */
+GC_VM double gc__exp_normal(double x) {
+    double k, y = gc__exp_y(x, &k);
+    return y * gc__pow2i(k);
+}
+
+GC_VM double gc__exp_k(double x) {
+    double xc = gc__sel(x > 710.0, 710.0, x);           /* NaN passes through both */
+    return gc__exp_core(gc__sel(xc < -746.0, -746.0, xc));
 }
 
 GC_VM double gc__expm1_k(double x) {
@@ -204,7 +216,7 @@ GC_VM float gc__maxf(float x, float lo) { return gc__self(x < lo, lo, x); }
  * shifts out of a 32-bit word: (b >> 1) << 23 = k1 << 23 and b << 23 = k << 23. 2^k1 (>= 2^-75,
  * so no rounding) scales the last FMA's operands instead of its result: the same bits as
  * (1 + r (1 + r q)) 2^k1, one multiplication fewer on the chain (W4 6% faster on Zen 3). */
-GC_VM float gc__expf_core(float x) {
+GC_VM float gc__expf_p(float x, float *rp, uint32_t *bp) {   /* 1 + r q(r), r and b */
     float kk = fmaf(x, GC_LOG2EF, 0x1.8p23f);
     float k = kk - 0x1.8p23f;
     float r = fmaf(-k, GC_LN2_HIF, x);
@@ -213,10 +225,26 @@ GC_VM float gc__expf_core(float x) {
     float q = fmaf(fmaf(0.0013814613004687459f, r2, fmaf(0.008368709866854746f, r,
                                                           0.041668387368428275f)),
                    r2, fmaf(0.16666520689434905f, r, 0.49999993451668817f));
-    uint32_t b = gc__u32(kk);
+    *rp = r;
+    *bp = gc__u32(kk);
+    return fmaf(r, q, 1.0f);
+}
+GC_VM float gc__expf_core(float x) {
+    float r;
+    uint32_t b;
+    float p = gc__expf_p(x, &r, &b);
     float s1 = gc__f32(((b >> 1) << 23) + (127u << 23));              /* 2^k1 */
     float s2 = gc__f32((b << 23) + (254u << 23) - gc__u32(s1));       /* 2^(k - k1) */
-    return fmaf(r * s1, fmaf(r, q, 1.0f), s1) * s2;           /* (1 + r (1 + r q)) 2^k */
+    return fmaf(r * s1, p, s1) * s2;                          /* (1 + r (1 + r q)) 2^k */
+}
+/* |x| <= 86: the result is normal (k in [-124, 124]), so the same bits from one factor 2^k =
+ * b << 23 (plus the bias) after the last FMA: one multiplication and three integer ops fewer
+ * (all 2^31 floats of the range compared with gc__expf_core, also through sigmoid: 0 differ) */
+GC_VM float gc__expf_normal(float x) {
+    float r;
+    uint32_t b;
+    float p = gc__expf_p(x, &r, &b);
+    return fmaf(r, p, 1.0f) * gc__f32((b << 23) + (127u << 23));
 }
 
 GC_VM float gc__expf_k(float x) {
@@ -346,13 +374,15 @@ GC_VM double gc__expm1_neg(double x) {
 /* a = |x| (clamped where tanh is 1 to the last bit), em = e^-2a - 1 in [-1, 0]:
  * tanh a = -em / (2 + em) for a <= 0.55; above, where the result is >= 1/2, 1 - 2e / (1 + e)
  * with e = 1 + em, so em's error counts against 1 instead of against em (one division). */
-GC_VM double gc__tanh_k(double x) {
-    double a = fabs(x);
-    a = gc__sel(a > 20.0, 20.0, a);                     /* NaN stays NaN */
+GC_VM double gc__tanh_core(double x, double a) {   /* a = |x| <= 20, or NaN */
     double em = gc__expm1_neg(-2.0 * a), e = 1.0 + em;
     int big = a > 0.55;
     double q = gc__sel(big, 2.0 * e, -em) / gc__sel(big, 1.0 + e, 2.0 + em);
     return copysign(gc__sel(big, 1.0 - q, q), x);
+}
+GC_VM double gc__tanh_k(double x) {
+    double a = fabs(x);
+    return gc__tanh_core(x, gc__sel(a > 20.0, 20.0, a));  /* NaN stays NaN */
 }
 /* float: tanh x = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1), P and Q of
  * degree 4, fitted for minimal relative error on [0, 9.1] (Loeb/Lawson least squares in
@@ -361,8 +391,7 @@ GC_VM double gc__tanh_k(double x) {
  * ulp but W4 was ~13% slower, so float it is (bound stated in tests/test_vmath.py). A third of
  * the instructions of the expm1 route it replaced, one division. Odd, so a small x keeps full
  * relative accuracy (tanh of a subnormal x is x, -0 stays -0). */
-GC_VM float gc__tanhf_k(float x) {
-    float xc = gc__maxf(gc__minf(x, 9.1f), -9.1f);         /* NaN passes through both */
+GC_VM float gc__tanhf_core(float xc) {              /* |xc| <= 9.1, or NaN */
     float z = xc * xc, z2 = z * z;                          /* Estrin: a shorter chain */
     float p = fmaf(z2, fmaf(z2, 1.3177252742308059e-08f, fmaf(2.048098457294148e-05f, z,
                                                                0.003487798614892063f)),
@@ -372,14 +401,17 @@ GC_VM float gc__tanhf_k(float x) {
                    fmaf(0.46707778518166937f, z, 1.0f));
     return xc * p / q;
 }
+GC_VM float gc__tanhf_k(float x) {
+    return gc__tanhf_core(gc__maxf(gc__minf(x, 9.1f), -9.1f));   /* NaN passes through both */
+}
 
-GC_VM double gc__sigmoid_k(double x) {
-    double e = gc__exp_k(-fabs(x));
+GC_VM double gc__sigmoid_e(double x, double e) {    /* e = e^-|x| */
     return (x >= 0 ? 1.0 : e) / (1.0 + e);              /* NaN: e is NaN */
 }
+GC_VM double gc__sigmoid_k(double x) { return gc__sigmoid_e(x, gc__exp_k(-fabs(x))); }
+GC_VM float gc__sigmoidf_e(float x, float e) { return (x >= 0 ? 1.0f : e) / (1.0f + e); }
 GC_VM float gc__sigmoidf_k(float x) {
-    float e = gc__expf_core(gc__maxf(-fabsf(x), -104.0f));
-    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+    return gc__sigmoidf_e(x, gc__expf_core(gc__maxf(-fabsf(x), -104.0f)));
 }
 
 GC_VM double gc__softplus_k(double x) {
@@ -391,6 +423,11 @@ GC_VM float gc__softplusf_k(float x) {
 
 /* ------------------------------------------------------------------ the public names */
 
+/* gc_<fn>_in: the same kernel without its argument clamps, bit for bit the same result
+ * wherever |x| <= the bound its op declares (OpDef.c_in_range: exp and sigmoid 86 / 700, tanh
+ * 9.1 / 20 for float / double; there exp's result is normal, so one factor 2^k does); outside
+ * it, anything. Fused sums call them on blocks whose magnitudes are proven in range
+ * (graphc/codegen/ranges.py): the clamps' compares and blends were ~15% of W4's loop. */
 #if defined(GC__USE_LIBMVEC) || defined(GC_VMATH_LIBM)
 GC_VM double gc_exp(double x) { return exp(x); }
 GC_VM float gc_expf(float x) { return expf(x); }
@@ -412,7 +449,14 @@ GC_VM float gc_sigmoidf(float x) {
 }
 GC_VM double gc_softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
 GC_VM float gc_softplusf(float x) { return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x))); }
+#define GC__IN_RANGE_CLAMPED 1      /* the library's functions: no unclamped variant */
 #else
+GC_VM double gc_exp_in(double x) { return gc__exp_normal(x); }
+GC_VM float gc_expf_in(float x) { return gc__expf_normal(x); }
+GC_VM double gc_tanh_in(double x) { return gc__tanh_core(x, fabs(x)); }
+GC_VM float gc_tanhf_in(float x) { return gc__tanhf_core(x); }
+GC_VM double gc_sigmoid_in(double x) { return gc__sigmoid_e(x, gc__exp_normal(-fabs(x))); }
+GC_VM float gc_sigmoidf_in(float x) { return gc__sigmoidf_e(x, gc__expf_normal(-fabsf(x))); }
 GC_VM double gc_exp(double x) { return gc__exp_k(x); }
 GC_VM double gc_expm1(double x) { return gc__expm1_k(x); }
 GC_VM float gc_expf(float x) { return gc__expf_k(x); }
@@ -428,6 +472,28 @@ GC_VM float gc_sigmoidf(float x) { return gc__sigmoidf_k(x); }
 GC_VM double gc_softplus(double x) { return gc__softplus_k(x); }
 GC_VM float gc_softplusf(float x) { return gc__softplusf_k(x); }
 #endif
+#ifdef GC__IN_RANGE_CLAMPED
+#define GC__IN_RANGE_AS_CLAMPED(fn) \
+    GC_VM double fn##_in(double x) { return fn(x); } \
+    GC_VM float fn##f_in(float x) { return fn##f(x); }
+GC__IN_RANGE_AS_CLAMPED(gc_exp)
+GC__IN_RANGE_AS_CLAMPED(gc_tanh)
+GC__IN_RANGE_AS_CLAMPED(gc_sigmoid)
+#endif
+
+/* The bits of the largest |x| so far, for a block's magnitude bound (`omp simd reduction(max)`
+ * vectorizes the integer max): a NaN's bits exceed inf's, so NaN or inf makes the bound NaN or
+ * inf and no in-range test passes. */
+GC_VM uint32_t gc_absmax_bitsf(uint32_t m, float x) {
+    uint32_t u = gc__u32(x) & 0x7fffffffu;
+    return m > u ? m : u;
+}
+GC_VM int64_t gc_absmax_bits(int64_t m, double x) {
+    int64_t u = (int64_t)(gc__u64(x) & 0x7fffffffffffffffULL);
+    return m > u ? m : u;
+}
+GC_VM double gc_bits_magf(uint32_t m) { return gc__f32(m); }
+GC_VM double gc_bits_mag(int64_t m) { return gc__f64((uint64_t)m); }
 
 /* ------------------------------------------------------------------ sin, cos (|x| <= 2^20) */
 

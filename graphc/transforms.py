@@ -227,8 +227,9 @@ def _reverse_tape(fn, argnums, with_value: bool, args: tuple, specs: list, treed
     finally:
         build_location(previous)
         keep_whole(was_whole)
-    if out_td.num_leaves != 1 or graph.weak_outputs or whole.primitive_count(graph.nodes) < \
-            reverse_tape_min_nodes():
+    least = reverse_tape_min_nodes()   # whole ops count as their primitives, so never fewer
+    if out_td.num_leaves != 1 or graph.weak_outputs or (
+            len(graph.nodes) < least and whole.primitive_count(graph.nodes) < least):
         return None         # traced again (cheap: a small graph), each node to its own line
     trees = [pytree.flatten(a)[1] for a in args]
     starts = np.cumsum([0] + [td.num_leaves for td in trees])

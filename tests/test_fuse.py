@@ -438,3 +438,41 @@ def test_short_rows_with_a_max_or_exp_reduce_by_columns():
     light = graphc.compile(lambda z: graphc.sum(z * 2.0, axis=-1))
     np.testing.assert_allclose(light(z), (2 * z.astype(np.float64)).sum(-1), rtol=1e-6)
     assert "acc0[" not in light.source(z) and "reduction(+:acc0)" in light.source(z)
+
+
+def _w4_numpy(x):
+    """W4's value and gradient in float64 (numpy's inf and NaN)."""
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        s = np.where(x64 >= 0, 1 / (1 + np.exp(-np.abs(x64))),
+                     np.exp(-np.abs(x64)) / (1 + np.exp(-np.abs(x64))))
+        t = np.tanh(np.float64(x.dtype.type(0.7)) * x64 + np.float64(x.dtype.type(0.1)))
+        e = np.exp(-x64 * x64)
+        return np.sum(t * s + e), 0.7 * s * (1 - t * t) + t * s * (1 - s) - 2 * x64 * e
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_sum_blocks_in_range_call_unclamped_kernels_and_others_stay_exact(dt):
+    """W4's fused sum calls exp/tanh/sigmoid without clamps (`_in`) where a block's largest |x|
+    bounds their arguments within range (codegen/ranges.py); blocks with a large value, inf or
+    NaN run the clamped kernels: each element's gradient is numpy's, NaN and inf as numpy's."""
+    f = graphc.compile(graphc.value_and_grad(w4))
+    x = np.random.default_rng(5).uniform(-3, 3, 128 * 40 + 77).astype(dt)
+    src = f.source(x, annotated=False)
+    f_ = "f" if dt == np.float32 else ""
+    assert all(f"gc_{fn}{f_}_in(" in src for fn in ("tanh", "exp", "sigmoid"))
+    assert f"gc_tanh{f_}(" in src and "gc_clamped0(" in src          # the clamped blocks
+    x[[5, 128 * 3 + 1, 128 * 7 + 100]] = [40.0, -2e30, 12.5]
+    wide = np.random.default_rng(6).uniform(-20, 20, x.size).astype(dt)   # out of range
+    for special in (None, np.inf, -np.inf, np.nan, "wide"):
+        y = wide if special == "wide" else x.copy()
+        if special not in (None, "wide"):
+            y[128 * 9 + 3] = special
+        want_value, want_grad = _w4_numpy(y)
+        value, grad = f(y)
+        assert np.array_equal(np.isnan(grad), np.isnan(want_grad))
+        ok = ~np.isnan(want_grad)
+        tol = 2e-6 if dt == np.float32 else 1e-13
+        atol = tol / 10 if special != "wide" else tol / 2     # 1 - t*t cancels near |t| = 1
+        np.testing.assert_allclose(grad[ok], want_grad[ok], rtol=tol, atol=atol)
+        np.testing.assert_allclose(value, want_value, rtol=tol * 5)

@@ -11,6 +11,7 @@ import graphc
 from bench import problems as P
 from bench.workloads import w7
 from graphc.native import CRunner
+from graphc.ops import composite
 from graphc.reverse_tape import ReverseTapeRunner
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-13}
@@ -80,7 +81,8 @@ def _specialised(x, s):
     """Each specialised row and its general form beside it: softplus of scalars (a stash for
     the reverse sweep) and of a vector, softmax of 4 side by side, of 4 with a stride, of 5
     and of a broadcast scalar, chains of `+` of 3 to 8 terms (in the row, or an index list),
-    a term used twice, a softplus past which no cotangent flows."""
+    a term used twice, a softplus past which no cotangent flows, sums of contiguous and of
+    strided elements (W7's stack form sums more than a block of them)."""
     p = [graphc.softplus(x[i] * s) for i in range(4)]
     m4 = graphc.softmax(graphc.stack(p))
     strided = graphc.softmax(x[1:9:2])
@@ -90,7 +92,7 @@ def _specialised(x, s):
     long = sum(x[i] * p[i % 4] for i in range(8))
     dead = graphc.where(graphc.softplus(s) > 0.5, 1.0, 0.0)
     return (chain * chain + long * 0.5 + graphc.sum(graphc.softplus(x) * strided[0])
-            + graphc.sum(five * m4[1]) + flat[3] * x[9] + dead)
+            + graphc.sum(five * m4[1]) + flat[3] * x[9] + dead + graphc.sum(x[::3]) * s)
 
 
 def test_specialised_rows_match_symbolic(monkeypatch):
@@ -99,6 +101,37 @@ def test_specialised_rows_match_symbolic(monkeypatch):
                              argnums=(0, 1))
     assert runner is ReverseTapeRunner
     _close(got, ref)
+
+
+def test_a_fused_softmax_leaves_its_inner_nodes_out(monkeypatch):
+    """composite.softmax's primitives (as traced where softmax is not kept whole) are one
+    SOFTMAX row: its max, exp, sum, the inf guard and its constants get no row and no slot."""
+    def f(x):
+        return graphc.sum(composite.softmax(x * 2.0) * x)
+
+    x = np.random.default_rng(5).uniform(-2, 2, 6)
+    runner, got, ref = _both(graphc.value_and_grad, f, (x,), monkeypatch)
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    monkeypatch.setenv("GRAPHC_REVERSE_TAPE_MIN_NODES", "0")
+    tape = graphc.compile(graphc.value_and_grad(f)).executable(x).runner.tape
+    assert tape.n_rows == 4                      # x * 2, SOFTMAX, * x, sum
+    assert tape.init.tolist() == [2.0]           # the guard's inf and 0 are not placed
+    assert tape.n_slots == 1 + 6 + 6 + 6 + 6 + 1
+
+
+def test_an_input_the_output_does_not_need(monkeypatch):
+    """An unused input (not among the graph's nodes) still has its place: a zero gradient."""
+    def f(x, y, z):
+        return graphc.sum(graphc.softplus(x) * z)
+
+    x, y = np.linspace(-1, 1, 5), np.ones(3)
+    runner, got, ref = _both(graphc.value_and_grad, f, (x, y, 0.5), monkeypatch,
+                             argnums=(0, 1, 2))
+    assert runner is ReverseTapeRunner
+    _close(got, ref)
+    np.testing.assert_array_equal(got[1][1], np.zeros(3))
+    np.testing.assert_allclose(got[1][2], float(np.sum(np.logaddexp(0, x))), rtol=1e-12)
 
 
 def test_inputs_unchanged_and_outputs_owned(monkeypatch):

@@ -75,13 +75,18 @@ REF = {"exp": np.exp, "log": np.log, "tanh": np.tanh, "sigmoid": _np_sigmoid,
 # ------------------------------------------------------------------------------- C loops
 
 
+IN_RANGE = [name for name in FUNCS if OPS[name].c_in_range]
+
+
 @functools.cache
 def _module():
     lines = ['#include "graphc_rt.h"']
     cdef = []
     for dt, c_t, suffix in (("float32", "float", "f"), ("float64", "double", "")):
-        for name in FUNCS:
-            expr = OPS[name].c.format("x[i]", f=suffix, T=c_t)
+        loops = [(name, OPS[name].c) for name in FUNCS]
+        loops += [(name + "_in", OPS[name].c_in_range[0]) for name in IN_RANGE]
+        for name, template in loops:
+            expr = template.format("x[i]", f=suffix, T=c_t)
             sig = f"void v_{name}_{dt}(const {c_t} *x, {c_t} *y, long n)"
             lines.append(f"{sig} {{ for (long i = 0; i < n; i++) y[i] = {expr}; }}")
             cdef.append(sig + ";")
@@ -89,6 +94,7 @@ def _module():
 
 
 def run_c(name: str, x: np.ndarray) -> np.ndarray:
+    """The op's kernel over x (`<name>_in`: its kernel without argument clamps)."""
     ffi, lib = _module()
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
@@ -208,6 +214,25 @@ def test_special_values_exactly_as_numpy(name, dt):
     fin = ~np.isnan(want) & (~np.isfinite(want) | (want == 0))
     assert np.array_equal(got[fin], want[fin]), (x[fin], got[fin], want[fin])
     assert np.array_equal(np.signbit(got[fin]), np.signbit(want[fin])), (x[fin], got[fin])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("name", IN_RANGE)
+def test_unclamped_kernels_give_the_same_bits_within_their_range(name, dt):
+    """OpDef.c_in_range: wherever |x| <= the declared bound (fused sums call it only there,
+    codegen/ranges.py), the kernel without clamps returns exactly the clamped kernel's bits."""
+    limit = OPS[name].c_in_range[1]["f" if dt == np.float32 else ""]
+    x = sample(dt, 20_000)
+    x = x[np.abs(x) <= limit]
+    edge = np.nextafter(dt(limit), dt(0))
+    x = np.concatenate([x, np.linspace(-limit, limit, 200_001).astype(dt),
+                        np.array([limit, -limit, edge, -edge], dt)])
+    x = x[np.abs(x) <= limit]
+    assert x.size > 200_000
+    assert np.array_equal(run_c(name + "_in", x).view(_UINT[dt]), run_c(name, x).view(_UINT[dt]))
+
+
+_UINT = {np.float32: np.uint32, np.float64: np.uint64}
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])

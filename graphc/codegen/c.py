@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from ..schedule import (
 )
 from .bounds import check_bounds
 from .elements import element_expr, node_expr, src_dtypes
+from .ranges import RangePlan, plan_ranges
 from .tape import TapePlan, plan_tape, render_cases
 from .writer import CWriter
 
@@ -62,6 +64,9 @@ SHORT_ROWS = 16              # reduced extent up to which trailing-dims reductio
 # of work) is a setting, not yet a measurement: `python -m bench.measure_threads threshold`
 # on a quiet machine (bench/RESULTS.md, "Threads").
 PAR_MIN_ELEMS = 1 << 16
+# A block of a fused sum out of its kernels' range (ranges.py) runs twice, unclamped then
+# clamped; the next RANGE_RETRY blocks go straight to the clamped loop.
+RANGE_RETRY = 32
 PAR_CHUNK_ELEMS = 1 << 13
 OMP_PARALLEL = "#pragma omp parallel"
 PARALLEL_FOR = f"{OMP_PARALLEL} for schedule(dynamic) num_threads(GC_THREADS) if (GC_THREADS > 1)"
@@ -182,6 +187,20 @@ class _Emitter:
         self.parallel_ok = False
         self.chunk = 0              # elements per chunk of the open chunked_sum
         self.marks: list[tuple[int, Kernel]] = []     # (line of its C, kernel): annotate()
+        self.helpers: list[str] = []    # functions the open one calls, written before it
+        self.n_helpers = 0
+
+    @contextmanager
+    def _function(self, head: str):
+        """A function of the unit; the helpers its kernels asked for go before it."""
+        start = len(self.w)
+        with self.w.block(head):
+            yield
+        if self.helpers:
+            self.w.lines[start:start] = self.helpers
+            self.marks = [(at + len(self.helpers) if at >= start else at, k)
+                          for at, k in self.marks]
+            self.helpers = []
 
     def loops(self, shape, views: list[View], var: str = "i", pragma: str = "",
               work: int = 0):
@@ -386,8 +405,9 @@ class _Emitter:
         outer = [_restrict(v, kept) for v in full] + red_out
         inner = [_restrict(v, axes, offset=False) for v in full]
         ptr = self._pointers(k)
+        decls = ptr.pop("decls")
         with w.block(""):
-            for line in ptr.pop("decls"):
+            for line in decls:
                 w.line(line)
             scalars = self._scalar_sources(k, ptr)
             for j, name in scalars.items():
@@ -420,19 +440,42 @@ class _Emitter:
             if blocked and not odepth and len(extents) == 1:
                 chunks = self.chunked_sum(extents[0], math.prod(shape),
                                           [(a[0], a[2], a[3]) for a in accs])
+            idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
+            plan = None
             if blocked:
                 last, e = ivars[-1], extents[-1]
+                if simd and not odepth and len(extents) == 1:
+                    plan, maxima, updates = self._in_range_plan(k, ptr, scalars, idx)
+                if plan:
+                    w.line("int gc_skip = 0;")
                 self._block_loop(e, chunks is not None)
-                for (_, part, acc_t, init), r in zip(accs, reds):
-                    w.line(f"{_part_type(r.dtype, acc_t)} {part} = {init};")
+                parts = [(part, _part_type(r.dtype, acc_t)) for (_, part, acc_t, _), r
+                         in zip(accs, reds)]
+                for (part, part_t), (_, _, _, init) in zip(parts, accs):
+                    w.line(f"{part_t} {part} = {init};")
                 w.line(f"long je = jb + {BLOCK} < {e} ? jb + {BLOCK} : {e};")
+                if plan:
+                    clamped = self._clamped_block(k, decls, ptr, scalars, idx, parts, simd, last)
+                    self._skip_block(clamped)
+                    for line in maxima:
+                        w.line(line)
                 if simd:
-                    w.line(simd)
+                    w.line(simd + (f" reduction(max : {', '.join(f'm{j}' for j in plan.sources)})"
+                                   if plan else ""))
                 w.open(f"for (long {last} = jb; {last} < je; {last}++)")
-            idx = [_join(o, _index(0, st, ivars)) for o, st in zip(oidx, strides)]
-            self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs])
+                for line in updates if plan else ():
+                    w.line(line)
+            self._members(k, ptr, scalars, idx, [a[1] if blocked else a[0] for a in accs],
+                          fast=plan.fast if plan else ())
             if blocked:
                 self.close(1)
+                if plan:
+                    with w.block(f"if (!({plan.test}))"):
+                        for (part, _), (_, _, _, init) in zip(parts, accs):
+                            w.line(f"{part} = {init};")
+                        w.line(clamped + ";")
+                        w.line(f"gc_skip = {RANGE_RETRY};")
+                    self.close(1)
                 for (acc, part, _, _), r in zip(accs, reds):
                     w.line(r.op.c.update.format(acc=f"{acc}_c" if chunks else acc, x=part)
                            + ";")
@@ -446,15 +489,87 @@ class _Emitter:
                 w.line(f"{ptr[len(full) + j]}[{oidx[len(full) + j]}] = ({r.dtype.c}){acc};")
             self.close(odepth)
 
+    def _in_range_plan(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str]
+                       ) -> tuple[RangePlan | None, list[str], list[str]]:
+        """For a block of a fused sum: which members call unclamped kernels (ranges.py), and
+        the lines that take the block's largest |source| as it runs (declarations, updates
+        inside the loop). The block runs unclamped first; where a bound fails, the caller
+        runs it again clamped (`_clamped_block`), so no source may share memory with an
+        output, and no member may record an error (GC_ERR is the part function's): None
+        then, as when no member has an unclamped kernel."""
+        suffix: dict[int, str] = {}
+
+        def source_bound(s):
+            j = k.fused.loads.get(id(s))
+            if j is None or s.dtype not in (dtypes.float32, dtypes.float64):
+                return None
+            v = k.srcs[j]
+            if v.literal is not None:
+                m = abs(float(v.literal))
+                return (repr(m), frozenset()) if math.isfinite(m) else None
+            if j in scalars:
+                return f"fabs((double){scalars[j]})", frozenset()
+            suffix[j] = "f" if s.dtype is dtypes.float32 else ""
+            return f"gc_bits_mag{suffix[j]}(m{j})", frozenset({j})
+
+        if any(n.op.may_fail for n in k.fused.nodes):
+            return None, [], []
+        plan = plan_ranges(k.fused.nodes, source_bound)
+        written = {name for j, name in ptr.items() if j >= len(k.srcs)}
+        if plan is None or any(ptr[j] in written for j in plan.sources):
+            return None, [], []
+        return plan, [f"{'uint32_t' if suffix[j] else 'int64_t'} m{j} = 0;"
+                      for j in plan.sources], [
+            f"m{j} = gc_absmax_bits{suffix[j]}(m{j}, {ptr[j]}[{idx[j]}]);"
+            for j in plan.sources]
+
+    def _skip_block(self, clamped: str) -> None:
+        """Open the block's unclamped path; the RANGE_RETRY blocks after one out of range
+        run clamped without trying it (data out of range throughout costs ~1/RANGE_RETRY
+        more, not twice)."""
+        with self.w.block("if (gc_skip)"):
+            self.w.line("gc_skip--;")
+            self.w.line(clamped + ";")
+        self.w.open("else")
+
+    def _clamped_block(self, k: Kernel, decls: list[str], ptr: dict, scalars: dict,
+                       idx: list[str], parts: list[tuple[str, str]], simd: str,
+                       var: str) -> str:
+        """A block of a fused sum with the clamped kernels, as a helper function apart (in
+        the same function as the unclamped loop, gcc 12 spilled that loop's constants: W4
+        ~6% slower; not `cold` either: gcc optimizes those for size, and data out of range
+        throughout ran ~10% slower); returns its call. It writes every output of the block."""
+        name = f"gc_clamped{self.n_helpers}"
+        self.n_helpers += 1
+        pointers = [d.split(" = ")[0] for d in decls]
+        params = pointers + [f"{k.srcs[j].buf.dtype.c} {s}" for j, s in scalars.items()] + [
+            "long jb", "long je"] + [f"{t} *{p}_io" for p, t in parts]
+        main, self.w = self.w, CWriter()
+        with self.w.block(f"static __attribute__((noinline)) void {name}("
+                          f"{', '.join(params)})"):
+            for p, t in parts:
+                self.w.line(f"{t} {p} = *{p}_io;")
+            if simd:
+                self.w.line(simd)
+            with self.w.block(f"for (long {var} = jb; {var} < je; {var}++)"):
+                self._members(k, ptr, scalars, idx, [p for p, _ in parts])
+            for p, _ in parts:
+                self.w.line(f"*{p}_io = {p};")
+        self.helpers += self.w.lines
+        self.w = main
+        args = [d.split()[-1] for d in pointers] + list(scalars.values()) + [
+            "jb", "je"] + [f"&{p}" for p, _ in parts]
+        return f"{name}({', '.join(args)})"
+
     def _members(self, k: Kernel, ptr: dict, scalars: dict, idx: list[str],
-                 accs: list, at: str = "") -> None:
+                 accs: list, at: str = "", fast=()) -> None:
         """A fused nest's element: the members in order into registers (`t<j>`), each
         reduction added into its accumulator expression (`accs`; an (array, collect) pair
         indexes the array at `at`, and with collect the input is only written there), the
         stored members written (`idx`: each view's index, sources first). Each source is
         loaded once into `l<j>` before its first use: a load inside `where`'s `?:` is
         conditional, which gcc does not vectorize ("control flow in loop"); every index of
-        the nest is in bounds."""
+        the nest is in bounds. Members in `fast` (ids) call their unclamped kernel."""
         f, temps = k.fused, {}
 
         def operand(s) -> str:
@@ -483,7 +598,7 @@ class _Emitter:
                 continue
             args = [operand(s) for s in n.src]
             temps[id(n)] = f"t{t}"
-            self.w.line(f"{n.dtype.c} t{t} = {node_expr(n, args)};")
+            self.w.line(f"{n.dtype.c} t{t} = {node_expr(n, args, in_range=id(n) in fast)};")
         elem = [n for n, _ in f.stores if n.op.kind != "reduce"]
         for j, n in enumerate(elem, start=len(k.srcs)):
             self.w.line(f"{ptr[j]}[{idx[j]}] = {temps[id(n)]};")
@@ -883,7 +998,7 @@ class _Emitter:
         """Natives as functions, their table, then the interpreter (see tape.py)."""
         w = self.w
         for j, k in enumerate(self.tape.natives):
-            with w.block(f"static void gc_native_{j}(void **io, char *ws)"):
+            with self._function(f"static void gc_native_{j}(void **io, char *ws)"):
                 w.line("(void)io; (void)ws;")
                 self.kernel(k)
         names = [f"gc_native_{j}" for j in range(len(self.tape.natives))] or ["0"]
@@ -897,7 +1012,7 @@ class _Emitter:
         kernels = self.s.kernels
         i = 0
         while i < len(kernels) or part == 0:
-            with w.block(f"static void gc_part{part}(void **io, char *ws)"):
+            with self._function(f"static void gc_part{part}(void **io, char *ws)"):
                 w.line("(void)io; (void)ws;")
                 start = len(w)
                 while i < len(kernels) and len(w) - start < LINES_PER_PART:

@@ -23,12 +23,15 @@ def node_template(n: Node) -> str:
     return c
 
 
-def node_expr(n: Node, operands: list[str], pos: str = "0", site: int = 0) -> str:
+def node_expr(n: Node, operands: list[str], pos: str = "0", site: int = 0,
+              in_range: bool = False) -> str:
     """One element of an elementwise node given its operands' C expressions ({arg} is the
     node's static arg; ops that may fail also get the element's flat position {pos} and
-    their check {site} number)."""
+    their check {site} number). `in_range`: the op's kernel without its argument clamps
+    (OpDef.c_in_range), for arguments proven within its range."""
     f = "f" if n.src[0].dtype is dtypes.float32 else ""
-    expr = node_template(n).format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
+    template = n.op.c_in_range[0] if in_range else node_template(n)
+    expr = template.format(*operands, f=f, T=n.dtype.c, arg=n.arg, pos=pos, site=site)
     if n.dtype is dtypes.bool_ and n.src[0].dtype is dtypes.bool_ and n.op.name != "where":
         return f"({expr} != 0)"    # bools are unsigned char: True + True must stay 1, as numpy
     return expr

@@ -51,6 +51,12 @@ class OpDef:
     # {1}.. (the sources) and, for reductions, {count} (elements equal to {y}); None: none.
     # An op has a tape case if it declares this (all None for ops without a derivative).
     tape_vjp: tuple[str | None, ...] | None = None
+    # Magnitudes, for the in-range kernels of fused sums (codegen/ranges.py): `bound` is a C
+    # expression (double) of the operands' bounds {0}, {1}.. that bounds |result| (None: not
+    # bounded by them); `c_in_range` is (template, {"f": float32 bound, "": float64 bound}),
+    # the op's kernel without its argument clamps: the same bits wherever |x| <= that bound.
+    bound: str | None = None
+    c_in_range: tuple[str, dict[str, float]] | None = None
     # A composite kept whole (ops/whole.py): expand(*src tracers, arg) -> its primitives
     expand: Callable | None = None
     test: dict = field(default_factory=dict)   # input domain for the registry-driven tests

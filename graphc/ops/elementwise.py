@@ -41,17 +41,18 @@ from .movement import broadcast_to
 # loop; sin/cos call libm, vectorized through glibc's libmvec (declared there); sqrt is the
 # vectorized IEEE instruction (graphc builds with -fno-math-errno).
 
-neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})",
+neg = defop("neg", ELEMENTWISE, infer=numeric, numpy=np.negative, c="(-{0})", bound="{0}",
             vjp=lambda g, y, x: (-g,), jvp=LINEAR,
             tape_vjp=("-{g}",))
 add = defop("add", ELEMENTWISE, numpy=np.add, c="({0} + {1})",
-            vjp=lambda g, y, a, b: (g, g), jvp=LINEAR,
+            bound="{0} + {1}", vjp=lambda g, y, a, b: (g, g), jvp=LINEAR,
             tape_vjp=("{g}", "{g}"))
 sub = defop("sub", ELEMENTWISE, infer=numeric, numpy=np.subtract, c="({0} - {1})",
+            bound="{0} + {1}",
             vjp=lambda g, y, a, b: (g, g if mutants.active("vjp_sign") else -g), jvp=LINEAR,
             tape_vjp=("{g}", "-{g}"))
 mul = defop("mul", ELEMENTWISE, numpy=np.multiply, c="({0} * {1})",
-            vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR,
+            bound="{0} * {1}", vjp=lambda g, y, a, b: (g * b, a * g), jvp=BILINEAR,
             tape_vjp=("{g} * {1}", "{0} * {g}"))
 div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1})",
             vjp=lambda g, y, a, b: (g / b, -g * y / b),
@@ -59,6 +60,7 @@ div = defop("div", ELEMENTWISE, infer=float_only, numpy=np.divide, c="({0} / {1}
             test={"domain": [None, "nonzero"]},
             tape_vjp=("{g} / {1}", "-{g} * {y} / {1}"))
 exp = defop("exp", ELEMENTWISE, infer=float_only, numpy=np.exp, c="gc_exp{f}({0})",
+            bound="exp({0})", c_in_range=("gc_exp{f}_in({0})", {"f": 86.0, "": 700.0}),
             vjp=lambda g, y, x: (g * y,), jvp=(lambda t, y, x: t * y,),
             tape_vjp=("{g} * {y}",))
 log = defop("log", ELEMENTWISE, infer=float_only, numpy=np.log, c="gc_log{f}({0})",
@@ -76,6 +78,7 @@ cos = defop("cos", ELEMENTWISE, infer=float_only, numpy=np.cos, c="cos{f}({0})",
             vjp=lambda g, y, x: (-g * sin(x),), jvp=(lambda t, y, x: -t * sin(x),),
             tape_vjp=("-{g} * sin({0})",))
 tanh = defop("tanh", ELEMENTWISE, infer=float_only, numpy=np.tanh, c="gc_tanh{f}({0})",
+             bound="1.0", c_in_range=("gc_tanh{f}_in({0})", {"f": 9.1, "": 20.0}),
              vjp=lambda g, y, x: (g * (1 - y * y),), jvp=(lambda t, y, x: t * (1 - y * y),),
              tape_vjp=("{g} * (1 - {y} * {y})",))
 log1p = defop("log1p", ELEMENTWISE, infer=float_only, numpy=np.log1p, c="gc_log1p{f}({0})",
@@ -113,6 +116,7 @@ def _np_softplus(x):
 # neither overflows for |x| = 1000 (gc_sigmoid/gc_softplus in csrc/graphc_vmath.h).
 sigmoid = defop("sigmoid", ELEMENTWISE, infer=float_only, numpy=_np_sigmoid,
                 c="gc_sigmoid{f}({0})",
+                bound="1.0", c_in_range=("gc_sigmoid{f}_in({0})", {"f": 86.0, "": 700.0}),
                 vjp=lambda g, y, x: (g * y * (1 - y),), jvp=(lambda t, y, x: t * y * (1 - y),),
                 tape_vjp=("{g} * {y} * (1 - {y})",))
 softplus = defop("softplus", ELEMENTWISE, infer=float_only, numpy=_np_softplus,
@@ -123,7 +127,7 @@ sign = defop("sign", ELEMENTWISE, infer=numeric, numpy=np.sign, c={"f": "gc_sign
                                                       "i": "(({0} > 0) - ({0} < 0))"},
              nondiff=True)
 abs_ = defop("abs", ELEMENTWISE, numpy=np.abs, c={"f": "fabs{f}({0})",
-                                                   "i": "({0} < 0 ? -{0} : {0})"},
+                                                   "i": "({0} < 0 ? -{0} : {0})"}, bound="{0}",
              vjp=lambda g, y, x: (g * sign(x),), jvp=(lambda t, y, x: t * sign(x),),
              test={"domain": ["nonzero"]},
              tape_vjp=("{g} * gc_sign({0})",))
