@@ -476,3 +476,24 @@ def test_sum_blocks_in_range_call_unclamped_kernels_and_others_stay_exact(dt):
         atol = tol / 10 if special != "wide" else tol / 2     # 1 - t*t cancels near |t| = 1
         np.testing.assert_allclose(grad[ok], want_grad[ok], rtol=tol, atol=atol)
         np.testing.assert_allclose(value, want_value, rtol=tol * 5)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
+def test_sum_blocks_out_of_range_do_not_reread_a_parameter_updated_in_place(dt):
+    """A train step whose SGD update fuses with a sum through tanh of the batch: the parameter
+    is read and written in place by the fused loop, so a block out of tanh's range must not
+    rerun clamped after the unclamped pass has already stored the update (it would read the
+    updated weights: the loss and the update both wrong)."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal(4096).astype(dt)
+    x = (rng.standard_normal(4096) * 3).astype(dt)
+    x[:300] *= 10                                       # blocks 0-2 out of tanh's range
+    params = [w.copy()]
+    step = graphc.train_step(lambda p, x: graphc.sum(p[0] * graphc.tanh(x)),
+                             graphc.optim.SGD(params, lr=0.1))
+    loss = step(x)
+    t = np.tanh(x.astype(np.float64))
+    tol = 1e-5 if dt == np.float32 else 1e-12
+    np.testing.assert_allclose(float(loss), float(np.sum(w.astype(np.float64) * t)),
+                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(params[0], w - 0.1 * t, rtol=tol, atol=tol)

@@ -516,7 +516,9 @@ class _Emitter:
             return None, [], []
         plan = plan_ranges(k.fused.nodes, source_bound)
         written = {name for j, name in ptr.items() if j >= len(k.srcs)}
-        if plan is None or any(ptr[j] in written for j in plan.sources):
+        # any source written in place, not just the kernels': a block out of range reruns
+        # clamped and must read what the unclamped pass read
+        if plan is None or any(ptr.get(j) in written for j in range(len(k.srcs))):
             return None, [], []
         return plan, [f"{'uint32_t' if suffix[j] else 'int64_t'} m{j} = 0;"
                       for j in plan.sources], [
