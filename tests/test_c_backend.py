@@ -212,8 +212,8 @@ def test_nan_and_inf_behave_as_in_numpy():
     x = np.array([np.nan, 1.0, -np.inf, np.inf, 0.0])
     f = graphc.compile(lambda v: (graphc.maximum(v, 0.5), v.max(), graphc.exp(v), v * 0.0))
     with np.errstate(invalid="ignore"):              # inf * 0 is NaN, as expected here
-        want = (np.maximum(x, 0.5), np.max(x), np.exp(x), x * 0.0)
-    for got, want in zip(f(x), want):
+        wants = (np.maximum(x, 0.5), np.max(x), np.exp(x), x * 0.0)
+    for got, want in zip(f(x), wants):
         np.testing.assert_array_equal(got, want)
 
 
