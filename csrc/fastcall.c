@@ -533,6 +533,17 @@ fail:
     return NULL;
 }
 
+/* The slots FastCall and TapeCall share: both start with a CallHead, called through its
+   vectorcall, collected by the same traverse/clear/dealloc. */
+#define CALL_TYPE_SLOTS(new_fn)                                                          \
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,    \
+    .tp_new = (new_fn),                                                                  \
+    .tp_dealloc = (destructor)call_dealloc,                                              \
+    .tp_traverse = (traverseproc)call_traverse,                                          \
+    .tp_clear = (inquiry)call_clear,                                                     \
+    .tp_vectorcall_offset = offsetof(CallHead, vectorcall),                              \
+    .tp_call = PyVectorcall_Call
+
 static PyMemberDef fastcall_members[] = {
     {"entry", T_ULONGLONG, offsetof(FastCall, entry), 0,
      "address of the packed entry (a tiered build's optimized module replaces it)"},
@@ -545,13 +556,7 @@ static PyTypeObject FastCallType = {
     .tp_name = "graphc._fastcall.FastCall",
     .tp_doc = "A compiled function's (or train step's) call for one signature, in C.",
     .tp_basicsize = sizeof(FastCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = fastcall_new,
-    .tp_dealloc = (destructor)call_dealloc,
-    .tp_traverse = (traverseproc)call_traverse,
-    .tp_clear = (inquiry)call_clear,
-    .tp_vectorcall_offset = offsetof(CallHead, vectorcall),
-    .tp_call = PyVectorcall_Call,
+    CALL_TYPE_SLOTS(fastcall_new),
     .tp_members = fastcall_members,
 };
 
@@ -746,13 +751,7 @@ static PyTypeObject TapeCallType = {
     .tp_name = "graphc._fastcall.TapeCall",
     .tp_doc = "A reverse tape's call for one signature of float64 arguments.",
     .tp_basicsize = sizeof(TapeCall),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = tapecall_new,
-    .tp_dealloc = (destructor)call_dealloc,
-    .tp_traverse = (traverseproc)call_traverse,
-    .tp_clear = (inquiry)call_clear,
-    .tp_vectorcall_offset = offsetof(CallHead, vectorcall),
-    .tp_call = PyVectorcall_Call,
+    CALL_TYPE_SLOTS(tapecall_new),
 };
 
 static struct PyModuleDef fastcall_module = {
